@@ -1,0 +1,8 @@
+"""skae: sparse autoencoders for scikit-learn, trained with NumPy and L-BFGS."""
+
+from ._base import check_gradient
+from ._sparse_autoencoder import SparseAutoencoder
+
+__version__ = "0.1.0"
+
+__all__ = ["SparseAutoencoder", "check_gradient", "__version__"]

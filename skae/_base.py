@@ -1,0 +1,330 @@
+"""Shared building blocks: activations, the KL penalty, the flat parameter layout,
+the finite-difference gradient check and the L-BFGS driver.
+
+Everything here is a pure function or a small value object. The estimators and the
+objectives import from here; this is the only module that reaches into scikit-learn's
+private helpers.
+"""
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.base import _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+
+__all__ = [
+    "ACTIVATIONS",
+    "Interval",
+    "StrOptions",
+    "_fit_context",
+    "ParameterLayout",
+    "check_gradient",
+    "kl_divergence",
+    "run_lbfgs",
+]
+
+
+# --------------------------------------------------------------------------- activations
+def sigmoid_(z):
+    """Logistic sigmoid computed in place on ``z`` (no temporaries, no overflow).
+
+    ``1 / (1 + exp(-z))``; ``exp`` may overflow to ``inf`` for very negative ``z``,
+    where ``1 / inf`` is the exact limit 0, so the overflow flag is silenced.
+    """
+    with np.errstate(over="ignore"):
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+        np.add(z, 1.0, out=z)
+        np.reciprocal(z, out=z)
+    return z
+
+
+def tanh_(z):
+    """Hyperbolic tangent computed in place on ``z``."""
+    return np.tanh(z, out=z)
+
+
+def identity_(z):
+    """Identity (linear decoder): nothing to do."""
+    return z
+
+
+def sigmoid_derivative_(a, out):
+    """``out *= a (1 - a)`` where ``a = sigmoid(z)``; ``a`` is overwritten by ``1 - a``.
+
+    Two in-place passes and no temporary: the caller no longer needs ``a``.
+    """
+    np.multiply(out, a, out=out)
+    np.subtract(1.0, a, out=a)
+    np.multiply(out, a, out=out)
+    return out
+
+
+def tanh_derivative_(a, out):
+    """``out *= 1 - a**2`` where ``a = tanh(z)``; ``a`` is overwritten by ``1 - a**2``."""
+    np.multiply(a, a, out=a)
+    np.subtract(1.0, a, out=a)
+    np.multiply(out, a, out=out)
+    return out
+
+
+def identity_derivative_(a, out):
+    """Linear unit: the derivative is 1, ``out`` is unchanged."""
+    return out
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation with its in-place forward map and in-place derivative.
+
+    ``firing_scale`` and ``firing_shift`` map the activation to a firing rate in [0, 1]
+    for the sparsity penalty: ``p(a) = firing_scale * a + firing_shift``.
+    """
+
+    name: str
+    forward: object
+    derivative: object
+    firing_scale: float
+    firing_shift: float
+    low: float
+    high: float
+
+
+ACTIVATIONS = {
+    "sigmoid": Activation("sigmoid", sigmoid_, sigmoid_derivative_, 1.0, 0.0, 0.0, 1.0),
+    "tanh": Activation("tanh", tanh_, tanh_derivative_, 0.5, 0.5, -1.0, 1.0),
+    "linear": Activation("linear", identity_, identity_derivative_, 1.0, 0.0, -np.inf, np.inf),
+}
+
+
+# --------------------------------------------------------------------------- sparsity
+def kl_divergence(rho, rho_hat):
+    """KL divergence between Bernoulli(``rho``) and Bernoulli(``rho_hat``), elementwise.
+
+    ``rho_hat`` is clipped into ``[eps, 1 - eps]`` (float64 machine epsilon) so that a
+    unit that is always off or always on gives a large finite penalty, not ``inf``.
+    """
+    q = clip_rate(rho_hat)
+    return rho * np.log(rho / q) + (1.0 - rho) * np.log((1.0 - rho) / (1.0 - q))
+
+
+def kl_divergence_derivative(rho, rho_hat):
+    """Derivative of :func:`kl_divergence` with respect to ``rho_hat``."""
+    q = clip_rate(rho_hat)
+    return -rho / q + (1.0 - rho) / (1.0 - q)
+
+
+def clip_rate(rho_hat):
+    eps = np.finfo(np.float64).eps
+    return np.clip(np.asarray(rho_hat, dtype=np.float64), eps, 1.0 - eps)
+
+
+# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class ParameterLayout:
+    """Where each weight lives in the flat float64 parameter vector.
+
+    The order is ``W1 (n_hidden, n_features), b1 (n_hidden,), [W2 (n_hidden,
+    n_features)], b2 (n_features,)``; ``W2`` is absent when the weights are tied.
+    :meth:`unpack` returns views, never copies.
+    """
+
+    n_features: int
+    n_hidden: int
+    tied: bool = False
+
+    @property
+    def size(self):
+        h, n = self.n_hidden, self.n_features
+        return h * n + h + (0 if self.tied else h * n) + n
+
+    def unpack(self, theta):
+        """Return ``(W1, b1, W2, b2)`` as views into ``theta`` (``W2 is W1`` when tied)."""
+        h, n = self.n_hidden, self.n_features
+        W1 = theta[: h * n].reshape(h, n)
+        b1 = theta[h * n : h * n + h]
+        start = h * n + h
+        if self.tied:
+            W2 = W1
+        else:
+            W2 = theta[start : start + h * n].reshape(h, n)
+            start += h * n
+        b2 = theta[start : start + n]
+        return W1, b1, W2, b2
+
+    def pack(self, W1, b1, W2, b2):
+        """Concatenate parameters into a new flat float64 vector (the inverse of unpack)."""
+        parts = [W1.ravel(), b1] + ([] if self.tied else [W2.ravel()]) + [b2]
+        return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
+
+    def initialize(self, random_state):
+        """UFLDL initialisation: weights uniform in ±sqrt(6 / (n_in + n_out + 1)), biases 0."""
+        h, n = self.n_hidden, self.n_features
+        r = np.sqrt(6.0 / (n + h + 1))
+        theta = np.zeros(self.size)
+        W1, _, W2, _ = self.unpack(theta)
+        W1[...] = random_state.uniform(-r, r, size=(h, n))
+        if not self.tied:
+            W2[...] = random_state.uniform(-r, r, size=(h, n))
+        return theta
+
+
+# --------------------------------------------------------------------------- gradient check
+def check_gradient(fun, theta, *, epsilon=1e-4):
+    """Compare an analytic gradient with central finite differences.
+
+    This is the gradient check of the UFLDL notes: each coordinate ``i`` of ``theta`` is
+    moved by ``±epsilon`` and ``(J(θ + ε e_i) − J(θ − ε e_i)) / (2ε)`` is compared with
+    the gradient returned by ``fun``.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(theta) -> (J, grad)``: the objective value (a float) and its gradient
+        (an array with the shape of ``theta``).
+    theta : array-like of shape (n_params,)
+        The point at which to check. It is not modified.
+    epsilon : float, default=1e-4
+        The finite-difference step.
+
+    Returns
+    -------
+    relative_difference : float
+        ``‖num − ana‖ / ‖num + ana‖``, where ``num`` is the numerical and ``ana`` the
+        analytic gradient. A correct float64 gradient gives about 1e-9 or less; a
+        wrong one gives a value near 1. It is 0.0 when both gradients are exactly zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skae import check_gradient
+    >>> def fun(theta):
+    ...     return np.sum(theta ** 3), 3 * theta ** 2
+    >>> check_gradient(fun, np.array([1.0, -2.0, 0.5])) < 1e-8
+    True
+    >>> def wrong(theta):
+    ...     return np.sum(theta ** 3), 2 * theta ** 2
+    >>> check_gradient(wrong, np.array([1.0, -2.0, 0.5])) > 0.1
+    True
+    """
+    theta = np.array(theta, dtype=np.float64).ravel()
+    _, analytic = fun(theta.copy())
+    analytic = np.asarray(analytic, dtype=np.float64).ravel()
+    if analytic.shape != theta.shape:
+        raise ValueError(
+            f"fun returned a gradient of shape {analytic.shape} for theta of shape "
+            f"{theta.shape}; the gradient must have one entry per parameter."
+        )
+    numeric = np.empty_like(theta)
+    for i in range(theta.size):
+        old = theta[i]
+        theta[i] = old + epsilon
+        j_plus = fun(theta.copy())[0]
+        theta[i] = old - epsilon
+        j_minus = fun(theta.copy())[0]
+        theta[i] = old
+        numeric[i] = (j_plus - j_minus) / (2.0 * epsilon)
+    denominator = np.linalg.norm(numeric + analytic)
+    if denominator == 0.0:
+        return float(np.linalg.norm(numeric - analytic))
+    return float(np.linalg.norm(numeric - analytic) / denominator)
+
+
+# --------------------------------------------------------------------------- L-BFGS driver
+@dataclass
+class LBFGSResult:
+    """What :func:`run_lbfgs` returns: the parameters and how the run went."""
+
+    theta: np.ndarray
+    loss: float
+    loss_curve: list
+    n_iter: int
+    interrupted: bool
+    converged: bool
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """The objective became NaN or infinite during optimisation."""
+
+
+def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model"):
+    """Minimise ``fun(theta) -> (J, grad)`` with SciPy's L-BFGS-B, robustly.
+
+    - Progress comes from ``minimize``'s ``callback(intermediate_result)``; with
+      ``verbose`` each iteration prints ``report(intermediate_result)`` (a string).
+    - Ending at ``max_iter`` without convergence warns with ``ConvergenceWarning``.
+    - A NaN or infinite loss raises :class:`NonFiniteLossError`.
+    - ``KeyboardInterrupt`` keeps the last parameters L-BFGS accepted (the start if none)
+      and warns; the result says ``interrupted=True``.
+
+    ``theta0`` is not modified.
+    """
+    theta0 = np.array(theta0, dtype=np.float64)
+    state = {"theta": theta0.copy(), "loss": None, "curve": [], "start": time.perf_counter()}
+
+    def guarded(theta):
+        J, grad = fun(theta)
+        if not (np.isfinite(J) and np.all(np.isfinite(grad))):
+            raise NonFiniteLossError(
+                f"{name}: the loss became {J} during optimisation (non-finite values "
+                "in the objective or its gradient). Scale the input (e.g. MinMaxScaler "
+                "or StandardScaler), or lower beta / raise alpha."
+            )
+        return J, grad
+
+    def callback(intermediate_result):
+        state["theta"] = np.array(intermediate_result.x, dtype=np.float64)
+        state["loss"] = float(intermediate_result.fun)
+        state["curve"].append(state["loss"])
+        if verbose:
+            elapsed = time.perf_counter() - state["start"]
+            line = report(intermediate_result) if report is not None else ""
+            print(
+                f"Iteration {len(state['curve']):4d}, loss = {state['loss']:.8g}"
+                f"{line}, time = {elapsed:.2f}s",
+                flush=True,
+            )
+
+    try:
+        result = minimize(
+            guarded,
+            theta0,
+            method="L-BFGS-B",
+            jac=True,
+            callback=callback,
+            options={"maxiter": max_iter, "maxfun": max(15000, 3 * max_iter), "gtol": tol},
+        )
+    except KeyboardInterrupt:
+        warnings.warn(
+            f"{name}: training was interrupted after {len(state['curve'])} iterations; "
+            "keeping the last parameters L-BFGS accepted.",
+            UserWarning,
+            stacklevel=3,
+        )
+        theta = state["theta"]
+        loss = state["loss"] if state["loss"] is not None else float(fun(theta)[0])
+        return LBFGSResult(theta, loss, state["curve"], len(state["curve"]), True, False)
+
+    converged = result.status == 0
+    if result.status == 1:
+        warnings.warn(
+            f"{name}: L-BFGS stopped after {result.nit} iterations (max_iter={max_iter}) "
+            "without converging. Increase max_iter or tol.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    curve = state["curve"]
+    if not curve:  # converged before the first iteration (e.g. a zero gradient)
+        curve = [float(result.fun)]
+    return LBFGSResult(
+        np.asarray(result.x, dtype=np.float64),
+        float(result.fun),
+        curve,
+        max(int(result.nit), 1),
+        False,
+        converged,
+    )

@@ -1,0 +1,457 @@
+"""SparseAutoencoder: the UFLDL sparse autoencoder as a scikit-learn transformer."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._base import Interval, StrOptions, _fit_context, run_lbfgs
+from ._objective import (
+    AutoencoderObjective,
+    AutoencoderSpec,
+    Corruption,
+    encode,
+    reconstruction_error,
+)
+from ._objective import decode as _decode
+
+__all__ = ["SparseAutoencoder"]
+
+_FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def _data_range(X):
+    values = X.data if sp.issparse(X) else X
+    if values.size == 0:
+        return 0.0, 0.0
+    low, high = float(values.min()), float(values.max())
+    if sp.issparse(X) and values.size < X.shape[0] * X.shape[1]:
+        low, high = min(low, 0.0), max(high, 0.0)  # implicit zeros
+    return low, high
+
+
+class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Sparse autoencoder (UFLDL) trained full-batch with L-BFGS.
+
+    One hidden layer learns a code ``H = f(X W1ᵀ + b1)`` from which the input is
+    reconstructed as ``X̂ = g(H W2 + b2)``. The objective is the mean reconstruction
+    loss, plus weight decay ``(alpha/2)(‖W1‖² + ‖W2‖²)``, plus ``beta`` times the KL
+    divergence between the target firing rate ``rho`` and each unit's mean activation
+    (see the user guide for the exact formula and its gradient). ``transform`` returns
+    ``H``: put the autoencoder in a :class:`~sklearn.pipeline.Pipeline` ahead of a
+    classifier for unsupervised pretraining.
+
+    The defaults are the values of the UFLDL MNIST exercise (``rho=0.1``, ``beta=3``,
+    ``alpha=3e-3``, up to 400 L-BFGS iterations) and suit data scaled to [0, 1], e.g.
+    by :class:`~sklearn.preprocessing.MinMaxScaler`: on such data the decoder is a
+    sigmoid, a unit is "on" about 10% of the time, and weight decay keeps the filters
+    smooth without stopping them from fitting.
+
+    Parameters
+    ----------
+    n_hidden : int, default=100
+        Number of hidden units (the width of the code).
+    rho : float in (0, 1), default=0.1
+        Target mean firing rate of each hidden unit (the sparsity target ρ).
+    beta : float >= 0, default=3.0
+        Weight of the KL sparsity penalty; 0 gives a plain autoencoder.
+    alpha : float >= 0, default=3e-3
+        Weight decay (L2 penalty on the weights; biases are not decayed).
+    activation : {"sigmoid", "tanh"}, default="sigmoid"
+        Hidden unit. For ``"tanh"`` the firing rate of the sparsity penalty is
+        ``(a + 1) / 2``, so ``rho`` keeps its meaning ("off" is -1).
+    decoder : {"auto", "sigmoid", "linear"}, default="auto"
+        Output unit. A sigmoid decoder can only produce values in (0, 1); ``"auto"``
+        picks ``"sigmoid"`` when the training data lie in [0, 1] and ``"linear"`` (the
+        UFLDL linear decoder, for whitened or standardised data) otherwise. The choice
+        is stored in ``decoder_``.
+    loss : {"squared", "cross_entropy"}, default="squared"
+        Reconstruction loss per sample: ``½‖x̂ − x‖²``, or the cross-entropy
+        ``−Σ_k x_k log x̂_k + (1 − x_k) log(1 − x̂_k)`` (data in [0, 1] and a sigmoid
+        decoder; the deeplearning.net denoising autoencoder's loss).
+    tied_weights : bool, default=False
+        Decode with the encoder's weights (``W2 = W1``), as in the deeplearning.net
+        denoising autoencoder: half the parameters, and weight decay counts them once.
+    noise : {None, "mask", "gaussian"}, default=None
+        Denoising: corrupt the input and learn to reconstruct the clean data.
+        ``"mask"`` zeroes each input with probability ``noise_level``;
+        ``"gaussian"`` adds N(0, noise_level²) noise (dense input only). Because
+        L-BFGS needs the same objective at every evaluation, the corruption is drawn
+        once per fit from ``random_state``; ``transform`` never corrupts.
+    noise_level : float, default=0.0
+        Masking probability in (0, 1) for ``"mask"``, standard deviation > 0 for
+        ``"gaussian"``. Must be 0 when ``noise`` is None.
+    batch_size : int or None, default=None
+        None evaluates the objective with all hidden activations in memory. An int
+        evaluates it in chunks of that many rows with the two-pass scheme of the UFLDL
+        notes, so memory no longer grows with the number of samples (fit a read-only
+        :class:`numpy.memmap` larger than RAM). The result is the same to rounding.
+    max_iter : int, default=400
+        Maximum number of L-BFGS iterations.
+    tol : float, default=1e-5
+        L-BFGS stops when the largest projected gradient component is below ``tol``.
+    warm_start : bool, default=False
+        Start from the previous fit's parameters instead of a new initialisation.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation and the corruption.
+    verbose : int, default=0
+        Print one line per L-BFGS iteration: loss, reconstruction error, mean firing
+        rate, elapsed time.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_hidden, n_features)
+        Encoder weights ``W1``. Row ``j`` reshaped to the image shape is what unit
+        ``j`` looks for.
+    intercept_hidden_ : ndarray of shape (n_hidden,)
+        Encoder bias ``b1``.
+    decoder_components_ : ndarray of shape (n_hidden, n_features)
+        Decoder weights ``W2``; the same object as ``components_`` when tied.
+    intercept_visible_ : ndarray of shape (n_features,)
+        Decoder bias ``b2``.
+    decoder_ : str
+        The decoder used, ``"sigmoid"`` or ``"linear"``.
+    loss_ : float
+        The objective ``J`` at the fitted parameters.
+    loss_curve_ : list of float
+        ``J`` after each L-BFGS iteration.
+    n_iter_ : int
+        Number of L-BFGS iterations run.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    sklearn.neural_network.BernoulliRBM : Another one-layer unsupervised feature learner.
+    sklearn.decomposition.PCA : Linear codes; a linear autoencoder's optimum.
+
+    References
+    ----------
+    A. Ng, "Sparse autoencoder", CS294A lecture notes (UFLDL), Stanford.
+    P. Vincent et al., "Extracting and composing robust features with denoising
+    autoencoders", ICML 2008.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skae import SparseAutoencoder
+    >>> X = load_digits().data / 16.0
+    >>> ae = SparseAutoencoder(n_hidden=32, max_iter=50, random_state=0).fit(X)
+    >>> ae.transform(X).shape
+    (1797, 32)
+    >>> ae.components_.shape
+    (32, 64)
+    >>> ae.inverse_transform(ae.transform(X[:5])).shape
+    (5, 64)
+    >>> ae.decoder_
+    'sigmoid'
+    """
+
+    _parameter_constraints: dict = {
+        "n_hidden": [Interval(Integral, 1, None, closed="left")],
+        "rho": [Interval(Real, 0, 1, closed="neither")],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "activation": [StrOptions({"sigmoid", "tanh"})],
+        "decoder": [StrOptions({"auto", "sigmoid", "linear"})],
+        "loss": [StrOptions({"squared", "cross_entropy"})],
+        "tied_weights": ["boolean"],
+        "noise": [None, StrOptions({"mask", "gaussian"})],
+        "noise_level": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [None, Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_hidden=100,
+        *,
+        rho=0.1,
+        beta=3.0,
+        alpha=3e-3,
+        activation="sigmoid",
+        decoder="auto",
+        loss="squared",
+        tied_weights=False,
+        noise=None,
+        noise_level=0.0,
+        batch_size=None,
+        max_iter=400,
+        tol=1e-5,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_hidden = n_hidden
+        self.rho = rho
+        self.beta = beta
+        self.alpha = alpha
+        self.activation = activation
+        self.decoder = decoder
+        self.loss = loss
+        self.tied_weights = tied_weights
+        self.noise = noise
+        self.noise_level = noise_level
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _check_combinations(self):
+        """Errors for hyper-parameters that are valid alone but not together."""
+        if self.noise is None and self.noise_level != 0:
+            raise ValueError(
+                f"noise_level={self.noise_level!r} has no effect with noise=None; "
+                "set noise='mask' or noise='gaussian', or leave noise_level at 0."
+            )
+        if self.noise is not None and self.noise_level == 0:
+            raise ValueError(
+                f"noise={self.noise!r} needs a noise_level > 0 (got 0); e.g. "
+                "noise_level=0.3 masks 30% of the inputs."
+            )
+        if self.noise == "mask" and self.noise_level >= 1:
+            raise ValueError(
+                f"noise_level={self.noise_level!r} is a masking probability and must be "
+                "below 1 for noise='mask' (1 would zero every input)."
+            )
+        if self.loss == "cross_entropy" and self.decoder == "linear":
+            raise ValueError(
+                "loss='cross_entropy' needs a sigmoid decoder (outputs in (0, 1)); "
+                "use decoder='sigmoid' or 'auto', or loss='squared' with decoder='linear'."
+            )
+
+    def _resolve_decoder(self, X):
+        low, high = _data_range(X)
+        in_unit_range = low >= 0.0 and high <= 1.0
+        if self.loss == "cross_entropy" and not in_unit_range:
+            raise ValueError(
+                "loss='cross_entropy' needs data in [0, 1], but X ranges over "
+                f"[{low:.4g}, {high:.4g}]. Scale it (e.g. sklearn's MinMaxScaler) or "
+                "use loss='squared'."
+            )
+        if self.decoder != "auto":
+            return self.decoder
+        return "sigmoid" if in_unit_range else "linear"
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None):
+        """Learn the encoder and decoder from ``X`` with L-BFGS.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; float32 stays float32, other dtypes become float64. CSR/CSC
+            sparse matrices and read-only memory maps are accepted and never copied
+            whole (with ``batch_size``).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : SparseAutoencoder
+            The fitted estimator. If fitting fails with an error, the estimator keeps
+            the state it had before the call.
+        """
+        saved = dict(self.__dict__)
+        try:
+            return self._fit(X)
+        except Exception:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _fit(self, X):
+        self._check_combinations()
+        previous = self._previous_parameters()
+        X = validate_data(
+            self,
+            X,
+            accept_sparse="csr",
+            dtype=_FLOAT_DTYPES,
+            ensure_min_samples=2,
+            reset=True,
+        )
+        if self.noise == "gaussian" and sp.issparse(X):
+            raise ValueError(
+                "noise='gaussian' would make sparse input dense; use noise='mask' for "
+                "sparse X, or pass a dense array."
+            )
+        decoder = self._resolve_decoder(X)
+        n_features = X.shape[1]
+        spec = AutoencoderSpec(
+            n_features=n_features,
+            n_hidden=self.n_hidden,
+            activation=self.activation,
+            decoder=decoder,
+            loss=self.loss,
+            tied=bool(self.tied_weights),
+            alpha=float(self.alpha),
+            beta=float(self.beta),
+            rho=float(self.rho),
+        )
+        layout = spec.layout
+        random_state = check_random_state(self.random_state)
+        if previous is not None:
+            if previous[0] != layout:
+                raise ValueError(
+                    "warm_start=True cannot continue from the previous fit: it had "
+                    f"n_features={previous[0].n_features}, n_hidden={previous[0].n_hidden}, "
+                    f"tied_weights={previous[0].tied}, now n_features={n_features}, "
+                    f"n_hidden={self.n_hidden}, tied_weights={bool(self.tied_weights)}. "
+                    "Set warm_start=False to start afresh."
+                )
+            theta0 = previous[1]
+        else:
+            theta0 = layout.initialize(random_state)
+        corruption = None
+        if self.noise is not None:
+            seed = int(random_state.randint(np.iinfo(np.int32).max))
+            corruption = Corruption(self.noise, float(self.noise_level), seed)
+
+        objective = AutoencoderObjective(
+            spec, X, corruption=corruption, batch_size=self.batch_size
+        )
+
+        def report(intermediate_result):
+            terms = objective.last_terms
+            if terms is None or terms[0] != intermediate_result.fun:
+                return ""
+            return f", reconstruction = {terms[1]:.6g}, mean activation = {terms[2]:.4f}"
+
+        result = run_lbfgs(
+            objective,
+            theta0,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            verbose=self.verbose,
+            report=report,
+            name=type(self).__name__,
+        )
+
+        dtype = X.dtype
+        W1, b1, W2, b2 = layout.unpack(result.theta)
+        self.components_ = W1.astype(dtype)
+        self.intercept_hidden_ = b1.astype(dtype)
+        self.decoder_components_ = self.components_ if spec.tied else W2.astype(dtype)
+        self.intercept_visible_ = b2.astype(dtype)
+        self.decoder_ = decoder
+        self.loss_ = float(result.loss)
+        self.loss_curve_ = list(result.loss_curve)
+        self.n_iter_ = int(result.n_iter)
+        return self
+
+    def _previous_parameters(self):
+        """``(layout, theta)`` of the current fit when warm starting, else None."""
+        if not (self.warm_start and hasattr(self, "components_")):
+            return None
+        tied = self.decoder_components_ is self.components_
+        layout = AutoencoderSpec(
+            self.n_features_in_, self.components_.shape[0], tied=tied
+        ).layout
+        theta = layout.pack(
+            self.components_,
+            self.intercept_hidden_,
+            self.decoder_components_,
+            self.intercept_visible_,
+        )
+        return layout, theta
+
+    # ------------------------------------------------------------------ transforming
+    def transform(self, X):
+        """Encode ``X``: the hidden activations ``f(X W1ᵀ + b1)``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to encode.
+
+        Returns
+        -------
+        H : ndarray of shape (n_samples, n_hidden)
+            The code, in (0, 1) for sigmoid units, (-1, 1) for tanh; float32 for
+            float32 input.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+        return encode(X, self.components_, self.intercept_hidden_, self.activation)
+
+    def inverse_transform(self, X):
+        """Decode codes back to the input space: ``g(H W2 + b2)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_hidden)
+            Codes, e.g. the output of :meth:`transform`.
+
+        Returns
+        -------
+        X_reconstructed : ndarray of shape (n_samples, n_features)
+            The reconstruction.
+        """
+        check_is_fitted(self)
+        H = check_array(X, dtype=_FLOAT_DTYPES, input_name="H")
+        n_hidden = self.components_.shape[0]
+        if H.shape[1] != n_hidden:
+            raise ValueError(
+                f"inverse_transform expects codes with n_hidden={n_hidden} columns, got "
+                f"{H.shape[1]}; pass the output of transform."
+            )
+        return _decode(H, self.decoder_components_, self.intercept_visible_, self.decoder_)
+
+    def score(self, X, y=None):
+        """Minus the mean reconstruction loss per sample (higher is better).
+
+        This makes :class:`~sklearn.model_selection.GridSearchCV` on the autoencoder
+        alone select by reconstruction. The penalties are not included, and the input
+        is not corrupted.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to reconstruct.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+            ``-(1/m) Σ_i L(x̂_i, x_i)``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+        if self.loss == "cross_entropy":
+            self._resolve_decoder(X)  # the same range check as fit
+        return -reconstruction_error(
+            X,
+            self.components_,
+            self.intercept_hidden_,
+            self.decoder_components_,
+            self.intercept_visible_,
+            activation=self.activation,
+            decoder=self.decoder_,
+            loss=self.loss,
+            batch_size=self.batch_size,
+        )
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
