@@ -112,9 +112,11 @@ class Corruption:
         dtype = X.dtype
         noise = self._uniform_or_normal(start, start + m, n, dtype)
         if sp.issparse(X):
+            if self.kind != "mask":  # Gaussian noise makes the rows dense
+                noise *= self.level
+                noise += X
+                return noise
             X = X.tocsr(copy=True)
-            if self.kind != "mask":  # refused by the estimator; guard anyway
-                raise ValueError("Gaussian noise would densify sparse input.")
             rows = np.repeat(np.arange(m), np.diff(X.indptr))
             X.data *= noise[rows, X.indices] >= self.level
             X.eliminate_zeros()
@@ -230,9 +232,13 @@ class AutoencoderObjective:
         h, n = spec.n_hidden, spec.n_features
         self.chunk = min(self.m, batch_size or _chunk_rows(n, self.dtype.itemsize))
         self.chunk = max(self.chunk, 1)
-        # The encoder's input: corrupted once here when everything is in memory, per
-        # chunk (deterministically) in the two-pass evaluation.
-        if corruption is not None and not self.two_pass:
+        # The encoder's input: corrupted once here when everything is in memory; per
+        # chunk (deterministically, the same in every evaluation) in the two-pass
+        # evaluation, and for Gaussian noise on sparse input, which would make it dense.
+        self.corrupt_per_chunk = corruption is not None and (
+            self.two_pass or (self.sparse and corruption.kind == "gaussian")
+        )
+        if corruption is not None and not self.corrupt_per_chunk:
             self.X_input = corruption.apply(X, 0)
         else:
             self.X_input = X
@@ -252,7 +258,7 @@ class AutoencoderObjective:
     # -- pieces -------------------------------------------------------------------------
     def _input_rows(self, start, stop):
         Xc = self.X_input[start:stop]
-        if self.two_pass and self.corruption is not None:
+        if self.corrupt_per_chunk:
             Xc = self.corruption.apply(Xc, start)
         return Xc
 
@@ -286,6 +292,11 @@ class AutoencoderObjective:
                     self._input_rows(start, start + c), W1, b1, self.H[: min(c, m - start)]
                 )
                 col_sum += Hc.sum(axis=0)
+        elif self.corrupt_per_chunk:
+            for start in range(0, m, c):
+                stop = min(start + c, m)
+                self._encode_into(self._input_rows(start, stop), W1, b1, self.H[start:stop])
+            col_sum += self.H.sum(axis=0)
         else:
             self._encode_into(self.X_input, W1, b1, self.H)
             col_sum += self.H.sum(axis=0)
@@ -303,12 +314,11 @@ class AutoencoderObjective:
             stop = min(start + c, m)
             k = stop - start
             R, D, E = self.R[:k], self.D[:k], self.E[:k]
-            Xin = self._input_rows(start, stop) if self.two_pass else None
+            Xin = self._input_rows(start, stop)
             if self.two_pass:
                 Hc = self._encode_into(Xin, W1, b1, self.H[:k])
             else:
                 Hc = self.H[start:stop]
-                Xin = self.X_input[start:stop]
             Xc = self.X[start:stop]
             if self.sparse:
                 Xc = Xc.toarray(out=D)  # densify this chunk only, into D

@@ -78,7 +78,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     noise : {None, "mask", "gaussian"}, default=None
         Denoising: corrupt the input and learn to reconstruct the clean data.
         ``"mask"`` zeroes each input with probability ``noise_level``;
-        ``"gaussian"`` adds N(0, noise_level²) noise (dense input only). Because
+        ``"gaussian"`` adds N(0, noise_level²) noise (on sparse input it is drawn chunk by
+        chunk, so the matrix is never densified whole). Because
         L-BFGS needs the same objective at every evaluation, the corruption is drawn
         once per fit from ``random_state``; ``transform`` never corrupts.
     noise_level : float, default=0.0
@@ -284,11 +285,6 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             ensure_min_samples=2,
             reset=True,
         )
-        if self.noise == "gaussian" and sp.issparse(X):
-            raise ValueError(
-                "noise='gaussian' would make sparse input dense; use noise='mask' for "
-                "sparse X, or pass a dense array."
-            )
         decoder = self._resolve_decoder(X)
         n_features = X.shape[1]
         spec = AutoencoderSpec(

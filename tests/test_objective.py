@@ -239,3 +239,20 @@ def test_check_gradient_does_not_modify_theta():
     theta = np.array([0.5, -1.0])
     check_gradient(lambda t: (float(t @ t), 2 * t), theta)
     np.testing.assert_array_equal(theta, [0.5, -1.0])
+
+
+@pytest.mark.parametrize("batch_size", [None, 7])
+def test_sparse_input_with_gaussian_noise_equals_dense(batch_size):
+    rng = np.random.RandomState(1)
+    X = sp.random(30, N_FEATURES, density=0.3, format="csr", random_state=rng)
+    spec = AutoencoderSpec(N_FEATURES, N_HIDDEN)
+    theta = spec.layout.initialize(rng)
+    corruption = Corruption("gaussian", 0.1, 4)
+    sparse = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size)
+    dense = AutoencoderObjective(spec, X.toarray(), corruption=corruption)
+    assert not hasattr(sparse.X_input, "toarray") or sparse.X_input is X  # never densified
+    Js, gs = sparse(theta)
+    Jd, gd = dense(theta)
+    assert Js == pytest.approx(Jd, rel=1e-12)
+    np.testing.assert_allclose(gs, gd, rtol=1e-10, atol=1e-13)
+    assert check_gradient(sparse, theta) < 1e-8
