@@ -5,11 +5,21 @@ The build works offline: no intersphinx inventories are fetched.
 """
 
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
 import skae  # noqa: E402
+
+try:  # a dependency of scikit-learn
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    pass
+else:
+    # The examples multiply small matrices, where extra BLAS threads only add overhead (and
+    # on a busy machine oversubscribed BLAS threads slow them down many times over).
+    threadpool_limits(limits=1, user_api="blas")
 
 project = "skae"
 author = "skae developers"
@@ -42,9 +52,30 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "remove_config_comments": True,
     "within_subsection_order": "FileNameSortKey",
+    "doc_module": ("skae",),
+    "backreferences_dir": "generated/backreferences",
 }
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"skae {release}"
 html_static_path = ["_static"]
 html_theme_options = {"navigation_with_keys": False}
+
+
+# Methods inherited from scikit-learn's mixins (set_output, get_metadata_routing, ...) keep
+# their docstrings, whose :ref: roles point into scikit-learn's own documentation. Without
+# intersphinx (this build is offline) those labels cannot resolve: show their text instead.
+_REF_WITH_TITLE = re.compile(r":ref:`([^`<]+?)\s*<[^`>]+>`")
+_REF_BARE = re.compile(r":ref:`([^`]+)`")
+
+
+def _plain_sklearn_refs(app, what, name, obj, options, lines):
+    if not getattr(obj, "__module__", "").startswith("sklearn"):
+        return
+    for i, line in enumerate(lines):
+        line = _REF_WITH_TITLE.sub(r"\1", line)
+        lines[i] = _REF_BARE.sub(r"``\1``", line)
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _plain_sklearn_refs)

@@ -35,11 +35,11 @@ X_train, X_test, y_train, y_test = train_test_split(
 pipe = Pipeline(
     [
         ("scale", MinMaxScaler()),
-        ("ae", SparseAutoencoder(n_hidden=100, max_iter=150, random_state=0)),
+        ("ae", SparseAutoencoder(n_hidden=100, max_iter=100, random_state=0)),
         ("clf", LogisticRegression(max_iter=2000)),
     ]
 )
-param_grid = {"ae__rho": [0.05, 0.1, 0.2], "ae__beta": [0.5, 3.0]}
+param_grid = {"ae__rho": [0.05, 0.2], "ae__beta": [0.5, 3.0]}
 search = GridSearchCV(pipe, param_grid, cv=3, n_jobs=2)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ConvergenceWarning)
