@@ -58,7 +58,8 @@ with warnings.catch_warnings():
 # %%
 # With a sigmoid decoder on standardised data every negative value is reconstructed as a
 # positive number and large values are cut at 1: the error stays high however long it trains.
-# The linear decoder reconstructs the whole range.
+# The linear decoder reconstructs the whole range. (A few pixels that are almost always blank
+# have standardised values far beyond the plotted range.)
 import matplotlib.pyplot as plt
 
 A_test = data["StandardScaler"][1]
@@ -67,7 +68,9 @@ for ax, decoder in zip(axes, ["auto", "sigmoid"]):
     ae = models["StandardScaler", decoder]
     A_hat = ae.inverse_transform(ae.transform(A_test))
     ax.plot(A_test.ravel(), A_hat.ravel(), ".", markersize=1, alpha=0.3)
-    ax.plot([-3, 6], [-3, 6], color="gray", linewidth=0.8)
+    ax.plot([-4, 8], [-4, 8], color="gray", linewidth=0.8)
+    ax.set_xlim(-4, 8)
+    ax.set_ylim(-4, 8)
     ax.set_title(f"decoder={decoder!r} (decoder_={ae.decoder_!r})")
     ax.set_xlabel("standardised pixel value")
 axes[0].set_ylabel("reconstruction")
