@@ -67,8 +67,8 @@ print(f"raw pixels + logistic regression:         {raw.score(X_test, y_test):.4f
 # Row :math:`j` of ``components_`` holds the weights from the 64 pixels to hidden unit
 # :math:`j`; the unit-norm input that activates the unit most is that row divided by its norm.
 # Reshaped to 8x8, each row is an image of what the unit looks for: on these tiny, coarse
-# images, mostly blobs and fragments of strokes at different places, with an inhibitory
-# surround. Each tile has its own grey scale (black is negative, white positive).
+# images, mostly blobs and fragments of strokes at different places. Each tile has its own
+# grey scale (black is negative, white positive).
 import matplotlib.pyplot as plt
 import numpy as np
 
