@@ -32,10 +32,13 @@ chunk's forward pass and accumulates the gradient; peak memory then does not gro
 returned as float64 for SciPy.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_info
 
 from ._base import ACTIVATIONS, ParameterLayout, kl_divergence, kl_divergence_derivative
 
@@ -53,6 +56,26 @@ _CHUNK_BYTES = 1 << 23
 # Rows per block of the corruption's random stream; fixed so that the corruption of a row
 # does not depend on how rows are chunked.
 _NOISE_BLOCK = 256
+# Elementwise work on fewer elements than this runs in the calling thread.
+_PARALLEL_MIN_SIZE = 1 << 16
+
+_POOLS = {}
+
+
+def _thread_pool(n_threads):
+    """A process-wide pool of ``n_threads`` workers (recreated after a fork)."""
+    key = (os.getpid(), n_threads)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(n_threads, thread_name_prefix="skae")
+    return _POOLS[key]
+
+
+def _blas_threads():
+    """Threads NumPy's BLAS may use now (honours threadpoolctl limits and loky's)."""
+    counts = [
+        info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"
+    ]
+    return max(1, min(counts)) if counts else 1
 
 
 @dataclass(frozen=True)
@@ -253,6 +276,7 @@ class AutoencoderObjective:
         self.T = np.empty((h, n), dtype=dt) if self.chunk < self.m or spec.tied else None
         self.f = ACTIVATIONS[spec.activation]
         self.g = ACTIVATIONS[spec.decoder]
+        self.n_threads = _blas_threads()
         self.last_terms = None
 
     # -- pieces -------------------------------------------------------------------------
@@ -262,14 +286,74 @@ class AutoencoderObjective:
             Xc = self.corruption.apply(Xc, start)
         return Xc
 
+    def _rowwise(self, block, *arrays):
+        """Run ``block`` on row slices of ``arrays``; return the sum of its results.
+
+        NumPy's ufuncs release the GIL, so the elementwise work runs on as many threads
+        as BLAS uses for the products, instead of on one core while the others idle.
+        The blocks and the order of the sum are fixed, so results are reproducible.
+        """
+        rows = arrays[0].shape[0]
+        k = min(self.n_threads, rows)
+        if k <= 1 or arrays[0].size < _PARALLEL_MIN_SIZE:
+            return block(*arrays)
+        edges = [rows * i // k for i in range(k + 1)]
+        parts = [tuple(a[edges[i] : edges[i + 1]] for a in arrays) for i in range(k)]
+        results = list(_thread_pool(k).map(lambda part: block(*part), parts))
+        total = results[0]
+        for r in results[1:]:
+            total = tuple(a + b for a, b in zip(total, r))
+        return total
+
     def _encode_into(self, Xc, W1, b1, out):
-        if self.sparse:
+        """``out = f(Xc W1ᵀ + b1)``; returns the column sums of ``out`` (float64)."""
+        if sp.issparse(Xc):
             out[...] = Xc @ W1.T
         else:
             np.matmul(Xc, W1.T, out=out)
-        out += b1
-        self.f.forward(out)
-        return out
+        forward = self.f.forward
+
+        def block(Z):
+            Z += b1
+            forward(Z)
+            return (Z.sum(axis=0, dtype=np.float64),)
+
+        return self._rowwise(block, out)[0]
+
+    def _reconstruct(self, R, Xc, D, S, b2):
+        """Decoder elementwise work on one chunk: R = X̂, D = δ3 · m, the loss sum.
+
+        Returns ``(loss sum, column sums of D)``. ``S`` is scratch for cross-entropy.
+        """
+        g, cross_entropy = self.g, self.spec.loss == "cross_entropy"
+
+        def block(R, Xc, D, S):
+            R += b2
+            if cross_entropy:
+                # log(1 + e^z) − x z, from the pre-activation: finite when σ(z) is 0 or 1
+                np.logaddexp(0.0, R, out=S)
+                part = float(S.sum(dtype=np.float64)) - float(np.vdot(Xc, R))
+                g.forward(R)
+                np.subtract(R, Xc, out=D)  # sigmoid + cross-entropy: δ3 · m = X̂ − X
+            else:
+                g.forward(R)
+                np.subtract(R, Xc, out=D)
+                part = 0.5 * float(np.vdot(D, D))
+                g.derivative(R, D)  # δ3 · m = (X̂ − X) ⊙ g'(X̂)
+            return part, D.sum(axis=0, dtype=np.float64)
+
+        return self._rowwise(block, R, Xc, D, R if S is None else S)
+
+    def _backpropagate(self, E, Hc, sparsity):
+        """``E = (E + sparsity) ⊙ f'(H)`` in place (δ2 · m); returns its column sums."""
+        derivative = self.f.derivative
+
+        def block(E, Hc):
+            E += sparsity
+            derivative(Hc, E)
+            return (E.sum(axis=0, dtype=np.float64),)
+
+        return self._rowwise(block, E, Hc)[0]
 
     def _weights(self, theta):
         W1, b1, W2, b2 = self.layout.unpack(theta)
@@ -282,24 +366,17 @@ class AutoencoderObjective:
     def __call__(self, theta):
         spec, m, c = self.spec, self.m, self.chunk
         W1, b1, W2, b2 = self._weights(np.asarray(theta, dtype=np.float64))
-        f, g = self.f, self.g
+        f = self.f
 
         # Pass 1: hidden activations (kept, or only summed) and the firing rates ρ̂.
         col_sum = np.zeros(spec.n_hidden)
-        if self.two_pass:
-            for start in range(0, m, c):
-                Hc = self._encode_into(
-                    self._input_rows(start, start + c), W1, b1, self.H[: min(c, m - start)]
-                )
-                col_sum += Hc.sum(axis=0)
-        elif self.corrupt_per_chunk:
+        if self.two_pass or self.corrupt_per_chunk:
             for start in range(0, m, c):
                 stop = min(start + c, m)
-                self._encode_into(self._input_rows(start, stop), W1, b1, self.H[start:stop])
-            col_sum += self.H.sum(axis=0)
+                H = self.H[: stop - start] if self.two_pass else self.H[start:stop]
+                col_sum += self._encode_into(self._input_rows(start, stop), W1, b1, H)
         else:
-            self._encode_into(self.X_input, W1, b1, self.H)
-            col_sum += self.H.sum(axis=0)
+            col_sum += self._encode_into(self.X_input, W1, b1, self.H)
         rho_hat = f.firing_scale * (col_sum / m) + f.firing_shift
         # Sparsity term of δ2 (times m): β KL'(ρ, ρ̂) p'.
         sparsity = (spec.beta * f.firing_scale) * kl_divergence_derivative(spec.rho, rho_hat)
@@ -314,33 +391,24 @@ class AutoencoderObjective:
             stop = min(start + c, m)
             k = stop - start
             R, D, E = self.R[:k], self.D[:k], self.E[:k]
+            S = None if self.S is None else self.S[:k]
             Xin = self._input_rows(start, stop)
             if self.two_pass:
-                Hc = self._encode_into(Xin, W1, b1, self.H[:k])
+                Hc = self.H[:k]
+                self._encode_into(Xin, W1, b1, Hc)
             else:
                 Hc = self.H[start:stop]
             Xc = self.X[start:stop]
             if self.sparse:
                 Xc = Xc.toarray(out=D)  # densify this chunk only, into D
             np.matmul(Hc, W2, out=R)
-            R += b2
-            if spec.loss == "cross_entropy":
-                S = self.S[:k]
-                np.logaddexp(0.0, R, out=S)
-                recon += float(S.sum(dtype=np.float64)) - float(np.vdot(Xc, R))
-                g.forward(R)
-                np.subtract(R, Xc, out=D)  # δ3 · m = X̂ − X for sigmoid + cross-entropy
-            else:
-                g.forward(R)
-                np.subtract(R, Xc, out=D)
-                recon += 0.5 * float(np.vdot(D, D))
-                g.derivative(R, D)  # δ3 · m = (X̂ − X) ⊙ g'(X̂)
+            part, d_sum = self._reconstruct(R, Xc, D, S, b2)
+            recon += part
+            gb2 += d_sum
             _accumulate_product(self.gW2, Hc, D, first, self.T)
-            gb2 += D.sum(axis=0)
             np.matmul(D, W2.T, out=E)
-            E += sparsity
-            f.derivative(Hc, E)  # δ2 · m, in E; Hc now holds f'(H)
-            if self.sparse:
+            gb1 += self._backpropagate(E, Hc, sparsity)  # E = δ2 · m; Hc is now f'(H)
+            if sp.issparse(Xin):
                 contribution = (Xin.T @ E).T
                 if first and not spec.tied:
                     self.gW1[...] = contribution
@@ -348,7 +416,6 @@ class AutoencoderObjective:
                     self.gW1 += contribution
             else:
                 _accumulate_product(self.gW1, E, Xin, first and not spec.tied, self.T)
-            gb1 += E.sum(axis=0)
             first = False
 
         # Assemble J and the float64 gradient.

@@ -256,3 +256,27 @@ def test_sparse_input_with_gaussian_noise_equals_dense(batch_size):
     assert Js == pytest.approx(Jd, rel=1e-12)
     np.testing.assert_allclose(gs, gd, rtol=1e-10, atol=1e-13)
     assert check_gradient(sparse, theta) < 1e-8
+
+
+@pytest.mark.parametrize("combo", COMBINATIONS[::5], ids=lambda c: "-".join(map(str, c)))
+def test_threaded_elementwise_work_equals_serial(combo, monkeypatch):
+    """Row blocks on 3 threads (forced even for tiny arrays): same J, exact gradient."""
+    import skae._objective as objective_module
+
+    spec, X, corruption, serial, theta = _setup(*combo, m=17)
+    serial.n_threads = 1
+    J1, g1 = serial(theta)
+    monkeypatch.setattr(objective_module, "_PARALLEL_MIN_SIZE", 1)
+    threaded = AutoencoderObjective(spec, X, corruption=corruption, batch_size=combo[-1])
+    threaded.n_threads = 3
+    J3, g3 = threaded(theta)
+    assert J3 == pytest.approx(J1, rel=1e-12)
+    np.testing.assert_allclose(g3, g1, rtol=1e-10, atol=1e-14)
+    assert check_gradient(threaded, theta) < 1e-8
+
+
+def test_thread_count_follows_threadpoolctl_limits():
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="needs threadpoolctl")
+    _, X, _, _, _ = _setup("sigmoid", "sigmoid", "squared", False, None, None)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert AutoencoderObjective(AutoencoderSpec(N_FEATURES, N_HIDDEN), X).n_threads == 1
