@@ -14,7 +14,9 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import validate_data
 
 __all__ = [
     "ACTIVATIONS",
@@ -24,8 +26,74 @@ __all__ = [
     "ParameterLayout",
     "check_gradient",
     "kl_divergence",
+    "check_input_array",
     "run_lbfgs",
+    "validate_input",
 ]
+
+
+# --------------------------------------------------------------------------- input data
+# scikit-learn's validation names the problem; these say how to fix it. Each pair is
+# (a piece of sklearn's or NumPy's message, the advice appended to it).
+_INPUT_HINTS = (
+    (
+        "could not convert string to float",
+        "X must be numeric: encode text or categorical columns first, e.g. with "
+        "sklearn's OneHotEncoder or OrdinalEncoder in a ColumnTransformer.",
+    ),
+    (
+        "setting an array element with a sequence",
+        "X must hold one number per cell: build a 2-D numeric array, e.g. with "
+        "numpy.vstack, instead of nesting sequences in an object array.",
+    ),
+    (
+        "Complex data not supported",
+        "skae works on real numbers: pass X.real and X.imag side by side "
+        "(numpy.hstack) or the magnitude numpy.abs(X).",
+    ),
+    (
+        "contains infinity",
+        "Replace or drop the infinite values first, e.g. with numpy.nan_to_num or "
+        "numpy.clip, or scale the data so it fits the dtype.",
+    ),
+    (
+        "while dim <= 2 is required",
+        "Pass a 2-D array of shape (n_samples, n_features); flatten images with "
+        "X.reshape(len(X), -1).",
+    ),
+    (
+        "features as input",
+        "Pass data with the same columns as the data given to fit.",
+    ),
+)
+
+
+def _with_advice(validate, *args, **kwargs):
+    try:
+        return validate(*args, **kwargs)
+    except ValueError as exc:
+        message = str(exc)
+        for needle, hint in _INPUT_HINTS:
+            if needle in message:
+                raise ValueError(f"{message.rstrip()}\n{hint}") from exc
+        raise
+
+
+def validate_input(estimator, X, **kwargs):
+    """``sklearn.utils.validation.validate_data`` with advice added to its errors.
+
+    The keyword arguments are passed on unchanged. A ``ValueError`` whose message
+    matches one of the known problems (text, nested sequences, complex numbers,
+    infinity, more than two dimensions, a wrong number of features) is raised again
+    with a sentence saying how to fix it appended; the original message is kept
+    first, so code matching sklearn's wording still works.
+    """
+    return _with_advice(validate_data, estimator, X, **kwargs)
+
+
+def check_input_array(X, **kwargs):
+    """``sklearn.utils.check_array`` with the advice of :func:`validate_input`."""
+    return _with_advice(check_array, X, **kwargs)
 
 
 # --------------------------------------------------------------------------- activations
@@ -269,10 +337,12 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
     def guarded(theta):
         J, grad = fun(theta)
         if not (np.isfinite(J) and np.all(np.isfinite(grad))):
+            what = "loss" if not np.isfinite(J) else "gradient"
             raise NonFiniteLossError(
-                f"{name}: the loss became {J} during optimisation (non-finite values "
-                "in the objective or its gradient). Scale the input (e.g. MinMaxScaler "
-                "or StandardScaler), or lower beta / raise alpha."
+                f"{name}: the {what} became non-finite (loss = {J}) during "
+                "optimisation; no parameters were kept from this fit. Scale the "
+                "input (e.g. MinMaxScaler or StandardScaler), or lower beta / raise "
+                "alpha."
             )
         return J, grad
 
