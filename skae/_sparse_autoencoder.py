@@ -1,14 +1,22 @@
 """SparseAutoencoder: the UFLDL sparse autoencoder as a scikit-learn transformer."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils import check_array, check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
-from ._base import Interval, StrOptions, _fit_context, run_lbfgs
+from ._base import (
+    Interval,
+    StrOptions,
+    _fit_context,
+    check_input_array,
+    run_lbfgs,
+    validate_input,
+)
 from ._objective import (
     AutoencoderObjective,
     AutoencoderSpec,
@@ -21,6 +29,12 @@ from ._objective import decode as _decode
 __all__ = ["SparseAutoencoder"]
 
 _FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def _skae_version():
+    from . import __version__
+
+    return __version__
 
 
 def _data_range(X):
@@ -277,7 +291,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _fit(self, X):
         self._check_combinations()
         previous = self._previous_parameters()
-        X = validate_data(
+        X = validate_input(
             self,
             X,
             accept_sparse="csr",
@@ -381,7 +395,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             float32 input.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+        X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
         return encode(X, self.components_, self.intercept_hidden_, self.activation)
 
     def inverse_transform(self, X):
@@ -398,7 +412,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             The reconstruction.
         """
         check_is_fitted(self)
-        H = check_array(X, dtype=_FLOAT_DTYPES, input_name="H")
+        H = check_input_array(X, dtype=_FLOAT_DTYPES, input_name="H")
         n_hidden = self.components_.shape[0]
         if H.shape[1] != n_hidden:
             raise ValueError(
@@ -427,7 +441,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             ``-(1/m) Σ_i L(x̂_i, x_i)``.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+        X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
         if self.loss == "cross_entropy":
             self._resolve_decoder(X)  # the same range check as fit
         return -reconstruction_error(
@@ -441,6 +455,30 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             loss=self.loss,
             batch_size=self.batch_size,
         )
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # object.__getstate__ may return __dict__
+        state["_skae_version"] = _skae_version()
+        if "components_" in state and state["decoder_components_"] is state["components_"]:
+            # Tied weights: store W1 once and re-tie on load. joblib pickles arrays one by
+            # one and would otherwise load two independent copies.
+            state["decoder_components_"] = None
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        saved_version = state.pop("_skae_version", "unknown")
+        if saved_version != _skae_version():
+            warnings.warn(
+                f"This {type(self).__name__} was pickled with skae {saved_version} and is "
+                f"loaded with skae {_skae_version()}; it may not work the same. Refit it, "
+                "or load it with the version that saved it.",
+                UserWarning,
+                stacklevel=2,
+            )
+        if "components_" in state and state.get("decoder_components_") is None:
+            state["decoder_components_"] = state["components_"]
+        super().__setstate__(state)
 
     @property
     def _n_features_out(self):

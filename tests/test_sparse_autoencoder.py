@@ -385,3 +385,17 @@ def test_cross_entropy_needs_data_in_unit_range():
     X = np.random.RandomState(0).normal(size=(20, 3))
     with pytest.raises(ValueError, match=r"needs data in \[0, 1\].*MinMaxScaler"):
         SparseAutoencoder(loss="cross_entropy").fit(X)
+
+
+def test_loading_a_pickle_from_another_version_warns(digits, monkeypatch):
+    import skae
+
+    ae = _quiet_fit(SparseAutoencoder(n_hidden=3, max_iter=2), digits[0][:40])
+    data = pickle.dumps(ae)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = pickle.loads(data)  # same version: silent
+    assert not hasattr(same, "_skae_version")
+    monkeypatch.setattr(skae, "__version__", "99.0")
+    with pytest.warns(UserWarning, match=r"pickled with skae .* loaded with skae 99\.0"):
+        pickle.loads(data)
