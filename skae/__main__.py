@@ -42,7 +42,8 @@ def _parser():
         epilog=(
             f"Progress: by default one L-BFGS iteration of the autoencoder in {PROGRESS_EVERY} "
             "is shown (iteration, loss, reconstruction error, mean hidden activation, elapsed "
-            "time); --verbose shows every iteration, --quiet only the final table."
+            "time); --verbose shows every iteration, --quiet only the final table. BLAS runs "
+            "on one thread: on matrices this small, more threads only add overhead."
         ),
     )
     parser.add_argument(
