@@ -59,7 +59,7 @@ print(f"buggy gradient:   relative difference = {bad:.2e}")
 # approximation (an error of order :math:`\varepsilon^2`) and rounding: values around
 # :math:`10^{-9}` or below. A wrong gradient gives a value many orders of magnitude larger,
 # often of order :math:`10^{-2}` to 1. skae's own test suite checks the autoencoder objective of
-# every combination of options this way and requires less than :math:`10^{-8}`.
+# every valid combination of options this way and requires less than :math:`10^{-8}`.
 #
 # The step ``epsilon`` (default ``1e-4``) trades the two sources of error: a much smaller step
 # amplifies rounding error, a much larger one the curvature error.
