@@ -18,8 +18,8 @@ Measures, in one run and one machine:
 Every figure is the median of ``--repeats`` runs.  The targets of issue 4 are
 checked at the end.  Usage::
 
-    python benchmarks/bench_fit.py              # full run (~5-10 min on 2 cores)
-    python benchmarks/bench_fit.py --quick      # smoke run (~1 min)
+    python benchmarks/bench_fit.py              # full run (10-16 min on 2 shared cores)
+    python benchmarks/bench_fit.py --quick      # smoke run (~2 min)
     python benchmarks/bench_fit.py --repeats 3 --json /tmp/out.json
 """
 
@@ -382,7 +382,7 @@ def torch_run(torch, X, max_iter, seed=0):
     n_iter = int(opt.state[opt._params[0]]["n_iter"])
     return {"wall_s": wall, "n_iter": n_iter, "nfev": nfev[0],
             "ms_per_iter": wall * 1e3 / max(n_iter, 1),
-            "ms_per_eval": wall * 1e3 / max(nfev[0], 1), "loss": float(loss),
+            "ms_per_eval": wall * 1e3 / max(nfev[0], 1), "loss": float(loss.detach()),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other"}
 
@@ -429,6 +429,7 @@ def aggregate(runs):
         elif k in ("torch", "torch_threads", "torch_blas"):
             out[k] = vals[0]
     out["runs"] = runs
+    out["n_runs"] = len(runs)
     return out
 
 
@@ -454,6 +455,10 @@ def main(argv=None):
     parser.add_argument("--json", default=None,
                         help="output JSON (default benchmarks/results/latest.json; "
                              "benchmarks/results/quick.json with --quick)")
+    parser.add_argument("--task-cap", type=float, default=90.0,
+                        help="a configuration whose run took longer than this many seconds "
+                             "is not repeated in later rounds (default 90; keeps a run on a "
+                             "loaded machine bounded; the JSON records the number of runs)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
     parser.add_argument("--no-mlp", action="store_true", help="skip MLPRegressor")
     parser.add_argument("--_torch-worker", dest="torch_worker", action="store_true",
@@ -528,14 +533,51 @@ def main(argv=None):
 
     runs = {(g, k): [] for g, k, _, _ in tasks}
     failed = set()
+    capped = set()
     loads = []
+    def collect(rounds_done):
+        """Aggregate the runs so far, build the table, write the JSON."""
+        results = {"meta": {**env, "quick": quick, "repeats": repeats, "max_iter": K,
+                            "patch_max_iter": patch_iter, "mlp_repeats": mlp_repeats,
+                            "data": source, "torch": tv,
+                            "hyper": {"rho": RHO, "beta": BETA, "alpha": ALPHA},
+                            "load_average_per_round": loads},
+                   "mnist": {}, "options": {}, "patch": None, "mlp": {}, "torch": {}}
+        for m in sizes:
+            for dname, _ in dtypes:
+                key = f"{m}/{dname}"
+                fl = aggregate(runs[("floor", key)])
+                fl["per_product_ms"] = {
+                    k: median([r["per_product_ms"][k] for r in fl["runs"]])
+                    for k in fl["runs"][0]["per_product_ms"]}
+                results["mnist"][key] = {"floor": fl, "skae": aggregate(runs[("skae", key)])}
+                if ("torch", key) in runs:
+                    results["torch"][key] = aggregate(runs[("torch", key)])
+                if ("mlp", key) in runs:
+                    results["mlp"][key] = aggregate(runs[("mlp", key)])
+        results["options"]["default (reference)"] = results["mnist"]["5000/float64"]["skae"]
+        for label, _, _ in option_specs:
+            results["options"][label] = aggregate(runs[("options", label)])
+        results["patch"] = aggregate(runs[("patch", "patch")])
+        results["patch"]["shape"] = list(Xp.shape)
+
+        results["meta"]["bench_seconds"] = time.perf_counter() - t_start
+        results["meta"]["rounds_done"] = rounds_done
+        table, summary = report(results, sizes, dtypes)
+        results["table"] = table
+        results["targets"] = summary
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(json_path, "w") as f:
+            json.dump(results, f, indent=1, default=str)
+        return results, table
+
     for rnd in range(repeats):
         loads.append(os.getloadavg()[0])
         print(f"round {rnd + 1}/{repeats} (load average {loads[-1]:.2f})", flush=True)
         for group, key, fn, max_rounds in tasks:
             if rnd >= max_rounds:
                 continue
-            if (group, key) in failed:
+            if (group, key) in failed or (group, key) in capped:
                 continue
             t0 = time.perf_counter()
             try:
@@ -545,45 +587,20 @@ def main(argv=None):
                 failed.add((group, key))
                 print(f"  {group:7s} {key:40s} n/a: {run['error']}", flush=True)
             else:
-                print(f"  {group:7s} {key:40s} {time.perf_counter() - t0:6.1f} s", flush=True)
+                took = time.perf_counter() - t0
+                print(f"  {group:7s} {key:40s} {took:6.1f} s", flush=True)
+                if took > args.task_cap and rnd + 1 < repeats:
+                    capped.add((group, key))
+                    print(f"  {group:7s} {key:40s} took > {args.task_cap:.0f} s: "
+                          "not repeated", flush=True)
             runs[(group, key)].append(run)
+        collect(rounds_done=rnd + 1)  # partial results after every round
     if torch_client is not None:
         torch_client.close()
     loads.append(os.getloadavg()[0])
-
-    results = {"meta": {**env, "quick": quick, "repeats": repeats, "max_iter": K,
-                        "patch_max_iter": patch_iter, "mlp_repeats": mlp_repeats,
-                        "data": source, "torch": tv,
-                        "hyper": {"rho": RHO, "beta": BETA, "alpha": ALPHA},
-                        "load_average_per_round": loads},
-               "mnist": {}, "options": {}, "patch": None, "mlp": {}, "torch": {}}
-    for m in sizes:
-        for dname, _ in dtypes:
-            key = f"{m}/{dname}"
-            fl = aggregate(runs[("floor", key)])
-            fl["per_product_ms"] = {
-                k: median([r["per_product_ms"][k] for r in fl["runs"]])
-                for k in fl["runs"][0]["per_product_ms"]}
-            results["mnist"][key] = {"floor": fl, "skae": aggregate(runs[("skae", key)])}
-            if ("torch", key) in runs:
-                results["torch"][key] = aggregate(runs[("torch", key)])
-            if ("mlp", key) in runs:
-                results["mlp"][key] = aggregate(runs[("mlp", key)])
-    results["options"]["default (reference)"] = results["mnist"]["5000/float64"]["skae"]
-    for label, _, _ in option_specs:
-        results["options"][label] = aggregate(runs[("options", label)])
-    results["patch"] = aggregate(runs[("patch", "patch")])
-    results["patch"]["shape"] = list(Xp.shape)
-
-    results["meta"]["bench_seconds"] = time.perf_counter() - t_start
-    table, summary = report(results, sizes, dtypes)
-    results["table"] = table
-    results["targets"] = summary
+    results, table = collect(rounds_done=repeats)
     print()
     print(table)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(json_path, "w") as f:
-        json.dump(results, f, indent=1, default=str)
     print(f"\nJSON written to {json_path} "
           f"(benchmark took {results['meta']['bench_seconds']:.0f} s)")
     return 0
@@ -597,7 +614,7 @@ def report(results, sizes, dtypes):
              f"{blas_summary(meta['threadpools'])}")
     L.append(f"numpy {meta['numpy']}, scipy {meta['scipy']}, scikit-learn {meta['sklearn']}, "
              f"torch {meta.get('torch') or 'n/a'}, skae {meta['skae']}; "
-             f"median of {meta['repeats']} interleaved rounds (MLPRegressor: "
+             f"median of {meta.get('rounds_done', meta['repeats'])} interleaved rounds (MLPRegressor: "
              f"{meta['mlp_repeats']}), {K} L-BFGS iterations per fit; "
              f"load average {min(meta['load_average_per_round']):.1f}–"
              f"{max(meta['load_average_per_round']):.1f}; data: {meta['data']}")
@@ -683,6 +700,16 @@ def report(results, sizes, dtypes):
         ok_patch = patch_400 < 3.0
     targets.append(("UFLDL patch exercise (400 iterations) < 3 s", patch_400, ok_patch))
 
+    short = [f"{g} {k}" for g, sect in (("skae", results["mnist"]),) for k, v in sect.items()
+             if v["skae"].get("n_runs", meta["repeats"]) < meta["repeats"]]
+    short += [f"{g} {k}" for g, sect in (("options", results["options"]), ("torch", results["torch"]))
+              for k, v in sect.items() if v.get("n_runs", meta["repeats"]) < meta["repeats"]]
+    if p.get("n_runs", meta["repeats"]) < meta["repeats"]:
+        short.append("patch exercise")
+    if short:
+        L.append("")
+        L.append(f"Fewer than {meta['repeats']} runs (a run exceeded --task-cap): "
+                 + ", ".join(short) + ".")
     L.append("")
     L.append("Targets of issue 4:")
     L.append("")
