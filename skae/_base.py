@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
+from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "ACTIVATIONS",
@@ -360,14 +361,17 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
             )
 
     try:
-        result = minimize(
-            guarded,
-            theta0,
-            method="L-BFGS-B",
-            jac=True,
-            callback=callback,
-            options={"maxiter": max_iter, "maxfun": max(15000, 3 * max_iter), "gtol": tol},
-        )
+        # L-BFGS-B's own linear algebra is vector work on which BLAS threads only add
+        # synchronisation; the objective runs its products on its own worker threads.
+        with ThreadpoolController().limit(limits=1, user_api="blas"):
+            result = minimize(
+                guarded,
+                theta0,
+                method="L-BFGS-B",
+                jac=True,
+                callback=callback,
+                options={"maxiter": max_iter, "maxfun": max(15000, 3 * max_iter), "gtol": tol},
+            )
     except KeyboardInterrupt:
         warnings.warn(
             f"{name}: training was interrupted after {len(state['curve'])} iterations; "

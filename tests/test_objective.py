@@ -188,6 +188,9 @@ def _peak_bytes(build, evaluate_only):
 def test_two_pass_memory_does_not_grow_with_rows():
     """Construction + one evaluation with batch_size=50: 10x the rows, same peak.
 
+    Two workers in both cases (each has its own chunk buffers, so memory grows with the
+    number of workers, not with the number of rows).
+
     The data themselves are allocated before tracing starts. The bound is 10% plus 64 KiB
     of slack for Python objects; an evaluation that kept anything per row (m x 40 floats
     = 1.25 MiB more for the larger data) fails it.
@@ -199,7 +202,10 @@ def test_two_pass_memory_does_not_grow_with_rows():
         spec = AutoencoderSpec(40, 10)
         theta = spec.layout.initialize(rng)
         peaks.append(
-            _peak_bytes(lambda: (AutoencoderObjective(spec, X, batch_size=50), theta), False)
+            _peak_bytes(
+                lambda: (AutoencoderObjective(spec, X, batch_size=50, n_workers=2), theta),
+                False,
+            )
         )
     assert peaks[1] <= 1.1 * peaks[0] + 65536, peaks
 
@@ -259,24 +265,40 @@ def test_sparse_input_with_gaussian_noise_equals_dense(batch_size):
 
 
 @pytest.mark.parametrize("combo", COMBINATIONS[::5], ids=lambda c: "-".join(map(str, c)))
-def test_threaded_elementwise_work_equals_serial(combo, monkeypatch):
-    """Row blocks on 3 threads (forced even for tiny arrays): same J, exact gradient."""
-    import skae._objective as objective_module
-
-    spec, X, corruption, serial, theta = _setup(*combo, m=17)
-    serial.n_threads = 1
+def test_parallel_workers_equal_one_worker(combo):
+    """Row ranges on 3 worker threads: the same J and gradient, and an exact gradient."""
+    spec, X, corruption, _, theta = _setup(*combo, m=17)
+    batch_size = combo[-1]
+    serial = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size,
+                                  n_workers=1)
+    threaded = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size,
+                                    n_workers=3)
+    assert threaded.n_workers == 3
     J1, g1 = serial(theta)
-    monkeypatch.setattr(objective_module, "_PARALLEL_MIN_SIZE", 1)
-    threaded = AutoencoderObjective(spec, X, corruption=corruption, batch_size=combo[-1])
-    threaded.n_threads = 3
     J3, g3 = threaded(theta)
     assert J3 == pytest.approx(J1, rel=1e-12)
     np.testing.assert_allclose(g3, g1, rtol=1e-10, atol=1e-14)
     assert check_gradient(threaded, theta) < 1e-8
 
 
-def test_thread_count_follows_threadpoolctl_limits():
+def test_more_workers_than_rows_and_sparse_workers():
+    X = sp.random(5, N_FEATURES, density=0.5, format="csr", random_state=0)
+    spec = AutoencoderSpec(N_FEATURES, N_HIDDEN)
+    theta = spec.layout.initialize(np.random.RandomState(0))
+    many = AutoencoderObjective(spec, X, n_workers=8)
+    assert many.n_workers == 5
+    J1, g1 = AutoencoderObjective(spec, X.toarray(), n_workers=1)(theta)
+    J2, g2 = many(theta)
+    assert J2 == pytest.approx(J1, rel=1e-12)
+    np.testing.assert_allclose(g2, g1, rtol=1e-10, atol=1e-14)
+
+
+def test_worker_count_follows_threadpoolctl_limits():
     threadpoolctl = pytest.importorskip("threadpoolctl", reason="needs threadpoolctl")
-    _, X, _, _, _ = _setup("sigmoid", "sigmoid", "squared", False, None, None)
+    X = np.random.RandomState(0).rand(2000, 40)  # large enough to be split
+    spec = AutoencoderSpec(40, 5)
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        assert AutoencoderObjective(AutoencoderSpec(N_FEATURES, N_HIDDEN), X).n_threads == 1
+        assert AutoencoderObjective(spec, X).n_workers == 1
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        assert AutoencoderObjective(spec, X).n_workers == 2
+    assert AutoencoderObjective(spec, X[:20]).n_workers == 1  # small data: one worker
