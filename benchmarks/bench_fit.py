@@ -131,7 +131,7 @@ def blas_summary(threadpools):
 # ----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mnist(m):
     """Real MNIST digits scaled to [0, 1]; m > 5000 stacks jittered copies."""
     try:
@@ -614,7 +614,8 @@ def report(results, sizes, dtypes):
              f"{blas_summary(meta['threadpools'])}")
     L.append(f"numpy {meta['numpy']}, scipy {meta['scipy']}, scikit-learn {meta['sklearn']}, "
              f"torch {meta.get('torch') or 'n/a'}, skae {meta['skae']}; "
-             f"median of {meta.get('rounds_done', meta['repeats'])} interleaved rounds (MLPRegressor: "
+             f"median of {meta.get('rounds_done', meta['repeats'])} interleaved rounds "
+             f"(MLPRegressor: "
              f"{meta['mlp_repeats']}), {K} L-BFGS iterations per fit; "
              f"load average {min(meta['load_average_per_round']):.1f}–"
              f"{max(meta['load_average_per_round']):.1f}; data: {meta['data']}")
@@ -643,13 +644,15 @@ def report(results, sizes, dtypes):
                 f"| {fmt(tr.get('ms_per_iter'))} | {fmt(ratio(it, tr.get('ms_per_iter')), 2)} "
                 f"| {fmt(ml.get('ms_per_iter'))} | {fmt(ratio(ml.get('ms_per_iter'), it), 1)} |")
             rr = ratio(it, floor)
-            targets.append((f"/iter ≤ 1.3× GEMM floor ({m}, {dname})", rr, None if rr is None else rr <= 1.3))
+            targets.append((f"/iter ≤ 1.3× GEMM floor ({m}, {dname})", rr,
+                            None if rr is None else rr <= 1.3))
     for m in sizes:
         for dname, _ in dtypes:
             key = f"{m}/{dname}"
             rr = ratio(results["mnist"][key]["skae"].get("ms_per_iter"),
                        results["torch"].get(key, {}).get("ms_per_iter"))
-            targets.append((f"≤ 1.0× PyTorch ({m}, {dname})", rr, None if rr is None else rr <= 1.0))
+            targets.append((f"≤ 1.0× PyTorch ({m}, {dname})", rr,
+                            None if rr is None else rr <= 1.0))
     for m in sizes:
         for dname, _ in dtypes:
             key = f"{m}/{dname}"
@@ -702,7 +705,8 @@ def report(results, sizes, dtypes):
 
     short = [f"{g} {k}" for g, sect in (("skae", results["mnist"]),) for k, v in sect.items()
              if v["skae"].get("n_runs", meta["repeats"]) < meta["repeats"]]
-    short += [f"{g} {k}" for g, sect in (("options", results["options"]), ("torch", results["torch"]))
+    sections = (("options", results["options"]), ("torch", results["torch"]))
+    short += [f"{g} {k}" for g, sect in sections
               for k, v in sect.items() if v.get("n_runs", meta["repeats"]) < meta["repeats"]]
     if p.get("n_runs", meta["repeats"]) < meta["repeats"]:
         short.append("patch exercise")

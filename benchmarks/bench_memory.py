@@ -13,7 +13,8 @@ Reported per fit:
   page-cache pages the kernel can drop, not memory the fit allocated);
 * ``RSS before fit``: the RSS after imports and ``np.load`` (the baseline);
 * ``peak anon``: peak anonymous (heap) memory during the fit above that
-  baseline (taken after a warm-up matmul, so OpenBLAS's own buffers are in it), sampled from ``/proc/self/status`` (``RssAnon``) every 2 ms —
+  baseline (taken after a warm-up matmul, so OpenBLAS's own buffers are in it),
+  sampled from ``/proc/self/status`` (``RssAnon``) every 2 ms —
   this is the memory the fit itself allocates and what must stay flat
   with ``batch_size``;
 * seconds of ``fit``.
