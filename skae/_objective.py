@@ -166,10 +166,6 @@ def _cast(a, dtype):
     return np.asarray(a, dtype=dtype)
 
 
-def _dense_rows(X, start, stop):
-    return X[start:stop]
-
-
 def encode(X, W1, b1, activation="sigmoid"):
     """Hidden activations ``f(X W1ᵀ + b1)`` in the dtype of ``X`` (dense or sparse X)."""
     dtype = X.dtype
