@@ -267,9 +267,11 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data; float32 stays float32, other dtypes become float64. CSR/CSC
-            sparse matrices and read-only memory maps are accepted and never copied
-            whole (with ``batch_size``).
+            Training data; float32 stays float32, other dtypes become float64. CSR
+            matrices and read-only memory maps of a float dtype are used in place, never
+            densified or copied whole (CSC and other sparse formats are converted to CSR
+            once); with ``batch_size`` the memory of an evaluation does not grow with
+            the number of rows.
         y : None
             Ignored.
 
@@ -282,7 +284,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         saved = dict(self.__dict__)
         try:
             return self._fit(X)
-        except Exception:
+        except BaseException:  # an error, or Ctrl-C outside the optimiser
             self.__dict__.clear()
             self.__dict__.update(saved)
             raise
