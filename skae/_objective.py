@@ -184,8 +184,8 @@ def decode(H, W2, b2, decoder="sigmoid"):
 
 
 def _dot(a, b):
-    """Sum of ``a * b`` over all elements, as a float (no BLAS threads involved)."""
-    return float(np.einsum("ij,ij->", a, b)) if a.ndim == 2 else float(np.dot(a, b))
+    """Sum of ``a * b`` over all elements of two matrices (no BLAS threads involved)."""
+    return float(np.einsum("ij,ij->", a, b))
 
 
 def _chunk_rows(n_features, itemsize):
