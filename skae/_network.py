@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import ACTIVATIONS
@@ -259,10 +258,10 @@ def _backpropagate(
     L = len(layers)
     first_param = L - n_params + 1  # lowest 1-based layer whose gradient is wanted
     grads = []
-    for l in range(L, 0, -1):
-        below = activations[l - 1]
-        if l >= first_param:
-            gW_out, gb_out = out[l - first_param] if out is not None else (None, None)
+    for k in range(L, 0, -1):
+        below = activations[k - 1]
+        if k >= first_param:
+            gW_out, gb_out = out[k - first_param] if out is not None else (None, None)
             if sp.issparse(below):
                 gW = np.asarray((below.T @ delta).T)
             elif gW_out is not None and gW_out.dtype == delta.dtype:
@@ -279,14 +278,14 @@ def _backpropagate(
             else:
                 gb = gb.astype(delta.dtype, copy=False)
             grads.append((gW, gb))
-        W = np.asarray(layers[l - 1].weights, dtype=delta.dtype)
-        if l == 1:
+        W = np.asarray(layers[k - 1].weights, dtype=delta.dtype)
+        if k == 1:
             return grads[::-1], (delta @ W if want_input else None)
-        if not want_input and l <= first_param:
+        if not want_input and k <= first_param:
             break
-        target = scratch[l - 2] if scratch is not None else None
+        target = scratch[k - 2] if scratch is not None else None
         grad_below = np.matmul(delta, W, out=target)
-        delta = _activation_jvp(layers[l - 2].activation, below, grad_below, consume=True)
+        delta = _activation_jvp(layers[k - 2].activation, below, grad_below, consume=True)
     return grads[::-1], None
 
 
