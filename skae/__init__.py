@@ -2,7 +2,8 @@
 
 from ._base import check_gradient
 from ._sparse_autoencoder import SparseAutoencoder
+from .preprocessing import ZCAWhitening
 
 __version__ = "0.1.0"
 
-__all__ = ["SparseAutoencoder", "check_gradient", "__version__"]
+__all__ = ["SparseAutoencoder", "ZCAWhitening", "check_gradient", "__version__"]

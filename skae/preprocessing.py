@@ -1,0 +1,156 @@
+"""Preprocessing for autoencoders: ZCA whitening.
+
+PCA whitening is scikit-learn's ``PCA(whiten=True)`` and is not repeated here.
+"""
+
+from numbers import Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+__all__ = ["ZCAWhitening"]
+
+
+class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """ZCA whitening: decorrelate the features while staying close to the original data.
+
+    With the feature means ``μ`` and the covariance ``Σ = U diag(λ) Uᵀ`` of the training
+    data, the transform is ``x ↦ W (x − μ)`` with ``W = U diag(1 / sqrt(λ + ε)) Uᵀ``
+    (UFLDL's ``x_ZCAwhite``). Of all whitening matrices this rotation back into the input
+    space changes the data least, so whitened image patches still look like images.
+    ``epsilon`` regularises small eigenvalues: it low-pass filters the data and keeps noise
+    in low-variance directions from being blown up. The whitened training data have
+    covariance ``U diag(λ / (λ + ε)) Uᵀ``, the identity when ``ε = 0``.
+
+    Parameters
+    ----------
+    epsilon : float, default=0.1
+        Added to each eigenvalue of the covariance before the inverse square root. It is
+        in the units of the data's variance: compare it with ``explained_variance_``.
+        ``epsilon=0`` requires a covariance of full rank.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features,)
+        Feature means of the training data.
+    explained_variance_ : ndarray of shape (n_features,)
+        Eigenvalues of the training covariance (``1/n`` normalisation), largest first.
+    eigenvectors_ : ndarray of shape (n_features, n_features)
+        The matching eigenvectors as columns.
+    components_ : ndarray of shape (n_features, n_features)
+        The symmetric whitening matrix ``W``; ``transform(X) = (X − mean_) @ components_``.
+    inverse_components_ : ndarray of shape (n_features, n_features)
+        ``W⁻¹ = U diag(sqrt(λ + ε)) Uᵀ``; ``inverse_transform(Z) = Z @ inverse_components_
+        + mean_``.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when ``X`` has string column names.
+
+    See Also
+    --------
+    sklearn.decomposition.PCA : ``PCA(whiten=True)`` for PCA whitening (rotated into the
+        principal axes, optionally with fewer components).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skae import ZCAWhitening
+    >>> X = np.random.default_rng(0).normal(size=(500, 3)) @ [[2, 1, 0], [0, 1, 0], [0, 0, 3]]
+    >>> zca = ZCAWhitening(epsilon=0.0).fit(X)
+    >>> Z = zca.transform(X)
+    >>> bool(np.allclose(np.cov(Z, rowvar=False, bias=True), np.eye(3)))
+    True
+    >>> bool(np.allclose(zca.inverse_transform(Z), X))
+    True
+    """
+
+    _parameter_constraints = {"epsilon": [Interval(Real, 0, None, closed="left")]}
+
+    def __init__(self, epsilon=0.1):
+        self.epsilon = epsilon
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Compute the mean and the whitening matrix of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, one sample per row.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : ZCAWhitening
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        X64 = X.astype(np.float64, copy=False)
+        mean = X64.mean(axis=0)
+        centred = X64 - mean
+        covariance = centred.T @ centred / X64.shape[0]
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        order = np.argsort(eigenvalues)[::-1]
+        eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+        eigenvectors = eigenvectors[:, order]
+        regularised = eigenvalues + self.epsilon
+        if np.any(regularised <= 1e-12 * max(float(eigenvalues[0]), 1.0)):
+            raise ValueError(
+                "The covariance of X is singular (some features are constant or linearly "
+                "dependent), so ZCA whitening with epsilon=0 would divide by zero. Use "
+                "epsilon > 0 (e.g. 0.1 or a small fraction of the largest eigenvalue in "
+                "explained_variance_)."
+            )
+        scale = 1.0 / np.sqrt(regularised)
+        dtype = X.dtype
+        self.mean_ = mean.astype(dtype)
+        self.explained_variance_ = eigenvalues.astype(dtype)
+        self.eigenvectors_ = eigenvectors.astype(dtype)
+        self.components_ = ((eigenvectors * scale) @ eigenvectors.T).astype(dtype)
+        self.inverse_components_ = ((eigenvectors / scale) @ eigenvectors.T).astype(dtype)
+        return self
+
+    def transform(self, X):
+        """Whiten ``X``: ``(X − mean_) @ components_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_white : ndarray of shape (n_samples, n_features)
+            In the dtype of ``X`` (float32 stays float32).
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return (X - self.mean_.astype(X.dtype)) @ self.components_.astype(X.dtype)
+
+    def inverse_transform(self, X):
+        """Undo the whitening: ``X @ inverse_components_ + mean_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Whitened data.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        X = check_array(X, dtype=[np.float64, np.float32])
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but ZCAWhitening was fitted on "
+                f"{self.n_features_in_}; pass whitened data from this transformer."
+            )
+        return X @ self.inverse_components_.astype(X.dtype) + self.mean_.astype(X.dtype)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

@@ -1,0 +1,122 @@
+"""ZCAWhitening: whitening, its inverse, dtypes, scikit-learn compatibility, bad input."""
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import (
+    check_dataframe_column_names_consistency,
+    check_param_validation,
+    check_transformer_get_feature_names_out,
+    parametrize_with_checks,
+)
+
+from skae import ZCAWhitening
+
+
+def correlated_data(n_samples=2000, n_features=6, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    mixing = rng.normal(size=(n_features, n_features))
+    X = rng.normal(size=(n_samples, n_features)) @ mixing + rng.normal(size=n_features) * 5
+    return X.astype(dtype)
+
+
+@parametrize_with_checks([ZCAWhitening(), ZCAWhitening(epsilon=1e-3)])
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        check_param_validation,
+        check_transformer_get_feature_names_out,
+        check_dataframe_column_names_consistency,
+    ],
+    ids=lambda c: c.__name__,
+)
+def test_checks_outside_the_default_set(check):
+    pytest.importorskip("pandas", reason="the column-name checks need pandas")
+    check("ZCAWhitening", ZCAWhitening())
+
+
+def test_epsilon_zero_gives_identity_covariance():
+    X = correlated_data()
+    Z = ZCAWhitening(epsilon=0.0).fit_transform(X)
+    np.testing.assert_allclose(Z.mean(axis=0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(np.cov(Z, rowvar=False, bias=True), np.eye(6), atol=1e-10)
+
+
+@pytest.mark.parametrize("epsilon", [0.01, 0.1, 1.0])
+def test_covariance_shrinks_by_exactly_epsilons_effect(epsilon):
+    """cov(Z) = U diag(λ/(λ+ε)) Uᵀ, computed here from NumPy's own eigen-decomposition."""
+    X = correlated_data()
+    Z = ZCAWhitening(epsilon=epsilon).fit_transform(X)
+    lam, U = np.linalg.eigh(np.cov(X, rowvar=False, bias=True))
+    expected = (U * (lam / (lam + epsilon))) @ U.T
+    np.testing.assert_allclose(np.cov(Z, rowvar=False, bias=True), expected, atol=1e-10)
+    # the off-diagonal correlations are gone only when epsilon is small against λ
+    assert np.all(np.diag(np.cov(Z, rowvar=False)) < 1.0)
+
+
+def test_zca_is_the_symmetric_whitening_closest_to_the_data():
+    """ZCA's matrix is symmetric, and of whitening transforms it moves the data least."""
+    X = correlated_data()
+    zca = ZCAWhitening(epsilon=0.0).fit(X)
+    np.testing.assert_allclose(zca.components_, zca.components_.T, atol=1e-12)
+    centred = X - X.mean(axis=0)
+    Z = zca.transform(X)
+    rotation = np.linalg.qr(np.random.default_rng(1).normal(size=(6, 6)))[0]
+
+    # Z @ rotation is white too, but further from the centred data (Z is scale-free, so
+    # compare correlations between each whitened feature and its own input feature)
+    def agreement(W):
+        return np.mean([np.corrcoef(W[:, j], centred[:, j])[0, 1] for j in range(6)])
+
+    assert agreement(Z) > agreement(Z @ rotation)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
+def test_inverse_transform_round_trips(epsilon):
+    X = correlated_data()
+    zca = ZCAWhitening(epsilon=epsilon).fit(X)
+    np.testing.assert_allclose(zca.inverse_transform(zca.transform(X)), X, atol=1e-9)
+    np.testing.assert_allclose(zca.components_ @ zca.inverse_components_, np.eye(6), atol=1e-10)
+
+
+def test_float32_stays_float32():
+    X = correlated_data(dtype=np.float32)
+    zca = ZCAWhitening(epsilon=0.1).fit(X)
+    Z = zca.transform(X)
+    assert Z.dtype == np.float32
+    assert zca.inverse_transform(Z).dtype == np.float32
+    Z64 = ZCAWhitening(epsilon=0.1).fit_transform(X.astype(np.float64))
+    np.testing.assert_allclose(Z, Z64, rtol=1e-4, atol=1e-4)
+
+
+def test_input_is_not_modified():
+    X = correlated_data()
+    before = X.copy()
+    zca = ZCAWhitening().fit(X)
+    zca.inverse_transform(zca.transform(X))
+    np.testing.assert_array_equal(X, before)
+
+
+def test_singular_covariance_with_epsilon_zero_is_a_clear_error():
+    X = correlated_data()
+    X[:, 2] = 3.0  # a constant feature
+    with pytest.raises(ValueError, match="singular.*epsilon > 0"):
+        ZCAWhitening(epsilon=0.0).fit(X)
+    Z = ZCAWhitening(epsilon=0.1).fit_transform(X)  # regularised: fine
+    assert np.all(np.isfinite(Z))
+
+
+def test_bad_input():
+    with pytest.raises(NotFittedError):
+        ZCAWhitening().transform(np.ones((3, 2)))
+    with pytest.raises(ValueError, match="epsilon"):
+        ZCAWhitening(epsilon=-1.0).fit(correlated_data())
+    zca = ZCAWhitening().fit(correlated_data())
+    with pytest.raises(ValueError, match="6 features"):
+        zca.transform(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="fitted on 6"):
+        zca.inverse_transform(np.ones((3, 4)))
