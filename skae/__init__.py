@@ -2,8 +2,16 @@
 
 from ._base import check_gradient
 from ._sparse_autoencoder import SparseAutoencoder
+from ._stacked import StackedAutoencoder, StackedAutoencoderClassifier
 from .preprocessing import ZCAWhitening
 
 __version__ = "0.1.0"
 
-__all__ = ["SparseAutoencoder", "ZCAWhitening", "check_gradient", "__version__"]
+__all__ = [
+    "SparseAutoencoder",
+    "StackedAutoencoder",
+    "StackedAutoencoderClassifier",
+    "ZCAWhitening",
+    "check_gradient",
+    "__version__",
+]

@@ -1,0 +1,791 @@
+"""Stacked sparse autoencoders: greedy layer-wise pretraining, a softmax classifier on the
+top code, and end-to-end fine-tuning by backpropagation with L-BFGS."""
+
+import copy
+import inspect
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.special import log_softmax
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import Interval, StrOptions, _fit_context, check_input_array, run_lbfgs, validate_input
+from ._network import FineTuneObjective, Layer, _autoencoder_layer, forward
+from ._sparse_autoencoder import SparseAutoencoder
+
+__all__ = ["StackedAutoencoder", "StackedAutoencoderClassifier"]
+
+_FLOAT_DTYPES = (np.float64, np.float32)
+_SEED_MAX = np.iinfo(np.int32).max
+
+# SparseAutoencoder's hyper-parameters that may be given once or once per layer, with
+# SparseAutoencoder's own defaults (read from its signature, so the two never drift).
+_NOT_PER_LAYER = {"n_hidden", "warm_start", "random_state", "verbose"}
+_AE_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(SparseAutoencoder.__init__).parameters.items()
+    if name != "self" and name not in _NOT_PER_LAYER
+}
+PER_LAYER_PARAMETERS = tuple(_AE_DEFAULTS)
+
+
+def _per_layer_constraints():
+    constraints = {}
+    for name in PER_LAYER_PARAMETERS:
+        constraints[name] = list(SparseAutoencoder._parameter_constraints[name]) + [
+            "array-like"
+        ]
+    return constraints
+
+
+def _is_sequence(value):
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class _StackMixin:
+    """Parameter handling and greedy pretraining shared by both stacked estimators."""
+
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(np.ravel(sizes))
+        if not sizes:
+            raise ValueError(
+                "hidden_layer_sizes is empty; give at least one layer, e.g. "
+                "hidden_layer_sizes=(200, 200)."
+            )
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
+                raise ValueError(
+                    f"hidden_layer_sizes must hold positive ints, got {self.hidden_layer_sizes!r}."
+                )
+        return [int(s) for s in sizes]
+
+    def _layer_settings(self):
+        """One dict of SparseAutoencoder settings per layer, each validated."""
+        sizes = self._hidden_sizes()
+        settings = [{"n_hidden": size} for size in sizes]
+        for name in PER_LAYER_PARAMETERS:
+            value = getattr(self, name)
+            if _is_sequence(value):
+                values = list(value)
+                if len(values) != len(sizes):
+                    raise ValueError(
+                        f"{name} has {len(values)} values but hidden_layer_sizes has "
+                        f"{len(sizes)} layers; give one value for all layers or exactly "
+                        f"one per layer."
+                    )
+            else:
+                values = [value] * len(sizes)
+            for setting, v in zip(settings, values):
+                setting[name] = _plain(v)
+        for k, setting in enumerate(settings, start=1):
+            autoencoder = SparseAutoencoder(**setting)
+            try:
+                autoencoder._validate_params()
+                autoencoder._check_combinations()
+            except ValueError as exc:
+                raise type(exc)(f"Layer {k} of {type(self).__name__}: {exc}") from exc
+        return settings
+
+    def _pretrain(self, X, seeds, previous=None):
+        """Fit one SparseAutoencoder per layer, layer k on the codes of layer k−1."""
+        settings = self._layer_settings()
+        if previous is not None and len(previous) != len(settings):
+            raise ValueError(
+                f"warm_start=True cannot continue from the previous fit: it had "
+                f"{len(previous)} layers, now hidden_layer_sizes has {len(settings)}. Set "
+                "warm_start=False to start afresh."
+            )
+        autoencoders, codes = [], X
+        for k, setting in enumerate(settings):
+            if self.verbose:
+                print(
+                    f"{type(self).__name__}: pretraining layer {k + 1}/{len(settings)} "
+                    f"({codes.shape[1]} -> {setting['n_hidden']} units)",
+                    flush=True,
+                )
+            if previous is not None:
+                autoencoder = copy.deepcopy(previous[k])
+                autoencoder.set_params(**setting, warm_start=True, verbose=self.verbose)
+            else:
+                autoencoder = SparseAutoencoder(
+                    **setting, random_state=int(seeds[k]), verbose=self.verbose
+                )
+            autoencoder.fit(codes)
+            autoencoders.append(autoencoder)
+            if k + 1 < len(settings):
+                codes = autoencoder.transform(codes)
+        return autoencoders
+
+    def _fit_keeping_state(self, fit, *args):
+        saved = dict(self.__dict__)
+        try:
+            return fit(*args)
+        except BaseException:  # an error, or Ctrl-C outside the optimiser
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+
+_STACK_CONSTRAINTS = {
+    "hidden_layer_sizes": [Interval(Integral, 1, None, closed="left"), "array-like"],
+    **_per_layer_constraints(),
+    "warm_start": ["boolean"],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+
+_PER_LAYER_DOC = """\
+    rho, beta, alpha, activation, decoder, loss, tied_weights, noise, noise_level, \
+batch_size, max_iter, tol : scalar or sequence
+        The hyper-parameters of :class:`SparseAutoencoder`, with its defaults. A scalar
+        applies to every layer; a list or tuple gives one value per layer (its length
+        must be ``len(hidden_layer_sizes)``), e.g. ``noise_level=[0.1, 0.2, 0.3]`` for the
+        stacked denoising autoencoder's corruption levels."""
+
+
+class StackedAutoencoder(
+    _StackMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
+    """Stack of sparse autoencoders trained greedily, layer by layer.
+
+    Layer 1 is a :class:`SparseAutoencoder` fitted on ``X``; layer ``k`` is a
+    SparseAutoencoder fitted on the codes of layer ``k − 1``. ``transform`` returns the
+    codes of the top layer, so the stack plugs into a
+    :class:`~sklearn.pipeline.Pipeline` ahead of any classifier.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(200, 200)
+        Number of hidden units of each layer, bottom first (the UFLDL stacked
+        autoencoder exercise uses 200 and 200 on MNIST).
+    {per_layer}
+    warm_start : bool, default=False
+        Start each layer from its previous fit's parameters (the number and sizes of
+        the layers must not change) instead of a new initialisation.
+    random_state : int, RandomState instance or None, default=None
+        One seed per layer is drawn from it; layer ``k`` is fitted with
+        ``random_state=seed_k`` (``autoencoders_[k].random_state``).
+    verbose : int, default=0
+        Print a line per layer, and the layers' per-iteration progress.
+
+    Attributes
+    ----------
+    autoencoders_ : list of SparseAutoencoder
+        The fitted layers, bottom first.
+    n_iter_ : int
+        Total number of L-BFGS iterations over all layers (each layer's is in
+        ``autoencoders_[k].n_iter_``, its loss curve in ``autoencoders_[k].loss_curve_``).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    SparseAutoencoder : One layer.
+    StackedAutoencoderClassifier : The stack with a softmax layer, fine-tuned.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skae import StackedAutoencoder
+    >>> X = load_digits().data / 16.0
+    >>> stack = StackedAutoencoder((32, 16), rho=[0.1, 0.05], max_iter=30,
+    ...                            tol=1e-3, random_state=0).fit(X)
+    >>> stack.transform(X).shape
+    (1797, 16)
+    >>> [ae.n_hidden for ae in stack.autoencoders_]
+    [32, 16]
+    >>> stack.inverse_transform(stack.transform(X[:3])).shape
+    (3, 64)
+    """
+
+    _parameter_constraints: dict = dict(_STACK_CONSTRAINTS)
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(200, 200),
+        *,
+        rho=_AE_DEFAULTS["rho"],
+        beta=_AE_DEFAULTS["beta"],
+        alpha=_AE_DEFAULTS["alpha"],
+        activation=_AE_DEFAULTS["activation"],
+        decoder=_AE_DEFAULTS["decoder"],
+        loss=_AE_DEFAULTS["loss"],
+        tied_weights=_AE_DEFAULTS["tied_weights"],
+        noise=_AE_DEFAULTS["noise"],
+        noise_level=_AE_DEFAULTS["noise_level"],
+        batch_size=_AE_DEFAULTS["batch_size"],
+        max_iter=_AE_DEFAULTS["max_iter"],
+        tol=_AE_DEFAULTS["tol"],
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.rho = rho
+        self.beta = beta
+        self.alpha = alpha
+        self.activation = activation
+        self.decoder = decoder
+        self.loss = loss
+        self.tied_weights = tied_weights
+        self.noise = noise
+        self.noise_level = noise_level
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y=None):
+        """Pretrain the layers greedily on ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (sparse input is used by the first layer as is).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : StackedAutoencoder
+            The fitted estimator; on an error it keeps the state it had before.
+        """
+        return self._fit_keeping_state(self._fit, X)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _fit(self, X):
+        self._layer_settings()  # validate every layer before any work
+        previous = (
+            self.autoencoders_ if self.warm_start and hasattr(self, "autoencoders_") else None
+        )
+        X = validate_input(
+            self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, ensure_min_samples=2, reset=True
+        )
+        random_state = check_random_state(self.random_state)
+        seeds = random_state.randint(_SEED_MAX, size=len(self._hidden_sizes()))
+        self.autoencoders_ = self._pretrain(X, seeds, previous)
+        self.n_iter_ = int(sum(ae.n_iter_ for ae in self.autoencoders_))
+        return self
+
+    def transform(self, X):
+        """Codes of the top layer.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        H : ndarray of shape (n_samples, hidden_layer_sizes[-1])
+            float32 for float32 input.
+        """
+        check_is_fitted(self)
+        X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+        for autoencoder in self.autoencoders_:
+            X = autoencoder.transform(X)
+        return X
+
+    def inverse_transform(self, X):
+        """Decode top-layer codes down the stack to the input space.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, hidden_layer_sizes[-1])
+            Codes, e.g. the output of :meth:`transform`.
+
+        Returns
+        -------
+        X_reconstructed : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        H = check_input_array(X, dtype=_FLOAT_DTYPES, input_name="H")
+        for autoencoder in reversed(self.autoencoders_):
+            H = autoencoder.inverse_transform(H)
+        return H
+
+    def _network_layers(self):
+        check_is_fitted(self)
+        return [_autoencoder_layer(ae) for ae in self.autoencoders_]
+
+    @property
+    def _n_features_out(self):
+        return self.autoencoders_[-1].n_hidden
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+StackedAutoencoder.__doc__ = StackedAutoencoder.__doc__.replace(
+    "    {per_layer}", _PER_LAYER_DOC
+)
+
+
+# --------------------------------------------------------------------------- classifier
+def _split_unlabelled(y):
+    """Mask of labelled rows; −1 marks an unlabelled row (sklearn's convention)."""
+    kind = y.dtype.kind
+    if kind in "US":
+        if np.any(y == "-1"):
+            raise ValueError(
+                "y has string labels and contains '-1'. Unlabelled rows are marked with the "
+                "integer -1 (an object array, e.g. np.array(['cat', -1], dtype=object)); "
+                "rename a real class called '-1'."
+            )
+        return np.ones(len(y), dtype=bool)
+    if kind == "O":
+        strings = np.array([isinstance(v, str) for v in y])
+        if np.any(y[strings] == "-1"):
+            raise ValueError(
+                "y has string labels and contains '-1'. Unlabelled rows are marked with the "
+                "integer -1, not the string '-1'; rename a real class called '-1'."
+            )
+        unlabelled = np.array(
+            [not isinstance(v, (str, bool, np.bool_)) and v == -1 for v in y], dtype=bool
+        )
+        return ~unlabelled
+    if kind in "iuf":
+        return y != -1
+    return np.ones(len(y), dtype=bool)
+
+
+class StackedAutoencoderClassifier(
+    _StackMixin, ClassNamePrefixFeaturesOutMixin, ClassifierMixin, BaseEstimator
+):
+    """Stacked sparse autoencoders with a softmax output layer, fine-tuned end to end.
+
+    ``fit(X, y)`` runs three stages (the UFLDL stacked autoencoder exercise):
+
+    1. **Pretraining** on every row of ``X``: greedy, as :class:`StackedAutoencoder`.
+       Rows whose label is ``-1`` are unlabelled (scikit-learn's semi-supervised
+       convention) and are used only here.
+    2. **Softmax**: a softmax layer on the top codes of the labelled rows, trained with
+       L-BFGS on the cross-entropy plus ``(softmax_alpha / 2) ‖W‖²``.
+    3. **Fine-tuning** by backpropagation with L-BFGS on the labelled rows:
+       ``"all"`` trains every layer end to end, ``"top"`` trains only the softmax on the
+       frozen features (``fine_tune_max_iter`` more iterations), None stops after
+       stage 2.
+
+    The fine-tuning objective is ``−(1/m) Σ_i log P(y_i | x_i) + (softmax_alpha / 2)
+    ‖W_softmax‖²``: as in UFLDL only the softmax weights are decayed. The encoders
+    start from their pretrained values and move only as far as ``fine_tune_max_iter``
+    L-BFGS iterations take them; decaying them towards zero with the autoencoders'
+    ``alpha`` (a setting on the scale of a reconstruction error, not of a per-sample
+    cross-entropy) would pull them away from the pretrained features they are meant
+    to refine. Inputs are never corrupted during stages 2 and 3 (the denoising noise
+    applies to pretraining only).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(200, 200)
+        Number of hidden units of each encoder layer, bottom first.
+    {per_layer}
+    softmax_alpha : float >= 0, default=1e-4
+        Weight decay of the softmax weights (UFLDL's λ), in stage 2 and in fine-tuning.
+    softmax_max_iter : int, default=100
+        L-BFGS iterations of stage 2.
+    fine_tune : {"all", "top"} or None, default="all"
+        What stage 3 trains.
+    fine_tune_max_iter : int, default=400
+        L-BFGS iterations of stage 3.
+    fine_tune_tol : float, default=1e-5
+        L-BFGS tolerance of stages 2 and 3 (largest gradient component).
+    warm_start : bool, default=False
+        When fitted before: skip pretraining and the softmax initialisation and continue
+        the supervised stage (fine-tuning, or stage 2 when ``fine_tune=None``) from the
+        previous fit's network ``layers_``. The layer sizes, the number of features and
+        the classes must not change.
+    random_state : int, RandomState instance or None, default=None
+        One seed per layer and one for the softmax initialisation are drawn from it.
+    verbose : int, default=0
+        Print a line per stage and per layer, and per-iteration progress.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels (``-1`` excluded for numeric labels).
+    autoencoders_ : list of SparseAutoencoder
+        The pretrained layers, as pretraining left them (fine-tuning does not change
+        them).
+    layers_ : list of Layer
+        The final network, bottom first: one layer per encoder (weights of shape
+        (n_out, n_in), as ``components_``) and the softmax output layer.
+    fine_tuned_layers_ : tuple of int
+        1-based indices of the layers stage 3 trained: every layer for ``"all"``
+        (``len(hidden_layer_sizes) + 1`` is the softmax), only the softmax for
+        ``"top"``, none for None.
+    n_iter_ : int
+        Total L-BFGS iterations over all stages.
+    stage_n_iter_ : dict
+        ``{{"pretraining": [per layer], "softmax": int, "fine_tuning": int}}``.
+    loss_curves_ : dict
+        The loss after each L-BFGS iteration, with the keys of ``stage_n_iter_``
+        (a list of curves for pretraining).
+    loss_ : float
+        The supervised objective at the end (stage 3, or stage 2 for None).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    StackedAutoencoder : The unsupervised stack alone.
+    sklearn.neural_network.MLPClassifier : The same network without pretraining.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skae import StackedAutoencoderClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16.0
+    >>> clf = StackedAutoencoderClassifier(
+    ...     (32,), max_iter=30, tol=1e-3, fine_tune="all", fine_tune_max_iter=30,
+    ...     random_state=0).fit(X[:1500], y[:1500])
+    >>> clf.fine_tuned_layers_
+    (1, 2)
+    >>> bool(clf.score(X[1500:], y[1500:]) > 0.8)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **_STACK_CONSTRAINTS,
+        "softmax_alpha": [Interval(Real, 0, None, closed="left")],
+        "softmax_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "fine_tune": [None, StrOptions({"all", "top"})],
+        "fine_tune_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "fine_tune_tol": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(200, 200),
+        *,
+        rho=_AE_DEFAULTS["rho"],
+        beta=_AE_DEFAULTS["beta"],
+        alpha=_AE_DEFAULTS["alpha"],
+        activation=_AE_DEFAULTS["activation"],
+        decoder=_AE_DEFAULTS["decoder"],
+        loss=_AE_DEFAULTS["loss"],
+        tied_weights=_AE_DEFAULTS["tied_weights"],
+        noise=_AE_DEFAULTS["noise"],
+        noise_level=_AE_DEFAULTS["noise_level"],
+        batch_size=_AE_DEFAULTS["batch_size"],
+        max_iter=_AE_DEFAULTS["max_iter"],
+        tol=_AE_DEFAULTS["tol"],
+        softmax_alpha=1e-4,
+        softmax_max_iter=100,
+        fine_tune="all",
+        fine_tune_max_iter=400,
+        fine_tune_tol=1e-5,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.rho = rho
+        self.beta = beta
+        self.alpha = alpha
+        self.activation = activation
+        self.decoder = decoder
+        self.loss = loss
+        self.tied_weights = tied_weights
+        self.noise = noise
+        self.noise_level = noise_level
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.softmax_alpha = softmax_alpha
+        self.softmax_max_iter = softmax_max_iter
+        self.fine_tune = fine_tune
+        self.fine_tune_max_iter = fine_tune_max_iter
+        self.fine_tune_tol = fine_tune_tol
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y):
+        """Pretrain on all rows, fit the softmax and fine-tune on the labelled rows.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; float32 stays float32; sparse input is used by the first
+            layer as is.
+        y : array-like of shape (n_samples,)
+            Class labels; ``-1`` marks an unlabelled row (for string labels use an
+            object array holding the integer -1).
+
+        Returns
+        -------
+        self : StackedAutoencoderClassifier
+            The fitted estimator; on an error it keeps the state it had before.
+        """
+        return self._fit_keeping_state(self._fit, X, y)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _fit(self, X, y):
+        sizes = self._hidden_sizes()
+        self._layer_settings()  # validate every layer before any work
+        X, y = validate_input(
+            self,
+            X,
+            y=y,
+            accept_sparse="csr",
+            dtype=_FLOAT_DTYPES,
+            ensure_min_samples=2,
+            reset=True,
+        )
+        labelled = _split_unlabelled(y)
+        if not labelled.any():
+            raise ValueError(
+                "y has no labelled rows: every label is -1 (unlabelled). Give at least "
+                "one labelled row of each of two classes, or use StackedAutoencoder for "
+                "unsupervised pretraining alone."
+            )
+        y_labelled = y[labelled]
+        if y_labelled.dtype == object:
+            y_labelled = np.array(list(y_labelled))
+        check_classification_targets(y_labelled)
+        classes, y_index = np.unique(y_labelled, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"Classifier can't train when only one class is present: every labelled "
+                f"row has class {classes[0]!r}. Give labelled rows of at least two classes."
+            )
+        X_labelled = X[labelled] if not labelled.all() else X
+
+        warm = self.warm_start and hasattr(self, "layers_")
+        random_state = check_random_state(self.random_state)
+        seeds = random_state.randint(_SEED_MAX, size=len(sizes) + 1)
+        curves = {"pretraining": [], "softmax": [], "fine_tuning": []}
+        n_iter = {"pretraining": [], "softmax": 0, "fine_tuning": 0}
+        if warm:
+            self._check_warm_start(sizes, classes)
+            autoencoders = self.autoencoders_
+            layers = [_cast_layer(layer, X.dtype) for layer in self.layers_]
+        else:
+            autoencoders = self._pretrain(X, seeds)
+            curves["pretraining"] = [list(ae.loss_curve_) for ae in autoencoders]
+            n_iter["pretraining"] = [int(ae.n_iter_) for ae in autoencoders]
+            layers = [_autoencoder_layer(ae) for ae in autoencoders]
+            rng = np.random.RandomState(seeds[-1])
+            # UFLDL's softmax initialisation: small Gaussian weights, zero bias.
+            W = (0.005 * rng.standard_normal((len(classes), sizes[-1]))).astype(X.dtype)
+            layers.append(Layer(W, np.zeros(len(classes), dtype=X.dtype), "softmax"))
+
+        k = len(layers)
+        loss = None
+        if not warm:
+            # Stage 2: the softmax on the frozen top codes of the labelled rows.
+            self._say(f"softmax on {len(y_index)} labelled rows")
+            objective = FineTuneObjective(
+                layers, X_labelled, y_index, n_trainable=1, alphas=[self.softmax_alpha]
+            )
+            result = self._minimise(objective, self.softmax_max_iter, "softmax")
+            layers = layers[:-1] + _layers_from(objective, result.theta)
+            curves["softmax"], n_iter["softmax"] = list(result.loss_curve), result.n_iter
+            loss = result.loss
+        # Stage 3 (or, warm-started with fine_tune=None, more of stage 2).
+        stage, fine_tuned = None, ()
+        if self.fine_tune == "all":
+            stage, fine_tuned, n_trainable = "fine_tuning", tuple(range(1, k + 1)), k
+        elif self.fine_tune == "top":
+            stage, fine_tuned, n_trainable = "fine_tuning", (k,), 1
+        elif warm:
+            stage, n_trainable = "softmax", 1
+        if stage is not None:
+            self._say(f"{stage.replace('_', '-')} ({self.fine_tune!r}) on {len(y_index)} "
+                      "labelled rows")
+            objective = FineTuneObjective(
+                layers,
+                X_labelled,
+                y_index,
+                n_trainable=n_trainable,
+                alphas=[0.0] * (n_trainable - 1) + [self.softmax_alpha],
+            )
+            max_iter = self.fine_tune_max_iter if stage == "fine_tuning" else (
+                self.softmax_max_iter
+            )
+            result = self._minimise(objective, max_iter, stage.replace("_", "-"))
+            layers = layers[: k - n_trainable] + _layers_from(objective, result.theta)
+            curves[stage], n_iter[stage] = list(result.loss_curve), result.n_iter
+            loss = result.loss
+
+        self.classes_ = classes
+        self.autoencoders_ = autoencoders
+        self.layers_ = layers
+        self.fine_tuned_layers_ = fine_tuned
+        self.loss_curves_ = curves
+        self.stage_n_iter_ = n_iter
+        self.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"] + n_iter["fine_tuning"])
+        self.loss_ = float(loss)
+        return self
+
+    def _say(self, message):
+        if self.verbose:
+            print(f"{type(self).__name__}: {message}", flush=True)
+
+    def _minimise(self, objective, max_iter, stage):
+        def report(intermediate_result):
+            terms = objective.last_terms
+            if terms is None or terms[0] != intermediate_result.fun:
+                return ""
+            return f", cross-entropy = {terms[1]:.6g}"
+
+        return run_lbfgs(
+            objective,
+            objective.theta0,
+            max_iter=max_iter,
+            tol=self.fine_tune_tol,
+            verbose=self.verbose,
+            report=report,
+            name=f"{type(self).__name__} ({stage})",
+        )
+
+    def _check_warm_start(self, sizes, classes):
+        previous = [layer.n_out for layer in self.layers_[:-1]]
+        if previous != sizes or not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                "warm_start=True cannot continue from the previous fit: it had "
+                f"hidden_layer_sizes={tuple(previous)} and classes {list(self.classes_)}, "
+                f"now {tuple(sizes)} and {list(classes)}. Set warm_start=False to start "
+                "afresh."
+            )
+
+    # ------------------------------------------------------------------ predicting
+    def _validated(self, X):
+        check_is_fitted(self)
+        return validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+
+    def _logits(self, X):
+        X = self._validated(X)
+        codes = forward(self.layers_[:-1], X)[-1]
+        top = self.layers_[-1]
+        linear = Layer(top.weights, top.bias, "identity")
+        return forward([linear], codes)[-1]
+
+    def decision_function(self, X):
+        """The softmax layer's input (logits); their difference for two classes.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
+            For two classes, ``z_1 − z_0``: positive means ``classes_[1]``.
+        """
+        Z = self._logits(X)
+        if Z.shape[1] == 2:
+            return Z[:, 1] - Z[:, 0]
+        return Z
+
+    def predict_proba(self, X):
+        """Class probabilities (the softmax output).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        return forward(self.layers_, self._validated(X))[-1]
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed without underflow.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        return log_softmax(self._logits(X), axis=1)
+
+    def predict(self, X):
+        """The most probable class of each row.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        return self.classes_[np.argmax(self._logits(X), axis=1)]
+
+    def transform(self, X):
+        """Codes of the top hidden layer of the (fine-tuned) encoder.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        H : ndarray of shape (n_samples, hidden_layer_sizes[-1])
+        """
+        return forward(self.layers_[:-1], self._validated(X))[-1]
+
+    def _network_layers(self):
+        check_is_fitted(self)
+        return list(self.layers_)
+
+    @property
+    def _n_features_out(self):
+        return self.layers_[-2].n_out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+StackedAutoencoderClassifier.__doc__ = StackedAutoencoderClassifier.__doc__.replace(
+    "    {per_layer}", _PER_LAYER_DOC
+).replace("{{", "{").replace("}}", "}")
+
+
+def _cast_layer(layer, dtype):
+    return Layer(
+        np.asarray(layer.weights, dtype=dtype), np.asarray(layer.bias, dtype=dtype),
+        layer.activation,
+    )
+
+
+def _layers_from(objective, theta):
+    """The trainable layers of ``objective`` at ``theta``, in the data's dtype."""
+    return [
+        Layer(W.astype(objective.dtype), b.astype(objective.dtype), layer.activation)
+        for (W, b), layer in zip(objective.layout.unpack(theta), objective.trainable)
+    ]
+
