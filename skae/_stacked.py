@@ -341,35 +341,29 @@ StackedAutoencoder.__doc__ = StackedAutoencoder.__doc__.replace(
 
 
 # --------------------------------------------------------------------------- classifier
-def _split_unlabelled(y):
-    """Mask of labelled rows; −1 marks an unlabelled row (sklearn's convention)."""
-    kind = y.dtype.kind
-    if kind in "US":
-        if np.any(y == "-1"):
-            raise ValueError(
-                "y has string labels and contains '-1'. Unlabelled rows are marked with the "
-                "integer -1 (an object array, e.g. np.array(['cat', -1], dtype=object)); "
-                "rename a real class called '-1'."
-            )
+def _split_unlabelled(y, marker):
+    """Mask of the labelled rows: rows whose label is ``marker`` are unlabelled."""
+    if marker is None:
         return np.ones(len(y), dtype=bool)
-    if kind == "O":
-        strings = np.array([isinstance(v, str) for v in y])
-        if np.any(y[strings] == "-1"):
-            raise ValueError(
-                "y has string labels and contains '-1'. Unlabelled rows are marked with the "
-                "integer -1, not the string '-1'; rename a real class called '-1'."
-            )
-        unlabelled = np.array(
-            [not isinstance(v, (str, bool, np.bool_)) and v == -1 for v in y], dtype=bool
+    is_text = np.array([isinstance(v, str) for v in y.tolist()], dtype=bool)
+    if not isinstance(marker, str) and np.any(y[is_text] == str(marker)):
+        raise ValueError(
+            f"y has string labels and contains {str(marker)!r}, but unlabelled rows are "
+            f"marked with the integer {marker}. Mark them with the integer {marker} (an "
+            f"object array, e.g. np.array(['cat', {marker}], dtype=object)), rename the "
+            f"class {str(marker)!r}, or set unlabelled={str(marker)!r} if that string marks "
+            "unlabelled rows."
         )
-        return ~unlabelled
-    if kind in "iuf":
-        return y != -1
-    return np.ones(len(y), dtype=bool)
+    if y.dtype.kind == "b":
+        return np.ones(len(y), dtype=bool)
+    comparable = is_text if isinstance(marker, str) else ~is_text
+    unlabelled = np.zeros(len(y), dtype=bool)
+    unlabelled[comparable] = y[comparable] == marker
+    return ~unlabelled
 
 
 class StackedAutoencoderClassifier(
-    _StackMixin, ClassNamePrefixFeaturesOutMixin, ClassifierMixin, BaseEstimator
+    _StackMixin, ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, BaseEstimator
 ):
     """Stacked sparse autoencoders with a softmax output layer, fine-tuned end to end.
 
@@ -409,6 +403,11 @@ class StackedAutoencoderClassifier(
         L-BFGS iterations of stage 3.
     fine_tune_tol : float, default=1e-5
         L-BFGS tolerance of stages 2 and 3 (largest gradient component).
+    unlabelled : int, str or None, default=-1
+        The label that marks an unlabelled row (scikit-learn's semi-supervised
+        convention is -1). None: every row is labelled, e.g. for the classes {{-1, 1}}.
+        With string labels, the integer -1 in an object array marks unlabelled rows; a
+        string ``"-1"`` among them is an error (ambiguous).
     warm_start : bool, default=False
         When fitted before: skip pretraining and the softmax initialisation and continue
         the supervised stage (fine-tuning, or stage 2 when ``fine_tune=None``) from the
@@ -422,7 +421,7 @@ class StackedAutoencoderClassifier(
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        The class labels (``-1`` excluded for numeric labels).
+        The class labels (the ``unlabelled`` marker excluded).
     autoencoders_ : list of SparseAutoencoder
         The pretrained layers, as pretraining left them (fine-tuning does not change
         them).
@@ -474,6 +473,7 @@ class StackedAutoencoderClassifier(
         "fine_tune": [None, StrOptions({"all", "top"})],
         "fine_tune_max_iter": [Interval(Integral, 1, None, closed="left")],
         "fine_tune_tol": [Interval(Real, 0, None, closed="left")],
+        "unlabelled": [None, Integral, str],
     }
 
     def __init__(
@@ -497,6 +497,7 @@ class StackedAutoencoderClassifier(
         fine_tune="all",
         fine_tune_max_iter=400,
         fine_tune_tol=1e-5,
+        unlabelled=-1,
         warm_start=False,
         random_state=None,
         verbose=0,
@@ -519,6 +520,7 @@ class StackedAutoencoderClassifier(
         self.fine_tune = fine_tune
         self.fine_tune_max_iter = fine_tune_max_iter
         self.fine_tune_tol = fine_tune_tol
+        self.unlabelled = unlabelled
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
@@ -533,8 +535,8 @@ class StackedAutoencoderClassifier(
             Training data; float32 stays float32; sparse input is used by the first
             layer as is.
         y : array-like of shape (n_samples,)
-            Class labels; ``-1`` marks an unlabelled row (for string labels use an
-            object array holding the integer -1).
+            Class labels; ``unlabelled`` (default -1) marks an unlabelled row (for string
+            labels use an object array holding the integer -1).
 
         Returns
         -------
@@ -556,7 +558,7 @@ class StackedAutoencoderClassifier(
             ensure_min_samples=2,
             reset=True,
         )
-        labelled = _split_unlabelled(y)
+        labelled = _split_unlabelled(y, self.unlabelled)
         if not labelled.any():
             raise ValueError(
                 "y has no labelled rows: every label is -1 (unlabelled). Give at least "
@@ -714,7 +716,8 @@ class StackedAutoencoderClassifier(
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``.
         """
-        return forward(self.layers_, self._validated(X))[-1]
+        X = self._validated(X)
+        return forward(self.layers_, X)[-1]
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed without underflow.
@@ -741,7 +744,8 @@ class StackedAutoencoderClassifier(
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        return self.classes_[np.argmax(self._logits(X), axis=1)]
+        scores = self._logits(X)
+        return self.classes_[np.argmax(scores, axis=1)]
 
     def transform(self, X):
         """Codes of the top hidden layer of the (fine-tuned) encoder.
@@ -754,7 +758,8 @@ class StackedAutoencoderClassifier(
         -------
         H : ndarray of shape (n_samples, hidden_layer_sizes[-1])
         """
-        return forward(self.layers_[:-1], self._validated(X))[-1]
+        X = self._validated(X)
+        return forward(self.layers_[:-1], X)[-1]
 
     def _network_layers(self):
         check_is_fitted(self)
@@ -767,6 +772,7 @@ class StackedAutoencoderClassifier(
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
 
