@@ -6,22 +6,25 @@ objectives import from here; this is the only module that reaches into scikit-le
 private helpers.
 """
 
+import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import sklearn
 from scipy.optimize import minimize
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import validate_data
-from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "ACTIVATIONS",
     "Interval",
+    "InvalidParameterError",
     "StrOptions",
     "_fit_context",
     "ParameterLayout",
@@ -30,6 +33,7 @@ __all__ = [
     "check_input_array",
     "run_lbfgs",
     "validate_input",
+    "warn_at_caller",
 ]
 
 
@@ -303,10 +307,34 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
     return float(np.linalg.norm(numeric - analytic) / denominator)
 
 
+# --------------------------------------------------------------------------- warnings
+_INTERNAL_DIRS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__)) + os.sep for module in (sklearn,)
+) + (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+
+
+def warn_at_caller(message, category):
+    """``warnings.warn`` attributed to the first frame outside skae and scikit-learn.
+
+    Warnings then name the user's own line (``est.fit(X)`` or ``pipeline.fit(X)``), not
+    a line inside scikit-learn's ``_fit_context`` wrapper, so filters by module work.
+    """
+    frame = sys._getframe(1)
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)
+
+
 # --------------------------------------------------------------------------- L-BFGS driver
 @dataclass
 class LBFGSResult:
-    """What :func:`run_lbfgs` returns: the parameters and how the run went."""
+    """What :func:`run_lbfgs` returns: the parameters and how the run went.
+
+    ``n_iter`` is the number of L-BFGS iterations completed (``len(loss_curve)``; 0 when
+    the start already satisfied the stopping rule or an interruption came first).
+    """
 
     theta: np.ndarray
     loss: float
@@ -314,10 +342,43 @@ class LBFGSResult:
     n_iter: int
     interrupted: bool
     converged: bool
+    status: int = 0
+    message: str = ""
 
 
 class NonFiniteLossError(FloatingPointError, ValueError):
     """The objective became NaN or infinite during optimisation."""
+
+
+# L-BFGS-B stops after at most this many evaluations per allowed iteration (line searches
+# take about 1.1 on average; 20 is L-BFGS-B's own limit per line search).
+_EVALUATIONS_PER_ITERATION = 20
+
+
+def _status_message(result, max_iter, maxfun):
+    """Why L-BFGS-B stopped, in words, for a non-zero ``status``."""
+    reason = result.message
+    if isinstance(reason, bytes):
+        reason = reason.decode("latin1")
+    reason = str(reason).strip()
+    if result.status == 1 and result.nfev >= maxfun:
+        advice = (
+            f"it reached the limit of {maxfun} objective evaluations (max_iter={max_iter} "
+            "allows 20 per iteration); the line searches are struggling: scale the input "
+            "or raise tol."
+        )
+    elif result.status == 1:
+        advice = f"it reached max_iter={max_iter}; increase max_iter or tol."
+    else:
+        advice = (
+            "the line search could not decrease the loss (often rounding: the model may "
+            "be as good as this precision allows; float32 data stop earlier than float64). "
+            "Scale the input, raise tol, or use float64."
+        )
+    return (
+        f"L-BFGS stopped after {result.nit} iterations without converging: {reason} "
+        f"(status {result.status}); {advice}"
+    )
 
 
 def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model"):
@@ -325,15 +386,23 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
 
     - Progress comes from ``minimize``'s ``callback(intermediate_result)``; with
       ``verbose`` each iteration prints ``report(intermediate_result)`` (a string).
-    - Ending at ``max_iter`` without convergence warns with ``ConvergenceWarning``.
+    - Every non-zero L-BFGS-B status (``max_iter`` reached, the evaluation limit of 20
+      per iteration reached, an abnormal line search) warns with ``ConvergenceWarning``
+      saying which; warnings point at the first caller outside skae and scikit-learn.
     - A NaN or infinite loss raises :class:`NonFiniteLossError`.
     - ``KeyboardInterrupt`` keeps the last parameters L-BFGS accepted (the start if none)
-      and warns; the result says ``interrupted=True``.
+      and warns; the result says ``interrupted=True`` and its ``loss`` is the objective at
+      the kept parameters.
+    - BLAS is limited to one thread meanwhile, process-wide but safely when several fits
+      run at once (:func:`skae._parallel.blas_single_threaded`).
 
     ``theta0`` is not modified.
     """
+    from ._parallel import blas_single_threaded
+
     theta0 = np.array(theta0, dtype=np.float64)
     state = {"theta": theta0.copy(), "loss": None, "curve": [], "start": time.perf_counter()}
+    first = {}  # the objective at theta0, once evaluated
 
     def guarded(theta):
         J, grad = fun(theta)
@@ -345,6 +414,8 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
                 "input (e.g. MinMaxScaler or StandardScaler), or lower beta / raise "
                 "alpha."
             )
+        if not first and np.array_equal(theta, theta0):
+            first["loss"] = float(J)
         return J, grad
 
     def callback(intermediate_result):
@@ -360,45 +431,45 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
                 flush=True,
             )
 
+    maxfun = _EVALUATIONS_PER_ITERATION * max_iter
     try:
         # L-BFGS-B's own linear algebra is vector work on which BLAS threads only add
         # synchronisation; the objective runs its products on its own worker threads.
-        with ThreadpoolController().limit(limits=1, user_api="blas"):
+        with blas_single_threaded():
             result = minimize(
                 guarded,
                 theta0,
                 method="L-BFGS-B",
                 jac=True,
                 callback=callback,
-                options={"maxiter": max_iter, "maxfun": max(15000, 3 * max_iter), "gtol": tol},
+                options={"maxiter": max_iter, "maxfun": maxfun, "gtol": tol},
             )
     except KeyboardInterrupt:
-        warnings.warn(
-            f"{name}: training was interrupted after {len(state['curve'])} iterations; "
-            "keeping the last parameters L-BFGS accepted.",
+        n_iter = len(state["curve"])
+        warn_at_caller(
+            f"{name}: training was interrupted after {n_iter} iterations; keeping the "
+            "last parameters L-BFGS accepted.",
             UserWarning,
-            stacklevel=3,
         )
         theta = state["theta"]
-        loss = state["loss"] if state["loss"] is not None else float(fun(theta)[0])
-        return LBFGSResult(theta, loss, state["curve"], len(state["curve"]), True, False)
+        if state["loss"] is not None:
+            loss = state["loss"]
+        elif "loss" in first:
+            loss = first["loss"]
+        else:  # interrupted during the first evaluation: evaluate the kept start once
+            loss = float(fun(theta)[0])
+        return LBFGSResult(theta, loss, state["curve"], n_iter, True, False, -1, "interrupted")
 
-    converged = result.status == 0
-    if result.status == 1:
-        warnings.warn(
-            f"{name}: L-BFGS stopped after {result.nit} iterations (max_iter={max_iter}) "
-            "without converging. Increase max_iter or tol.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+    if result.status != 0:
+        warn_at_caller(f"{name}: {_status_message(result, max_iter, maxfun)}", ConvergenceWarning)
     curve = state["curve"]
-    if not curve:  # converged before the first iteration (e.g. a zero gradient)
-        curve = [float(result.fun)]
     return LBFGSResult(
         np.asarray(result.x, dtype=np.float64),
         float(result.fun),
         curve,
-        max(int(result.nit), 1),
+        len(curve),
         False,
-        converged,
+        result.status == 0,
+        int(result.status),
+        str(result.message),
     )

@@ -9,50 +9,62 @@ Notation follows the UFLDL notes (DESIGN.md §1); rows of ``X`` are samples::
 
 :class:`AutoencoderObjective` evaluates ``J`` and ``∇J`` for a flat float64 parameter
 vector. It never touches an estimator: for fixed data and settings its output depends
-only on ``theta``. It keeps a fixed set of work buffers between calls. Each worker thread
-(one per BLAS thread; see below) owns:
+only on ``theta``. It keeps a fixed set of work buffers between calls.
+
+Blocks and threads: the rows are cut into a fixed partition of blocks of ``c`` rows
+(:func:`skae._parallel.block_rows_for`: 256 rows for 64 or more features, more for
+narrower data; ``batch_size`` rows instead when ``batch_size`` is smaller). Each block's
+partial sums are computed by whichever worker thread is free (BLAS on one thread in each),
+and they are added in block order (:func:`skae._parallel.map_blocks`). The result is
+therefore the same, bit for bit, for any number of workers; only the speed changes. This
+parallelises the elementwise work too (the sigmoid's ``exp`` is a large share of an
+evaluation), which a multi-threaded BLAS alone would leave on one core.
+
+Each worker owns:
 
 ==========  ==========  =====================================================
 buffer      shape       holds
 ==========  ==========  =====================================================
 ``R``       (c, n)      decoder pre-activation, X̂, then g'(X̂)
-``D``       (c, n)      X̂ − X, then δ3 (·m); a sparse chunk densified first
+``D``       (c, n)      X̂ − X, then δ3 (·m); a sparse block densified first
 ``E``       (c, h)      δ3 W2ᵀ + sparsity term, then δ2 (·m)
 ``S``       (c, n)      scratch for the cross-entropy value only
-``H``       (c, h)      hidden activations of the chunk (two-pass only)
-``gW1/gW2`` (h, n)      the worker's weight-gradient sums (one when tied)
-``T``       (h, n)      scratch for adding a chunk's product to them
+``C``       (c, n)      the block's corrupted input, when it is drawn per block
+                        into a dense array (two-pass denoising; Gaussian noise
+                        on sparse input)
+``H``       (c, h)      hidden activations of the block (two-pass only)
+``gW1/gW2`` (h, n)      the block's weight-gradient sums (one when tied)
+``T``       (h, n)      scratch for adding a product to them (tied only)
 ==========  ==========  =====================================================
 
-and, when ``batch_size`` is None, all workers share ``H`` (m, h), the hidden activations
-kept from the forward to the backward pass (then overwritten by f'(H)); with denoising
-and ``batch_size=None`` the corrupted copy of ``X`` is made once per objective. No other
-``m × n`` array is ever allocated.
+and the objective owns ``gW1``/``gW2`` totals (h, n) to which the blocks' sums are added
+in block order. When ``batch_size`` is None, all workers also share ``H`` (m, h), the
+hidden activations kept from the forward to the backward pass (then overwritten by f'(H));
+with denoising and ``batch_size=None`` the corrupted copy of ``X`` is made once per
+objective, drawn block by block into its output (a sparse copy, of the stored entries
+only, for sparse input with ``"mask"``). No other ``m × n`` array is ever allocated.
 
-``c`` is the chunk size: ``batch_size`` when given, otherwise a size chosen so that a
-chunk of the reconstruction stays in cache. With ``batch_size`` the evaluation makes the
-two passes of the UFLDL notes: pass 1 accumulates ρ̂ over chunks, pass 2 recomputes each
-chunk's forward pass and accumulates the gradient; peak memory then does not grow with
-``m``. The heavy work runs in the data's dtype (float32 stays float32); the gradient is
-returned as float64 for SciPy.
-
-Threads: the rows are split into one contiguous range per worker; the workers run both
-passes on their ranges at once (NumPy releases the GIL in BLAS and in ufuncs), with
-BLAS limited to one thread meanwhile, and their sums are added in a fixed order, so the
-result is reproducible for a given number of workers. This parallelises the elementwise
-work too (the sigmoid's ``exp`` is a large share of an evaluation), which a
-multi-threaded BLAS alone would leave on one core.
+With ``batch_size`` the evaluation makes the two passes of the UFLDL notes: pass 1
+accumulates ρ̂ block by block, pass 2 recomputes each block's forward pass and accumulates
+the gradient; peak memory then does not grow with ``m``. The blocks are the same as with
+``batch_size=None`` whenever ``batch_size >= c``, and then so is every floating-point
+operation: the objective, and a fitted model, are identical. The heavy work runs in the
+data's dtype (float32 stays float32); the gradient is returned as float64 for SciPy.
 """
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import ThreadpoolController
 
 from ._base import ACTIVATIONS, ParameterLayout, kl_divergence, kl_divergence_derivative
+from ._parallel import (
+    available_threads,
+    blas_single_threaded,
+    block_rows_for,
+    map_blocks,
+    row_blocks,
+)
 
 __all__ = [
     "AutoencoderObjective",
@@ -63,34 +75,23 @@ __all__ = [
     "reconstruction_error",
 ]
 
-# Rows per chunk when batch_size is None: about this many bytes per (chunk, n) buffer.
+# Rows per chunk of reconstruction_error when batch_size is None: about this many bytes
+# per (chunk, n) array.
 _CHUNK_BYTES = 1 << 23
 # Rows per block of the corruption's random stream; fixed so that the corruption of a row
-# does not depend on how rows are chunked.
+# does not depend on how rows are chunked. Blocks of the objective are multiples of it.
 _NOISE_BLOCK = 256
-# Data with fewer elements than this are evaluated by one worker.
+# Data with fewer elements than this are evaluated by one worker (the result is the same).
 _PARALLEL_MIN_SIZE = 1 << 16
-
-_POOLS = {}
-
-
-def _thread_pool(n_threads):
-    """A process-wide pool of ``n_threads`` workers (recreated after a fork)."""
-    key = (os.getpid(), n_threads)
-    if key not in _POOLS:
-        _POOLS[key] = ThreadPoolExecutor(n_threads, thread_name_prefix="skae")
-    return _POOLS[key]
-
-
-def _blas_threads(controller):
-    """Threads BLAS may use now (honours threadpoolctl limits and loky's)."""
-    counts = [lib.num_threads for lib in controller.select(user_api="blas").lib_controllers]
-    return max(1, min(counts)) if counts else 1
 
 
 @dataclass(frozen=True)
 class AutoencoderSpec:
-    """The settings of one autoencoder objective (all validated by the estimator)."""
+    """The settings of one autoencoder objective (all validated by the estimator).
+
+    A fitted :class:`~skae.SparseAutoencoder` keeps the spec its fit used as ``_spec_``;
+    ``transform``, ``inverse_transform`` and ``score`` read it, not the hyper-parameters.
+    """
 
     n_features: int
     n_hidden: int
@@ -108,57 +109,100 @@ class AutoencoderSpec:
 
 
 # --------------------------------------------------------------------------- corruption
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _hash_uniform(seed, index):
+    """Uniform numbers in [0, 1), one per uint64 ``index``: SplitMix64 of (seed, index).
+
+    A counter-based generator: the number for an entry depends only on the seed and the
+    entry's position, so any subset of entries (the stored entries of a sparse block) is
+    drawn without drawing the others.
+    """
+    key = np.uint64((int(seed) + 1) * int(_GOLDEN) % (1 << 64))
+    z = np.asarray(index, dtype=np.uint64) + key
+    z ^= z >> np.uint64(30)
+    z *= _MIX1
+    z ^= z >> np.uint64(27)
+    z *= _MIX2
+    z ^= z >> np.uint64(31)
+    z >>= np.uint64(11)
+    return z.astype(np.float64) * (1.0 / (1 << 53))
+
+
 @dataclass(frozen=True)
 class Corruption:
     """Input corruption of a denoising autoencoder, drawn deterministically per row block.
 
     ``kind="mask"`` zeroes each input with probability ``level``; ``kind="gaussian"``
-    adds N(0, level²). The random numbers for rows ``[k B, (k+1) B)`` come from
-    ``numpy.random.default_rng([seed, k])``, so a row is corrupted the same way whether
-    the data are processed whole or in chunks, and in every evaluation of one fit.
+    adds N(0, level²). On dense input the random numbers for rows ``[k B, (k+1) B)``
+    (``B = 256``) come from ``numpy.random.default_rng([seed, k])``, so a row is corrupted
+    the same way whether the data are processed whole or in blocks, and in every
+    evaluation of one fit. On sparse input ``"mask"`` draws a number only for each stored
+    entry, from a counter-based hash of ``(seed, row, column)`` (again the same in any
+    chunking), and the result stays sparse; ``"gaussian"`` noise makes rows dense and is
+    drawn as for dense input.
     """
 
     kind: str
     level: float
     seed: int
 
-    def _uniform_or_normal(self, start, stop, n_features, dtype):
+    def _dense_noise(self, start, stop, n_features, out=None):
+        """The float64 noise of rows ``start:stop``, drawn block by block into ``out``."""
         B = _NOISE_BLOCK
-        first, last = start // B, (stop - 1) // B
-        blocks = []
-        for k in range(first, last + 1):
+        if out is None:
+            out = np.empty((stop - start, n_features))
+        for k in range(start // B, (stop - 1) // B + 1):
+            lo, hi = max(start, k * B), min(stop, (k + 1) * B)
             rng = np.random.default_rng([self.seed, k])
+            # The stream fills rows in order: drawing the block's first hi - k B rows and
+            # keeping the last ones gives the same numbers as drawing the whole block.
+            shape = (hi - k * B, n_features)
             if self.kind == "mask":
-                block = rng.random((B, n_features), dtype=np.float64)
+                block = rng.random(shape, dtype=np.float64)
             else:
-                block = rng.standard_normal((B, n_features), dtype=np.float64)
-            blocks.append(block)
-        noise = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-        offset = start - first * B
-        return noise[offset : offset + stop - start].astype(dtype, copy=False)
+                block = rng.standard_normal(shape, dtype=np.float64)
+            out[lo - start : hi - start] = block[lo - k * B :]
+        return out
 
-    def apply(self, X, start=0):
-        """Return a corrupted copy of rows ``start : start + len(X)``; X is not modified."""
+    def _sparse_mask(self, X, start):
+        X = X.tocsr(copy=True)
+        rows = np.repeat(np.arange(start, start + X.shape[0], dtype=np.uint64), np.diff(X.indptr))
+        index = rows * np.uint64(X.shape[1]) + X.indices.astype(np.uint64)
+        X.data *= _hash_uniform(self.seed, index) >= self.level
+        return X
+
+    def apply(self, X, start=0, out=None):
+        """Corrupted copy of ``X``, which holds rows ``start : start + len(X)`` of the data.
+
+        ``X`` is not modified. For dense output, ``out`` (an array of the shape of ``X``
+        and its dtype) receives the result; the noise is drawn 256 rows at a time, so no
+        temporary larger than 256 rows is made. Sparse input with ``"mask"`` gives a
+        sparse copy (zeroed entries stay stored as explicit zeros).
+        """
         m, n = X.shape
-        if m == 0:
-            return X.copy()
-        dtype = X.dtype
-        noise = self._uniform_or_normal(start, start + m, n, dtype)
-        if sp.issparse(X):
-            if self.kind != "mask":  # Gaussian noise makes the rows dense
+        if sp.issparse(X) and self.kind == "mask":
+            return self._sparse_mask(X, start)
+        if out is None:
+            out = np.empty((m, n), dtype=X.dtype)
+        B = _NOISE_BLOCK
+        lo = 0
+        while lo < m:  # one noise block (or the part of it in X) at a time
+            hi = min(m, ((start + lo) // B + 1) * B - start)
+            rows = X[lo:hi]
+            rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
+            noise = self._dense_noise(start + lo, start + hi, n)
+            if self.kind == "mask":
+                np.multiply(rows, noise >= self.level, out=out[lo:hi])
+            else:
                 noise *= self.level
-                noise += X
-                return noise
-            X = X.tocsr(copy=True)
-            rows = np.repeat(np.arange(m), np.diff(X.indptr))
-            X.data *= noise[rows, X.indices] >= self.level
-            X.eliminate_zeros()
-            return X
-        if self.kind == "mask":
-            return np.where(noise >= self.level, X, 0).astype(dtype, copy=False)
-        noise *= self.level
-        noise += X
-        return noise
+                noise += rows
+                out[lo:hi] = noise
+            lo = hi
+        return out
 
 
 # --------------------------------------------------------------------------- forward maps
@@ -224,8 +268,8 @@ def _accumulate_product(target, a, b, first, scratch):
     """``target += aᵀ b`` (``target = aᵀ b`` when ``first``), without a new allocation.
 
     NumPy's matmul hands the transposed view to BLAS (no copy). It has no ``beta``, so
-    later chunks go through ``scratch`` (shape of ``target``). Only NumPy's BLAS is used:
-    mixing it with SciPy's separately bundled OpenBLAS makes two thread pools spin
+    a second product goes through ``scratch`` (shape of ``target``). Only NumPy's BLAS is
+    used: mixing it with SciPy's separately bundled OpenBLAS makes two thread pools spin
     against each other.
     """
     if first:
@@ -239,14 +283,39 @@ def _accumulate_product(target, a, b, first, scratch):
 class _Workspace:
     """One worker's reused buffers (see the module docstring for what each holds)."""
 
-    H: np.ndarray
+    H: np.ndarray | None
     R: np.ndarray
     D: np.ndarray
     E: np.ndarray
     S: np.ndarray | None
+    C: np.ndarray | None
     gW1: np.ndarray
     gW2: np.ndarray
-    T: np.ndarray
+    T: np.ndarray | None
+
+
+class _Totals:
+    """The sums over blocks of pass 2, added in block order (``map_blocks``' combine)."""
+
+    def __init__(self, gW1, gW2, tied):
+        self.gW1, self.gW2, self.tied = gW1, gW2, tied
+        self.recon, self.gb1, self.gb2 = 0.0, 0.0, 0.0
+        self.first = True
+
+    def __call__(self, part):
+        recon, gb1, gb2, gW1, gW2 = part
+        self.recon += recon
+        self.gb1 = self.gb1 + gb1
+        self.gb2 = self.gb2 + gb2
+        if self.first:
+            np.copyto(self.gW1, gW1)
+            if not self.tied:
+                np.copyto(self.gW2, gW2)
+        else:
+            self.gW1 += gW1
+            if not self.tied:
+                self.gW2 += gW2
+        self.first = False
 
 
 class AutoencoderObjective:
@@ -262,11 +331,13 @@ class AutoencoderObjective:
         Denoising: the encoder sees the corrupted data, the loss compares with ``X``.
     batch_size : int or None
         None evaluates with the hidden activations of all rows kept in memory; an int
-        uses the two-pass chunked evaluation of the UFLDL notes.
+        uses the two-pass evaluation of the UFLDL notes, in blocks of at most
+        ``batch_size`` rows.
     n_workers : int or None
-        Threads that evaluate contiguous row ranges in parallel, each with its own
-        buffers, BLAS limited to one thread meanwhile. None uses as many as BLAS would
-        (which honours threadpoolctl limits and joblib's), and 1 for small data.
+        Threads that evaluate blocks of rows in parallel, each with its own buffers and
+        BLAS on one thread. None uses as many as BLAS may use (which honours
+        threadpoolctl limits and joblib's), and 1 for small data. The result does not
+        depend on it.
 
     Calling the object with a flat float64 ``theta`` returns ``(J, grad)``; the parts of
     the last evaluation are in :attr:`last_terms` (for progress reports).
@@ -282,25 +353,28 @@ class AutoencoderObjective:
         self.corruption = corruption
         self.two_pass = batch_size is not None
         h, n = spec.n_hidden, spec.n_features
-        self.threadpools = ThreadpoolController()
+        # The fixed partition: it depends on the data's shape and on batch_size only.
+        self.block_rows = c = min(block_rows_for(n, _NOISE_BLOCK), batch_size or m, max(m, 1))
+        self.blocks = row_blocks(m, c)
         if n_workers is None:
-            n_workers = _blas_threads(self.threadpools) if m * n >= _PARALLEL_MIN_SIZE else 1
-        self.n_workers = k = max(1, min(n_workers, m))
-        # Worker w evaluates rows bounds[w]:bounds[w + 1], in chunks of `chunk` rows.
-        self.bounds = [m * w // k for w in range(k + 1)]
-        rows = max(self.bounds[w + 1] - self.bounds[w] for w in range(k))
-        self.chunk = c = max(1, min(rows, batch_size or _chunk_rows(n, dt.itemsize)))
+            n_workers = available_threads() if m * n >= _PARALLEL_MIN_SIZE else 1
+        self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
         # The encoder's input: corrupted once here when everything is in memory; per
-        # chunk (deterministically, the same in every evaluation) in the two-pass
+        # block (deterministically, the same in every evaluation) in the two-pass
         # evaluation, and for Gaussian noise on sparse input, which would make it dense.
-        self.corrupt_per_chunk = corruption is not None and (
+        self.corrupt_per_block = corruption is not None and (
             self.two_pass or (self.sparse and corruption.kind == "gaussian")
         )
-        if corruption is not None and not self.corrupt_per_chunk:
+        dense_corrupted_blocks = self.corrupt_per_block and not (
+            self.sparse and corruption.kind == "mask"
+        )
+        if corruption is not None and not self.corrupt_per_block:
             self.X_input = corruption.apply(X, 0)
         else:
             self.X_input = X
         self.H = None if self.two_pass else np.empty((m, h), dtype=dt)
+        self.gW1 = np.empty((h, n), dtype=dt)
+        self.gW2 = self.gW1 if spec.tied else np.empty((h, n), dtype=dt)
         self.workspaces = []
         for _ in range(k):
             gW1 = np.empty((h, n), dtype=dt)
@@ -311,9 +385,10 @@ class AutoencoderObjective:
                     D=np.empty((c, n), dtype=dt),
                     E=np.empty((c, h), dtype=dt),
                     S=np.empty((c, n), dtype=dt) if spec.loss == "cross_entropy" else None,
+                    C=np.empty((c, n), dtype=dt) if dense_corrupted_blocks else None,
                     gW1=gW1,
                     gW2=gW1 if spec.tied else np.empty((h, n), dtype=dt),
-                    T=np.empty((h, n), dtype=dt),
+                    T=np.empty((h, n), dtype=dt) if spec.tied else None,
                 )
             )
         self.f = ACTIVATIONS[spec.activation]
@@ -321,23 +396,12 @@ class AutoencoderObjective:
         self.last_terms = None
 
     # -- pieces -------------------------------------------------------------------------
-    def _input_rows(self, start, stop):
+    def _input_rows(self, worker, start, stop):
         Xc = self.X_input[start:stop]
-        if self.corrupt_per_chunk:
-            Xc = self.corruption.apply(Xc, start)
+        if self.corrupt_per_block:
+            C = self.workspaces[worker].C
+            Xc = self.corruption.apply(Xc, start, out=None if C is None else C[: stop - start])
         return Xc
-
-    def _chunks(self, worker):
-        lo, hi = self.bounds[worker], self.bounds[worker + 1]
-        for start in range(lo, hi, self.chunk):
-            yield start, min(start + self.chunk, hi)
-
-    def _map(self, function, *args):
-        """``[function(w, *args) for w in workers]``, on the workers' threads."""
-        if self.n_workers == 1:
-            return [function(0, *args)]
-        pool = _thread_pool(self.n_workers)
-        return list(pool.map(lambda w: function(w, *args), range(self.n_workers)))
 
     def _encode_into(self, Xc, W1, b1, out):
         """``out = f(Xc W1ᵀ + b1)``; returns the column sums of ``out`` (float64)."""
@@ -353,7 +417,7 @@ class AutoencoderObjective:
         """The hidden activations of rows start:stop: kept from pass 1, or recomputed."""
         if self.two_pass:
             Hc = self.workspaces[worker].H[: stop - start]
-            self._encode_into(self._input_rows(start, stop), W1, b1, Hc)
+            self._encode_into(self._input_rows(worker, start, stop), W1, b1, Hc)
             return Hc
         return self.H[start:stop]
 
@@ -364,70 +428,63 @@ class AutoencoderObjective:
             W2 = W1 if self.spec.tied else _cast(W2, self.dtype)
         return W1, b1, W2, b2
 
-    # -- the two passes -----------------------------------------------------------------
-    def _forward(self, worker, W1, b1):
-        """Pass 1 over the worker's rows: column sums of H (and H itself when kept)."""
-        col_sum = 0.0
-        for start, stop in self._chunks(worker):
-            ws = self.workspaces[worker]
-            out = ws.H[: stop - start] if self.two_pass else self.H[start:stop]
-            col_sum = col_sum + self._encode_into(self._input_rows(start, stop), W1, b1, out)
-        return col_sum
+    # -- the two passes, one block at a time -------------------------------------------
+    def _forward(self, start, stop, worker, W1, b1):
+        """Pass 1 on one block: column sums of H (and H itself when kept)."""
+        ws = self.workspaces[worker]
+        out = ws.H[: stop - start] if self.two_pass else self.H[start:stop]
+        return self._encode_into(self._input_rows(worker, start, stop), W1, b1, out)
 
-    def _backward(self, worker, W1, b1, W2, b2, sparsity):
-        """Pass 2 over the worker's rows: loss sum, bias gradients, weight gradients.
+    def _backward(self, start, stop, worker, W1, b1, W2, b2, sparsity):
+        """Pass 2 on one block: loss sum, bias gradients and weight gradients (times m).
 
-        The weight gradients (times m) are accumulated in the worker's ``gW1``/``gW2``.
+        The weight gradients are written to the worker's ``gW1``/``gW2``, which stay
+        untouched until the block's sums have been added to the totals.
         """
         spec, g, ws = self.spec, self.g, self.workspaces[worker]
-        recon, gb1, gb2 = 0.0, 0.0, 0.0
-        first = True
-        for start, stop in self._chunks(worker):
-            k = stop - start
-            R, D, E = ws.R[:k], ws.D[:k], ws.E[:k]
-            Xin = self._input_rows(start, stop)
-            Hc = self._hidden(worker, start, stop, W1, b1)
-            Xc = self.X[start:stop]
-            if self.sparse:
-                Xc = Xc.toarray(out=D)  # densify this chunk only, into D
-            np.matmul(Hc, W2, out=R)
-            R += b2
-            if spec.loss == "cross_entropy":
-                # log(1 + e^z) − x z, from the pre-activation: finite when σ(z) is 0 or 1
-                S = ws.S[:k]
-                np.logaddexp(0.0, R, out=S)
-                recon += float(S.sum(dtype=np.float64)) - _dot(Xc, R)
-                g.forward(R)
-                np.subtract(R, Xc, out=D)  # sigmoid + cross-entropy: δ3 · m = X̂ − X
+        k = stop - start
+        R, D, E = ws.R[:k], ws.D[:k], ws.E[:k]
+        Xin = self._input_rows(worker, start, stop)
+        Hc = self._hidden(worker, start, stop, W1, b1)
+        Xc = self.X[start:stop]
+        if self.sparse:
+            Xc = Xc.toarray(out=D)  # densify this block only, into D
+        np.matmul(Hc, W2, out=R)
+        R += b2
+        if spec.loss == "cross_entropy":
+            # log(1 + e^z) − x z, from the pre-activation: finite when σ(z) is 0 or 1
+            S = ws.S[:k]
+            np.logaddexp(0.0, R, out=S)
+            recon = float(S.sum(dtype=np.float64)) - _dot(Xc, R)
+            g.forward(R)
+            np.subtract(R, Xc, out=D)  # sigmoid + cross-entropy: δ3 · m = X̂ − X
+        else:
+            g.forward(R)
+            np.subtract(R, Xc, out=D)
+            recon = 0.5 * _dot(D, D)
+            g.derivative(R, D)  # δ3 · m = (X̂ − X) ⊙ g'(X̂)
+        gb2 = D.sum(axis=0, dtype=np.float64)
+        np.matmul(Hc.T, D, out=ws.gW2)
+        np.matmul(D, W2.T, out=E)
+        E += sparsity
+        self.f.derivative(Hc, E)  # δ2 · m, in E; Hc now holds f'(H)
+        gb1 = E.sum(axis=0, dtype=np.float64)
+        if sp.issparse(Xin):
+            contribution = (Xin.T @ E).T
+            if spec.tied:
+                ws.gW1 += contribution
             else:
-                g.forward(R)
-                np.subtract(R, Xc, out=D)
-                recon += 0.5 * _dot(D, D)
-                g.derivative(R, D)  # δ3 · m = (X̂ − X) ⊙ g'(X̂)
-            gb2 = gb2 + D.sum(axis=0, dtype=np.float64)
-            _accumulate_product(ws.gW2, Hc, D, first, ws.T)
-            np.matmul(D, W2.T, out=E)
-            E += sparsity
-            self.f.derivative(Hc, E)  # δ2 · m, in E; Hc now holds f'(H)
-            gb1 = gb1 + E.sum(axis=0, dtype=np.float64)
-            if sp.issparse(Xin):
-                contribution = (Xin.T @ E).T
-                if first and not spec.tied:
-                    ws.gW1[...] = contribution
-                else:
-                    ws.gW1 += contribution
-            else:
-                _accumulate_product(ws.gW1, E, Xin, first and not spec.tied, ws.T)
-            first = False
-        return recon, gb1, gb2, not first
+                ws.gW1[...] = contribution
+        else:
+            _accumulate_product(ws.gW1, E, Xin, not spec.tied, ws.T)
+        return recon, gb1, gb2, ws.gW1, ws.gW2
 
     # -- evaluation ---------------------------------------------------------------------
     def __call__(self, theta):
         theta = np.asarray(theta, dtype=np.float64)
-        if self.n_workers == 1:
-            return self._evaluate(theta)
-        # The workers' products run at once, one BLAS thread each.
-        with self.threadpools.limit(limits=1, user_api="blas"):
+        # BLAS on one thread: the workers' products run at once, and the rounding of a
+        # product does not depend on a thread count.
+        with blas_single_threaded():
             return self._evaluate(theta)
 
     def _evaluate(self, theta):
@@ -437,24 +494,26 @@ class AutoencoderObjective:
 
         # Pass 1: hidden activations (kept, or only summed) and the firing rates ρ̂.
         col_sum = np.zeros(spec.n_hidden)
-        for part in self._map(self._forward, W1, b1):
+        for part in map_blocks(
+            lambda start, stop, w: self._forward(start, stop, w, W1, b1),
+            self.blocks,
+            self.n_workers,
+        ):
             col_sum += part
         rho_hat = f.firing_scale * (col_sum / m) + f.firing_shift
         # Sparsity term of δ2 (times m): β KL'(ρ, ρ̂) p'.
         sparsity = (spec.beta * f.firing_scale) * kl_divergence_derivative(spec.rho, rho_hat)
         sparsity = sparsity.astype(self.dtype)
 
-        # Pass 2: reconstruction and gradient, chunk by chunk, summed over the workers.
-        results = self._map(self._backward, W1, b1, W2, b2, sparsity)
-        recon = sum(r[0] for r in results)
-        gb1 = sum(r[1] for r in results)
-        gb2 = sum(r[2] for r in results)
-        busy = [ws for ws, r in zip(self.workspaces, results) if r[3]]
-        gW1_sum, gW2_sum = busy[0].gW1, busy[0].gW2
-        for ws in busy[1:]:
-            gW1_sum += ws.gW1
-            if not spec.tied:
-                gW2_sum += ws.gW2
+        # Pass 2: reconstruction and gradient, block by block, added in block order.
+        totals = _Totals(self.gW1, self.gW2, spec.tied)
+        map_blocks(
+            lambda start, stop, w: self._backward(start, stop, w, W1, b1, W2, b2, sparsity),
+            self.blocks,
+            self.n_workers,
+            combine=totals,
+        )
+        recon, gb1, gb2 = totals.recon, totals.gb1, totals.gb2
 
         # Assemble J and the float64 gradient.
         tW1, _, tW2, _ = self.layout.unpack(theta)
@@ -464,11 +523,11 @@ class AutoencoderObjective:
 
         grad = np.empty(self.layout.size)
         gW1, gbias1, gW2, gbias2 = self.layout.unpack(grad)
-        np.multiply(gW1_sum, 1.0 / m, out=gW1)
+        np.multiply(self.gW1, 1.0 / m, out=gW1)
         gW1 += spec.alpha * tW1
         gbias1[...] = gb1 / m
         if not spec.tied:
-            np.multiply(gW2_sum, 1.0 / m, out=gW2)
+            np.multiply(self.gW2, 1.0 / m, out=gW2)
             gW2 += spec.alpha * tW2
         gbias2[...] = gb2 / m
         self.last_terms = (J, recon / m, float(np.mean(rho_hat)))

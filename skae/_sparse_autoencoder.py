@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import (
     Interval,
+    InvalidParameterError,
     StrOptions,
     _fit_context,
     check_input_array,
@@ -37,7 +38,15 @@ def _skae_version():
     return __version__
 
 
+# Data within this many machine epsilons (of X's dtype) of [0, 1] count as in [0, 1]:
+# MinMaxScaler can overshoot 1 by one unit in the last place on its own training data.
+_RANGE_TOLERANCE_EPS = 4
+
+
 def _data_range(X):
+    if sp.issparse(X) and not X.has_canonical_format:
+        X = X.copy()  # duplicate entries add up: check the values X stands for
+        X.sum_duplicates()
     values = X.data if sp.issparse(X) else X
     if values.size == 0:
         return 0.0, 0.0
@@ -226,6 +235,13 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     # ------------------------------------------------------------------ validation
     def _check_combinations(self):
         """Errors for hyper-parameters that are valid alone but not together."""
+        for name in ("n_hidden", "max_iter", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)):
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be an int, "
+                    f"got the bool {value!r}; pass a count, e.g. {name}=100."
+                )
         if self.noise is None and self.noise_level != 0:
             raise ValueError(
                 f"noise_level={self.noise_level!r} has no effect with noise=None; "
@@ -247,15 +263,25 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 "use decoder='sigmoid' or 'auto', or loss='squared' with decoder='linear'."
             )
 
-    def _resolve_decoder(self, X):
+    @staticmethod
+    def _in_unit_range(X):
+        """``(low, high, in_unit_range)``, with a few ulps of tolerance (MinMaxScaler)."""
         low, high = _data_range(X)
-        in_unit_range = low >= 0.0 and high <= 1.0
-        if self.loss == "cross_entropy" and not in_unit_range:
+        slack = _RANGE_TOLERANCE_EPS * np.finfo(X.dtype).eps
+        return low, high, bool(low >= -slack and high <= 1.0 + slack)
+
+    def _check_cross_entropy_range(self, X, loss):
+        low, high, in_unit_range = self._in_unit_range(X)
+        if loss == "cross_entropy" and not in_unit_range:
             raise ValueError(
                 "loss='cross_entropy' needs data in [0, 1], but X ranges over "
-                f"[{low:.4g}, {high:.4g}]. Scale it (e.g. sklearn's MinMaxScaler) or "
+                f"[{low!r}, {high!r}]. Scale it (e.g. sklearn's MinMaxScaler) or "
                 "use loss='squared'."
             )
+        return in_unit_range
+
+    def _resolve_decoder(self, X):
+        in_unit_range = self._check_cross_entropy_range(X, self.loss)
         if self.decoder != "auto":
             return self.decoder
         return "sigmoid" if in_unit_range else "linear"
@@ -360,6 +386,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.decoder_components_ = self.components_ if spec.tied else W2.astype(dtype)
         self.intercept_visible_ = b2.astype(dtype)
         self.decoder_ = decoder
+        self._spec_ = spec  # what transform, inverse_transform and score use
+        self._batch_size_ = self.batch_size
         self.loss_ = float(result.loss)
         self.loss_curve_ = list(result.loss_curve)
         self.n_iter_ = int(result.n_iter)
@@ -369,10 +397,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """``(layout, theta)`` of the current fit when warm starting, else None."""
         if not (self.warm_start and hasattr(self, "components_")):
             return None
-        tied = self.decoder_components_ is self.components_
-        layout = AutoencoderSpec(
-            self.n_features_in_, self.components_.shape[0], tied=tied
-        ).layout
+        layout = self._spec_.layout
         theta = layout.pack(
             self.components_,
             self.intercept_hidden_,
@@ -398,7 +423,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """
         check_is_fitted(self)
         X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
-        return encode(X, self.components_, self.intercept_hidden_, self.activation)
+        return encode(X, self.components_, self.intercept_hidden_, self._spec_.activation)
 
     def inverse_transform(self, X):
         """Decode codes back to the input space: ``g(H W2 + b2)``.
@@ -421,7 +446,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 f"inverse_transform expects codes with n_hidden={n_hidden} columns, got "
                 f"{H.shape[1]}; pass the output of transform."
             )
-        return _decode(H, self.decoder_components_, self.intercept_visible_, self.decoder_)
+        return _decode(
+            H, self.decoder_components_, self.intercept_visible_, self._spec_.decoder
+        )
 
     def score(self, X, y=None):
         """Minus the mean reconstruction loss per sample (higher is better).
@@ -444,18 +471,18 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """
         check_is_fitted(self)
         X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
-        if self.loss == "cross_entropy":
-            self._resolve_decoder(X)  # the same range check as fit
+        spec = self._spec_
+        self._check_cross_entropy_range(X, spec.loss)  # the same range check as fit
         return -reconstruction_error(
             X,
             self.components_,
             self.intercept_hidden_,
             self.decoder_components_,
             self.intercept_visible_,
-            activation=self.activation,
-            decoder=self.decoder_,
-            loss=self.loss,
-            batch_size=self.batch_size,
+            activation=spec.activation,
+            decoder=spec.decoder,
+            loss=spec.loss,
+            batch_size=self._batch_size_,
         )
 
     def __getstate__(self):
@@ -480,6 +507,22 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             )
         if "components_" in state and state.get("decoder_components_") is None:
             state["decoder_components_"] = state["components_"]
+        if "components_" in state and "_spec_" not in state:
+            # Pickled before the fitted settings were stored (skae <= 0.1): the
+            # hyper-parameters saved with the model are the best record of its fit.
+            W1 = state["components_"]
+            state["_spec_"] = AutoencoderSpec(
+                n_features=W1.shape[1],
+                n_hidden=W1.shape[0],
+                activation=state["activation"],
+                decoder=state["decoder_"],
+                loss=state["loss"],
+                tied=state["decoder_components_"] is W1,
+                alpha=float(state["alpha"]),
+                beta=float(state["beta"]),
+                rho=float(state["rho"]),
+            )
+            state.setdefault("_batch_size_", state.get("batch_size"))
         super().__setstate__(state)
 
     @property

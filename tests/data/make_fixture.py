@@ -1,8 +1,11 @@
 """Regenerate the persistence fixture of tests/test_persistence.py.
 
 Run ``python tests/data/make_fixture.py`` from the repository root **only** when a change
-of the pickled layout of SparseAutoencoder is deliberate (and say so in the changelog).
-It writes, next to this script:
+of the pickled layout of SparseAutoencoder is deliberate and old pickles can no longer be
+loaded (and say so in the changelog). For a deliberate change that old pickles survive
+(``__setstate__`` fills in what they lack), run it with ``--layout-only``: only the
+recorded layout is updated and the stored models of the earlier version stay, so that
+loading them stays tested. It writes, next to this script:
 
 - ``sparse_autoencoder_models.pkl``: a dict ``{name: fitted SparseAutoencoder}``;
 - ``sparse_autoencoder_expected.npz``: the exact input data and each model's fitted
@@ -89,6 +92,20 @@ def describe_state(state):
     return layout
 
 
+def update_layout():
+    """Record today's pickled layout, keeping the stored models and expected outputs.
+
+    For a deliberate, backward-compatible change of the layout: the stored models stay
+    those pickled by the earlier version, so loading an old pickle stays tested.
+    """
+    metadata = json.loads(LAYOUT.read_text())
+    metadata["layout"] = {
+        name: describe_state(fit(name).__getstate__()) for name in CONFIGURATIONS
+    }
+    LAYOUT.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    print(f"updated the layout in {LAYOUT.name}")
+
+
 def main():
     import sklearn
 
@@ -125,4 +142,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--layout-only"]:
+        update_layout()
+    else:
+        main()

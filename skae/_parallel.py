@@ -1,0 +1,245 @@
+"""Deterministic row-block parallelism and process-safe BLAS thread limits.
+
+The objectives of skae are sums over the rows of the data. To make their value independent
+of the number of threads, the rows are cut into a fixed partition of blocks
+(:func:`row_blocks`, whose block size depends only on the data's shape), every block's
+partial result is computed by whichever worker thread is free, and the partial results are
+combined **in block order** (:func:`map_blocks`). The floating-point operations, and so the
+rounding, are then the same for 1 or 16 threads; only the speed changes.
+
+API
+---
+``row_blocks(n_rows, block_rows) -> list[tuple[int, int]]``
+    The half-open row ranges ``[(0, b), (b, 2b), …, (…, n_rows)]``.
+``block_rows_for(n_features, minimum=256) -> int``
+    A block size that depends only on the number of columns: a multiple of ``minimum`` rows
+    with at least about 16 384 elements per block.
+``map_blocks(function, blocks, n_workers, *, combine=None)``
+    Calls ``function(start, stop, worker)`` for every block; ``worker`` in
+    ``range(n_workers)`` identifies the calling thread's buffers (no two blocks run on the
+    same ``worker`` at once). Without ``combine`` it returns the results as a list in block
+    order. With ``combine`` it calls ``combine(result)`` for each block's result in block
+    order, while the worker that produced it waits, so a result may be a view of that
+    worker's buffers; it then returns None. ``n_workers=1``, a single block, or a call from
+    inside a worker runs everything in the calling thread. Worker threads run BLAS on one
+    thread. A ``KeyboardInterrupt`` (or any error) stops the remaining blocks; the call
+    waits for the blocks in flight to finish before raising, so no thread is still writing
+    the callers' buffers afterwards.
+``blas_single_threaded()``
+    A context manager that limits BLAS to one thread while it is held, reference-counted
+    across threads: concurrent holders share one limit, and the limits in force before the
+    first holder entered are restored when the last one leaves.
+``available_threads() -> int``
+    The number of threads BLAS may use (honouring ``threadpoolctl`` limits and joblib's),
+    as it was before skae limited it.
+"""
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as _wait_futures
+from contextlib import contextmanager
+
+__all__ = [
+    "available_threads",
+    "blas_single_threaded",
+    "block_rows_for",
+    "map_blocks",
+    "row_blocks",
+]
+
+_LOCK = threading.Lock()
+_STATE = {"pid": None, "controller": None, "pools": {}, "holders": 0, "saved": None}
+_LOCAL = threading.local()
+
+
+# --------------------------------------------------------------------------- partition
+def row_blocks(n_rows, block_rows):
+    """Half-open row ranges ``(start, stop)`` of ``block_rows`` rows covering ``n_rows``."""
+    block_rows = max(1, int(block_rows))
+    return [(start, min(start + block_rows, n_rows)) for start in range(0, n_rows, block_rows)]
+
+
+def block_rows_for(n_features, minimum=256):
+    """Rows per block: a multiple of ``minimum`` with at least ~16 384 elements per block."""
+    per_block = -(-(1 << 14) // max(1, int(n_features)))
+    return minimum * max(1, -(-per_block // minimum))
+
+
+# --------------------------------------------------------------------------- BLAS limits
+def _controller():
+    """The process-wide ThreadpoolController, built once per process (rebuilt after fork)."""
+    pid = os.getpid()
+    if _STATE["pid"] != pid:
+        with _LOCK:
+            if _STATE["pid"] != pid:
+                from threadpoolctl import ThreadpoolController
+
+                _STATE.update(
+                    pid=pid,
+                    controller=ThreadpoolController(),
+                    pools={},
+                    holders=0,
+                    saved=None,
+                )
+    return _STATE["controller"]
+
+
+def _blas_controllers():
+    return [lc for lc in _controller().lib_controllers if lc.user_api == "blas"]
+
+
+def available_threads():
+    """Threads BLAS may use now, or before skae limited it (at least 1)."""
+    _controller()
+    with _LOCK:
+        saved = _STATE["saved"]
+        counts = list(saved.values()) if saved else None
+    if counts is None:
+        counts = [lc.num_threads for lc in _blas_controllers()]
+    return max(1, min(counts)) if counts else 1
+
+
+@contextmanager
+def blas_single_threaded():
+    """Limit BLAS to one thread while held; safe when several threads hold it at once.
+
+    The first holder records each BLAS library's thread count and sets it to 1; the last
+    holder to leave restores the recorded counts. A library whose limit is per thread
+    (OpenMP) is also limited in each of skae's worker threads (see :func:`map_blocks`).
+    """
+    _controller()
+    with _LOCK:
+        if _STATE["holders"] == 0:
+            libs = _blas_controllers()
+            _STATE["saved"] = {id(lc): lc.num_threads for lc in libs}
+            for lc in libs:
+                if lc.num_threads != 1:
+                    lc.set_num_threads(1)
+        _STATE["holders"] += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _STATE["holders"] -= 1
+            if _STATE["holders"] == 0:
+                saved, _STATE["saved"] = _STATE["saved"], None
+                for lc in _blas_controllers():
+                    if id(lc) in saved and lc.num_threads != saved[id(lc)]:
+                        lc.set_num_threads(saved[id(lc)])
+
+
+def _init_worker():
+    """Runs once in each worker thread: mark it, and limit per-thread (OpenMP) BLAS."""
+    _LOCAL.is_worker = True
+    for lc in _controller().lib_controllers:
+        per_thread = lc.user_api == "openmp" or getattr(lc, "threading_layer", "") == "openmp"
+        if per_thread:
+            lc.set_num_threads(1)
+
+
+def _pool(n_workers):
+    _controller()
+    with _LOCK:
+        pools = _STATE["pools"]
+        if n_workers not in pools:
+            pools[n_workers] = ThreadPoolExecutor(
+                n_workers, thread_name_prefix="skae", initializer=_init_worker
+            )
+        return pools[n_workers]
+
+
+# --------------------------------------------------------------------------- map / reduce
+class _Run:
+    """Shared state of one :func:`map_blocks` call."""
+
+    def __init__(self, blocks, combine):
+        self.blocks = blocks
+        self.combine = combine
+        self.results = [None] * len(blocks)
+        self.next_block = 0
+        self.next_combine = 0
+        self.stopped = False
+        self.condition = threading.Condition()
+
+    def take(self):
+        with self.condition:
+            if self.stopped or self.next_block >= len(self.blocks):
+                return None
+            index = self.next_block
+            self.next_block += 1
+            return index
+
+    def deliver(self, index, result):
+        if self.combine is None:
+            self.results[index] = result
+            return
+        with self.condition:
+            while self.next_combine != index and not self.stopped:
+                self.condition.wait()
+            if self.stopped:
+                return
+            try:
+                self.combine(result)
+            finally:
+                self.next_combine += 1
+                self.condition.notify_all()
+
+    def stop(self):
+        with self.condition:
+            self.stopped = True
+            self.condition.notify_all()
+
+
+def _work(run, function, worker):
+    try:
+        while (index := run.take()) is not None:
+            start, stop = run.blocks[index]
+            run.deliver(index, function(start, stop, worker))
+    except BaseException:
+        run.stop()
+        raise
+
+
+def map_blocks(function, blocks, n_workers, *, combine=None):
+    """Evaluate ``function(start, stop, worker)`` on every block; see the module docstring.
+
+    Parameters
+    ----------
+    function : callable
+        ``function(start, stop, worker) -> result`` for the rows ``start:stop``.
+    blocks : list of (int, int)
+        The row ranges, e.g. from :func:`row_blocks`. Their order is the order of the
+        results and of the calls to ``combine``.
+    n_workers : int
+        Threads to use (at most ``len(blocks)`` are used).
+    combine : callable or None
+        ``combine(result)``, called once per block in block order.
+
+    Returns
+    -------
+    results : list or None
+        The results in block order, or None when ``combine`` is given.
+    """
+    blocks = list(blocks)
+    n_workers = max(1, min(int(n_workers), len(blocks)))
+    run = _Run(blocks, combine)
+    if n_workers == 1 or getattr(_LOCAL, "is_worker", False):
+        _work(run, function, 0)
+    else:
+        pool = _pool(n_workers)
+        futures = [pool.submit(_work, run, function, w) for w in range(n_workers)]
+        try:
+            _wait_futures(futures)
+        except BaseException:  # Ctrl-C in the waiting thread: stop, then wait for the rest
+            run.stop()
+            while True:
+                try:
+                    _wait_futures(futures)
+                    break
+                except KeyboardInterrupt:
+                    continue
+            raise
+        for future in futures:
+            future.result()  # re-raise a worker's error
+    return None if combine is not None else run.results
