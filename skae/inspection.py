@@ -7,15 +7,22 @@ needs NumPy, SciPy and scikit-learn only. Install matplotlib with ``pip install 
 import numbers
 
 import numpy as np
+from scipy.optimize import minimize
+from scipy.special import log_softmax
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import Bunch, check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._base import kl_divergence
+from ._network import Layer, forward, input_gradient, network_layers
 
 __all__ = [
     "tile_images",
     "plot_filters",
     "max_activation_inputs",
+    "activation_maximization",
+    "invert_code",
+    "multifaceted_visualization",
     "plot_loss_curve",
     "plot_kl_penalty",
 ]
@@ -139,18 +146,9 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
 
 # --------------------------------------------------------------------------- estimators
 def _first_layer_weights(estimator):
-    """``W1`` of a fitted skae estimator, or the array itself."""
+    """``W1`` of a fitted skae estimator (fine-tuned for the classifier), or the array."""
     if isinstance(estimator, BaseEstimator):
-        check_is_fitted(estimator)
-        if hasattr(estimator, "components_"):
-            return np.asarray(estimator.components_)
-        if hasattr(estimator, "autoencoders_"):
-            return np.asarray(estimator.autoencoders_[0].components_)
-        raise TypeError(
-            f"{type(estimator).__name__} has no first-layer weights; pass a fitted "
-            "SparseAutoencoder, StackedAutoencoder or StackedAutoencoderClassifier, "
-            "or an array of filters."
-        )
+        return np.asarray(network_layers(estimator, 1)[0].weights)
     return np.asarray(estimator)
 
 
@@ -269,9 +267,9 @@ def plot_loss_curve(estimator, ax=None, *, log_scale=True):
     Parameters
     ----------
     estimator : fitted skae estimator
-        A :class:`~skae.SparseAutoencoder` (its ``loss_curve_``) or a stacked estimator
-        (one curve per pretrained layer from ``autoencoders_``, plus the fine-tuning
-        curve ``fine_tune_loss_curve_`` when the estimator has one).
+        A :class:`~skae.SparseAutoencoder` (its ``loss_curve_``) or a stacked estimator:
+        one curve per pretrained layer and, for the classifier, one per supervised stage
+        (softmax, fine-tuning) from ``loss_curves_``.
     ax : matplotlib Axes, default=None
         Where to draw; a new figure when None.
     log_scale : bool, default=True
@@ -299,9 +297,13 @@ def plot_loss_curve(estimator, ax=None, *, log_scale=True):
         curves.append(("objective", estimator.loss_curve_))
     for k, ae in enumerate(getattr(estimator, "autoencoders_", []), start=1):
         curves.append((f"layer {k}", ae.loss_curve_))
-    fine_tune = getattr(estimator, "fine_tune_loss_curve_", None)
-    if fine_tune is not None and len(fine_tune):
-        curves.append(("fine-tuning", fine_tune))
+    stages = getattr(estimator, "loss_curves_", {})
+    if not curves:  # the classifier keeps its pretraining curves in loss_curves_ too
+        for k, curve in enumerate(stages.get("pretraining", []), start=1):
+            curves.append((f"layer {k}", curve))
+    for stage in ("softmax", "fine_tuning"):
+        if len(stages.get(stage, [])):
+            curves.append((stage.replace("_", "-"), stages[stage]))
     if not curves:
         raise TypeError(
             f"{type(estimator).__name__} records no loss curve; pass a fitted skae estimator."
@@ -361,3 +363,557 @@ def plot_kl_penalty(rho=0.2, ax=None, *, n_points=500):
     ax.set_ylim(0, min(top, 5.0))
     ax.legend()
     return ax
+
+
+# --------------------------------------------------------------------------- objectives
+def _layers_float64(estimator, layer):
+    layers = network_layers(estimator, layer)
+    return [
+        Layer(
+            np.asarray(lay.weights, np.float64), np.asarray(lay.bias, np.float64), lay.activation
+        )
+        for lay in layers
+    ]
+
+
+def _check_units(units, layers, layer):
+    n_units = layers[-1].n_out
+    if units is None:
+        return np.arange(n_units)
+    scalar = np.ndim(units) == 0
+    units = np.atleast_1d(np.asarray(units))
+    if units.size == 0 or units.ndim != 1 or not np.issubdtype(units.dtype, np.integer):
+        raise ValueError(f"units must be an int or a 1-D sequence of ints, got {units!r}.")
+    bad = units[(units < 0) | (units >= n_units)]
+    if bad.size:
+        raise ValueError(
+            f"unit {int(bad[0])} is out of range: layer {layer!r} has {n_units} units "
+            f"(indices 0 to {n_units - 1})."
+        )
+    return units if not scalar else units[:1]
+
+
+def unit_score(layers, X, units):
+    """Score of one unit per row of ``X`` and its gradient with respect to ``X``.
+
+    The score is a strictly increasing function of the unit's activation, chosen to be
+    well conditioned: the pre-activation ``z`` for sigmoid, tanh and identity units
+    (no saturation), the log-probability ``log softmax(z)_u`` for softmax (class) units.
+    Maximising the score maximises the activation.
+
+    Returns ``(scores (m,), grad (m, n_features), activations (m,))``.
+    """
+    top = layers[-1]
+    linear_top = Layer(top.weights, top.bias, "identity")
+    acts = forward(layers[:-1] + [linear_top], X)
+    Z = acts[-1]
+    rows = np.arange(X.shape[0])
+    grad_top = np.zeros_like(Z)
+    if top.activation == "softmax":
+        log_p = log_softmax(Z, axis=1)
+        scores = log_p[rows, units]
+        grad_top -= np.exp(log_p)
+        grad_top[rows, units] += 1.0
+        activations = np.exp(scores)
+    else:
+        scores = Z[rows, units]
+        grad_top[rows, units] = 1.0
+        z = Z[rows, units][:, np.newaxis].copy()
+        activations = (z if top.activation == "identity" else _activate(z, top.activation))[:, 0]
+    return scores, input_gradient(layers[:-1] + [linear_top], acts, grad_top), activations
+
+
+def _activate(Z, activation):
+    return forward([Layer(np.eye(Z.shape[1]), np.zeros(Z.shape[1]), activation)], Z)[-1]
+
+
+def _regulariser(X, kind, image_shape):
+    """``R(x)`` per row and its gradient: squared L2 norm or squared total variation."""
+    if kind == "l2":
+        return np.sum(X * X, axis=1), 2.0 * X
+    images = X.reshape((X.shape[0],) + tuple(image_shape))
+    dy = np.diff(images, axis=1)
+    dx = np.diff(images, axis=2)
+    value = np.sum(dy.reshape(len(X), -1) ** 2, axis=1) + np.sum(dx.reshape(len(X), -1) ** 2, 1)
+    grad = np.zeros_like(images)
+    grad[:, 1:] += 2.0 * dy
+    grad[:, :-1] -= 2.0 * dy
+    grad[:, :, 1:] += 2.0 * dx
+    grad[:, :, :-1] -= 2.0 * dx
+    return value, grad.reshape(X.shape)
+
+
+def inversion_objective(layers, codes, reg=0.0, regularizer="l2", image_shape=None):
+    """``fun(theta) -> (J, grad)`` for code inversion, over the flattened inputs ``theta``.
+
+    ``J = Σ_i ‖Φ(x_i) − Φ0_i‖² + reg · Σ_i R(x_i)`` where ``Φ`` is the output of
+    ``layers`` and ``R`` the squared L2 norm or the squared total variation (sum of squared
+    differences between neighbouring pixels of an image of shape ``image_shape``).
+    """
+    codes = np.asarray(codes, dtype=np.float64)
+    m, n = codes.shape[0], layers[0].n_in
+
+    def fun(theta):
+        X = np.asarray(theta, dtype=np.float64).reshape(m, n)
+        acts = forward(layers, X)
+        diff = acts[-1] - codes
+        J = float(np.sum(diff * diff))
+        grad = input_gradient(layers, acts, 2.0 * diff)
+        if reg:
+            value, reg_grad = _regulariser(X, regularizer, image_shape)
+            J += reg * float(np.sum(value))
+            grad += reg * reg_grad
+        return J, grad.ravel()
+
+    return fun
+
+
+# --------------------------------------------------------------------------- optimisers
+def _project_ball(X, radius):
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X * np.minimum(1.0, radius / np.where(norms > 0, norms, 1.0))
+
+
+def _start(init, n_rows, n_features, norm, bounds, rng, name):
+    if isinstance(init, str):
+        if init != "random":
+            raise ValueError(f"{name}: init must be 'random' or an array, got {init!r}.")
+        if bounds is not None:
+            low, high = bounds
+            return rng.uniform(low, high, size=(n_rows, n_features))
+        X = rng.standard_normal((n_rows, n_features))
+        return 0.1 * norm * X / np.linalg.norm(X, axis=1, keepdims=True)
+    X = np.asarray(init, dtype=np.float64)
+    if X.ndim == 1:
+        X = np.broadcast_to(X, (n_rows, X.shape[0]))
+    if X.shape != (n_rows, n_features):
+        raise ValueError(
+            f"{name}: init must have shape ({n_rows}, {n_features}) or ({n_features},), "
+            f"got {X.shape}."
+        )
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name}: init contains NaN or infinite values.")
+    return np.array(X)
+
+
+def _check_bounds(bounds):
+    if bounds is None:
+        return None
+    low, high = (float(b) for b in bounds)
+    if not low < high:
+        raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}.")
+    return low, high
+
+
+def _projected_gradient_ascent(layers, X, units, radius, max_iter, tol):
+    """Maximise each row's unit score over ``‖x‖ ≤ radius`` (rows are independent)."""
+    X = _project_ball(X, radius)
+    score, grad, _ = unit_score(layers, X, units)
+    g_norm = np.linalg.norm(grad, axis=1)
+    step = 0.5 * radius / np.where(g_norm > 0, g_norm, 1.0)
+    active = np.ones(len(X), dtype=bool)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        X_new = _project_ball(X[idx] + step[idx, None] * grad[idx], radius)
+        s_new, g_new, _ = unit_score(layers, X_new, units[idx])
+        moved = X_new - X[idx]
+        gain = s_new - score[idx]
+        accept = gain >= 1e-4 * np.sum(grad[idx] * moved, axis=1)
+        acc = idx[accept]
+        X[acc], score[acc], grad[acc] = X_new[accept], s_new[accept], g_new[accept]
+        step[acc] *= 2.0
+        step[idx[~accept]] *= 0.5
+        small = np.linalg.norm(moved, axis=1) <= tol * radius
+        done = (accept & small) | (
+            ~accept & (step[idx] * np.linalg.norm(grad[idx], axis=1) <= tol * radius)
+        )
+        active[idx[done]] = False
+    return X, n_iter
+
+
+def _lbfgs_box(fun, X0, bounds, max_iter, tol):
+    low, high = bounds
+    X0 = np.clip(X0, low, high)
+    result = minimize(
+        fun,
+        X0.ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(low, high)] * X0.size,
+        options={"maxiter": max_iter, "gtol": tol, "ftol": tol * np.finfo(float).eps * 1e6},
+    )
+    return result.x.reshape(X0.shape), int(result.nit)
+
+
+def _lbfgs(fun, X0, bounds, max_iter, tol):
+    if bounds is not None:
+        return _lbfgs_box(fun, X0, bounds, max_iter, tol)
+    result = minimize(
+        fun, X0.ravel(), jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "gtol": tol}
+    )
+    return result.x.reshape(X0.shape), int(result.nit)
+
+
+# --------------------------------------------------------------------------- public
+def activation_maximization(
+    estimator,
+    layer=1,
+    units=None,
+    *,
+    norm=1.0,
+    bounds=None,
+    init="random",
+    max_iter=500,
+    tol=1e-6,
+    random_state=None,
+):
+    """Inputs that maximise the activation of chosen units, by optimisation over the input.
+
+    For each unit the input ``x`` is found by gradient ascent on the unit's activation,
+    backpropagated through the network down to the input (the activation maximisation of
+    Erhan et al., 2009). The input is constrained, or the answer is unbounded:
+
+    - ``‖x‖ ≤ norm`` (default): projected gradient ascent with a per-unit step that doubles
+      after an improving step and halves otherwise (Armijo condition);
+    - a box ``low ≤ x_j ≤ high`` (``bounds``): SciPy's L-BFGS-B.
+
+    The ascent maximises a strictly increasing function of the activation (the
+    pre-activation for sigmoid, tanh and identity units, the log-probability for class
+    units), which has the same maximisers and does not saturate. On the first layer the
+    answer for ``‖x‖ ≤ 1`` is known in closed form (:func:`max_activation_inputs`); deeper
+    layers have local maxima, so the result depends on ``init``.
+
+    Parameters
+    ----------
+    estimator : SparseAutoencoder, StackedAutoencoder or StackedAutoencoderClassifier
+        A fitted estimator.
+    layer : int or "output", default=1
+        1-based hidden layer whose units are maximised; for the classifier ``"output"``
+        (or the number of hidden layers + 1) is the layer of class units (unit ``k`` is
+        ``classes_[k]``).
+    units : int, array-like of int or None, default=None
+        0-based indices of the units in that layer; None means all of them.
+    norm : float, default=1.0
+        Radius of the ball ``‖x‖ ≤ norm`` (ignored when ``bounds`` is given).
+    bounds : (float, float), default=None
+        ``(low, high)`` for every input feature, e.g. ``(0, 1)`` for images scaled to
+        [0, 1]. Replaces the norm constraint.
+    init : "random" or array-like of shape (n_units, n_features) or (n_features,)
+        Start of the ascent: random (a small random vector, or uniform in the box), or
+        given inputs (projected onto the constraint first).
+    max_iter : int, default=500
+        Maximum number of ascent (or L-BFGS-B) iterations.
+    tol : float, default=1e-6
+        Stop a unit when its step moves the input by less than ``tol * norm`` (projected
+        ascent) or when the projected gradient is below ``tol`` (L-BFGS-B).
+    random_state : int, RandomState instance or None, default=None
+        Seed for ``init="random"``.
+
+    Returns
+    -------
+    inputs : ndarray of shape (n_units, n_features)
+        Row ``k`` maximises unit ``units[k]``.
+    activations : ndarray of shape (n_units,)
+        The activation each unit reaches at its input (a class probability for class units).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skae import SparseAutoencoder
+    >>> from skae.inspection import activation_maximization, max_activation_inputs
+    >>> X = np.random.default_rng(0).random((100, 16))
+    >>> ae = SparseAutoencoder(n_hidden=4, tol=1e-3, random_state=0).fit(X)
+    >>> inputs, activations = activation_maximization(ae, layer=1, random_state=0)
+    >>> closed_form = max_activation_inputs(ae)
+    >>> bool(np.all(np.sum(inputs * closed_form, axis=1) > 0.99))
+    True
+    """
+    layers = _layers_float64(estimator, layer)
+    units = _check_units(units, layers, layer)
+    bounds = _check_bounds(bounds)
+    if bounds is None and not float(norm) > 0:
+        raise ValueError(f"norm must be positive, got {norm!r}.")
+    rng = check_random_state(random_state)
+    n_features = layers[0].n_in
+    X = _start(init, len(units), n_features, float(norm), bounds, rng, "activation_maximization")
+    if bounds is None:
+        X, _ = _projected_gradient_ascent(layers, X, units, float(norm), int(max_iter), tol)
+    else:
+
+        def fun(theta):
+            score, grad, _ = unit_score(layers, theta.reshape(X.shape), units)
+            return -float(np.sum(score)), -grad.ravel()
+
+        X, _ = _lbfgs_box(fun, X, bounds, int(max_iter), tol)
+    _, _, activations = unit_score(layers, X, units)
+    return X, activations
+
+
+def invert_code(
+    estimator,
+    X_or_codes,
+    *,
+    layer=1,
+    given="auto",
+    reg=1e-4,
+    regularizer="l2",
+    image_shape=None,
+    bounds=None,
+    init="random",
+    max_iter=500,
+    tol=1e-8,
+    random_state=None,
+):
+    """Inputs whose code at a layer matches given codes (code inversion).
+
+    For each target code ``Φ0`` (or the code of a given input) this minimises
+    ``‖Φ(x) − Φ0‖² + reg · R(x)`` over the input ``x`` with SciPy's L-BFGS-B, where
+    ``Φ`` is the network up to ``layer`` and ``R`` a regulariser (Mahendran & Vedaldi,
+    2015): the squared norm ``‖x‖²`` or the squared total variation of ``x`` seen as an
+    image. The gradient with respect to ``x`` is backpropagated through the encoders.
+
+    Parameters
+    ----------
+    estimator : SparseAutoencoder, StackedAutoencoder or StackedAutoencoderClassifier
+        A fitted estimator.
+    X_or_codes : array-like of shape (n_samples, n_features) or (n_samples, n_units)
+        Inputs whose codes are to be matched, or the target codes themselves.
+    layer : int or "output", default=1
+        1-based layer whose code is matched.
+    given : {"auto", "inputs", "codes"}, default="auto"
+        What ``X_or_codes`` holds. "auto" decides by the number of columns (and asks you to
+        say when inputs and codes have the same width).
+    reg : float, default=1e-4
+        Weight ``λ`` of the regulariser (0 for none).
+    regularizer : {"l2", "tv"}, default="l2"
+        ``"l2"``: ``R(x) = ‖x‖²``; ``"tv"``: sum of squared differences between
+        neighbouring pixels (needs ``image_shape``).
+    image_shape : tuple of int, default=None
+        ``(height, width)`` of an input, for ``regularizer="tv"``.
+    bounds : (float, float), default=None
+        Optional box for every input feature.
+    init : "random" or array-like of shape (n_samples, n_features) or (n_features,)
+        Start: a small random vector (uniform in the box when ``bounds`` is given) or
+        given inputs.
+    max_iter : int, default=500
+        Maximum number of L-BFGS-B iterations (all rows are optimised together; the
+        objective is a sum of independent terms).
+    tol : float, default=1e-8
+        L-BFGS-B's projected-gradient tolerance.
+    random_state : int, RandomState instance or None, default=None
+        Seed for ``init="random"``.
+
+    Returns
+    -------
+    inputs : ndarray of shape (n_samples, n_features)
+        The reconstructed inputs.
+    code_error : ndarray of shape (n_samples,)
+        ``‖Φ(x) − Φ0‖``, the Euclidean distance between the achieved and the target code.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skae import SparseAutoencoder
+    >>> from skae.inspection import invert_code
+    >>> X = np.random.default_rng(0).random((100, 16))
+    >>> ae = SparseAutoencoder(n_hidden=8, tol=1e-3, random_state=0).fit(X)
+    >>> inputs, code_error = invert_code(ae, X[:3], layer=1, random_state=0)
+    >>> bool(np.all(code_error < 0.05 * np.linalg.norm(ae.transform(X[:3]), axis=1)))
+    True
+    """
+    layers = _layers_float64(estimator, layer)
+    if given not in ("auto", "inputs", "codes"):
+        raise ValueError(f"given must be 'auto', 'inputs' or 'codes', got {given!r}.")
+    if regularizer not in ("l2", "tv"):
+        raise ValueError(f"regularizer must be 'l2' or 'tv', got {regularizer!r}.")
+    if not float(reg) >= 0:
+        raise ValueError(f"reg must be >= 0, got {reg!r}.")
+    n_features, n_units = layers[0].n_in, layers[-1].n_out
+    if regularizer == "tv":
+        if image_shape is None:
+            raise ValueError('regularizer="tv" needs image_shape=(height, width).')
+        image_shape = _check_image_shape(image_shape, n_features)
+    data = check_array(X_or_codes, dtype=np.float64)
+    width = data.shape[1]
+    if given == "auto":
+        if width == n_features == n_units:
+            raise ValueError(
+                f"inputs and codes of layer {layer!r} both have {width} columns; say which "
+                "you passed with given='inputs' or given='codes'."
+            )
+        given = "inputs" if width == n_features else "codes" if width == n_units else None
+    expected = n_features if given == "inputs" else n_units
+    if given is None or width != expected:
+        raise ValueError(
+            f"X_or_codes has {width} columns, but inputs of this "
+            f"{type(estimator).__name__} have {n_features} features and codes of layer "
+            f"{layer!r} have {n_units} units."
+        )
+    codes = forward(layers, data)[-1] if given == "inputs" else data
+    bounds = _check_bounds(bounds)
+    rng = check_random_state(random_state)
+    X0 = _start(init, len(codes), n_features, 1.0, bounds, rng, "invert_code")
+    fun = inversion_objective(layers, codes, float(reg), regularizer, image_shape)
+    X, _ = _lbfgs(fun, X0, bounds, int(max_iter), tol)
+    code_error = np.linalg.norm(forward(layers, X)[-1] - codes, axis=1)
+    return X, code_error
+
+
+def multifaceted_visualization(
+    estimator,
+    X,
+    unit,
+    *,
+    layer=1,
+    n_facets=3,
+    n_top=200,
+    n_nearest=15,
+    code_layer=None,
+    norm=None,
+    bounds=None,
+    max_iter=50,
+    perplexity=30.0,
+    random_state=None,
+):
+    """One input per facet of a unit (multifaceted feature visualisation).
+
+    A unit can respond to several kinds of input (facets). Following Nguyen, Yosinski &
+    Clune (2016), with scikit-learn's estimators:
+
+    1. the ``n_top`` rows of ``X`` that activate the unit most are kept;
+    2. their codes at ``code_layer`` are reduced with :class:`~sklearn.decomposition.PCA`
+       (at most 50 components), then embedded in 2-D with :class:`~sklearn.manifold.TSNE`;
+    3. :class:`~sklearn.cluster.KMeans` splits the embedding into ``n_facets`` clusters;
+    4. the mean of the ``n_nearest`` inputs nearest each centroid (in the embedding) starts
+       :func:`activation_maximization` of the unit, for ``max_iter`` iterations.
+
+    A short ascent keeps each facet near its start; a long one may carry every facet to
+    the same maximum (on the first layer there is only one).
+
+    Parameters
+    ----------
+    estimator : SparseAutoencoder, StackedAutoencoder or StackedAutoencoderClassifier
+        A fitted estimator.
+    X : array-like of shape (n_samples, n_features)
+        Inputs to draw the facets from (e.g. the training data).
+    unit : int
+        0-based index of the unit in ``layer``.
+    layer : int or "output", default=1
+        1-based layer of the unit (``"output"``: class units of the classifier).
+    n_facets : int, default=3
+        Number of clusters (facets).
+    n_top : int, default=200
+        Number of most-activating inputs that are clustered (at most ``n_samples``).
+    n_nearest : int, default=15
+        Number of inputs averaged per facet for the start.
+    code_layer : int, default=None
+        Layer whose codes are clustered; by default the layer below the unit's (its
+        input), or layer 1 for a first-layer unit.
+    norm, bounds : optional
+        Constraint of the ascent, see :func:`activation_maximization`. By default the
+        ball whose radius is the largest norm among the starts.
+    max_iter : int, default=50
+        Iterations of activation maximisation from each start.
+    perplexity : float, default=30.0
+        t-SNE perplexity (reduced to ``(n_top - 1) / 3`` when ``n_top`` is small).
+    random_state : int, RandomState instance or None, default=None
+        Seed for t-SNE and k-means.
+
+    Returns
+    -------
+    result : :class:`~sklearn.utils.Bunch`
+        ``facets`` (n_facets, n_features): the maximised inputs, one per facet;
+        ``facet_activations`` (n_facets,): the unit's activation at each;
+        ``starts`` (n_facets, n_features): the mean images the ascent started from;
+        ``top_indices`` (n_top,): rows of ``X`` used, most activating first;
+        ``top_activations`` (n_top,): their activations;
+        ``embedding`` (n_top, 2): their t-SNE embedding;
+        ``labels`` (n_top,): their facet.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skae import SparseAutoencoder
+    >>> from skae.inspection import multifaceted_visualization
+    >>> X = np.random.default_rng(0).random((300, 16))
+    >>> ae = SparseAutoencoder(n_hidden=4, tol=1e-3, random_state=0).fit(X)
+    >>> result = multifaceted_visualization(ae, X, unit=0, n_facets=2, n_top=60,
+    ...                                     random_state=0)
+    >>> result.facets.shape, result.labels.shape
+    ((2, 16), (60,))
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    layers = _layers_float64(estimator, layer)
+    units = _check_units(unit, layers, layer)
+    if np.ndim(unit) != 0:
+        raise ValueError(f"unit must be one int, got {unit!r}.")
+    X = check_array(X, dtype=np.float64)
+    if X.shape[1] != layers[0].n_in:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but the {type(estimator).__name__} was fitted on "
+            f"{layers[0].n_in}."
+        )
+    n_facets, n_nearest = int(n_facets), int(n_nearest)
+    n_top = min(int(n_top), len(X))
+    if n_facets < 1 or n_nearest < 1 or n_top < max(n_facets, 5):
+        raise ValueError(
+            f"need n_facets >= 1, n_nearest >= 1 and at least max(n_facets, 5) inputs to "
+            f"cluster; got n_facets={n_facets}, n_nearest={n_nearest}, n_top={n_top}."
+        )
+    n_layers = len(network_layers(estimator))
+    if code_layer is None:
+        code_layer = max(len(layers) - 1, 1)
+    if not (isinstance(code_layer, numbers.Integral) and 1 <= code_layer <= n_layers):
+        raise ValueError(f"code_layer must be an int from 1 to {n_layers}, got {code_layer!r}.")
+    rng = check_random_state(random_state)
+
+    _, _, activation = unit_score(layers, X, np.full(len(X), units[0]))
+    top = np.argsort(-activation, kind="stable")[:n_top]
+    codes = forward(
+        layers[:code_layer]
+        if code_layer <= len(layers)
+        else _layers_float64(estimator, code_layer),
+        X[top],
+    )[-1]
+    n_components = min(50, codes.shape[1], n_top)
+    reduced = PCA(n_components=n_components, random_state=rng.randint(2**31 - 1)).fit_transform(
+        codes
+    )
+    embedding = TSNE(
+        n_components=2,
+        perplexity=min(float(perplexity), (n_top - 1) / 3.0),
+        init="pca",
+        random_state=rng.randint(2**31 - 1),
+    ).fit_transform(reduced)
+    kmeans = KMeans(n_clusters=n_facets, n_init=10, random_state=rng.randint(2**31 - 1))
+    labels = kmeans.fit_predict(embedding)
+    starts = np.empty((n_facets, X.shape[1]))
+    for k, centre in enumerate(kmeans.cluster_centers_):
+        nearest = np.argsort(np.linalg.norm(embedding - centre, axis=1), kind="stable")
+        starts[k] = X[top[nearest[:n_nearest]]].mean(axis=0)
+    if bounds is None and norm is None:
+        norm = float(np.max(np.linalg.norm(starts, axis=1)))
+    facets, facet_activations = activation_maximization(
+        estimator,
+        layer,
+        np.full(n_facets, units[0]),
+        norm=1.0 if norm is None else norm,
+        bounds=bounds,
+        init=starts,
+        max_iter=max_iter,
+    )
+    return Bunch(
+        facets=facets,
+        facet_activations=facet_activations,
+        starts=starts,
+        top_indices=top,
+        top_activations=activation[top],
+        embedding=embedding,
+        labels=labels,
+    )
