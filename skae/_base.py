@@ -23,6 +23,9 @@ from sklearn.utils.validation import validate_data
 
 __all__ = [
     "ACTIVATIONS",
+    "FitInterruptedWarning",
+    "PickleVersionWarning",
+    "SkaeWarning",
     "Interval",
     "InvalidParameterError",
     "StrOptions",
@@ -308,6 +311,19 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
 
 
 # --------------------------------------------------------------------------- warnings
+class SkaeWarning(UserWarning):
+    """Base class of skae's own warnings (not-converged fits use sklearn's
+    ``ConvergenceWarning``). A subclass of ``UserWarning``, so existing filters apply."""
+
+
+class FitInterruptedWarning(SkaeWarning):
+    """A fit was interrupted (Ctrl-C); the last accepted parameters were kept."""
+
+
+class PickleVersionWarning(SkaeWarning):
+    """A model is loaded with another skae version than the one that pickled it."""
+
+
 _INTERNAL_DIRS = tuple(
     os.path.dirname(os.path.abspath(module.__file__)) + os.sep for module in (sklearn,)
 ) + (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
@@ -449,7 +465,7 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
         warn_at_caller(
             f"{name}: training was interrupted after {n_iter} iterations; keeping the "
             "last parameters L-BFGS accepted.",
-            UserWarning,
+            FitInterruptedWarning,
         )
         theta = state["theta"]
         if state["loss"] is not None:

@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import (
     Interval,
     InvalidParameterError,
+    PickleVersionWarning,
     StrOptions,
     _fit_context,
     check_input_array,
@@ -502,7 +503,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 f"This {type(self).__name__} was pickled with skae {saved_version} and is "
                 f"loaded with skae {_skae_version()}; it may not work the same. Refit it, "
                 "or load it with the version that saved it.",
-                UserWarning,
+                PickleVersionWarning,
                 stacklevel=2,
             )
         if "components_" in state and state.get("decoder_components_") is None:
