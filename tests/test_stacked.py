@@ -1,0 +1,336 @@
+"""StackedAutoencoder and StackedAutoencoderClassifier."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import (
+    check_dataframe_column_names_consistency,
+    check_param_validation,
+    check_set_output_transform_pandas,
+    check_transformer_get_feature_names_out,
+    check_transformer_get_feature_names_out_pandas,
+    parametrize_with_checks,
+)
+
+from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
+
+no_convergence = pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning"
+)
+
+# Small networks and few iterations: the checks are about the API, not convergence.
+# scikit-learn's classifier checks use the classes {-1, 1}, so the classifiers checked
+# here say that every row is labelled (unlabelled=None); the -1 convention is tested below.
+CONFIGURATIONS = [
+    StackedAutoencoder((5, 3), max_iter=15),
+    StackedAutoencoder(
+        (4, 3),
+        activation="tanh",
+        tied_weights=[True, False],
+        noise=["mask", None],
+        noise_level=[0.2, 0.0],
+        max_iter=15,
+    ),
+    StackedAutoencoderClassifier(
+        (6, 4), max_iter=15, softmax_max_iter=30, fine_tune_max_iter=40, unlabelled=None
+    ),
+    StackedAutoencoderClassifier(
+        (6,),
+        activation="tanh",
+        max_iter=15,
+        softmax_max_iter=30,
+        fine_tune="top",
+        fine_tune_max_iter=20,
+        unlabelled=None,
+    ),
+]
+
+
+@no_convergence
+@parametrize_with_checks(CONFIGURATIONS)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+EXTRA_CHECKS = [
+    check_param_validation,
+    check_set_output_transform_pandas,
+    check_transformer_get_feature_names_out,
+    check_transformer_get_feature_names_out_pandas,
+    check_dataframe_column_names_consistency,
+]
+
+
+@no_convergence
+@pytest.mark.parametrize("check", EXTRA_CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("estimator", [CONFIGURATIONS[0], CONFIGURATIONS[2]],
+                         ids=["stack", "classifier"])
+def test_checks_outside_the_default_set(estimator, check):
+    pytest.importorskip("pandas", reason="the pandas output checks need pandas")
+    check(type(estimator).__name__, estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+# --------------------------------------------------------------------------- stacking
+@no_convergence
+def test_greedy_pretraining_equals_separate_autoencoders(digits):
+    X = digits[0][:400]
+    stack = StackedAutoencoder(
+        (12, 8, 5),
+        rho=[0.1, 0.05, 0.2],
+        beta=[3.0, 1.0, 0.5],
+        noise=["mask", None, "gaussian"],
+        noise_level=[0.1, 0.0, 0.05],
+        tied_weights=[False, True, False],
+        max_iter=[12, 10, 8],
+        random_state=42,
+    ).fit(X)
+    assert stack.n_iter_ == sum(ae.n_iter_ for ae in stack.autoencoders_)
+    seeds = [ae.random_state for ae in stack.autoencoders_]
+    assert len(set(seeds)) == 3  # one seed per layer
+    # the seeds come from random_state
+    again = clone(stack).fit(X)
+    assert [ae.random_state for ae in again.autoencoders_] == seeds
+    codes = X
+    settings = [
+        dict(n_hidden=12, rho=0.1, beta=3.0, noise="mask", noise_level=0.1, max_iter=12),
+        dict(n_hidden=8, rho=0.05, beta=1.0, tied_weights=True, max_iter=10),
+        dict(n_hidden=5, rho=0.2, beta=0.5, noise="gaussian", noise_level=0.05, max_iter=8),
+    ]
+    for k, (setting, fitted) in enumerate(zip(settings, stack.autoencoders_)):
+        alone = SparseAutoencoder(**setting, random_state=seeds[k]).fit(codes)
+        np.testing.assert_array_equal(fitted.components_, alone.components_)
+        np.testing.assert_array_equal(fitted.decoder_components_, alone.decoder_components_)
+        np.testing.assert_array_equal(fitted.intercept_visible_, alone.intercept_visible_)
+        assert fitted.n_iter_ == alone.n_iter_
+        codes = alone.transform(codes)
+    np.testing.assert_array_equal(stack.transform(X), codes)
+    decoded = codes
+    for ae in reversed(stack.autoencoders_):
+        decoded = ae.inverse_transform(decoded)
+    np.testing.assert_array_equal(stack.inverse_transform(codes), decoded)
+    assert list(stack.get_feature_names_out()) == [f"stackedautoencoder{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("Estimator", [StackedAutoencoder, StackedAutoencoderClassifier])
+def test_bad_layer_parameters(Estimator, digits):
+    X, y = digits[0][:50], digits[1][:50]
+    with pytest.raises(ValueError, match="hidden_layer_sizes is empty"):
+        Estimator(()).fit(X, y)
+    with pytest.raises(ValueError, match="rho has 3 values but hidden_layer_sizes has 2"):
+        Estimator((4, 3), rho=[0.1, 0.1, 0.1]).fit(X, y)
+    with pytest.raises(ValueError, match="Layer 2 of .*'rho' parameter"):
+        Estimator((4, 3), rho=[0.1, 1.5]).fit(X, y)
+    with pytest.raises(ValueError, match="Layer 2 of .*noise_level=0.2 has no effect"):
+        Estimator((4, 3), noise=["mask", None], noise_level=0.2).fit(X, y)
+    with pytest.raises(ValueError, match="positive ints"):
+        Estimator((4, 0)).fit(X, y)
+
+
+@no_convergence
+def test_float32_sparse_and_verbose(digits, capsys):
+    X = digits[0][:200]
+    stack = StackedAutoencoder((6, 4), max_iter=5, random_state=0, verbose=1)
+    H32 = stack.fit(X.astype(np.float32)).transform(X.astype(np.float32))
+    assert H32.dtype == np.float32
+    out = capsys.readouterr().out
+    assert "pretraining layer 1/2 (64 -> 6 units)" in out
+    assert "pretraining layer 2/2 (6 -> 4 units)" in out
+    assert out.count("Iteration") == 10
+    stack.set_params(verbose=0)
+    dense = stack.fit(X).transform(X)
+    sparse = clone(stack).fit(sp.csr_matrix(X)).transform(sp.csr_matrix(X))
+    np.testing.assert_allclose(sparse, dense, rtol=1e-10, atol=1e-12)
+
+
+@no_convergence
+def test_warm_start_continues_each_layer(digits):
+    X = digits[0][:200]
+    stack = StackedAutoencoder((6, 4), max_iter=5, random_state=0).fit(X)
+    before = [ae.components_.copy() for ae in stack.autoencoders_]
+    old_objects = list(stack.autoencoders_)
+    stack.set_params(warm_start=True, max_iter=1).fit(X)
+    for ae, W in zip(stack.autoencoders_, before):
+        # one more iteration from the previous weights, not a new initialisation
+        assert np.abs(ae.components_ - W).max() < 0.5 * np.abs(W).max()
+        assert not np.array_equal(ae.components_, W)
+    # the previous layers were not modified in place
+    for ae, W in zip(old_objects, before):
+        np.testing.assert_array_equal(ae.components_, W)
+    with pytest.raises(ValueError, match="warm_start=True cannot continue"):
+        stack.set_params(hidden_layer_sizes=(6, 4, 2)).fit(X)
+    assert len(stack.autoencoders_) == 2  # the failed refit kept the model
+
+
+@no_convergence
+def test_pipeline_grid_search_over_per_layer_rho(digits):
+    X, y = digits[0][:300], digits[1][:300]
+    pipe = make_pipeline(
+        # the default weight decay (3e-3) flattens the second layer of so small a stack
+        StackedAutoencoder((16, 8), alpha=1e-4, beta=0.3, max_iter=30, random_state=0),
+        LogisticRegression(max_iter=300),
+    )
+    grid = GridSearchCV(
+        pipe, {"stackedautoencoder__rho": [[0.1, 0.05], [0.05, 0.2]]}, cv=2
+    ).fit(X, y)
+    assert grid.best_params_["stackedautoencoder__rho"] in ([0.1, 0.05], [0.05, 0.2])
+    rhos = [ae.rho for ae in grid.best_estimator_[0].autoencoders_]
+    assert rhos == grid.best_params_["stackedautoencoder__rho"]
+    assert grid.best_score_ > 0.6  # measured 0.75; chance is 0.1
+
+
+# --------------------------------------------------------------------------- classifier
+@pytest.fixture(scope="module")
+def split(digits):
+    X, y = digits
+    return train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+
+
+@no_convergence
+def test_fine_tuning_all_beats_no_fine_tuning(split):
+    X_train, X_test, y_train, y_test = split
+    common = dict(max_iter=60, softmax_max_iter=100, fine_tune_max_iter=60, random_state=0)
+    scores, models = {}, {}
+    for fine_tune in (None, "top", "all"):
+        model = StackedAutoencoderClassifier((32,), fine_tune=fine_tune, **common)
+        models[fine_tune] = model.fit(X_train, y_train)
+        scores[fine_tune] = model.score(X_test, y_test)
+    # measured: None 0.911, "top" 0.911, "all" 0.983 (held-out, 540 rows)
+    assert scores["all"] > scores[None] + 0.03
+    assert models[None].fine_tuned_layers_ == ()
+    assert models["top"].fine_tuned_layers_ == (2,)
+    assert models["all"].fine_tuned_layers_ == (1, 2)
+    # "top" and None keep the pretrained encoder; "all" changed it
+    for key in (None, "top"):
+        np.testing.assert_array_equal(
+            models[key].layers_[0].weights, models[key].autoencoders_[0].components_
+        )
+    assert not np.allclose(models["all"].layers_[0].weights,
+                           models["all"].autoencoders_[0].components_)
+    model = models["all"]
+    assert model.stage_n_iter_["pretraining"] == [model.autoencoders_[0].n_iter_]
+    assert model.stage_n_iter_["fine_tuning"] == len(model.loss_curves_["fine_tuning"])
+    assert model.n_iter_ == (sum(model.stage_n_iter_["pretraining"])
+                             + model.stage_n_iter_["softmax"]
+                             + model.stage_n_iter_["fine_tuning"])
+    assert model.loss_ == pytest.approx(model.loss_curves_["fine_tuning"][-1])
+    assert model.loss_curves_["fine_tuning"][-1] < model.loss_curves_["softmax"][-1]
+    proba = model.predict_proba(X_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(np.log(proba), model.predict_log_proba(X_test), rtol=1e-10)
+    np.testing.assert_array_equal(model.classes_[proba.argmax(axis=1)], model.predict(X_test))
+    np.testing.assert_array_equal(
+        model.decision_function(X_test).argmax(axis=1), proba.argmax(axis=1)
+    )
+    assert model.transform(X_test).shape == (len(X_test), 32)
+
+
+@no_convergence
+def test_semi_supervised_with_ten_percent_of_the_labels(split):
+    X_train, X_test, y_train, y_test = split
+    rng = np.random.RandomState(0)
+    labelled = np.zeros(len(y_train), dtype=bool)
+    labelled[rng.permutation(len(y_train))[: len(y_train) // 10]] = True
+    y_partial = np.where(labelled, y_train, -1)
+    y_saved = y_partial.copy()
+    raw = LogisticRegression(max_iter=1000).fit(X_train[labelled], y_train[labelled])
+    model = StackedAutoencoderClassifier(
+        (100,), loss="cross_entropy", max_iter=150, fine_tune_max_iter=100, random_state=0
+    ).fit(X_train, y_partial)
+    np.testing.assert_array_equal(y_partial, y_saved)
+    np.testing.assert_array_equal(model.classes_, np.arange(10))
+    predicted = model.predict(X_test)
+    assert set(np.unique(predicted)) <= set(range(10))
+    # measured: stacked 0.926, logistic regression on the 125 labelled rows 0.894
+    assert model.score(X_test, y_test) > raw.score(X_test, y_test) + 0.015
+
+
+@no_convergence
+def test_unlabelled_rows_only_pretrain(digits):
+    """Rows marked -1 change the pretraining only, never the supervised stages' data."""
+    X, y = digits[0][:300], digits[1][:300]
+    y_partial = y.copy()
+    y_partial[150:] = -1
+    settings = dict(max_iter=5, softmax_max_iter=10, fine_tune_max_iter=10, random_state=0)
+    semi = StackedAutoencoderClassifier((8,), **settings).fit(X, y_partial)
+    # the same pretrained encoder, then the supervised stages on the first 150 rows only
+    pretrained = clone(semi).set_params(fine_tune=None).fit(X, y_partial)
+    np.testing.assert_array_equal(
+        pretrained.autoencoders_[0].components_, semi.autoencoders_[0].components_
+    )
+    string_labels = np.array([f"digit {v}" for v in y], dtype=object)
+    string_labels[150:] = -1
+    named = StackedAutoencoderClassifier((8,), **settings).fit(X, string_labels)
+    assert list(named.classes_) == [f"digit {v}" for v in range(10)]
+    np.testing.assert_array_equal(named.layers_[0].weights, semi.layers_[0].weights)
+    assert set(named.predict(X)) <= set(named.classes_)
+
+
+@no_convergence
+def test_classifier_float32_sparse_verbose_and_warm_start(digits, capsys):
+    X, y = digits[0][:200], digits[1][:200]
+    settings = dict(max_iter=5, softmax_max_iter=5, fine_tune_max_iter=5, random_state=0)
+    model = StackedAutoencoderClassifier((8, 6), verbose=1, **settings)
+    model.fit(X.astype(np.float32), y)
+    out = capsys.readouterr().out
+    assert "pretraining layer 2/2" in out and "softmax on 200 labelled rows" in out
+    assert "fine-tuning ('all') on 200 labelled rows" in out
+    assert out.count("Iteration") == sum(model.stage_n_iter_["pretraining"]) + 10
+    assert all(layer.weights.dtype == np.float32 for layer in model.layers_)
+    assert model.predict_proba(X.astype(np.float32)).dtype == np.float32
+    dense = StackedAutoencoderClassifier((8, 6), **settings).fit(X, y)
+    sparse = StackedAutoencoderClassifier((8, 6), **settings).fit(sp.csr_matrix(X), y)
+    np.testing.assert_allclose(
+        sparse.predict_proba(sp.csr_matrix(X)), dense.predict_proba(X), rtol=1e-6, atol=1e-9
+    )
+    # warm start: no pretraining, fine-tuning continues from the previous network
+    autoencoders = dense.autoencoders_
+    loss = dense.loss_
+    dense.set_params(warm_start=True).fit(X, y)
+    assert dense.autoencoders_ is autoencoders
+    assert dense.stage_n_iter_["pretraining"] == [] and dense.stage_n_iter_["softmax"] == 0
+    assert dense.loss_ < loss
+    with pytest.raises(ValueError, match="warm_start=True cannot continue"):
+        dense.fit(X[y < 5], y[y < 5])
+    assert len(dense.classes_) == 10  # the failed refit kept the model
+
+
+def test_classifier_label_errors(digits):
+    X, y = digits[0][:60], digits[1][:60]
+    model = StackedAutoencoderClassifier((4,), max_iter=3)
+    with pytest.raises(ValueError, match="every label is -1"):
+        model.fit(X, np.full(60, -1))
+    with pytest.raises(ValueError, match="only one class"):
+        model.fit(X, np.where(y < 5, 3, -1))
+    names = np.where(y < 5, "small", "-1")
+    with pytest.raises(ValueError, match="contains '-1'"):
+        model.fit(X, names)
+    with pytest.raises(ValueError, match="contains '-1'"):
+        model.fit(X, names.astype(object))
+    assert not hasattr(model, "classes_")
+
+
+@no_convergence
+def test_unlabelled_none_makes_minus_one_a_class(digits):
+    X, y = digits[0][:200], digits[1][:200]
+    signs = np.where(y < 5, -1, 1)
+    settings = dict(max_iter=10, softmax_max_iter=20, fine_tune_max_iter=20, random_state=0)
+    model = StackedAutoencoderClassifier((8,), unlabelled=None, **settings).fit(X, signs)
+    np.testing.assert_array_equal(model.classes_, [-1, 1])
+    assert model.decision_function(X).shape == (200,)
+    assert model.score(X, signs) > 0.8
+    # a string marker marks unlabelled rows in string labels
+    names = np.where(y < 5, "small", "large")
+    names[100:] = "?"
+    marked = StackedAutoencoderClassifier((8,), unlabelled="?", **settings).fit(X, names)
+    assert list(marked.classes_) == ["large", "small"]
