@@ -1,0 +1,220 @@
+"""Offline data for the examples: patches of natural photographs (UFLDL ``sampleIMAGES``).
+
+Nothing is downloaded. The photographs are the two JPEGs that ship with scikit-learn
+(:func:`sklearn.datasets.load_sample_images`, which needs pillow) and, when scikit-image is
+installed, the natural photographs bundled in its wheel (``pip install "skae[images]"``).
+"""
+
+import functools
+from importlib import resources
+from numbers import Integral
+
+import numpy as np
+from sklearn.feature_extraction.image import extract_patches_2d
+from sklearn.utils import check_random_state
+
+__all__ = ["load_natural_patches"]
+
+_INSTALL_IMAGES = 'pip install "skae[images]"'
+
+# Photographs (not drawings, charts or microscopy) bundled inside scikit-image's wheel.
+_SKIMAGE_PHOTOGRAPHS = (
+    "astronaut.png",
+    "brick.png",
+    "camera.png",
+    "chelsea.png",
+    "coffee.png",
+    "grass.png",
+    "gravel.png",
+    "motorcycle_left.png",
+    "rocket.jpg",
+)
+
+# Olshausen & Field's whitening filter R(f) = f exp(-(f / f0)^4) with the roll-off at
+# f0 = 0.4 cycles per pixel (0.4 N cycles per N-pixel image in their code).
+_ROLL_OFF = 0.4
+# Pixels dropped at each side of a whitened photograph.
+_MARGIN = 4
+_NORMALIZE = ("squash", "center", None)
+
+
+def _grey(image):
+    """A photograph as a float64 grey image in [0, 1] (ITU-R 601 luma for RGB)."""
+    image = np.asarray(image)
+    integer = np.issubdtype(image.dtype, np.integer)
+    image = image.astype(np.float64)
+    if image.ndim == 3:
+        image = image[..., :3] @ np.array([0.299, 0.587, 0.114])
+    if image.ndim != 2:
+        raise ValueError(f"each image must be 2-D (grey) or 3-D (RGB), got shape {image.shape}.")
+    if integer or image.max() > 1.0:
+        image = image / 255.0
+    return image
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_photographs():
+    """Grey versions of the photographs shipped in installed packages (never downloaded).
+
+    A tuple of read-only arrays, read once per process.
+    """
+    try:
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover - pillow ships with the test extras
+        raise ImportError(
+            "load_natural_patches reads the photographs bundled with scikit-learn and "
+            f"scikit-image, which needs pillow. Install it with: {_INSTALL_IMAGES}"
+        ) from exc
+    from sklearn.datasets import load_sample_images
+
+    images = [_grey(image) for image in load_sample_images().images]
+    try:
+        data = resources.files("skimage") / "data"
+    except ModuleNotFoundError:
+        data = None
+    for name in _SKIMAGE_PHOTOGRAPHS if data is not None else ():
+        path = data / name
+        if path.is_file():
+            with path.open("rb") as handle, Image.open(handle) as picture:
+                images.append(_grey(np.asarray(picture)))
+    for image in images:
+        image.flags.writeable = False
+    return tuple(images)
+
+
+def whiten_image(image, roll_off=_ROLL_OFF):
+    """Whiten one grey image in the frequency domain (Olshausen & Field, 1997).
+
+    The amplitude spectrum of natural images falls roughly as ``1/f``; multiplying the
+    Fourier transform by ``f`` flattens it (decorrelates neighbouring pixels) and
+    ``exp(-(f / f0)^4)`` rolls off the highest frequencies, where noise and aliasing
+    dominate. This is how the ``IMAGES`` of the UFLDL sparse autoencoder exercise were made.
+    The result has mean zero and unit variance.
+
+    Parameters
+    ----------
+    image : array-like of shape (height, width)
+        A grey image.
+    roll_off : float, default=0.4
+        ``f0`` in cycles per pixel (0.5 is the Nyquist frequency).
+
+    Returns
+    -------
+    whitened : ndarray of shape (height, width)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skae.datasets import whiten_image
+    >>> white = whiten_image(np.random.default_rng(0).random((32, 48)))
+    >>> white.shape, round(float(white.std()), 6), abs(float(white.mean())) < 1e-12
+    ((32, 48), 1.0, True)
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D (grey), got shape {image.shape}.")
+    fy = np.fft.fftfreq(image.shape[0])[:, np.newaxis]
+    fx = np.fft.rfftfreq(image.shape[1])[np.newaxis, :]
+    f = np.hypot(fx, fy)
+    response = f * np.exp(-((f / roll_off) ** 4))
+    whitened = np.fft.irfft2(np.fft.rfft2(image) * response, s=image.shape)
+    whitened -= whitened.mean()
+    std = whitened.std()
+    return whitened / std if std > 0 else whitened
+
+
+def load_natural_patches(
+    patch_size=8,
+    n_patches=10000,
+    *,
+    whiten=True,
+    normalize="squash",
+    images=None,
+    random_state=None,
+):
+    """Random square patches of natural photographs, prepared as in UFLDL ``sampleIMAGES``.
+
+    With the defaults this reproduces the data of the UFLDL sparse autoencoder exercise on
+    photographs that ship inside installed packages (nothing is downloaded):
+
+    1. each photograph is converted to grey and whitened in the frequency domain with
+       Olshausen & Field's filter (:func:`whiten_image`);
+    2. ``n_patches`` patches are cut at random positions of randomly chosen photographs
+       (:func:`sklearn.feature_extraction.image.extract_patches_2d`);
+    3. ``normalize="squash"``: each patch's mean is removed, values are clipped at ±3
+       standard deviations (of all patch values together) and mapped linearly onto
+       [0.1, 0.9], the range a sigmoid decoder can reproduce.
+
+    Parameters
+    ----------
+    patch_size : int, default=8
+        Side of the square patches.
+    n_patches : int, default=10000
+        Number of patches.
+    whiten : bool, default=True
+        Whiten each photograph first (step 1). False keeps grey values in [0, 1].
+    normalize : {"squash", "center"} or None, default="squash"
+        ``"squash"`` applies step 3; ``"center"`` only removes each patch's mean (for a
+        linear decoder, or before :class:`~skae.ZCAWhitening`); None returns the patches
+        as cut.
+    images : list of array-like, default=None
+        Photographs to cut from (2-D grey or 3-D RGB arrays, values in [0, 1] or [0, 255]).
+        By default: scikit-learn's two sample images and, when scikit-image is installed
+        (``pip install "skae[images]"``), the nine photographs bundled with it.
+    random_state : int, RandomState instance or None, default=None
+        Seed for the choice of photographs and patch positions.
+
+    Returns
+    -------
+    patches : ndarray of shape (n_patches, patch_size ** 2)
+        One flattened patch per row (C order: reshape a row to ``(patch_size, patch_size)``).
+
+    Examples
+    --------
+    >>> from skae.datasets import load_natural_patches
+    >>> X = load_natural_patches(patch_size=8, n_patches=1000, random_state=0)
+    >>> X.shape, float(X.min()) >= 0.1, float(X.max()) <= 0.9
+    ((1000, 64), True, True)
+    """
+    if not isinstance(patch_size, Integral) or isinstance(patch_size, bool) or patch_size < 1:
+        raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}.")
+    if not isinstance(n_patches, Integral) or isinstance(n_patches, bool) or n_patches < 1:
+        raise ValueError(f"n_patches must be a positive integer, got {n_patches!r}.")
+    if normalize not in _NORMALIZE:
+        raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}.")
+    rng = check_random_state(random_state)
+    photographs = _bundled_photographs() if images is None else [_grey(i) for i in images]
+    if len(photographs) == 0:
+        raise ValueError("images is empty; pass at least one photograph.")
+    for photo in photographs:
+        if min(photo.shape) < patch_size:
+            raise ValueError(
+                f"an image of shape {photo.shape} is smaller than patch_size={patch_size}; "
+                "use a smaller patch_size or larger images."
+            )
+    if whiten:
+        # The FFT treats each photograph as periodic; drop a margin where the wrap-around
+        # edge leaks in (when the photograph is large enough to spare it).
+        m = _MARGIN
+        photographs = [
+            white[m:-m, m:-m] if min(white.shape) >= patch_size + 2 * m else white
+            for white in map(whiten_image, photographs)
+        ]
+
+    counts = np.bincount(rng.randint(len(photographs), size=n_patches), minlength=len(photographs))
+    patches = [
+        extract_patches_2d(photo, (patch_size, patch_size), max_patches=int(k), random_state=rng)
+        for photo, k in zip(photographs, counts)
+        if k > 0
+    ]
+    X = np.concatenate(patches).reshape(n_patches, patch_size * patch_size)
+    X = X[rng.permutation(n_patches)]
+
+    if normalize is not None:
+        X = X - X.mean(axis=1, keepdims=True)
+    if normalize == "squash":
+        limit = 3.0 * X.std()
+        if limit > 0:
+            X = np.clip(X, -limit, limit) / limit
+        X = (X + 1.0) * 0.4 + 0.1
+    return X

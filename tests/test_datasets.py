@@ -1,0 +1,176 @@
+"""skae.datasets: natural image patches as in UFLDL sampleIMAGES, offline."""
+
+import importlib.util
+import socket
+import sys
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+
+from skae import SparseAutoencoder
+from skae.datasets import _bundled_photographs, load_natural_patches, whiten_image
+
+pytest.importorskip("PIL", reason="scikit-learn's sample images need pillow")
+
+
+# --------------------------------------------------------------------------- measures
+def orientation_selectivity(filters, shape=(8, 8), size=32):
+    """How much of each filter's power lies along one orientation, in [0, 1].
+
+    From the power spectrum ``P(f)`` of the filter (zero-padded to ``size``), with ``θ(f)``
+    the orientation of frequency ``f``: ``|Σ P e^{2iθ}| / Σ P`` over ``f ≠ 0``. A grating or
+    an edge gives a value near 1, an isotropic blob or white noise a value near 0.
+    """
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.fftfreq(size)[None, :]
+    theta = np.arctan2(fy, fx)
+    nonzero = np.hypot(fx, fy) > 0
+    values = []
+    for w in filters:
+        w = w.reshape(shape) - w.mean()
+        power = np.abs(np.fft.fft2(w, s=(size, size)))[nonzero] ** 2
+        values.append(abs(np.sum(power * np.exp(2j * theta[nonzero]))) / np.sum(power))
+    return np.array(values)
+
+
+def localisation(filters, shape=(8, 8), window=4):
+    """Largest fraction of a filter's energy inside one window of ``window``² pixels."""
+    values = []
+    for w in filters:
+        energy = w.reshape(shape) ** 2
+        best = max(
+            energy[i : i + window, j : j + window].sum()
+            for i in range(shape[0] - window + 1)
+            for j in range(shape[1] - window + 1)
+        )
+        values.append(best / energy.sum())
+    return np.array(values)
+
+
+# --------------------------------------------------------------------------- the exercise
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_exercise_settings_learn_localised_oriented_edge_detectors():
+    """UFLDL's exercise: 8x8 patches, 64-25, rho=0.01, beta=3, alpha=1e-4, 400 iterations.
+
+    To fit the test budget this uses 5 000 patches instead of the exercise's 10 000 (the
+    gallery example uses 10 000). Measured on this seed: median orientation selectivity
+    0.66 against 0.41 for the top 25 principal components of the same patches and 0.10 for
+    random filters (96% of the units above 0.4); median localisation 0.52 against 0.37
+    (PCA) and 0.38 (random). With 10 000 patches: 0.68 / 0.57 and 0.49 / 0.35.
+    """
+    X = load_natural_patches(patch_size=8, n_patches=5000, random_state=0)
+    ae = SparseAutoencoder(
+        n_hidden=25,
+        rho=0.01,
+        beta=3.0,
+        alpha=1e-4,
+        activation="sigmoid",
+        decoder="sigmoid",
+        loss="squared",
+        max_iter=400,
+        tol=1e-12,
+        random_state=0,
+    ).fit(X)
+    filters = ae.components_
+    pca = PCA(n_components=25, random_state=0).fit(X).components_
+    noise = np.random.default_rng(0).normal(size=(1000, 64))
+
+    osi = orientation_selectivity(filters)
+    assert np.median(osi) > 0.55, np.round(np.sort(osi), 2)
+    assert np.mean(osi > 0.4) >= 0.8  # nearly every unit prefers one orientation
+    assert np.median(osi) > np.median(orientation_selectivity(pca)) + 0.1
+    assert np.median(osi) > 4 * np.median(orientation_selectivity(noise))
+
+    local = localisation(filters)
+    assert np.median(local) > np.median(localisation(pca)) + 0.1, np.round(np.sort(local), 2)
+    assert np.median(local) > np.median(localisation(noise)) + 0.08
+
+
+# --------------------------------------------------------------------------- loader
+def test_defaults_are_squashed_into_the_sigmoid_range():
+    X = load_natural_patches(n_patches=2000, random_state=0)
+    assert X.shape == (2000, 64) and X.dtype == np.float64
+    assert X.min() >= 0.1 and X.max() <= 0.9
+    # sampleIMAGES's normalizeData on the centred patches: clip at ±3σ, map onto [0.1, 0.9]
+    centred = load_natural_patches(n_patches=2000, normalize="center", random_state=0)
+    limit = 3 * centred.std()
+    np.testing.assert_allclose(X, (np.clip(centred, -limit, limit) / limit + 1) * 0.4 + 0.1)
+    assert np.mean(np.abs(centred) > limit) < 0.05  # clipping touches only the tails
+
+
+def test_random_state_and_options():
+    a = load_natural_patches(patch_size=6, n_patches=500, random_state=1)
+    np.testing.assert_array_equal(a, load_natural_patches(6, 500, random_state=1))
+    assert not np.array_equal(a, load_natural_patches(6, 500, random_state=2))
+    centred = load_natural_patches(6, 500, normalize="center", random_state=1)
+    np.testing.assert_allclose(centred.mean(axis=1), 0.0, atol=1e-12)
+    assert centred.max() > 1.0  # not squashed: whitened images have unit variance
+    raw = load_natural_patches(6, 500, whiten=False, normalize=None, random_state=1)
+    assert raw.shape == (500, 36) and raw.min() >= 0.0 and raw.max() <= 1.0
+
+
+def test_patches_are_cut_from_the_given_images():
+    image = np.arange(30 * 40, dtype=float).reshape(30, 40)
+    patches = load_natural_patches(
+        5, 50, images=[image / image.max()], whiten=False, normalize=None, random_state=0
+    )
+    for patch in patches.reshape(-1, 5, 5) * image.max():
+        i, j = divmod(int(round(patch[0, 0])), 40)
+        np.testing.assert_allclose(patch, image[i : i + 5, j : j + 5])
+
+
+def spectral_slope(image):
+    """Slope of log power against log frequency (0.01 to 0.3 cycles per pixel)."""
+    power = np.abs(np.fft.rfft2(image - image.mean())) ** 2
+    fy = np.fft.fftfreq(image.shape[0])[:, None]
+    fx = np.fft.rfftfreq(image.shape[1])[None, :]
+    edges = np.geomspace(0.01, 0.3, 12)
+    band = np.digitize(np.hypot(fx, fy), edges)
+    means = [power[band == k].mean() for k in range(1, len(edges))]
+    return np.polyfit(np.log(np.sqrt(edges[1:] * edges[:-1])), np.log(means), 1)[0]
+
+
+def test_whitening_flattens_the_spectrum_of_every_photograph():
+    """Natural images have power ~ 1/f^2 (slope about -2); whitened ones are nearly flat.
+
+    Measured slopes: -1.3 to -2.9 before, -1.0 to 0.6 after.
+    """
+    for photo in _bundled_photographs():
+        white = whiten_image(photo)
+        assert spectral_slope(photo) < -1.2
+        assert abs(spectral_slope(white)) < 1.1
+        assert abs(white.mean()) < 1e-12 and abs(white.std() - 1.0) < 1e-12
+
+
+def test_photographs_come_from_installed_packages_without_the_network(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("load_natural_patches tried to open a network connection")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    _bundled_photographs.cache_clear()
+    photographs = _bundled_photographs()
+    # scikit-learn's two, plus scikit-image's nine when it is installed
+    expected = 2 + 9 if importlib.util.find_spec("skimage") is not None else 2
+    assert len(photographs) == expected
+    assert all(p.ndim == 2 and 0 <= p.min() and p.max() <= 1 for p in photographs)
+    monkeypatch.setitem(sys.modules, "skimage", None)  # as if not installed
+    _bundled_photographs.cache_clear()
+    try:
+        assert len(_bundled_photographs()) == 2
+    finally:
+        _bundled_photographs.cache_clear()
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="smaller than patch_size=600"):
+        load_natural_patches(patch_size=600, n_patches=10)
+    with pytest.raises(ValueError, match="n_patches must be a positive integer"):
+        load_natural_patches(n_patches=0)
+    with pytest.raises(ValueError, match="patch_size must be a positive integer"):
+        load_natural_patches(patch_size=2.5)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        load_natural_patches(normalize="squashed")
+    with pytest.raises(ValueError, match="images is empty"):
+        load_natural_patches(images=[])
