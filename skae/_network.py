@@ -37,6 +37,13 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import ACTIVATIONS
+from ._parallel import (
+    available_threads,
+    blas_single_threaded,
+    block_rows_for,
+    map_blocks,
+    row_blocks,
+)
 
 __all__ = [
     "FineTuneObjective",
@@ -50,6 +57,8 @@ __all__ = [
 ]
 
 LAYER_ACTIVATIONS = ("sigmoid", "tanh", "softmax", "identity")
+# Data with fewer elements than this are evaluated by one worker.
+_PARALLEL_MIN_SIZE = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -412,14 +421,26 @@ class FineTuneObjective:
         How many top layers are trained (1: the softmax only).
     alphas : sequence of float, length n_trainable
         Weight decay of each trainable layer's weights (biases are not decayed).
+    n_workers : int or None
+        Threads that evaluate blocks of rows at once. None uses as many as BLAS may use
+        (1 for small data). The result does not depend on it.
 
     Calling the object with a flat float64 ``theta`` (laid out by :attr:`layout`)
     returns ``(J, grad)`` with ``grad`` float64. For fixed data and settings the result
-    depends only on ``theta``; the work buffers are reused between calls. The data are
-    never modified.
+    depends only on ``theta``; the data are never modified.
+
+    Blocks and threads, as in the autoencoder's objective: the rows are cut into a
+    fixed partition of blocks (:func:`skae._parallel.block_rows_for`), each block's
+    forward pass, loss and gradient are computed by whichever worker thread is free
+    (BLAS on one thread in each), and the blocks' sums are added in block order
+    (:func:`skae._parallel.map_blocks`), so the result is the same, bit for bit, for any
+    number of workers. Each worker owns, for a block of ``c`` rows, one ``(c, n_out)``
+    buffer per trainable layer (activations, then the top one's δ), one per layer below
+    the top for the deltas, and the block's weight gradients; the objective owns the
+    totals. Nothing else of size ``m`` is allocated per evaluation.
     """
 
-    def __init__(self, layers, X, y, *, n_trainable, alphas):
+    def __init__(self, layers, X, y, *, n_trainable, alphas, n_workers=None):
         L = len(layers)
         if layers[-1].activation != "softmax":
             raise ValueError("the top layer of a fine-tuned network must be a softmax.")
@@ -442,16 +463,26 @@ class FineTuneObjective:
         self.alphas = tuple(float(a) for a in alphas)
         self.layout = NetworkLayout(tuple(layer.weights.shape for layer in self.trainable))
         self.theta0 = self.layout.pack(self.trainable)
-        # Buffers: activations (later deltas) of each trainable layer, the deltas of the
-        # layers below the top, and float32 gradient buffers when not float64.
-        self.A = [np.empty((m, layer.n_out), dtype=dt) for layer in self.trainable]
-        self.D = [np.empty((m, layer.n_out), dtype=dt) for layer in self.trainable[:-1]]
-        self.G = (
-            None
-            if dt == np.float64
-            else [np.empty(shape, dtype=dt) for shape in self.layout.shapes]
-        )
-        self.rows = np.arange(m)
+        n_in = self.inputs.shape[1]
+        c = min(block_rows_for(n_in), max(m, 1))
+        self.blocks = row_blocks(m, c)
+        if n_workers is None:
+            n_workers = available_threads() if m * n_in >= _PARALLEL_MIN_SIZE else 1
+        self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
+        self.workspaces = [
+            _FineTuneWorkspace(
+                A=[np.empty((c, layer.n_out), dtype=dt) for layer in self.trainable],
+                D=[np.empty((c, layer.n_out), dtype=dt) for layer in self.trainable[:-1]],
+                grads=[
+                    (np.empty(shape, dtype=dt), np.empty(shape[0])) for shape in self.layout.shapes
+                ],
+            )
+            for _ in range(k)
+        ]
+        self.totals = [
+            (np.empty(shape, dtype=dt), np.empty(shape[0])) for shape in self.layout.shapes
+        ]
+        self.rows = np.arange(c)
         self.last_terms = None
 
     def _layers(self, theta):
@@ -461,48 +492,80 @@ class FineTuneObjective:
             for (W, b), a in zip(self.layout.unpack(theta), acts)
         ]
 
-    def __call__(self, theta):
-        theta = np.asarray(theta, dtype=np.float64)
-        layers = self._layers(theta)
-        m, dt = self.m, self.dtype
-        # Forward through the trainable layers into the reused buffers.
-        A_in = self.inputs
-        for layer, out in zip(layers[:-1], self.A[:-1]):
-            _activate_(_affine(A_in, layer, dt, out=out), layer.activation)
-            A_in = out
-        Z = _affine(A_in, layers[-1], dt, out=self.A[-1])
+    def _block(self, start, stop, worker, layers):
+        """Loss sum and gradients (times m) of the rows start:stop, in the worker's buffers."""
+        ws, dt, k = self.workspaces[worker], self.dtype, stop - start
+        A_in = self.inputs[start:stop]
+        activations = [A_in]
+        for layer, buffer in zip(layers[:-1], ws.A[:-1]):
+            A_in = _activate_(_affine(A_in, layer, dt, out=buffer[:k]), layer.activation)
+            activations.append(A_in)
+        Z = _affine(A_in, layers[-1], dt, out=ws.A[-1][:k])
         # Cross-entropy from the shifted pre-activation: log Σ exp(z) − z_y.
+        rows, y = self.rows[:k], self.y[start:stop]
         Z -= Z.max(axis=1, keepdims=True)
-        picked = float(Z[self.rows, self.y].sum(dtype=np.float64))
+        loss = -float(Z[rows, y].sum(dtype=np.float64))
         np.exp(Z, out=Z)
         totals = Z.sum(axis=1, keepdims=True)
-        data_loss = (float(np.log(totals).sum(dtype=np.float64)) - picked) / m
+        loss += float(np.log(totals).sum(dtype=np.float64))
         Z /= totals  # P
-        Z[self.rows, self.y] -= 1.0
-        Z *= 1.0 / m  # δ_L = (P − Y) / m
-        # Backward into the gradient vector's views.
-        grad = np.zeros(self.layout.size)
-        views = self.layout.unpack(grad)
-        out = self.G and [(G, b) for G, (_, b) in zip(self.G, views)]
-        activations = [self.inputs] + self.A
-        pgrads, _ = _backpropagate(
+        Z[rows, y] -= 1.0  # δ_L · m = P − Y
+        activations.append(Z)
+        grads, _ = _backpropagate(
             layers,
             activations,
             Z,
             n_params=len(layers),
             want_input=False,
-            out=out or views,
-            scratch=self.D,
+            out=ws.grads,
+            scratch=[D[:k] for D in ws.D],
         )
+        return loss, grads
+
+    def __call__(self, theta):
+        theta = np.asarray(theta, dtype=np.float64)
+        layers = self._layers(theta)
+        for gW, gb in self.totals:
+            gW[...] = 0.0
+            gb[...] = 0.0
+        state = {"loss": 0.0}
+
+        def combine(result):
+            state["loss"] += result[0]
+            for (tW, tb), (gW, gb) in zip(self.totals, result[1]):
+                tW += gW
+                tb += gb
+
+        # BLAS on one thread: the workers' products run at once, and the rounding of a
+        # product does not depend on a thread count.
+        with blas_single_threaded():
+            map_blocks(
+                lambda start, stop, w: self._block(start, stop, w, layers),
+                self.blocks,
+                self.n_workers,
+                combine=combine,
+            )
+        m = self.m
+        data_loss = state["loss"] / m
+        grad = np.empty(self.layout.size)
         decay = 0.0
-        for (gW, _), (W, _), (tgW, _), alpha in zip(
-            pgrads, self.layout.unpack(theta), views, self.alphas
+        for (gW, gb), (W, _), (tW, tb), alpha in zip(
+            self.layout.unpack(grad), self.layout.unpack(theta), self.totals, self.alphas
         ):
-            if gW is not tgW:
-                tgW[...] = gW
+            np.multiply(tW, 1.0 / m, out=gW)
+            np.multiply(tb, 1.0 / m, out=gb)
             if alpha:
-                tgW += alpha * W
+                gW += alpha * W
                 decay += 0.5 * alpha * float(np.einsum("ij,ij->", W, W))
         J = data_loss + decay
         self.last_terms = (J, data_loss)
         return J, grad
+
+
+@dataclass
+class _FineTuneWorkspace:
+    """One worker's reused buffers (see :class:`FineTuneObjective`)."""
+
+    A: list
+    D: list
+    grads: list

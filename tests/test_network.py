@@ -129,12 +129,40 @@ def test_fine_tuning_objective_sparse_float32_and_data_untouched():
         layers, X.astype(np.float32), y, n_trainable=2, alphas=[0.0, 0.1]
     )
     J32, grad32 = single(dense.theta0)
-    assert single.A[0].dtype == np.float32 and grad32.dtype == np.float64
+    assert single.workspaces[0].A[0].dtype == np.float32 and grad32.dtype == np.float64
     np.testing.assert_allclose(J32, J, rtol=1e-5)
     np.testing.assert_allclose(grad32, grad, rtol=1e-3, atol=1e-6)
     # repeated evaluations reuse buffers and give the same result
     np.testing.assert_array_equal(dense(dense.theta0)[1], grad)
     np.testing.assert_array_equal(X, X_copy)
+
+
+@pytest.mark.parametrize("fine_tune", ["all", "top"])
+def test_fine_tuning_objective_does_not_depend_on_the_thread_count(fine_tune):
+    rng = np.random.RandomState(7)
+    layers = random_layers(["sigmoid", "tanh", "softmax"], rng, (40, 12, 8, 4))
+    X = rng.uniform(0, 1, (5000, 40))  # several row blocks
+    y = rng.randint(0, 4, 5000)
+    n_trainable = 3 if fine_tune == "all" else 1
+    alphas = [0.0] * (n_trainable - 1) + [0.01]
+    serial = FineTuneObjective(layers, X, y, n_trainable=n_trainable, alphas=alphas,
+                               n_workers=1)
+    assert len(serial.blocks) > 2
+    theta = serial.theta0 + 0.01 * rng.standard_normal(serial.theta0.size)
+    J1, g1 = serial(theta)
+    for n_workers in (2, 3):
+        threaded = FineTuneObjective(
+            layers, X, y, n_trainable=n_trainable, alphas=alphas, n_workers=n_workers
+        )
+        assert threaded.n_workers == n_workers
+        J, g = threaded(theta)
+        assert J == J1
+        np.testing.assert_array_equal(g, g1)
+    # and the blocks add up to the one-shot formula
+    P = forward([*serial.frozen, *serial._layers(theta)], X)[-1]
+    expected = -np.mean(np.log(P[np.arange(5000), y]))
+    expected += 0.005 * np.sum(serial.layout.unpack(theta)[-1][0] ** 2)
+    assert J1 == pytest.approx(expected, rel=1e-12)
 
 
 def test_gradients_leave_activations_unchanged():
