@@ -393,7 +393,7 @@ def _check_units(units, layers, layer):
     return units if not scalar else units[:1]
 
 
-def unit_score(layers, X, units):
+def _unit_score(layers, X, units):
     """Score of one unit per row of ``X`` and its gradient with respect to ``X``.
 
     The score is a strictly increasing function of the unit's activation, chosen to be
@@ -443,7 +443,7 @@ def _regulariser(X, kind, image_shape):
     return value, grad.reshape(X.shape)
 
 
-def inversion_objective(layers, codes, reg=0.0, regularizer="l2", image_shape=None):
+def _inversion_objective(layers, codes, reg=0.0, regularizer="l2", image_shape=None):
     """``fun(theta) -> (J, grad)`` for code inversion, over the flattened inputs ``theta``.
 
     ``J = Σ_i ‖Φ(x_i) − Φ0_i‖² + reg · Σ_i R(x_i)`` where ``Φ`` is the output of
@@ -508,7 +508,7 @@ def _check_bounds(bounds):
 def _projected_gradient_ascent(layers, X, units, radius, max_iter, tol):
     """Maximise each row's unit score over ``‖x‖ ≤ radius`` (rows are independent)."""
     X = _project_ball(X, radius)
-    score, grad, _ = unit_score(layers, X, units)
+    score, grad, _ = _unit_score(layers, X, units)
     g_norm = np.linalg.norm(grad, axis=1)
     step = 0.5 * radius / np.where(g_norm > 0, g_norm, 1.0)
     active = np.ones(len(X), dtype=bool)
@@ -518,7 +518,7 @@ def _projected_gradient_ascent(layers, X, units, radius, max_iter, tol):
         if idx.size == 0:
             break
         X_new = _project_ball(X[idx] + step[idx, None] * grad[idx], radius)
-        s_new, g_new, _ = unit_score(layers, X_new, units[idx])
+        s_new, g_new, _ = _unit_score(layers, X_new, units[idx])
         moved = X_new - X[idx]
         gain = s_new - score[idx]
         accept = gain >= 1e-4 * np.sum(grad[idx] * moved, axis=1)
@@ -644,11 +644,11 @@ def activation_maximization(
     else:
 
         def fun(theta):
-            score, grad, _ = unit_score(layers, theta.reshape(X.shape), units)
+            score, grad, _ = _unit_score(layers, theta.reshape(X.shape), units)
             return -float(np.sum(score)), -grad.ravel()
 
         X, _ = _lbfgs_box(fun, X, bounds, int(max_iter), tol)
-    _, _, activations = unit_score(layers, X, units)
+    _, _, activations = _unit_score(layers, X, units)
     return X, activations
 
 
@@ -756,7 +756,7 @@ def invert_code(
     bounds = _check_bounds(bounds)
     rng = check_random_state(random_state)
     X0 = _start(init, len(codes), n_features, 1.0, bounds, rng, "invert_code")
-    fun = inversion_objective(layers, codes, float(reg), regularizer, image_shape)
+    fun = _inversion_objective(layers, codes, float(reg), regularizer, image_shape)
     X, _ = _lbfgs(fun, X0, bounds, int(max_iter), tol)
     code_error = np.linalg.norm(forward(layers, X)[-1] - codes, axis=1)
     return X, code_error
@@ -873,7 +873,7 @@ def multifaceted_visualization(
         raise ValueError(f"code_layer must be an int from 1 to {n_layers}, got {code_layer!r}.")
     rng = check_random_state(random_state)
 
-    _, _, activation = unit_score(layers, X, np.full(len(X), units[0]))
+    _, _, activation = _unit_score(layers, X, np.full(len(X), units[0]))
     top = np.argsort(-activation, kind="stable")[:n_top]
     codes = forward(
         layers[:code_layer]
