@@ -50,6 +50,14 @@ the gradient; peak memory then does not grow with ``m``. The blocks are the same
 ``batch_size=None`` whenever ``batch_size >= c``, and then so is every floating-point
 operation: the objective, and a fitted model, are identical. The heavy work runs in the
 data's dtype (float32 stays float32); the gradient is returned as float64 for SciPy.
+
+Pieces (used as they are by the map-reduce over the chunks of a dask array, skae._dask):
+an objective built on rows ``row_offset : row_offset + len(X)`` of a larger data set with
+that data set's ``block_rows`` cuts its rows at the same global block boundaries and
+corrupts them as the whole data set would; :meth:`AutoencoderObjective.hidden_sums` (pass
+1) and :meth:`AutoencoderObjective.gradient_sums` (pass 2) return its partial sums;
+:func:`sparsity_term` and :func:`assemble` turn the sums over all rows into ``J`` and
+``∇J``. ``__call__`` is these four steps on one machine.
 """
 
 from dataclasses import dataclass
@@ -70,9 +78,11 @@ __all__ = [
     "AutoencoderObjective",
     "AutoencoderSpec",
     "Corruption",
+    "assemble",
     "decode",
     "encode",
     "reconstruction_error",
+    "sparsity_term",
 ]
 
 # Rows per chunk of reconstruction_error when batch_size is None: about this many bytes
@@ -343,7 +353,10 @@ class AutoencoderObjective:
     the last evaluation are in :attr:`last_terms` (for progress reports).
     """
 
-    def __init__(self, spec, X, *, corruption=None, batch_size=None, n_workers=None):
+    def __init__(
+        self, spec, X, *, corruption=None, batch_size=None, n_workers=None, row_offset=0,
+        block_rows=None,
+    ):
         self.spec = spec
         self.layout = spec.layout
         self.X = X
@@ -353,9 +366,16 @@ class AutoencoderObjective:
         self.corruption = corruption
         self.two_pass = batch_size is not None
         h, n = spec.n_hidden, spec.n_features
-        # The fixed partition: it depends on the data's shape and on batch_size only.
-        self.block_rows = c = min(block_rows_for(n, _NOISE_BLOCK), batch_size or m, max(m, 1))
-        self.blocks = row_blocks(m, c)
+        # The fixed partition: it depends on the data's shape and on batch_size only. Rows
+        # of a larger data set (row_offset, block_rows given) are cut at its boundaries.
+        if block_rows is None:
+            block_rows = min(block_rows_for(n, _NOISE_BLOCK), batch_size or m, max(m, 1))
+        self.block_rows = c = int(block_rows)
+        self.row_offset = int(row_offset)
+        head = min(m, (c - self.row_offset % c) % c)
+        self.blocks = [(0, head)] * bool(head) + [
+            (start + head, stop + head) for start, stop in row_blocks(m - head, c)
+        ]
         if n_workers is None:
             n_workers = available_threads() if m * n >= _PARALLEL_MIN_SIZE else 1
         self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
@@ -369,7 +389,7 @@ class AutoencoderObjective:
             self.sparse and corruption.kind == "mask"
         )
         if corruption is not None and not self.corrupt_per_block:
-            self.X_input = corruption.apply(X, 0)
+            self.X_input = corruption.apply(X, self.row_offset)
         else:
             self.X_input = X
         self.H = None if self.two_pass else np.empty((m, h), dtype=dt)
@@ -400,7 +420,8 @@ class AutoencoderObjective:
         Xc = self.X_input[start:stop]
         if self.corrupt_per_block:
             C = self.workspaces[worker].C
-            Xc = self.corruption.apply(Xc, start, out=None if C is None else C[: stop - start])
+            out = None if C is None else C[: stop - start]
+            Xc = self.corruption.apply(Xc, self.row_offset + start, out=out)
         return Xc
 
     def _encode_into(self, Xc, W1, b1, out):
@@ -488,47 +509,71 @@ class AutoencoderObjective:
             return self._evaluate(theta)
 
     def _evaluate(self, theta):
-        spec, m = self.spec, self.m
-        W1, b1, W2, b2 = self._weights(theta)
-        f = self.f
+        weights = self._weights(theta)
+        rho_hat, sparsity = sparsity_term(self.spec, self.hidden_sums(weights), self.m, self.dtype)
+        parts = self.gradient_sums(weights, sparsity)
+        J, grad, self.last_terms = assemble(self.spec, theta, self.m, rho_hat, *parts)
+        return J, grad
 
-        # Pass 1: hidden activations (kept, or only summed) and the firing rates ρ̂.
-        col_sum = np.zeros(spec.n_hidden)
+    def hidden_sums(self, weights):
+        """Pass 1: the column sums of ``H`` over this object's rows (float64, (h,)).
+
+        ``weights`` is ``self._weights(theta)``. With ``batch_size=None`` ``H`` is kept
+        in ``self.H`` for pass 2.
+        """
+        W1, b1, _, _ = weights
+        col_sum = np.zeros(self.spec.n_hidden)
         for part in map_blocks(
             lambda start, stop, w: self._forward(start, stop, w, W1, b1),
             self.blocks,
             self.n_workers,
         ):
             col_sum += part
-        rho_hat = f.firing_scale * (col_sum / m) + f.firing_shift
-        # Sparsity term of δ2 (times m): β KL'(ρ, ρ̂) p'.
-        sparsity = (spec.beta * f.firing_scale) * kl_divergence_derivative(spec.rho, rho_hat)
-        sparsity = sparsity.astype(self.dtype)
+        return col_sum
 
-        # Pass 2: reconstruction and gradient, block by block, added in block order.
-        totals = _Totals(self.gW1, self.gW2, spec.tied)
+    def gradient_sums(self, weights, sparsity):
+        """Pass 2: ``(recon, gb1, gb2, gW1, gW2)`` summed over this object's rows, block
+        by block in block order (all times ``m``; ``gW1``/``gW2`` are this object's
+        buffers, ``gW2 is gW1`` when tied). ``sparsity`` comes from :func:`sparsity_term`.
+        """
+        W1, b1, W2, b2 = weights
+        totals = _Totals(self.gW1, self.gW2, self.spec.tied)
         map_blocks(
             lambda start, stop, w: self._backward(start, stop, w, W1, b1, W2, b2, sparsity),
             self.blocks,
             self.n_workers,
             combine=totals,
         )
-        recon, gb1, gb2 = totals.recon, totals.gb1, totals.gb2
+        return totals.recon, totals.gb1, totals.gb2, self.gW1, self.gW2
 
-        # Assemble J and the float64 gradient.
-        tW1, _, tW2, _ = self.layout.unpack(theta)
-        decay = _dot(tW1, tW1) + (0.0 if spec.tied else _dot(tW2, tW2))
-        kl = float(np.sum(kl_divergence(spec.rho, rho_hat))) if spec.beta else 0.0
-        J = recon / m + 0.5 * spec.alpha * decay + spec.beta * kl
 
-        grad = np.empty(self.layout.size)
-        gW1, gbias1, gW2, gbias2 = self.layout.unpack(grad)
-        np.multiply(self.gW1, 1.0 / m, out=gW1)
-        gW1 += spec.alpha * tW1
-        gbias1[...] = gb1 / m
-        if not spec.tied:
-            np.multiply(self.gW2, 1.0 / m, out=gW2)
-            gW2 += spec.alpha * tW2
-        gbias2[...] = gb2 / m
-        self.last_terms = (J, recon / m, float(np.mean(rho_hat)))
-        return J, grad
+def sparsity_term(spec, col_sum, m, dtype):
+    """``(ρ̂, β KL'(ρ, ρ̂) p')`` from the column sums of ``H`` over all ``m`` rows.
+
+    The second is the sparsity term of δ2 (times m), in ``dtype``.
+    """
+    f = ACTIVATIONS[spec.activation]
+    rho_hat = f.firing_scale * (col_sum / m) + f.firing_shift
+    sparsity = (spec.beta * f.firing_scale) * kl_divergence_derivative(spec.rho, rho_hat)
+    return rho_hat, sparsity.astype(dtype)
+
+
+def assemble(spec, theta, m, rho_hat, recon, gb1, gb2, gW1_sum, gW2_sum):
+    """``(J, grad, terms)`` from pass 2's sums over all ``m`` rows: adds weight decay and
+    the KL penalty; ``grad`` is float64, ``terms`` is ``(J, reconstruction, mean ρ̂)``."""
+    layout = spec.layout
+    tW1, _, tW2, _ = layout.unpack(theta)
+    decay = _dot(tW1, tW1) + (0.0 if spec.tied else _dot(tW2, tW2))
+    kl = float(np.sum(kl_divergence(spec.rho, rho_hat))) if spec.beta else 0.0
+    J = recon / m + 0.5 * spec.alpha * decay + spec.beta * kl
+
+    grad = np.empty(layout.size)
+    gW1, gbias1, gW2, gbias2 = layout.unpack(grad)
+    np.multiply(gW1_sum, 1.0 / m, out=gW1)
+    gW1 += spec.alpha * tW1
+    gbias1[...] = gb1 / m
+    if not spec.tied:
+        np.multiply(gW2_sum, 1.0 / m, out=gW2)
+        gW2 += spec.alpha * tW2
+    gbias2[...] = gb2 / m
+    return J, grad, (J, recon / m, float(np.mean(rho_hat)))
