@@ -1,5 +1,6 @@
 """skae: sparse autoencoders for scikit-learn, trained with NumPy and L-BFGS."""
 
+from . import datasets, inspection, preprocessing
 from ._base import check_gradient
 from ._sparse_autoencoder import SparseAutoencoder
 from ._stacked import StackedAutoencoder, StackedAutoencoderClassifier
@@ -13,5 +14,8 @@ __all__ = [
     "StackedAutoencoderClassifier",
     "ZCAWhitening",
     "check_gradient",
+    "datasets",
+    "inspection",
+    "preprocessing",
     "__version__",
 ]
