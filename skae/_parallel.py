@@ -28,7 +28,8 @@ API
 ``blas_single_threaded()``
     A context manager that limits BLAS to one thread while it is held, reference-counted
     across threads: concurrent holders share one limit, and the limits in force before the
-    first holder entered are restored when the last one leaves.
+    first holder entered are restored when the last one leaves (by the first holder's
+    thread, which waits for the others if it leaves first).
 ``available_threads() -> int``
     The number of threads BLAS may use (honouring ``threadpoolctl`` limits and joblib's),
     as it was before skae limited it.
@@ -49,7 +50,8 @@ __all__ = [
 ]
 
 _LOCK = threading.Lock()
-_STATE = {"pid": None, "controller": None, "pools": {}, "holders": 0, "saved": None}
+_STATE = {"pid": None, "controller": None, "pools": {}}
+_HOLD = threading.Condition(threading.Lock())
 _LOCAL = threading.local()
 
 
@@ -79,7 +81,8 @@ def _controller():
                     pid=pid,
                     controller=ThreadpoolController(),
                     pools={},
-                    holders=0,
+                    holders_by_thread={},
+                    owner=None,
                     saved=None,
                 )
     return _STATE["controller"]
@@ -92,7 +95,7 @@ def _blas_controllers():
 def available_threads():
     """Threads BLAS may use now, or before skae limited it (at least 1)."""
     _controller()
-    with _LOCK:
+    with _HOLD:
         saved = _STATE["saved"]
         counts = list(saved.values()) if saved else None
     if counts is None:
@@ -104,29 +107,51 @@ def available_threads():
 def blas_single_threaded():
     """Limit BLAS to one thread while held; safe when several threads hold it at once.
 
-    The first holder records each BLAS library's thread count and sets it to 1; the last
-    holder to leave restores the recorded counts. A library whose limit is per thread
-    (OpenMP) is also limited in each of skae's worker threads (see :func:`map_blocks`).
+    The first holder (the owner) records each BLAS library's thread count and sets it to
+    1; the recorded counts are restored when the last holder leaves. Once the main thread
+    has set a thread count, some OpenBLAS builds ignore changes made from other threads, so
+    when the owner is the main thread it restores the counts itself, after waiting for the
+    other holders to leave; otherwise the last holder restores them. A library whose limit is per
+    thread (OpenMP) is also limited in each of skae's worker threads (see
+    :func:`map_blocks`).
     """
     _controller()
-    with _LOCK:
-        if _STATE["holders"] == 0:
+    me = threading.get_ident()
+    condition = _HOLD
+    with condition:
+        holders = _STATE["holders_by_thread"]
+        if not holders and _STATE["owner"] is None:
             libs = _blas_controllers()
             _STATE["saved"] = {id(lc): lc.num_threads for lc in libs}
+            _STATE["owner"] = me
             for lc in libs:
                 if lc.num_threads != 1:
                     lc.set_num_threads(1)
-        _STATE["holders"] += 1
+        holders[me] = holders.get(me, 0) + 1
     try:
         yield
     finally:
-        with _LOCK:
-            _STATE["holders"] -= 1
-            if _STATE["holders"] == 0:
-                saved, _STATE["saved"] = _STATE["saved"], None
+        with condition:
+            holders[me] -= 1
+            if holders[me] == 0:
+                del holders[me]
+            owner_is_main = _STATE["owner"] == threading.main_thread().ident
+            interrupted = None
+            if owner_is_main and me == _STATE["owner"] and me not in holders:
+                try:
+                    while holders:  # the main thread restores what it set, after the others
+                        condition.wait()
+                except KeyboardInterrupt as exc:  # restore now; the others run unlimited
+                    interrupted = exc
+            restore = _STATE["saved"] is not None and (not holders or interrupted)
+            if restore and (me == _STATE["owner"] or not owner_is_main):
+                saved, _STATE["saved"], _STATE["owner"] = _STATE["saved"], None, None
                 for lc in _blas_controllers():
                     if id(lc) in saved and lc.num_threads != saved[id(lc)]:
                         lc.set_num_threads(saved[id(lc)])
+            condition.notify_all()
+            if interrupted is not None:
+                raise interrupted
 
 
 def _init_worker():

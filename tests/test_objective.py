@@ -1,4 +1,5 @@
-"""The objective on its own: finite-difference gradients, chunked = one-shot, memory."""
+"""The objective on its own: finite-difference gradients, an independent reference, known
+values, blocks and threads (bitwise), noise and memory."""
 
 import itertools
 import tracemalloc
@@ -10,11 +11,10 @@ import scipy.sparse as sp
 from skae import check_gradient
 from skae._base import kl_divergence
 from skae._objective import (
+    _PARALLEL_MIN_SIZE,
     AutoencoderObjective,
     AutoencoderSpec,
     Corruption,
-    decode,
-    encode,
     reconstruction_error,
 )
 
@@ -57,25 +57,63 @@ def test_gradient_matches_finite_differences(combo):
     assert check_gradient(objective, theta) < 1e-8
 
 
+def _unpack(theta, n, h, tied):
+    """The flat layout of DESIGN.md, written out here: W1, b1, [W2], b2."""
+    W1 = theta[: h * n].reshape(h, n)
+    b1 = theta[h * n : h * n + h]
+    rest = theta[h * n + h :]
+    W2 = W1 if tied else rest[: h * n].reshape(h, n)
+    b2 = rest[-n:]
+    return W1, b1, W2, b2
+
+
 def _reference_objective(theta, X_clean, X_input, spec):
-    """J written straight from DESIGN.md §1, with no buffers and no chunks."""
-    W1, b1, W2, b2 = spec.layout.unpack(theta)
-    H = encode(X_input, W1, b1, spec.activation)
+    """J written straight from DESIGN.md §1 with NumPy only (none of skae's helpers), no
+    buffers and no chunks."""
+    X_clean = np.asarray(X_clean.toarray() if sp.issparse(X_clean) else X_clean, float)
+    X_input = np.asarray(X_input.toarray() if sp.issparse(X_input) else X_input, float)
+    W1, b1, W2, b2 = _unpack(theta, spec.n_features, spec.n_hidden, spec.tied)
+    sigmoid = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    A = X_input @ W1.T + b1
+    H = sigmoid(A) if spec.activation == "sigmoid" else np.tanh(A)
     Z = H @ W2 + b2
+    X_hat = Z if spec.decoder == "linear" else sigmoid(Z)
     if spec.loss == "cross_entropy":
-        X_hat = 1 / (1 + np.exp(-Z))
         per_sample = -np.sum(X_clean * np.log(X_hat) + (1 - X_clean) * np.log(1 - X_hat), 1)
     else:
-        X_hat = decode(H, W2, b2, spec.decoder)
         per_sample = 0.5 * np.sum((X_hat - X_clean) ** 2, axis=1)
     p = H if spec.activation == "sigmoid" else (H + 1) / 2
-    rho_hat = p.mean(axis=0)
+    q = p.mean(axis=0)
+    rho = spec.rho
+    kl = rho * np.log(rho / q) + (1 - rho) * np.log((1 - rho) / (1 - q))
     decay = np.sum(W1**2) + (0 if spec.tied else np.sum(W2**2))
-    return (
-        per_sample.mean()
-        + spec.alpha / 2 * decay
-        + spec.beta * np.sum(kl_divergence(spec.rho, rho_hat))
-    )
+    return per_sample.mean() + spec.alpha / 2 * decay + spec.beta * np.sum(kl)
+
+
+def test_kl_divergence_known_value():
+    # 0.1 log(0.1/0.2) + 0.9 log(0.9/0.8), by hand: -0.06931472 + 0.10600473 (≈ 0.036691)
+    assert kl_divergence(0.1, 0.2) == pytest.approx(0.03669001, abs=1e-8)
+    assert kl_divergence(0.3, 0.3) == 0.0
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_objective_known_value_at_zero_parameters(activation):
+    """theta = 0: every hidden unit outputs f(0) and every reconstruction is σ(0) = 0.5,
+    so J is known by hand. Guards the signs of every term independently of any fixture."""
+    X = np.array([[0.0, 1.0], [0.5, 0.25]])
+    spec = AutoencoderSpec(2, 3, activation, "sigmoid", alpha=0.7, beta=2.0, rho=0.1)
+    objective = AutoencoderObjective(spec, X)
+    J, grad = objective(np.zeros(spec.layout.size))
+    # reconstruction: ½((0.5)² + (0.5)²) = 0.25 and ½(0 + 0.25²) = 0.03125; mean 0.140625
+    # firing rate: 0.5 for both activations (tanh(0) = 0 fires at (0 + 1)/2)
+    # KL(0.1 ‖ 0.5) = 0.1 log 0.2 + 0.9 log 1.8 = 0.368064 per unit, 3 units, beta 2
+    assert J == pytest.approx(0.140625 + 2.0 * 3 * 0.3680642071684971, rel=1e-12)
+    # Output bias gradient: mean of (x̂ − x) σ'(0) = mean(0.5 − x) / 4
+    _, _, _, gb2 = spec.layout.unpack(grad)
+    np.testing.assert_allclose(gb2, [(0.5 + 0.0) / 2 / 4, (-0.5 + 0.25) / 2 / 4], rtol=1e-12)
+    # Gradient descent lowers J (sign of the whole gradient).
+    J_step, _ = objective(-1e-3 * grad)
+    assert J_step < J
 
 
 @pytest.mark.parametrize("combo", COMBINATIONS, ids=lambda c: "-".join(map(str, c)))
@@ -83,6 +121,20 @@ def test_value_matches_the_formula(combo):
     spec, X, corruption, objective, theta = _setup(*combo)
     X_input = corruption.apply(X, 0) if corruption else X
     J, _ = objective(theta)
+    assert J == pytest.approx(_reference_objective(theta, X, X_input, spec), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["mask", "gaussian"])
+@pytest.mark.parametrize("batch_size", [None, 7])
+def test_sparse_value_with_noise_matches_the_formula(kind, batch_size):
+    rng = np.random.RandomState(0)
+    X = sp.random(30, N_FEATURES, density=0.3, format="csr", random_state=rng)
+    spec = AutoencoderSpec(N_FEATURES, N_HIDDEN, beta=0.5, rho=0.2)
+    theta = spec.layout.initialize(rng)
+    corruption = Corruption(kind, 0.3, 5)
+    J, _ = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size)(theta)
+    X_input = corruption.apply(X, 0)
+    assert sp.issparse(X_input) == (kind == "mask")  # masking keeps sparse input sparse
     assert J == pytest.approx(_reference_objective(theta, X, X_input, spec), rel=1e-12)
 
 
@@ -118,7 +170,7 @@ def test_repeated_evaluations_reuse_buffers_and_agree():
 
 
 @pytest.mark.parametrize("batch_size", [None, 7])
-@pytest.mark.parametrize("noise", [None, "mask"])
+@pytest.mark.parametrize("noise", [None, "gaussian"])
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
 def test_sparse_input_equals_dense(fmt, noise, batch_size):
     rng = np.random.RandomState(0)
@@ -152,16 +204,40 @@ def test_corruption_is_independent_of_chunking():
         whole = c.apply(X, 0)
         pieces = np.vstack([c.apply(X[s : s + 123], s) for s in range(0, 700, 123)])
         np.testing.assert_array_equal(whole, pieces)
+        Xs = sp.csr_matrix(X)
+        dense = lambda A: A.toarray() if sp.issparse(A) else A  # noqa: E731
+        whole = dense(c.apply(Xs, 0))
+        pieces = np.vstack([dense(c.apply(Xs[s : s + 123], s)) for s in range(0, 700, 123)])
+        np.testing.assert_array_equal(whole, pieces)
     masked = Corruption("mask", 0.4, seed=9).apply(X, 0)
     assert 0.35 < np.mean(masked == 0) < 0.45
     noisy = Corruption("gaussian", 0.2, seed=9).apply(X, 0)
     assert np.std(noisy - X) == pytest.approx(0.2, rel=0.05)
+    masked_sparse = Corruption("mask", 0.4, seed=9).apply(sp.csr_matrix(X), 0)
+    assert 0.35 < np.mean(masked_sparse.toarray() == 0) < 0.45
+    # Another seed, another mask; the same seed, the same mask.
+    other = Corruption("mask", 0.4, seed=10).apply(sp.csr_matrix(X), 0)
+    assert np.mean((other.toarray() == 0) != (masked_sparse.toarray() == 0)) > 0.3
+
+
+def test_sparse_mask_draws_only_for_stored_entries():
+    """The mask of a stored entry depends on its position only, not on the other entries:
+    adding entries elsewhere does not change it (a dense draw per row would)."""
+    rng = np.random.RandomState(0)
+    X = sp.random(50, 40, density=0.05, format="csr", random_state=rng)
+    more = (X + sp.random(50, 40, density=0.3, format="csr", random_state=rng)).tocsr()
+    corruption = Corruption("mask", 0.5, seed=1)
+    kept = corruption.apply(X, 0).toarray() != 0
+    kept_more = corruption.apply(more, 0).toarray() != 0
+    stored = X.toarray() != 0
+    np.testing.assert_array_equal(kept[stored], kept_more[stored])
 
 
 def test_reconstruction_error_matches_formula():
     spec, X, _, _, theta = _setup("sigmoid", "sigmoid", "cross_entropy", False, None, None)
-    W1, b1, W2, b2 = spec.layout.unpack(theta)
-    X_hat = decode(encode(X, W1, b1), W2, b2)
+    W1, b1, W2, b2 = _unpack(theta, N_FEATURES, N_HIDDEN, False)
+    H = 1 / (1 + np.exp(-(X @ W1.T + b1)))
+    X_hat = 1 / (1 + np.exp(-(H @ W2 + b2)))
     expected = -np.mean(np.sum(X * np.log(X_hat) + (1 - X) * np.log(1 - X_hat), axis=1))
     got = reconstruction_error(
         X, W1, b1, W2, b2, activation="sigmoid", decoder="sigmoid", loss="cross_entropy",
@@ -264,30 +340,99 @@ def test_sparse_input_with_gaussian_noise_equals_dense(batch_size):
     assert check_gradient(sparse, theta) < 1e-8
 
 
+def _large(dtype=np.float64, sparse=False, seed=0):
+    """Data above the parallel threshold: 3000 x 40 = 120 000 elements, 6 blocks of 512."""
+    rng = np.random.RandomState(seed)
+    if sparse:
+        X = sp.random(3000, 40, density=0.3, format="csr", random_state=rng, dtype=dtype)
+    else:
+        X = rng.uniform(0.05, 0.95, size=(3000, 40)).astype(dtype)
+    assert X.shape[0] * X.shape[1] >= _PARALLEL_MIN_SIZE
+    return X
+
+
+@pytest.mark.parametrize(
+    ("dtype", "sparse", "noise", "tied", "loss"),
+    [
+        (np.float64, False, None, False, "squared"),
+        (np.float32, False, None, False, "squared"),
+        (np.float64, False, "mask", True, "cross_entropy"),
+        (np.float32, False, "gaussian", False, "squared"),
+        (np.float64, True, None, True, "squared"),
+        (np.float64, True, "mask", False, "cross_entropy"),
+    ],
+)
+@pytest.mark.parametrize("batch_size", [None, 600, 100])
+def test_result_is_bitwise_independent_of_the_number_of_workers(
+    dtype, sparse, noise, tied, loss, batch_size
+):
+    """Above the parallel threshold: 1, 2, 3 and 5 workers give the same bits."""
+    X = _large(dtype, sparse)
+    spec = AutoencoderSpec(40, 7, loss=loss, tied=tied, beta=0.5)
+    corruption = Corruption(noise, 0.3, 2) if noise else None
+    theta = spec.layout.initialize(np.random.RandomState(1))
+    results = {}
+    for k in (1, 2, 3, 5):
+        objective = AutoencoderObjective(
+            spec, X, corruption=corruption, batch_size=batch_size, n_workers=k
+        )
+        assert objective.n_workers == k and len(objective.blocks) > 5
+        results[k] = objective(theta)
+    for k in (2, 3, 5):
+        assert results[k][0] == results[1][0]
+        np.testing.assert_array_equal(results[k][1], results[1][1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("noise", [None, "mask"])
+def test_batch_size_at_least_a_block_is_bitwise_the_same(dtype, noise):
+    """The documented rule: batch_size >= the block size (512 rows here) changes memory,
+    not one bit of the objective; a smaller batch_size agrees to rounding."""
+    X = _large(dtype)
+    spec = AutoencoderSpec(40, 7)
+    corruption = Corruption(noise, 0.3, 2) if noise else None
+    theta = spec.layout.initialize(np.random.RandomState(1))
+    J, g = AutoencoderObjective(spec, X, corruption=corruption, n_workers=2)(theta)
+    for batch_size in (512, 1000, 10**6):
+        objective = AutoencoderObjective(
+            spec, X, corruption=corruption, batch_size=batch_size, n_workers=2
+        )
+        assert objective.block_rows == 512
+        Jb, gb = objective(theta)
+        assert Jb == J
+        np.testing.assert_array_equal(gb, g)
+    small = AutoencoderObjective(spec, X, corruption=corruption, batch_size=100, n_workers=2)
+    assert small.block_rows == 100
+    Js, gs = small(theta)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert Js == pytest.approx(J, rel=rtol)
+    np.testing.assert_allclose(gs, g, rtol=100 * rtol, atol=100 * rtol * np.abs(g).max())
+
+
 @pytest.mark.parametrize("combo", COMBINATIONS[::5], ids=lambda c: "-".join(map(str, c)))
-def test_parallel_workers_equal_one_worker(combo):
-    """Row ranges on 3 worker threads: the same J and gradient, and an exact gradient."""
-    spec, X, corruption, _, theta = _setup(*combo, m=17)
-    batch_size = combo[-1]
-    serial = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size,
+def test_parallel_workers_give_an_exact_gradient(combo):
+    """Blocks on 3 worker threads: the same J and gradient as 1, and an exact gradient."""
+    *settings, batch_size = combo
+    spec, X, corruption, _, theta = _setup(*settings, batch_size, m=17)
+    serial = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size or 2,
                                   n_workers=1)
-    threaded = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size,
+    threaded = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size or 2,
                                     n_workers=3)
     assert threaded.n_workers == 3
     J1, g1 = serial(theta)
     J3, g3 = threaded(theta)
-    assert J3 == pytest.approx(J1, rel=1e-12)
-    np.testing.assert_allclose(g3, g1, rtol=1e-10, atol=1e-14)
+    assert J3 == J1
+    np.testing.assert_array_equal(g3, g1)
     assert check_gradient(threaded, theta) < 1e-8
 
 
-def test_more_workers_than_rows_and_sparse_workers():
+def test_more_workers_than_blocks_and_sparse_workers():
     X = sp.random(5, N_FEATURES, density=0.5, format="csr", random_state=0)
     spec = AutoencoderSpec(N_FEATURES, N_HIDDEN)
     theta = spec.layout.initialize(np.random.RandomState(0))
-    many = AutoencoderObjective(spec, X, n_workers=8)
-    assert many.n_workers == 5
-    J1, g1 = AutoencoderObjective(spec, X.toarray(), n_workers=1)(theta)
+    many = AutoencoderObjective(spec, X, batch_size=1, n_workers=8)
+    assert many.n_workers == 5  # one block per row
+    J1, g1 = AutoencoderObjective(spec, X.toarray(), batch_size=1, n_workers=1)(theta)
     J2, g2 = many(theta)
     assert J2 == pytest.approx(J1, rel=1e-12)
     np.testing.assert_allclose(g2, g1, rtol=1e-10, atol=1e-14)
@@ -302,3 +447,44 @@ def test_worker_count_follows_threadpoolctl_limits():
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         assert AutoencoderObjective(spec, X).n_workers == 2
     assert AutoencoderObjective(spec, X[:20]).n_workers == 1  # small data: one worker
+
+
+# ----------------------------------------------------------------------- noise memory
+def _construct_and_evaluate_peak(spec, X, corruption, batch_size):
+    theta = spec.layout.initialize(np.random.RandomState(0))
+    tracemalloc.start()
+    try:
+        AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size,
+                             n_workers=1)(theta)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("batch_size", [None, 1000])
+def test_sparse_mask_noise_stays_sparse_in_memory(batch_size):
+    """4000 x 4000 CSR with 10 entries per row: a dense noise draw alone would be 128 MB.
+
+    Bound: the worker's two (256, 4000) float64 buffers (16 MB) plus 8 MB for the sparse
+    copy, code matrices and Python objects -- 24 MB, well below one dense draw."""
+    m = n = 4000
+    rng = np.random.RandomState(0)
+    indices = rng.randint(0, n, size=m * 10)
+    X = sp.csr_matrix(
+        (rng.rand(m * 10), indices, np.arange(0, m * 10 + 1, 10)), shape=(m, n)
+    )
+    spec = AutoencoderSpec(n, 4)
+    peak = _construct_and_evaluate_peak(spec, X, Corruption("mask", 0.3, 1), batch_size)
+    assert peak < 24 * 2**20, peak / 2**20
+
+
+@pytest.mark.parametrize("kind", ["mask", "gaussian"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dense_denoising_draws_its_copy_block_by_block(kind, dtype):
+    """batch_size=None keeps one corrupted copy of X (1x the data); the noise is drawn 256
+    rows at a time into it. Bound: the copy plus a quarter of the data for everything
+    else (H is 20000 x 4, the blocks' noise 256 x 100 float64)."""
+    X = np.random.RandomState(0).rand(20000, 100).astype(dtype)
+    spec = AutoencoderSpec(100, 4)
+    peak = _construct_and_evaluate_peak(spec, X, Corruption(kind, 0.3, 1), None)
+    assert peak < 1.25 * X.nbytes, peak / X.nbytes

@@ -1,0 +1,196 @@
+"""skae._parallel: the fixed block partition, ordered reduction, process-safe BLAS limits."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from skae._parallel import (
+    block_rows_for,
+    map_blocks,
+    row_blocks,
+)
+
+
+def test_row_blocks_cover_the_rows_once_in_order():
+    assert row_blocks(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert row_blocks(8, 4) == [(0, 4), (4, 8)]
+    assert row_blocks(0, 4) == []
+
+
+def test_block_rows_depend_on_the_width_only():
+    assert block_rows_for(64) == 256
+    assert block_rows_for(784) == 256
+    assert block_rows_for(40) == 512  # 410 rows rounded up to a multiple of 256
+    assert block_rows_for(1) % 256 == 0 and block_rows_for(1) >= 1 << 14
+
+
+@pytest.mark.parametrize("n_workers", [1, 2, 4])
+def test_map_blocks_returns_results_in_block_order(n_workers):
+    blocks = row_blocks(100, 7)
+
+    def function(start, stop, worker):
+        time.sleep(0.001 * ((start * 7919) % 5))  # finish out of order
+        return (start, stop)
+
+    assert map_blocks(function, blocks, n_workers) == blocks
+
+
+@pytest.mark.parametrize("n_workers", [1, 2, 4])
+def test_combine_sees_blocks_in_order_and_buffers_are_safe(n_workers):
+    """combine is called in block order while the producing worker waits, so a worker's
+    buffer can be handed to combine without a copy."""
+    blocks = row_blocks(200, 5)
+    buffers = [np.empty(1) for _ in range(n_workers)]
+    seen = []
+
+    def function(start, stop, worker):
+        buffers[worker][0] = start
+        time.sleep(0.0005 * (start % 3))
+        return buffers[worker]
+
+    map_blocks(function, blocks, n_workers, combine=lambda b: seen.append(float(b[0])))
+    assert seen == [float(start) for start, _ in blocks]
+
+
+def test_floating_point_sums_do_not_depend_on_workers():
+    rng = np.random.RandomState(0)
+    data = rng.standard_normal((1000, 3)) * 10.0 ** rng.randint(-8, 8, size=(1000, 1))
+    blocks = row_blocks(1000, 37)
+    totals = {}
+    for k in (1, 2, 3, 8):
+        total = np.zeros(3)
+
+        def combine(part, total=total):
+            total += part
+
+        map_blocks(lambda s, e, w: data[s:e].sum(axis=0), blocks, k, combine=combine)
+        totals[k] = total
+    for k in (2, 3, 8):
+        np.testing.assert_array_equal(totals[k], totals[1])
+
+
+def test_an_error_in_a_block_stops_the_others_and_is_raised():
+    calls = []
+
+    def function(start, stop, worker):
+        calls.append(start)
+        if start == 10:
+            raise ValueError("block 10 failed")
+        time.sleep(0.01)
+        return start
+
+    with pytest.raises(ValueError, match="block 10 failed"):
+        map_blocks(function, row_blocks(1000, 10), 2, combine=lambda r: None)
+    assert len(calls) < 20  # stopped early, not all 100 blocks
+
+
+def test_nested_call_from_a_worker_runs_in_that_worker():
+    def inner(start, stop, worker):
+        return threading.current_thread().name
+
+    def outer(start, stop, worker):
+        names = map_blocks(inner, row_blocks(4, 1), 2)
+        return set(names) == {threading.current_thread().name}
+
+    assert all(map_blocks(outer, row_blocks(4, 1), 2))
+
+
+_CONCURRENCY_SCRIPT = r"""
+import json, threading, warnings
+import numpy as np
+from threadpoolctl import threadpool_info
+
+def blas():
+    return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+warnings.simplefilter("ignore")  # short fits; ConvergenceWarning is not the point here
+import skae  # loads every BLAS skae uses (SciPy's too)
+from skae._parallel import available_threads, blas_single_threaded
+
+out = {"before": blas()}
+
+# Thread A enters, thread B enters, A leaves (B still holds), then B leaves.
+a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+def a():
+    with blas_single_threaded():
+        a_in.set()
+        b_in.wait()
+    a_out.set()
+def b():
+    a_in.wait()
+    with blas_single_threaded():
+        b_in.set()
+        a_out.wait()
+        out["B alone"] = blas()
+        out["available"] = available_threads()
+threads = [threading.Thread(target=a), threading.Thread(target=b)]
+[t.start() for t in threads]; [t.join() for t in threads]
+out["after interleaving"] = blas()
+
+# Two fits at once in threads (data above the parallel threshold), three times.
+from skae import SparseAutoencoder
+X = np.random.RandomState(0).rand(3000, 40)
+def fit():
+    SparseAutoencoder(n_hidden=5, max_iter=5, random_state=0).fit(X)
+for _ in range(3):
+    threads = [threading.Thread(target=fit) for _ in range(2)]
+    [t.start() for t in threads]; [t.join() for t in threads]
+out["after concurrent fits"] = blas()
+
+# GridSearchCV(n_jobs=2) under joblib's threading backend.
+from joblib import parallel_backend
+from sklearn.model_selection import GridSearchCV
+with parallel_backend("threading"):
+    GridSearchCV(SparseAutoencoder(max_iter=5, random_state=0), {"n_hidden": [3, 4]},
+                 cv=2, n_jobs=2).fit(X[:1000])
+out["after threaded grid search"] = blas()
+
+# The main thread holds the limit, a thread holds it too and leaves last.
+inside = threading.Event(); release = threading.Event()
+def late():
+    with blas_single_threaded():
+        inside.set()
+        release.wait()
+t = threading.Thread(target=late)
+with blas_single_threaded():
+    t.start(); inside.wait()
+    threading.Timer(0.2, release.set).start()
+t.join()
+out["after main-owned limit"] = blas()
+print(json.dumps(out))
+"""
+
+
+def test_blas_limits_are_restored_after_concurrent_use():
+    """Run in a fresh process with two BLAS threads, where no thread has set a limit yet
+    (some OpenBLAS builds then honour changes from any thread): after interleaved holders,
+    concurrent fits in threads, a threaded GridSearchCV and a limit held by the main thread
+    and another thread, BLAS is back at two threads; while held, it was at one."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    result = subprocess.run(
+        [sys.executable, "-c", _CONCURRENCY_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    if not out["before"]:
+        pytest.skip("no BLAS library found by threadpoolctl")
+    assert set(out["before"]) == {2}, out
+    assert set(out["B alone"]) == {1}, out
+    assert out["available"] == 2
+    for key in (
+        "after interleaving",
+        "after concurrent fits",
+        "after threaded grid search",
+        "after main-owned limit",
+    ):
+        assert out[key] == out["before"], (key, out)
