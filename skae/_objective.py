@@ -81,6 +81,7 @@ __all__ = [
     "assemble",
     "decode",
     "encode",
+    "partition_block_rows",
     "reconstruction_error",
     "sparsity_term",
 ]
@@ -369,7 +370,7 @@ class AutoencoderObjective:
         # The fixed partition: it depends on the data's shape and on batch_size only. Rows
         # of a larger data set (row_offset, block_rows given) are cut at its boundaries.
         if block_rows is None:
-            block_rows = min(block_rows_for(n, _NOISE_BLOCK), batch_size or m, max(m, 1))
+            block_rows = partition_block_rows(m, n, batch_size)
         self.block_rows = c = int(block_rows)
         self.row_offset = int(row_offset)
         head = min(m, (c - self.row_offset % c) % c)
@@ -545,6 +546,11 @@ class AutoencoderObjective:
             combine=totals,
         )
         return totals.recon, totals.gb1, totals.gb2, self.gW1, self.gW2
+
+
+def partition_block_rows(n_rows, n_features, batch_size):
+    """Rows per block of the fixed partition of an objective on ``n_rows`` rows."""
+    return min(block_rows_for(n_features, _NOISE_BLOCK), batch_size or n_rows, max(n_rows, 1))
 
 
 def sparsity_term(spec, col_sum, m, dtype):
