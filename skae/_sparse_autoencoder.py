@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from . import _dask
 from ._base import (
     Interval,
     InvalidParameterError,
@@ -165,10 +166,10 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     --------
     >>> from sklearn.datasets import load_digits
     >>> from skae import SparseAutoencoder
-    >>> X = load_digits().data / 16.0
-    >>> ae = SparseAutoencoder(n_hidden=32, max_iter=50, random_state=0).fit(X)
+    >>> X = load_digits().data[:500] / 16.0
+    >>> ae = SparseAutoencoder(n_hidden=32, tol=1e-3, random_state=0).fit(X)
     >>> ae.transform(X).shape
-    (1797, 32)
+    (500, 32)
     >>> ae.components_.shape
     (32, 64)
     >>> ae.inverse_transform(ae.transform(X[:5])).shape
@@ -320,15 +321,19 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _fit(self, X):
         self._check_combinations()
         previous = self._previous_parameters()
-        X = validate_input(
-            self,
-            X,
-            accept_sparse="csr",
-            dtype=_FLOAT_DTYPES,
-            ensure_min_samples=2,
-            reset=True,
-        )
-        decoder = self._resolve_decoder(X)
+        if _dask.is_dask_collection(X):  # map-reduce over its row chunks (skae._dask)
+            X, decoder, make_objective = _dask.fit_inputs(self, X)
+        else:
+            X = validate_input(
+                self,
+                X,
+                accept_sparse="csr",
+                dtype=_FLOAT_DTYPES,
+                ensure_min_samples=2,
+                reset=True,
+            )
+            decoder = self._resolve_decoder(X)
+            make_objective = AutoencoderObjective
         n_features = X.shape[1]
         spec = AutoencoderSpec(
             n_features=n_features,
@@ -360,9 +365,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             seed = int(random_state.randint(np.iinfo(np.int32).max))
             corruption = Corruption(self.noise, float(self.noise_level), seed)
 
-        objective = AutoencoderObjective(
-            spec, X, corruption=corruption, batch_size=self.batch_size
-        )
+        objective = make_objective(spec, X, corruption=corruption, batch_size=self.batch_size)
 
         def report(intermediate_result):
             terms = objective.last_terms
@@ -423,6 +426,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             float32 input.
         """
         check_is_fitted(self)
+        if _dask.is_dask_collection(X):
+            return _dask.transform(self, X)  # lazy
         X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
         return encode(X, self.components_, self.intercept_hidden_, self._spec_.activation)
 
@@ -440,6 +445,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             The reconstruction.
         """
         check_is_fitted(self)
+        if _dask.is_dask_collection(X):
+            return _dask.inverse_transform(self, X)  # lazy
         H = check_input_array(X, dtype=_FLOAT_DTYPES, input_name="H")
         n_hidden = self.components_.shape[0]
         if H.shape[1] != n_hidden:
@@ -471,6 +478,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             ``-(1/m) Σ_i L(x̂_i, x_i)``.
         """
         check_is_fitted(self)
+        if _dask.is_dask_collection(X):
+            return _dask.score(self, X)  # computed on the cluster
         X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
         spec = self._spec_
         self._check_cross_entropy_range(X, spec.loss)  # the same range check as fit

@@ -1,0 +1,376 @@
+"""Dask arrays: fit, transform, inverse_transform and score as map-reduces over row chunks.
+
+The objective is a sum over rows (DESIGN.md, "Beyond one machine"), so an L-BFGS
+evaluation on a dask array is a map-reduce of the per-chunk pieces of
+:class:`skae._objective.AutoencoderObjective`; there is no second copy of the mathematics.
+
+Fit:
+
+1. The array is validated without gathering it: its structure on the client (two
+   dimensions, whole rows in each chunk, numeric dtype; unknown row-chunk sizes are
+   computed from the persisted chunks), its values on the cluster (each chunk is checked
+   with scikit-learn's ``check_array``, whose errors name the problem, and returns its
+   minimum and maximum for the decoder choice).
+2. Once per fit, each row chunk becomes an ``AutoencoderObjective`` over rows
+   ``offset : offset + len(chunk)`` with the whole data set's block size, persisted on the
+   worker that holds the chunk (``dask.persist``): its rows are cut at the same global block
+   boundaries and corrupted by global row index, exactly as on one machine.
+3. Each evaluation submits one graph: ``theta`` (one key, fetched once by each worker),
+   pass 1 per chunk (column sums of ``H``, and ``H`` itself unless ``batch_size`` is set),
+   a fixed-shape tree that adds the column sums in chunk order, :func:`sparsity_term`,
+   pass 2 per chunk (reconstruction and gradient sums), a fixed-shape tree that adds them
+   in chunk order. Only the totals, one gradient's worth, come back; :func:`assemble` adds
+   the penalties on the client. The tree's shape depends only on the number of chunks, so
+   the result does not depend on the scheduler, the workers or the timing; it equals the
+   NumPy evaluation to rounding (bit for bit when each chunk is one block of the
+   partition).
+
+Tasks never keep state between them (``H`` travels from pass 1 to pass 2 as a task
+result), so a chunk lost with a worker is recomputed from its lineage and gives the same
+numbers. Whatever scheduler is active runs the graphs (threads, processes, or a
+``dask.distributed`` client). dask is imported only when a dask collection is given.
+"""
+
+import numpy as np
+
+from ._base import check_input_array, validate_input
+from ._objective import (
+    AutoencoderObjective,
+    assemble,
+    decode,
+    encode,
+    partition_block_rows,
+    reconstruction_error,
+    sparsity_term,
+)
+from ._parallel import blas_single_threaded
+
+__all__ = ["is_dask_collection"]
+
+_INSTALL = "pip install 'skae[dask]'"
+# Partial sums are added in groups of this many, in chunk order, then the groups' sums.
+_FAN_IN = 8
+_FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def is_dask_collection(X):
+    """True for a dask collection (array, DataFrame, ...); never imports dask."""
+    return callable(getattr(type(X), "__dask_graph__", None))
+
+
+def _dask():
+    try:
+        import dask
+        import dask.array as da
+    except ImportError as exc:  # pragma: no cover - dask is installed with skae[dask]
+        raise ImportError(f"dask arrays need dask and distributed: {_INSTALL}") from exc
+    return dask, da
+
+
+# --------------------------------------------------------------------------- input checks
+def _rows_chunked(estimator, X, *, reset=None, input_name="X", n_columns=None):
+    """A 2-D dask array of float64/float32 with whole rows in each chunk.
+
+    ``reset`` (True/False) also checks or records ``n_features_in_`` and the feature
+    names with scikit-learn's ``validate_data`` (without converting ``X``); None skips it
+    (codes given to ``inverse_transform``, whose width is ``n_columns``).
+    """
+    dask, da = _dask()
+    name = type(estimator).__name__
+    if reset is not None:
+        validate_input(estimator, X, skip_check_array=True, reset=reset)
+    if hasattr(X, "to_dask_array"):  # a dask DataFrame: its partitions' lengths are counted
+        X = X.to_dask_array(lengths=True)
+    if not isinstance(X, da.Array):
+        raise TypeError(
+            f"{name} accepts dask arrays and dask DataFrames, got a {type(X).__name__}; "
+            "convert it to a dask array first (e.g. bag.to_dataframe().to_dask_array())."
+        )
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2-D dask array {input_name}, got {X.ndim} dimensions. Pass a 2-D "
+            "array of shape (n_samples, n_features); flatten images with "
+            "X.reshape(X.shape[0], -1)."
+        )
+    if not isinstance(X._meta, np.ndarray):
+        raise TypeError(
+            f"{name} needs dask arrays of NumPy chunks, got chunks of "
+            f"{type(X._meta).__module__}.{type(X._meta).__name__}; convert them, e.g. "
+            f"{input_name}.map_blocks(lambda b: b.toarray()) for scipy.sparse chunks."
+        )
+    if len(X.chunks[1]) != 1 or np.isnan(X.shape[1]):
+        raise ValueError(
+            f"{input_name} is chunked along its columns ({len(X.chunks[1])} column chunks) "
+            f"or has an unknown number of columns; {name} needs whole rows in each chunk. "
+            f"Rechunk it: {input_name} = {input_name}.rechunk({{1: -1}})."
+        )
+    kind = X.dtype.kind
+    if kind == "c":
+        raise ValueError(
+            f"Complex data not supported: {input_name} has dtype {X.dtype}. skae works on "
+            "real numbers: pass the real and imaginary parts side by side (da.hstack) or "
+            "the magnitude abs(X)."
+        )
+    if kind not in "biuf":
+        raise ValueError(
+            f"{input_name} has dtype {X.dtype}; {name} needs numbers. Encode text or "
+            "categorical columns first."
+        )
+    if n_columns is not None and X.shape[1] != n_columns:
+        raise ValueError(
+            f"inverse_transform expects codes with n_hidden={n_columns} columns, got "
+            f"{X.shape[1]}; pass the output of transform."
+        )
+    if X.dtype not in _FLOAT_DTYPES:
+        X = X.astype(np.float64)
+    return X
+
+
+def _checked_chunk(block, name, input_name):
+    """``block`` as checked by scikit-learn (finite values; run on the cluster)."""
+    return check_input_array(
+        block, dtype=_FLOAT_DTYPES, estimator=name, input_name=input_name, copy=False,
+        ensure_min_samples=0,
+    )
+
+
+def _chunk_range(block, name):
+    block = _checked_chunk(block, name, "X")
+    if block.size == 0:
+        return np.inf, -np.inf
+    return float(block.min()), float(block.max())
+
+
+def _tree(parts, add):
+    """Sum of ``parts`` (dask Delayed) as a fixed tree: groups of ``_FAN_IN`` in order."""
+    from dask import delayed
+
+    add_group = delayed(_fold, pure=True)
+    while len(parts) > 1:
+        parts = [add_group(add, *parts[i : i + _FAN_IN]) for i in range(0, len(parts), _FAN_IN)]
+    return parts[0]
+
+
+def _fold(add, *parts):
+    total = parts[0]
+    for part in parts[1:]:
+        total = add(total, part)
+    return total
+
+
+def _add_arrays(a, b):
+    return a + b
+
+
+def _add_sums(a, b):
+    """Add pass 2's ``(recon, gb1, gb2, gW1, gW2)`` of two groups of rows."""
+    return tuple(None if x is None else x + y for x, y in zip(a, b))
+
+
+# --------------------------------------------------------------------------- the objective
+def _chunk_objective(block, offset, spec, corruption, batch_size, block_rows):
+    """The objective of one persisted chunk (rows ``offset : offset + len(block)``)."""
+    return AutoencoderObjective(
+        spec, block, corruption=corruption, batch_size=batch_size, n_workers=1,
+        row_offset=offset, block_rows=block_rows,
+    )
+
+
+def _pass1(chunk, theta):
+    with blas_single_threaded():
+        col_sum = chunk.hidden_sums(chunk._weights(theta))
+    return col_sum, (None if chunk.two_pass else chunk.H.copy())
+
+
+def _pass2(chunk, forward, theta, sparsity):
+    H = forward[1]
+    if H is not None:
+        np.copyto(chunk.H, H)  # the task's input is never modified
+    with blas_single_threaded():
+        recon, gb1, gb2, gW1, gW2 = chunk.gradient_sums(chunk._weights(theta), sparsity[1])
+    return recon, gb1, gb2, gW1.copy(), None if chunk.spec.tied else gW2.copy()
+
+
+def _first(pair):
+    return pair[0]
+
+
+class DaskObjective:
+    """``theta -> (J, grad)`` of a SparseAutoencoder on a row-chunked dask array.
+
+    Same interface as :class:`~skae._objective.AutoencoderObjective` (``__call__``,
+    ``last_terms``); ``X`` has been validated and persisted by :func:`fit_inputs`.
+    """
+
+    def __init__(self, spec, X, *, corruption=None, batch_size=None):
+        dask, _ = _dask()
+        from dask import delayed
+
+        self.spec = spec
+        self.dtype = np.dtype(X.dtype)
+        sizes = [int(size) for size in X.chunks[0]]
+        self.m = m = int(sum(sizes))
+        block_rows = partition_block_rows(m, spec.n_features, batch_size)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+        make = delayed(_chunk_objective, pure=True)
+        chunks = [
+            make(block, int(offset), spec, corruption, batch_size, block_rows)
+            for block, offset, size in zip(X.to_delayed().ravel(), offsets, sizes)
+            if size > 0
+        ]
+        # Built once per fit, kept on the workers that hold the chunks.
+        self.chunks = list(dask.persist(*chunks))
+        self.n_chunks = len(self.chunks)
+        self.last_terms = None
+
+    def __call__(self, theta):
+        dask, _ = _dask()
+        from dask import delayed
+
+        theta = np.asarray(theta, dtype=np.float64)
+        spec = self.spec
+        theta_key = delayed(theta, pure=True)  # one key: each worker fetches it once
+        forward = [delayed(_pass1, pure=True)(c, theta_key) for c in self.chunks]
+        col_sum = _tree([delayed(_first, pure=True)(f) for f in forward], _add_arrays)
+        sparsity = delayed(sparsity_term, pure=True)(spec, col_sum, self.m, self.dtype)
+        backward = [
+            delayed(_pass2, pure=True)(c, f, theta_key, sparsity)
+            for c, f in zip(self.chunks, forward)
+        ]
+        sums, (rho_hat, _) = _compute(dask, _tree(backward, _add_sums), sparsity)
+        recon, gb1, gb2, gW1, gW2 = sums
+        J, grad, self.last_terms = assemble(
+            spec, theta, self.m, rho_hat, recon, gb1, gb2, gW1, gW1 if gW2 is None else gW2
+        )
+        return J, grad
+
+
+def _compute(dask, *collections):
+    """``dask.compute`` with an error that says what happened when the cluster fails."""
+    try:
+        return dask.compute(*collections)
+    except Exception as exc:
+        if type(exc).__name__ not in {"KilledWorker", "CommClosedError", "FutureCancelledError",
+                                      "CancelledError"}:
+            raise
+        raise RuntimeError(
+            f"The dask cluster failed during the computation ({type(exc).__name__}: {exc}). "
+            "A fit leaves the estimator as it was before the call. Check the workers (memory "
+            "limits, restarts) and call fit again."
+        ) from exc
+
+
+def fit_inputs(estimator, X):
+    """``(X, decoder, DaskObjective)`` for ``SparseAutoencoder._fit`` from a dask ``X``.
+
+    ``X`` is returned row-chunked, float32 or float64, persisted, with known chunk sizes;
+    it is checked as ``validate_data`` would check a NumPy array (on the cluster).
+    """
+    dask, _ = _dask()
+    from dask import delayed
+
+    name = type(estimator).__name__
+    X = _rows_chunked(estimator, X, reset=True)
+    (X,) = dask.persist(X)
+    if np.isnan(X.shape[0]):
+        X = X.compute_chunk_sizes()  # from the persisted chunks
+    if X.shape[0] < 2:
+        raise ValueError(
+            f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of "
+            f"2 is required by {name}."
+        )
+    ranges = [delayed(_chunk_range, pure=True)(b, name) for b in X.to_delayed().ravel()]
+    ranges = _compute(dask, *ranges)
+    low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    # The estimator's own range checks and messages, on a 1x2 array with X's extremes.
+    decoder = estimator._resolve_decoder(np.array([[low, high]], dtype=X.dtype))
+    return X, decoder, DaskObjective
+
+
+# --------------------------------------------------------------------------- predicting
+def _encode_chunk(block, W1, b1, activation, name):
+    return encode(_checked_chunk(block, name, "X"), W1, b1, activation)
+
+
+def _decode_chunk(block, W2, b2, decoder, name):
+    return decode(_checked_chunk(block, name, "H"), W2, b2, decoder)
+
+
+def transform(estimator, X):
+    """Lazy codes of a dask ``X`` (one task per chunk)."""
+    X = _rows_chunked(estimator, X, reset=False)
+    h = estimator.components_.shape[0]
+    return X.map_blocks(
+        _encode_chunk,
+        _param(estimator.components_),
+        _param(estimator.intercept_hidden_),
+        estimator._spec_.activation,
+        type(estimator).__name__,
+        chunks=(X.chunks[0], (h,)),
+        dtype=X.dtype,
+    )
+
+
+def inverse_transform(estimator, H):
+    """Lazy reconstruction of dask codes ``H`` (one task per chunk)."""
+    W2 = estimator.decoder_components_
+    H = _rows_chunked(estimator, H, input_name="H", n_columns=W2.shape[0])
+    return H.map_blocks(
+        _decode_chunk,
+        _param(W2),
+        _param(estimator.intercept_visible_),
+        estimator._spec_.decoder,
+        type(estimator).__name__,
+        chunks=(H.chunks[0], (W2.shape[1],)),
+        dtype=H.dtype,
+    )
+
+
+def _param(array):
+    """A fitted parameter as one dask key, shared by the tasks that use it."""
+    from dask import delayed
+
+    return delayed(np.asarray(array), pure=True)
+
+
+def _score_chunk(block, estimator_parts, name):
+    W1, b1, W2, b2, spec = estimator_parts
+    block = _checked_chunk(block, name, "X")
+    m = block.shape[0]
+    if m == 0:
+        return np.array([[0.0, np.inf, -np.inf, 0.0]])
+    recon = reconstruction_error(
+        block, W1, b1, W2, b2, activation=spec.activation, decoder=spec.decoder,
+        loss=spec.loss,
+    )
+    return np.array([[recon * m, float(block.min()), float(block.max()), m]])
+
+
+def score(estimator, X):
+    """Minus the mean reconstruction loss of a dask ``X``, computed on the cluster."""
+    dask, da = _dask()
+    name = type(estimator).__name__
+    X = _rows_chunked(estimator, X, reset=False)
+    from dask import delayed
+
+    parts = delayed(
+        (
+            estimator.components_,
+            estimator.intercept_hidden_,
+            estimator.decoder_components_,
+            estimator.intercept_visible_,
+            estimator._spec_,
+        ),
+        pure=True,
+    )
+    per_chunk = X.map_blocks(_score_chunk, parts, name, chunks=(1, 4), dtype=np.float64)
+    total, low, high, m = _compute(
+        dask, per_chunk[:, 0].sum(), per_chunk[:, 1].min(), per_chunk[:, 2].max(),
+        per_chunk[:, 3].sum(),
+    )
+    if m < 1:
+        raise ValueError(f"X has no rows; {name}.score needs at least one sample.")
+    estimator._check_cross_entropy_range(
+        np.array([[low, high]], dtype=X.dtype), estimator._spec_.loss
+    )
+    return -float(total) / int(m)
