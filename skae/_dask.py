@@ -374,3 +374,34 @@ def score(estimator, X):
         np.array([[low, high]], dtype=X.dtype), estimator._spec_.loss
     )
     return -float(total) / int(m)
+
+
+# --------------------------------------------------------------------------- stacks
+def stack_inputs(estimator, X, *, reset):
+    """A dask ``X`` for a StackedAutoencoder: checked, row-chunked; persisted for fit.
+
+    Fitting persists it once, so every layer's pretraining reads the same chunks
+    (layer k fits on the lazy codes of layer k−1, computed from them).
+    """
+    dask, _ = _dask()
+    X = _rows_chunked(estimator, X, reset=reset)
+    if reset:
+        (X,) = dask.persist(X)
+    return X
+
+
+def stack_codes(estimator, H):
+    """Dask codes given to a StackedAutoencoder's ``inverse_transform``, checked."""
+    n_hidden = estimator.autoencoders_[-1].components_.shape[0]
+    return _rows_chunked(estimator, H, input_name="H", n_columns=n_hidden)
+
+
+def refuse_classifier(estimator):
+    """The classifier's supervised stages are not distributed: say what to do instead."""
+    raise TypeError(
+        f"{type(estimator).__name__} does not accept dask collections: its softmax and "
+        "fine-tuning stages run on one machine. Pretrain on the cluster with "
+        "StackedAutoencoder(...).fit(X) on the dask array and fit a classifier on its codes "
+        "(stack.transform(X) is a lazy dask array), or pass NumPy arrays (X.compute()) "
+        "when the data fit in memory."
+    )

@@ -17,6 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from . import _dask
 from ._base import Interval, StrOptions, _fit_context, check_input_array, run_lbfgs, validate_input
 from ._network import FineTuneObjective, Layer, _autoencoder_layer, forward
 from ._sparse_autoencoder import SparseAutoencoder
@@ -275,9 +276,12 @@ class StackedAutoencoder(
         previous = (
             self.autoencoders_ if self.warm_start and hasattr(self, "autoencoders_") else None
         )
-        X = validate_input(
-            self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, ensure_min_samples=2, reset=True
-        )
+        if _dask.is_dask_collection(X):  # persisted once; each layer fits on the cluster
+            X = _dask.stack_inputs(self, X, reset=True)
+        else:
+            X = validate_input(
+                self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, ensure_min_samples=2, reset=True
+            )
         random_state = check_random_state(self.random_state)
         seeds = random_state.randint(_SEED_MAX, size=len(self._hidden_sizes()))
         self.autoencoders_ = self._pretrain(X, seeds, previous)
@@ -297,7 +301,10 @@ class StackedAutoencoder(
             float32 for float32 input.
         """
         check_is_fitted(self)
-        X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+        if _dask.is_dask_collection(X):
+            X = _dask.stack_inputs(self, X, reset=False)  # lazy codes
+        else:
+            X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
         for autoencoder in self.autoencoders_:
             X = autoencoder.transform(X)
         return X
@@ -315,7 +322,10 @@ class StackedAutoencoder(
         X_reconstructed : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        H = check_input_array(X, dtype=_FLOAT_DTYPES, input_name="H")
+        if _dask.is_dask_collection(X):
+            H = _dask.stack_codes(self, X)  # lazy reconstruction
+        else:
+            H = check_input_array(X, dtype=_FLOAT_DTYPES, input_name="H")
         for autoencoder in reversed(self.autoencoders_):
             H = autoencoder.inverse_transform(H)
         return H
@@ -547,6 +557,8 @@ class StackedAutoencoderClassifier(
 
     @_fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X, y):
+        if _dask.is_dask_collection(X) or _dask.is_dask_collection(y):
+            _dask.refuse_classifier(self)
         sizes = self._hidden_sizes()
         self._layer_settings()  # validate every layer before any work
         X, y = validate_input(
@@ -678,6 +690,8 @@ class StackedAutoencoderClassifier(
     # ------------------------------------------------------------------ predicting
     def _validated(self, X):
         check_is_fitted(self)
+        if _dask.is_dask_collection(X):
+            _dask.refuse_classifier(self)
         return validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
 
     def _logits(self, X):
