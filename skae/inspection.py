@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 _PLOT_INSTALL = 'pip install "skae[plot]"'
+# activation_maximization under a norm constraint grows the ball through this many radii
+_N_RADII = 6
 
 
 def _pyplot(function_name):
@@ -476,8 +478,11 @@ def _project_ball(X, radius):
 
 def _start(init, n_rows, n_features, norm, bounds, rng, name):
     if isinstance(init, str):
-        if init != "random":
-            raise ValueError(f"{name}: init must be 'random' or an array, got {init!r}.")
+        if init not in ("random", "zeros"):
+            raise ValueError(f"{name}: init must be 'random', 'zeros' or an array, got {init!r}.")
+        if init == "zeros":
+            X = np.zeros((n_rows, n_features))
+            return X if bounds is None else np.clip(X, *bounds)
         if bounds is not None:
             low, high = bounds
             return rng.uniform(low, high, size=(n_rows, n_features))
@@ -577,7 +582,10 @@ def activation_maximization(
     Erhan et al., 2009). The input is constrained, or the answer is unbounded:
 
     - ``‖x‖ ≤ norm`` (default): projected gradient ascent with a per-unit step that doubles
-      after an improving step and halves otherwise (Armijo condition);
+      after an improving step and halves otherwise (Armijo condition), in balls of radius
+      ``norm / 32``, ``norm / 16``, ..., ``norm``, each started from the previous answer
+      (far from the origin saturated units make the landscape flat, and an ascent started
+      there stalls);
     - a box ``low ≤ x_j ≤ high`` (``bounds``): SciPy's L-BFGS-B.
 
     The ascent maximises a strictly increasing function of the activation (the
@@ -601,11 +609,12 @@ def activation_maximization(
     bounds : (float, float), default=None
         ``(low, high)`` for every input feature, e.g. ``(0, 1)`` for images scaled to
         [0, 1]. Replaces the norm constraint.
-    init : "random" or array-like of shape (n_units, n_features) or (n_features,)
-        Start of the ascent: random (a small random vector, or uniform in the box), or
-        given inputs (projected onto the constraint first).
+    init : {"random", "zeros"} or array-like of shape (n_units, n_features) or \
+(n_features,), default="random"
+        Start of the ascent: random (a small random vector, or uniform in the box), zeros,
+        or given inputs (projected onto the constraint first).
     max_iter : int, default=500
-        Maximum number of ascent (or L-BFGS-B) iterations.
+        Maximum number of ascent iterations per radius (or of L-BFGS-B iterations).
     tol : float, default=1e-6
         Stop a unit when its step moves the input by less than ``tol * norm`` (projected
         ascent) or when the projected gradient is below ``tol`` (L-BFGS-B).
@@ -640,7 +649,11 @@ def activation_maximization(
     n_features = layers[0].n_in
     X = _start(init, len(units), n_features, float(norm), bounds, rng, "activation_maximization")
     if bounds is None:
-        X, _ = _projected_gradient_ascent(layers, X, units, float(norm), int(max_iter), tol)
+        # Continuation: maximise in balls of growing radius, each started from the last
+        # answer. Far from the origin sigmoid units saturate and the landscape has flat
+        # plateaus where the ascent would stall; near it the gradient is informative.
+        for radius in float(norm) * 0.5 ** np.arange(_N_RADII - 1, -1, -1):
+            X, _ = _projected_gradient_ascent(layers, X, units, radius, int(max_iter), tol)
     else:
 
         def fun(theta):
@@ -662,7 +675,7 @@ def invert_code(
     regularizer="l2",
     image_shape=None,
     bounds=None,
-    init="random",
+    init="zeros",
     max_iter=500,
     tol=1e-8,
     random_state=None,
@@ -695,9 +708,12 @@ def invert_code(
         ``(height, width)`` of an input, for ``regularizer="tv"``.
     bounds : (float, float), default=None
         Optional box for every input feature.
-    init : "random" or array-like of shape (n_samples, n_features) or (n_features,)
-        Start: a small random vector (uniform in the box when ``bounds`` is given) or
-        given inputs.
+    init : {"zeros", "random"} or array-like of shape (n_samples, n_features) or \
+(n_features,), default="zeros"
+        Start: zeros (clipped into the box), a small random vector (uniform in the box
+        when ``bounds`` is given) or given inputs. Codes usually have fewer numbers than
+        the input has features, so many inputs share a code; from zeros with the L2
+        regulariser the search finds one of small norm, without the start's noise.
     max_iter : int, default=500
         Maximum number of L-BFGS-B iterations (all rows are optimised together; the
         objective is a sum of independent terms).
