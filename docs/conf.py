@@ -41,7 +41,14 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb"]
 default_role = "literal"
 
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": True}
+autodoc_default_options = {
+    "members": True,
+    "inherited-members": True,
+    # scikit-learn's generated metadata-routing setters link to its glossary, which is not
+    # part of these docs.
+    "exclude-members": "set_fit_request,set_score_request,set_predict_request,"
+    "set_transform_request,set_inverse_transform_request",
+}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
