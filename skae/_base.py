@@ -392,8 +392,8 @@ def _status_message(result, max_iter, maxfun):
             "Scale the input, raise tol, or use float64."
         )
     return (
-        f"L-BFGS stopped after {result.nit} iterations without converging: {reason} "
-        f"(status {result.status}); {advice}"
+        f"L-BFGS stopped after {result.nit} iterations without converging (status "
+        f"{result.status}: {reason}); {advice}"
     )
 
 

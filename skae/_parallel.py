@@ -81,8 +81,7 @@ def _controller():
                     pid=pid,
                     controller=ThreadpoolController(),
                     pools={},
-                    holders_by_thread={},
-                    owner=None,
+                    holders=0,
                     saved=None,
                 )
     return _STATE["controller"]
@@ -103,55 +102,72 @@ def available_threads():
     return max(1, min(counts)) if counts else 1
 
 
+def _in_limiter_thread(function):
+    """Run ``function()`` in a new short-lived thread, wait for it to end, return its result.
+
+    Some OpenBLAS builds ignore a change of the thread count made while the thread that
+    made the previous change is still alive. Making each change from a thread that ends
+    right after keeps every later change, skae's or the user's, effective. (After a change
+    by a thread that lives on, such as the user's ``threadpool_limits`` in the main thread,
+    skae's changes are ignored by such a build: BLAS keeps the user's count.)
+    """
+    result = {}
+
+    def run():
+        try:
+            result["value"] = function()
+        except BaseException as exc:  # handed to the caller below
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, name="skae-blas-limit")
+    thread.start()
+    while thread.is_alive():
+        try:
+            thread.join()
+        except KeyboardInterrupt:  # the change is quick: let it finish, keep state true
+            continue
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def _limit_to_one():
+    libs = _blas_controllers()
+    saved = {id(lc): lc.num_threads for lc in libs}
+    for lc in libs:
+        if lc.num_threads != 1:
+            lc.set_num_threads(1)
+    return saved
+
+
+def _restore(saved):
+    for lc in _blas_controllers():
+        if id(lc) in saved and lc.num_threads != saved[id(lc)]:
+            lc.set_num_threads(saved[id(lc)])
+
+
 @contextmanager
 def blas_single_threaded():
     """Limit BLAS to one thread while held; safe when several threads hold it at once.
 
-    The first holder (the owner) records each BLAS library's thread count and sets it to
-    1; the recorded counts are restored when the last holder leaves. Once the main thread
-    has set a thread count, some OpenBLAS builds ignore changes made from other threads, so
-    when the owner is the main thread it restores the counts itself, after waiting for the
-    other holders to leave; otherwise the last holder restores them. A library whose limit is per
-    thread (OpenMP) is also limited in each of skae's worker threads (see
-    :func:`map_blocks`).
+    The first holder records each BLAS library's thread count and sets it to 1; the last
+    holder to leave restores the recorded counts. Both changes are made from a short-lived
+    thread (see :func:`_in_limiter_thread`). A library whose limit is per thread (OpenMP)
+    is also limited in each of skae's worker threads (see :func:`map_blocks`).
     """
     _controller()
-    me = threading.get_ident()
-    condition = _HOLD
-    with condition:
-        holders = _STATE["holders_by_thread"]
-        if not holders and _STATE["owner"] is None:
-            libs = _blas_controllers()
-            _STATE["saved"] = {id(lc): lc.num_threads for lc in libs}
-            _STATE["owner"] = me
-            for lc in libs:
-                if lc.num_threads != 1:
-                    lc.set_num_threads(1)
-        holders[me] = holders.get(me, 0) + 1
+    with _HOLD:
+        if _STATE["holders"] == 0:
+            _STATE["saved"] = _in_limiter_thread(_limit_to_one)
+        _STATE["holders"] += 1
     try:
         yield
     finally:
-        with condition:
-            holders[me] -= 1
-            if holders[me] == 0:
-                del holders[me]
-            owner_is_main = _STATE["owner"] == threading.main_thread().ident
-            interrupted = None
-            if owner_is_main and me == _STATE["owner"] and me not in holders:
-                try:
-                    while holders:  # the main thread restores what it set, after the others
-                        condition.wait()
-                except KeyboardInterrupt as exc:  # restore now; the others run unlimited
-                    interrupted = exc
-            restore = _STATE["saved"] is not None and (not holders or interrupted)
-            if restore and (me == _STATE["owner"] or not owner_is_main):
-                saved, _STATE["saved"], _STATE["owner"] = _STATE["saved"], None, None
-                for lc in _blas_controllers():
-                    if id(lc) in saved and lc.num_threads != saved[id(lc)]:
-                        lc.set_num_threads(saved[id(lc)])
-            condition.notify_all()
-            if interrupted is not None:
-                raise interrupted
+        with _HOLD:
+            _STATE["holders"] -= 1
+            if _STATE["holders"] == 0:
+                saved, _STATE["saved"] = _STATE["saved"], None
+                _in_limiter_thread(lambda: _restore(saved))
 
 
 def _init_worker():

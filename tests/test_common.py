@@ -14,6 +14,9 @@ from skae import SparseAutoencoder
 
 pytest.importorskip("pandas", reason="the pandas output checks need pandas")
 
+# The checks are about the API, not convergence: their fits stop early on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 # Small networks and few iterations: the checks are about the API, not about convergence.
 CONFIGURATIONS = [
     SparseAutoencoder(n_hidden=5, max_iter=20),

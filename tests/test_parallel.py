@@ -162,7 +162,12 @@ with blas_single_threaded():
     t.start(); inside.wait()
     threading.Timer(0.2, release.set).start()
 t.join()
-out["after main-owned limit"] = blas()
+out["after main and a thread held it"] = blas()
+
+# The user's own limits still work after skae changed the count.
+from threadpoolctl import threadpool_limits
+with threadpool_limits(1, user_api="blas"):
+    out["user's limit after skae"] = blas()
 print(json.dumps(out))
 """
 
@@ -171,7 +176,8 @@ def test_blas_limits_are_restored_after_concurrent_use():
     """Run in a fresh process with two BLAS threads, where no thread has set a limit yet
     (some OpenBLAS builds then honour changes from any thread): after interleaved holders,
     concurrent fits in threads, a threaded GridSearchCV and a limit held by the main thread
-    and another thread, BLAS is back at two threads; while held, it was at one."""
+    and another thread, BLAS is back at two threads; while held, it was at one; and the
+    user's own threadpool_limits still takes effect afterwards."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
     result = subprocess.run(
         [sys.executable, "-c", _CONCURRENCY_SCRIPT],
@@ -187,10 +193,11 @@ def test_blas_limits_are_restored_after_concurrent_use():
     assert set(out["before"]) == {2}, out
     assert set(out["B alone"]) == {1}, out
     assert out["available"] == 2
+    assert set(out["user's limit after skae"]) == {1}, out
     for key in (
         "after interleaving",
         "after concurrent fits",
         "after threaded grid search",
-        "after main-owned limit",
+        "after main and a thread held it",
     ):
         assert out[key] == out["before"], (key, out)

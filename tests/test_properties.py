@@ -118,7 +118,8 @@ def test_shapes_finite_range_and_dtype(problem):
         assert array.dtype == X.dtype  # float32 kept, float64 kept
         assert np.all(np.isfinite(array))
     assert np.isfinite(estimator.loss_) and np.isfinite(estimator.score(X))
-    assert 1 <= estimator.n_iter_ <= params["max_iter"]
+    assert 0 <= estimator.n_iter_ <= params["max_iter"]
+    assert len(estimator.loss_curve_) == estimator.n_iter_
     assert len(estimator.loss_curve_) >= 1 and np.all(np.isfinite(estimator.loss_curve_))
 
     low, high = ACTIVATION_RANGE[params["activation"]]
@@ -162,6 +163,8 @@ def test_batch_size_gives_the_same_model(problem, batch_size):
     params = dict(params, max_iter=min(params["max_iter"], 4))
     whole = _fit(X, **dict(params, batch_size=None))
     chunked = _fit(X, **dict(params, batch_size=batch_size))
+    if batch_size >= X.shape[0]:  # one block either way: the identical model
+        _assert_same_model(whole, chunked)
     # The chunked evaluation equals the one-shot one to rounding; a few L-BFGS
     # iterations amplify rounding only slightly.
     if X.dtype == np.float64:

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 import skae._base as base_module
 from skae import SparseAutoencoder
 from skae._base import ACTIVATIONS, ParameterLayout, kl_divergence, kl_divergence_derivative
-from skae._objective import AutoencoderObjective
+from skae._objective import _PARALLEL_MIN_SIZE, AutoencoderObjective, AutoencoderSpec
 
 N_SAMPLES, N_FEATURES, N_HIDDEN = 20, 5, 3
 
@@ -929,3 +929,200 @@ def test_fit_under_threadpool_limits_gives_the_same_model():
     with threadpool_limits(1):
         limited = _fitted(max_iter=15)
     _assert_same_parameters(free, limited, rtol=1e-9, atol=1e-12)
+
+
+# =========================================================================== issue 8
+def _digits():
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data / 16.0  # 1797 x 64: above the parallel threshold
+    assert X.size >= _PARALLEL_MIN_SIZE
+    return X
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_model_is_bitwise_independent_of_the_blas_thread_count():
+    """Data above the parallel threshold: one worker under threadpool_limits(1), two under
+    threadpool_limits(2); the fitted models are identical to the last bit."""
+    from threadpoolctl import threadpool_limits
+
+    X = _digits()
+    spec = AutoencoderSpec(64, 20)
+    models, workers = {}, {}
+    for threads in (1, 2):
+        with threadpool_limits(threads, user_api="blas"):
+            workers[threads] = AutoencoderObjective(spec, X).n_workers
+            models[threads] = SparseAutoencoder(n_hidden=20, max_iter=30, random_state=0).fit(X)
+    if workers[2] != 2:
+        pytest.skip("this BLAS cannot be set to two threads")
+    assert workers[1] == 1
+    _assert_same_parameters(models[1], models[2])
+    assert models[1].loss_curve_ == models[2].loss_curve_
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_cross_val_score_under_threads_is_exactly_reproducible():
+    """joblib's threading backend runs fits at once in threads (sharing the BLAS limit):
+    the scores equal n_jobs=1 exactly, above the parallel threshold."""
+    from threadpoolctl import threadpool_limits
+
+    X = _digits()
+    estimator = SparseAutoencoder(n_hidden=10, max_iter=10, random_state=0)
+    with threadpool_limits(2, user_api="blas"):
+        serial = cross_val_score(estimator, X, cv=KFold(3))
+        with parallel_backend("threading"):
+            threaded = cross_val_score(estimator, X, cv=KFold(3), n_jobs=3)
+    assert_array_equal(threaded, serial)
+
+
+def test_lbfgs_abnormal_line_search_warns_with_the_reason():
+    """A gradient that is not the objective's (here its opposite) makes the line search
+    fail: status 2, which must not pass silently."""
+
+    def wrong(theta):
+        return float(theta @ theta), -2.0 * theta
+
+    with pytest.warns(ConvergenceWarning, match=r"status 2: ABNORMAL.*line search"):
+        result = base_module.run_lbfgs(wrong, np.ones(3), max_iter=50, tol=1e-8)
+    assert result.status == 2 and not result.converged
+
+
+def test_lbfgs_evaluation_limit_is_not_blamed_on_max_iter(monkeypatch):
+    monkeypatch.setattr(base_module, "_EVALUATIONS_PER_ITERATION", 1)
+    X = _data(40, 6)
+    with pytest.warns(ConvergenceWarning, match="limit of 50 objective evaluations") as record:
+        _model(max_iter=50).fit(X)
+    assert "increase max_iter" not in str(record[0].message)
+
+
+def test_max_iter_warning_names_max_iter():
+    with pytest.warns(ConvergenceWarning, match=r"max_iter=3; increase max_iter"):
+        _model(max_iter=3).fit(_data(40, 6))
+
+
+def test_warnings_point_at_the_callers_line():
+    """Filtering by module or file works: the warning is attributed to this file, not to
+    scikit-learn's _fit_context, also through a Pipeline."""
+    from sklearn.pipeline import make_pipeline
+
+    with pytest.warns(ConvergenceWarning) as record:
+        _model(max_iter=2).fit(_data())
+    assert record[0].filename == __file__
+    with pytest.warns(ConvergenceWarning) as record:
+        make_pipeline(_model(max_iter=2)).fit(_data())
+    assert record[0].filename == __file__
+
+
+def test_n_iter_counts_completed_iterations_in_every_case(monkeypatch):
+    """One rule: n_iter_ == len(loss_curve_) == iterations completed, 0 included."""
+    X = _data(40, 6)
+    at_start = _model(max_iter=50, tol=1e10).fit(X)  # the start satisfies the tolerance
+    assert at_start.n_iter_ == 0 == len(at_start.loss_curve_)
+    _interrupt_in_objective(monkeypatch, at_evaluation=1)
+    with pytest.warns(UserWarning, match="interrupted after 0 iterations"):
+        interrupted = _model(max_iter=50).fit(X)
+    assert interrupted.n_iter_ == 0 == len(interrupted.loss_curve_)
+
+
+def test_tol_has_an_effect():
+    X = _data(60, 6)
+    loose = _model(max_iter=2000, tol=1e-2).fit(X)
+    tight = _model(max_iter=2000, tol=1e-7).fit(X)
+    assert loose.n_iter_ < tight.n_iter_
+    assert tight.loss_ < loose.loss_
+
+
+def _interrupt_from_a_worker(monkeypatch, at_call, delay):
+    """SIGINT to the main thread from inside a worker's block (pass 1, call ``at_call``),
+    which then keeps computing for ``delay`` seconds, as an in-flight block does.
+    Returns the record of when blocks ran."""
+    import signal
+    import threading
+    import time
+
+    original = AutoencoderObjective._encode_into
+    main = threading.main_thread().ident
+    record = {"calls": 0, "last_exit": 0.0, "sent": None}
+    lock = threading.Lock()
+
+    def slow(self, Xc, W1, b1, out):
+        with lock:
+            record["calls"] += 1
+            fire = record["calls"] == at_call
+        if fire:
+            record["sent"] = time.perf_counter()
+            signal.pthread_kill(main, signal.SIGINT)
+            time.sleep(delay)
+        result = original(self, Xc, W1, b1, out)
+        record["last_exit"] = max(record["last_exit"], time.perf_counter())
+        return result
+
+    monkeypatch.setattr(AutoencoderObjective, "_encode_into", slow)
+    return record
+
+
+@pytest.mark.parametrize("at_call", [2, 40])  # in the first evaluation, or later
+def test_interrupt_with_several_workers_waits_for_in_flight_blocks(monkeypatch, at_call):
+    """Ctrl-C while worker threads run: no block is still running when fit returns, and
+    loss_ is the objective at the kept parameters exactly."""
+    import time
+
+    from threadpoolctl import threadpool_limits
+
+    X = _digits()
+    record = _interrupt_from_a_worker(monkeypatch, at_call, delay=0.3)
+    with threadpool_limits(2, user_api="blas"):
+        if AutoencoderObjective(AutoencoderSpec(64, 8), X).n_workers != 2:
+            pytest.skip("this BLAS cannot be set to two threads")
+        estimator = SparseAutoencoder(n_hidden=8, max_iter=50, random_state=0)
+        with pytest.warns(UserWarning, match="interrupted"):
+            estimator.fit(X)
+        returned = time.perf_counter()
+    assert record["sent"] is not None
+    assert record["last_exit"] <= returned
+    monkeypatch.undo()
+    spec = estimator._spec_
+    theta = spec.layout.pack(*_parameters(estimator))
+    assert estimator.loss_ == AutoencoderObjective(spec, X, n_workers=1)(theta)[0]
+
+
+def test_interrupt_returns_without_finishing_the_evaluation(monkeypatch):
+    """Later blocks of an interrupted evaluation are not started: with 8 blocks of 0.2 s
+    on two workers an evaluation takes 0.8 s; fit returns within 0.5 s of Ctrl-C."""
+    import time
+
+    from threadpoolctl import threadpool_limits
+
+    X = _digits()
+    fired = {}
+    original = AutoencoderObjective._encode_into
+
+    def slow(self, Xc, W1, b1, out):
+        time.sleep(0.2 if fired else 0.0)
+        return original(self, Xc, W1, b1, out)
+
+    def callback_then_slow(*args, callback, **kwargs):
+        def wrapped(intermediate_result):
+            callback(intermediate_result)
+            if len(fired) == 0 and intermediate_result is not None:
+                fired["at"] = None
+                import signal
+                import threading
+
+                threading.Timer(0.3, lambda: signal.pthread_kill(
+                    threading.main_thread().ident, signal.SIGINT)).start()
+                fired["at"] = time.perf_counter() + 0.3
+
+        return original_minimize(*args, callback=wrapped, **kwargs)
+
+    original_minimize = base_module.minimize
+    monkeypatch.setattr(AutoencoderObjective, "_encode_into", slow)
+    monkeypatch.setattr(base_module, "minimize", callback_then_slow)
+    with threadpool_limits(2, user_api="blas"):
+        if AutoencoderObjective(AutoencoderSpec(64, 8), X).n_workers != 2:
+            pytest.skip("this BLAS cannot be set to two threads")
+        estimator = SparseAutoencoder(n_hidden=8, max_iter=50, random_state=0)
+        with pytest.warns(UserWarning, match="interrupted after 1 iterations"):
+            estimator.fit(X)
+        returned = time.perf_counter()
+    assert returned - fired["at"] < 0.5
