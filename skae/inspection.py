@@ -585,7 +585,7 @@ def activation_maximization(
       after an improving step and halves otherwise (Armijo condition), in balls of radius
       ``norm / 32``, ``norm / 16``, ..., ``norm``, each started from the previous answer
       (far from the origin saturated units make the landscape flat, and an ascent started
-      there stalls);
+      there stalls); from a given ``init`` only in the ball of radius ``norm``;
     - a box ``low ≤ x_j ≤ high`` (``bounds``): SciPy's L-BFGS-B.
 
     The ascent maximises a strictly increasing function of the activation (the
@@ -652,7 +652,8 @@ def activation_maximization(
         # Continuation: maximise in balls of growing radius, each started from the last
         # answer. Far from the origin sigmoid units saturate and the landscape has flat
         # plateaus where the ascent would stall; near it the gradient is informative.
-        for radius in float(norm) * 0.5 ** np.arange(_N_RADII - 1, -1, -1):
+        n_radii = _N_RADII if isinstance(init, str) else 1  # keep a given start
+        for radius in float(norm) * 0.5 ** np.arange(n_radii - 1, -1, -1):
             X, _ = _projected_gradient_ascent(layers, X, units, radius, int(max_iter), tol)
     else:
 
@@ -847,7 +848,9 @@ def multifaceted_visualization(
         ``top_indices`` (n_top,): rows of ``X`` used, most activating first;
         ``top_activations`` (n_top,): their activations;
         ``embedding`` (n_top, 2): their t-SNE embedding;
-        ``labels`` (n_top,): their facet.
+        ``labels`` (n_top,): their facet;
+        ``nearest`` (n_facets, n_nearest): for each facet, the positions (in
+        ``top_indices`` and ``embedding``) of the inputs averaged into its start.
 
     Examples
     --------
@@ -909,10 +912,13 @@ def multifaceted_visualization(
     ).fit_transform(reduced)
     kmeans = KMeans(n_clusters=n_facets, n_init=10, random_state=rng.randint(2**31 - 1))
     labels = kmeans.fit_predict(embedding)
-    starts = np.empty((n_facets, X.shape[1]))
-    for k, centre in enumerate(kmeans.cluster_centers_):
-        nearest = np.argsort(np.linalg.norm(embedding - centre, axis=1), kind="stable")
-        starts[k] = X[top[nearest[:n_nearest]]].mean(axis=0)
+    nearest = np.array(
+        [
+            np.argsort(np.linalg.norm(embedding - centre, axis=1), kind="stable")[:n_nearest]
+            for centre in kmeans.cluster_centers_
+        ]
+    )
+    starts = np.array([X[top[rows]].mean(axis=0) for rows in nearest])
     if bounds is None and norm is None:
         norm = float(np.max(np.linalg.norm(starts, axis=1)))
     facets, facet_activations = activation_maximization(
@@ -932,4 +938,5 @@ def multifaceted_visualization(
         top_activations=activation[top],
         embedding=embedding,
         labels=labels,
+        nearest=nearest,
     )

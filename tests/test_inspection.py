@@ -365,10 +365,16 @@ def test_multifaceted_visualization(stacked, digits):
     all_act = activations_of(stacked, 2, X, np.full(len(X), unit))
     np.testing.assert_allclose(result.top_activations, np.sort(all_act)[::-1][:120])
     np.testing.assert_array_equal(result.top_activations, all_act[result.top_indices])
-    # each start is the mean of 15 top inputs of its own facet
+    # each start is the mean of the 15 inputs nearest its cluster's centre in the embedding
+    assert result.nearest.shape == (3, 15)
     for k, start in enumerate(result.starts):
-        members = X[result.top_indices[result.labels == k]]
-        assert len(members) >= 15 or np.allclose(start, members.mean(axis=0))
+        np.testing.assert_allclose(start, X[result.top_indices[result.nearest[k]]].mean(axis=0))
+        centre = result.embedding[result.labels == k].mean(axis=0)  # the k-means centre
+        distance = np.linalg.norm(result.embedding - centre, axis=1)
+        assert (
+            distance[result.nearest[k]].max()
+            <= np.delete(distance, result.nearest[k]).min() + 1e-6
+        )
     # the ascent raised the unit from every start, and the facets differ
     start_act = activations_of(stacked, 2, result.starts, np.full(3, unit))
     assert np.all(result.facet_activations >= start_act)
