@@ -77,10 +77,12 @@ def _rows_chunked(estimator, X, *, reset=None, input_name="X", n_columns=None):
     """
     dask, da = _dask()
     name = type(estimator).__name__
+    frame = hasattr(X, "to_dask_array")  # a dask DataFrame
     if reset is not None:
-        validate_input(estimator, X, skip_check_array=True, reset=reset)
-    if hasattr(X, "to_dask_array"):  # a dask DataFrame: its partitions' lengths are counted
-        X = X.to_dask_array(lengths=True)
+        # Feature names and count, read from the (empty pandas) meta of a DataFrame.
+        validate_input(estimator, X._meta if frame else X, skip_check_array=True, reset=reset)
+    if frame:
+        X = X.to_dask_array(lengths=True)  # counts the partitions' lengths
     if not isinstance(X, da.Array):
         raise TypeError(
             f"{name} accepts dask arrays and dask DataFrames, got a {type(X).__name__}; "
@@ -253,8 +255,12 @@ def _compute(dask, *collections):
         if type(exc).__name__ not in {"KilledWorker", "CommClosedError", "FutureCancelledError",
                                       "CancelledError"}:
             raise
+        try:
+            detail = f"{type(exc).__name__}: {exc}"
+        except Exception:  # some distributed errors cannot format themselves
+            detail = type(exc).__name__
         raise RuntimeError(
-            f"The dask cluster failed during the computation ({type(exc).__name__}: {exc}). "
+            f"The dask cluster failed during the computation ({detail}). "
             "A fit leaves the estimator as it was before the call. Check the workers (memory "
             "limits, restarts) and call fit again."
         ) from exc
