@@ -42,7 +42,8 @@ __all__ = [
 
 # --------------------------------------------------------------------------- input data
 # scikit-learn's validation names the problem; these say how to fix it. Each pair is
-# (a piece of sklearn's or NumPy's message, the advice appended to it).
+# (a piece of sklearn's or NumPy's message, or a tuple of the wordings of the supported
+# versions, and the advice appended to it).
 _INPUT_HINTS = (
     (
         "could not convert string to float",
@@ -65,7 +66,7 @@ _INPUT_HINTS = (
         "numpy.clip, or scale the data so it fits the dtype.",
     ),
     (
-        "while dim <= 2 is required",
+        ("while dim <= 2 is required", "expected <= 2"),  # scikit-learn >= 1.7, 1.6
         "Pass a 2-D array of shape (n_samples, n_features); flatten images with "
         "X.reshape(len(X), -1).",
     ),
@@ -81,8 +82,8 @@ def _with_advice(validate, *args, **kwargs):
         return validate(*args, **kwargs)
     except ValueError as exc:
         message = str(exc)
-        for needle, hint in _INPUT_HINTS:
-            if needle in message:
+        for needles, hint in _INPUT_HINTS:
+            if any(n in message for n in ((needles,) if isinstance(needles, str) else needles)):
                 raise ValueError(f"{message.rstrip()}\n{hint}") from exc
         raise
 

@@ -220,9 +220,9 @@ def test_corruption_is_independent_of_chunking():
     assert np.mean((other.toarray() == 0) != (masked_sparse.toarray() == 0)) > 0.3
 
 
-def test_sparse_mask_draws_only_for_stored_entries():
-    """The mask of a stored entry depends on its position only, not on the other entries:
-    adding entries elsewhere does not change it (a dense draw per row would)."""
+def test_sparse_mask_of_an_entry_depends_only_on_its_position():
+    """Numbers are drawn for the stored entries only, yet the mask of an entry depends on
+    its position only: adding entries elsewhere does not change it."""
     rng = np.random.RandomState(0)
     X = sp.random(50, 40, density=0.05, format="csr", random_state=rng)
     more = (X + sp.random(50, 40, density=0.3, format="csr", random_state=rng)).tocsr()

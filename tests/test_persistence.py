@@ -187,3 +187,14 @@ def test_joblib_memmap_load_transforms(tmp_path):
         loaded.inverse_transform(model.transform(X)), model.inverse_transform(model.transform(X))
     )
     assert loaded.score(X) == model.score(X)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_models_pickled_before_the_fitted_spec_get_it_on_load(stored_models, name):
+    """The stored models were pickled before ``_spec_`` existed; loading rebuilds it from
+    the saved hyper-parameters, and it equals what a fit of that configuration records."""
+    assert b"_spec_" not in fixture.MODELS.read_bytes()  # an old pickle indeed
+    stored = stored_models[name]
+    fresh = fixture.fit(name)
+    assert stored._spec_ == fresh._spec_
+    assert stored._batch_size_ == fresh._batch_size_

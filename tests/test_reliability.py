@@ -106,7 +106,8 @@ def _param_row(name, value, expected, id_=None):
 _INT_FROM_1 = r"an int in the range \[1, inf\)"
 _FLOAT_FROM_0 = r"a float in the range \[0\.0, inf\)"
 _OPEN_UNIT = r"a float in the range \(0\.0, 1\.0\)"
-_BOOL = r"an instance of 'bool' or an instance of 'numpy\.bool'"
+# NumPy 1.x names the type numpy.bool_, NumPy 2 numpy.bool.
+_BOOL = r"an instance of 'bool' or an instance of 'numpy\.bool_?'"
 
 
 def _among(*options):
