@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.feature_extraction.image import extract_patches_2d
 from sklearn.utils import check_random_state
 
-__all__ = ["load_natural_patches"]
+__all__ = ["load_natural_patches", "whiten_image"]
 
 _INSTALL_IMAGES = 'pip install "skae[images]"'
 
