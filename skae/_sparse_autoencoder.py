@@ -102,7 +102,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         denoising autoencoder: half the parameters, and weight decay counts them once.
     noise : {None, "mask", "gaussian"}, default=None
         Denoising: corrupt the input and learn to reconstruct the clean data.
-        ``"mask"`` zeroes each input with probability ``noise_level``;
+        ``"mask"`` zeroes each input with probability ``noise_level`` (on sparse input
+        only the stored entries are drawn, so it stays sparse);
         ``"gaussian"`` adds N(0, noise_level²) noise (on sparse input it is drawn chunk by
         chunk, so the matrix is never densified whole). Because
         L-BFGS needs the same objective at every evaluation, the corruption is drawn
@@ -114,7 +115,10 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         None evaluates the objective with all hidden activations in memory. An int
         evaluates it in chunks of that many rows with the two-pass scheme of the UFLDL
         notes, so memory no longer grows with the number of samples (fit a read-only
-        :class:`numpy.memmap` larger than RAM). The result is the same to rounding.
+        :class:`numpy.memmap` larger than RAM). Sums run over fixed blocks of rows (256 for
+        64 or more features): with ``batch_size`` of at least one block the fitted model is
+        identical to ``batch_size=None``; a smaller one gives the same objective to
+        rounding. The number of threads never changes the model.
     max_iter : int, default=400
         Maximum number of L-BFGS iterations.
     tol : float, default=1e-5
@@ -145,7 +149,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     loss_curve_ : list of float
         ``J`` after each L-BFGS iteration.
     n_iter_ : int
-        Number of L-BFGS iterations run.
+        Number of L-BFGS iterations completed, ``len(loss_curve_)`` (0 when the start
+        already met ``tol``).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
