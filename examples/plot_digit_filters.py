@@ -95,8 +95,10 @@ fig.tight_layout()
 from skae import ZCAWhitening
 
 zca = ZCAWhitening(epsilon=1e-2).fit(X)
-print(f"eigenvalues of the pixel covariance: {zca.explained_variance_[0]:.3f} (largest) to "
-      f"{zca.explained_variance_[-1]:.1e} (smallest)")
+print(
+    f"eigenvalues of the pixel covariance: {zca.explained_variance_[0]:.3f} (largest) to "
+    f"{zca.explained_variance_[-1]:.1e} (smallest)"
+)
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
 plot_filters(X[:16], shape, ax=axes[0], title="digits")
 for ax, epsilon in zip(axes[1:], [1e-2, 1e-4]):
