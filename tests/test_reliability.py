@@ -1062,6 +1062,12 @@ def _interrupt_from_a_worker(monkeypatch, at_call, delay):
     return record
 
 
+_NO_PTHREAD_KILL = pytest.mark.skipif(
+    not hasattr(__import__("signal"), "pthread_kill"), reason="needs signal.pthread_kill (POSIX)"
+)
+
+
+@_NO_PTHREAD_KILL
 @pytest.mark.parametrize("at_call", [2, 40])  # in the first evaluation, or later
 def test_interrupt_with_several_workers_waits_for_in_flight_blocks(monkeypatch, at_call):
     """Ctrl-C while worker threads run: no block is still running when fit returns, and
@@ -1087,6 +1093,7 @@ def test_interrupt_with_several_workers_waits_for_in_flight_blocks(monkeypatch, 
     assert estimator.loss_ == AutoencoderObjective(spec, X, n_workers=1)(theta)[0]
 
 
+@_NO_PTHREAD_KILL
 def test_interrupt_returns_without_finishing_the_evaluation(monkeypatch):
     """Later blocks of an interrupted evaluation are not started: with 8 blocks of 0.2 s
     on two workers an evaluation takes 0.8 s; fit returns within 0.5 s of Ctrl-C."""
