@@ -908,17 +908,21 @@ def test_grid_search_n_jobs_2_gives_the_same_scores_as_n_jobs_1():
 
 
 def test_cross_val_score_n_jobs_2_gives_the_same_scores_as_n_jobs_1():
+    """Above the parallel threshold, with two BLAS threads here (two workers per fit) and
+    loky's cap of one in its workers (one worker per fit): the very same scores."""
+    from threadpoolctl import threadpool_limits
+
     estimator = SparseAutoencoder(n_hidden=4, max_iter=15, random_state=0, tied_weights=True)
+    X = np.vstack([_digits()] * 2)  # folds of 2 696 rows stay above the threshold
     scores = {}
     for n_jobs in (1, 2):
         with warnings.catch_warnings(), parallel_backend("loky"):
             warnings.simplefilter("ignore", ConvergenceWarning)
-            scores[n_jobs] = cross_val_score(
-                clone(estimator), _concurrency_data(), cv=KFold(4), n_jobs=n_jobs
-            )
+            with threadpool_limits(2, user_api="blas"):
+                scores[n_jobs] = cross_val_score(clone(estimator), X, cv=KFold(4), n_jobs=n_jobs)
     assert np.all(np.isfinite(scores[1]))
     assert len(set(scores[1].tolist())) > 1  # the folds differ: the comparison means something
-    assert_allclose(scores[2], scores[1], rtol=1e-10)
+    assert_array_equal(scores[2], scores[1])
 
 
 def test_fit_under_threadpool_limits_gives_the_same_model():
