@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import kl_divergence
+from ._base import ACTIVATIONS, kl_divergence
 from ._network import Layer, forward, input_gradient, network_layers
 
 __all__ = [
@@ -420,13 +420,10 @@ def _unit_score(layers, X, units):
     else:
         scores = Z[rows, units]
         grad_top[rows, units] = 1.0
-        z = Z[rows, units][:, np.newaxis].copy()
-        activations = (z if top.activation == "identity" else _activate(z, top.activation))[:, 0]
+        activations = scores.copy()
+        if top.activation != "identity":
+            ACTIVATIONS[top.activation].forward(activations)  # in place
     return scores, input_gradient(layers[:-1] + [linear_top], acts, grad_top), activations
-
-
-def _activate(Z, activation):
-    return forward([Layer(np.eye(Z.shape[1]), np.zeros(Z.shape[1]), activation)], Z)[-1]
 
 
 def _regulariser(X, kind, image_shape):
@@ -539,25 +536,21 @@ def _projected_gradient_ascent(layers, X, units, radius, max_iter, tol):
     return X, n_iter
 
 
-def _lbfgs_box(fun, X0, bounds, max_iter, tol):
-    low, high = bounds
-    X0 = np.clip(X0, low, high)
+def _lbfgs(fun, X0, bounds, max_iter, tol):
+    """Minimise ``fun`` over the flattened ``X0`` with L-BFGS-B, inside ``bounds`` if given.
+
+    It stops at ``max_iter`` or when the projected gradient is below ``tol`` (the relative
+    decrease test is switched off, so that ``tol`` decides).
+    """
+    if bounds is not None:
+        X0 = np.clip(X0, *bounds)
     result = minimize(
         fun,
         X0.ravel(),
         jac=True,
         method="L-BFGS-B",
-        bounds=[(low, high)] * X0.size,
-        options={"maxiter": max_iter, "gtol": tol, "ftol": tol * np.finfo(float).eps * 1e6},
-    )
-    return result.x.reshape(X0.shape), int(result.nit)
-
-
-def _lbfgs(fun, X0, bounds, max_iter, tol):
-    if bounds is not None:
-        return _lbfgs_box(fun, X0, bounds, max_iter, tol)
-    result = minimize(
-        fun, X0.ravel(), jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "gtol": tol}
+        bounds=None if bounds is None else [bounds] * X0.size,
+        options={"maxiter": max_iter, "gtol": tol, "ftol": np.finfo(float).eps},
     )
     return result.x.reshape(X0.shape), int(result.nit)
 
@@ -661,7 +654,7 @@ def activation_maximization(
             score, grad, _ = _unit_score(layers, theta.reshape(X.shape), units)
             return -float(np.sum(score)), -grad.ravel()
 
-        X, _ = _lbfgs_box(fun, X, bounds, int(max_iter), tol)
+        X, _ = _lbfgs(fun, X, bounds, int(max_iter), tol)
     _, _, activations = _unit_score(layers, X, units)
     return X, activations
 
