@@ -545,6 +545,9 @@ class AutoencoderObjective:
             self.n_workers,
             combine=totals,
         )
+        if totals.first:  # no rows: nothing was added
+            self.gW1.fill(0.0)
+            self.gW2.fill(0.0)
         return totals.recon, totals.gb1, totals.gb2, self.gW1, self.gW2
 
 
