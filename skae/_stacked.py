@@ -203,11 +203,11 @@ class StackedAutoencoder(
     --------
     >>> from sklearn.datasets import load_digits
     >>> from skae import StackedAutoencoder
-    >>> X = load_digits().data / 16.0
-    >>> stack = StackedAutoencoder((32, 16), rho=[0.1, 0.05], max_iter=30,
+    >>> X = load_digits().data[:500] / 16.0
+    >>> stack = StackedAutoencoder((32, 16), rho=[0.1, 0.05], alpha=[3e-3, 1e-4],
     ...                            tol=1e-3, random_state=0).fit(X)
     >>> stack.transform(X).shape
-    (1797, 16)
+    (500, 16)
     >>> [ae.n_hidden for ae in stack.autoencoders_]
     [32, 16]
     >>> stack.inverse_transform(stack.transform(X[:3])).shape
@@ -468,7 +468,7 @@ class StackedAutoencoderClassifier(
     >>> X, y = load_digits(return_X_y=True)
     >>> X = X / 16.0
     >>> clf = StackedAutoencoderClassifier(
-    ...     (32,), max_iter=30, tol=1e-3, fine_tune="all", fine_tune_max_iter=30,
+    ...     (32,), tol=1e-3, fine_tune="all", fine_tune_tol=1e-3,
     ...     random_state=0).fit(X[:1500], y[:1500])
     >>> clf.fine_tuned_layers_
     (1, 2)
