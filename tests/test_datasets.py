@@ -59,6 +59,7 @@ def test_exercise_settings_learn_localised_oriented_edge_detectors():
     random filters (96% of the units above 0.4); median localisation 0.52 against 0.37
     (PCA) and 0.38 (random). With 10 000 patches: 0.68 / 0.57 and 0.49 / 0.35.
     """
+    pytest.importorskip("skimage", reason="the margins were measured with its photographs")
     X = load_natural_patches(patch_size=8, n_patches=5000, random_state=0)
     ae = SparseAutoencoder(
         n_hidden=25,
