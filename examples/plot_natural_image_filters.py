@@ -80,6 +80,7 @@ print(f"mean activation of the hidden units: {H.mean():.3f} (target rho = 0.01)"
 # of the same patches and with random filters (``tests/test_datasets.py``).
 fig, ax = plt.subplots(figsize=(5, 5.3))
 plot_filters(ae, (8, 8), ax=ax, title="25 hidden units: input of norm 1 that excites each most")
+fig.tight_layout()
 
 # %%
 # How the objective fell during training
