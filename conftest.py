@@ -15,3 +15,9 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+def pytest_configure(config):
+    # Resolved per test, after pytest has put this checkout first on sys.path, so that the
+    # class is the one the doctests and tests import (see pyproject.toml).
+    config.addinivalue_line("filterwarnings", "error::skae._base.SkaeWarning")
