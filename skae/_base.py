@@ -17,9 +17,12 @@ import sklearn
 from scipy.optimize import minimize
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.externals import array_api_compat
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import validate_data
+
+from ._lbfgs import minimize_lbfgs
 
 __all__ = [
     "ACTIVATIONS",
@@ -398,6 +401,22 @@ def _status_message(result, max_iter, maxfun):
     )
 
 
+def _device_namespace(theta):
+    """The array-API namespace of ``theta`` when it is not a NumPy array, else None."""
+    if isinstance(theta, np.ndarray) or not array_api_compat.is_array_api_obj(theta):
+        return None
+    xp = array_api_compat.array_namespace(theta)
+    return None if array_api_compat.is_numpy_namespace(xp) else xp
+
+
+def _numpy_copy(theta):
+    return np.array(theta, dtype=np.float64)
+
+
+def _device_copy(theta):
+    return array_api_compat.array_namespace(theta).asarray(theta, copy=True)
+
+
 def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model"):
     """Minimise ``fun(theta) -> (J, grad)`` with SciPy's L-BFGS-B, robustly.
 
@@ -413,17 +432,37 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
     - BLAS is limited to one thread meanwhile, process-wide but safely when several fits
       run at once (:func:`skae._parallel.blas_single_threaded`).
 
-    ``theta0`` is not modified.
+    ``theta0`` is not modified. A ``theta0`` of another array-API namespace than NumPy
+    (a PyTorch tensor, a CuPy array) is minimised by :func:`skae._lbfgs.minimize_lbfgs`
+    instead, whose vectors stay in that namespace and on its device; it stops by the same
+    rules, and everything above holds for it too (the result's ``theta`` is then an array
+    of that namespace).
     """
     from ._parallel import blas_single_threaded
 
-    theta0 = np.array(theta0, dtype=np.float64)
-    state = {"theta": theta0.copy(), "loss": None, "curve": [], "start": time.perf_counter()}
+    xp = _device_namespace(theta0)
+    if xp is not None:
+        theta0 = xp.asarray(theta0, copy=True)
+        copy = _device_copy
+    else:
+        theta0 = np.array(theta0, dtype=np.float64)
+        copy = _numpy_copy
+    state = {"theta": copy(theta0), "loss": None, "curve": [], "start": time.perf_counter()}
     first = {}  # the objective at theta0, once evaluated
+
+    def all_finite(grad):
+        if xp is None:
+            return bool(np.all(np.isfinite(grad)))
+        return bool(xp.all(xp.isfinite(grad)))
+
+    def at_start(theta):
+        if xp is None:
+            return np.array_equal(theta, theta0)
+        return theta.shape == theta0.shape and bool(xp.all(theta == theta0))
 
     def guarded(theta):
         J, grad = fun(theta)
-        if not (np.isfinite(J) and np.all(np.isfinite(grad))):
+        if not (np.isfinite(J) and all_finite(grad)):
             what = "loss" if not np.isfinite(J) else "gradient"
             raise NonFiniteLossError(
                 f"{name}: the {what} became non-finite (loss = {J}) during "
@@ -431,12 +470,12 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
                 "input (e.g. MinMaxScaler or StandardScaler), or lower beta / raise "
                 "alpha."
             )
-        if not first and np.array_equal(theta, theta0):
+        if not first and at_start(theta):
             first["loss"] = float(J)
         return J, grad
 
     def callback(intermediate_result):
-        state["theta"] = np.array(intermediate_result.x, dtype=np.float64)
+        state["theta"] = copy(intermediate_result.x)
         state["loss"] = float(intermediate_result.fun)
         state["curve"].append(state["loss"])
         if verbose:
@@ -453,14 +492,19 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
         # L-BFGS-B's own linear algebra is vector work on which BLAS threads only add
         # synchronisation; the objective runs its products on its own worker threads.
         with blas_single_threaded():
-            result = minimize(
-                guarded,
-                theta0,
-                method="L-BFGS-B",
-                jac=True,
-                callback=callback,
-                options={"maxiter": max_iter, "maxfun": maxfun, "gtol": tol},
-            )
+            if xp is not None:
+                result = minimize_lbfgs(
+                    guarded, theta0, maxiter=max_iter, gtol=tol, maxfun=maxfun, callback=callback
+                )
+            else:
+                result = minimize(
+                    guarded,
+                    theta0,
+                    method="L-BFGS-B",
+                    jac=True,
+                    callback=callback,
+                    options={"maxiter": max_iter, "maxfun": maxfun, "gtol": tol},
+                )
     except KeyboardInterrupt:
         n_iter = len(state["curve"])
         warn_at_caller(
@@ -481,7 +525,7 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
         warn_at_caller(f"{name}: {_status_message(result, max_iter, maxfun)}", ConvergenceWarning)
     curve = state["curve"]
     return LBFGSResult(
-        np.asarray(result.x, dtype=np.float64),
+        result.x if xp is not None else np.asarray(result.x, dtype=np.float64),
         float(result.fun),
         curve,
         len(curve),

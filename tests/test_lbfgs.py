@@ -1,0 +1,225 @@
+"""The array-API L-BFGS (skae._lbfgs, issue 13): it reaches SciPy's optimum, it follows
+SciPy's L-BFGS-B on the autoencoder, and skae's driver behaves with it as with SciPy."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from scipy.optimize import minimize
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import StandardScaler
+
+from skae import _base as base_module
+from skae._base import FitInterruptedWarning, NonFiniteLossError, run_lbfgs
+from skae._lbfgs import minimize_lbfgs
+from skae._objective import AutoencoderObjective, AutoencoderSpec
+
+xps = pytest.importorskip("array_api_strict")
+
+
+def _logistic_problem(xp):
+    """L2-regularised logistic regression on the (standardised) breast-cancer data,
+    written once against the array API: ``fun(w) -> (J, grad)`` in namespace ``xp``."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = np.hstack([StandardScaler().fit_transform(X), np.ones((len(X), 1))])
+    Xa, ya = xp.asarray(X), xp.asarray(y.astype(np.float64))
+    lam, m = 1e-2, X.shape[0]
+
+    def fun(w):
+        z = Xa @ w
+        p = 1.0 / (1.0 + xp.exp(-z))
+        loss = xp.sum(xp.logaddexp(xp.zeros_like(z), z) - ya * z) / m + 0.5 * lam * (w @ w)
+        return float(loss), (Xa.T @ (p - ya)) / m + lam * w
+
+    return fun, xp.zeros(X.shape[1], dtype=xp.float64)
+
+
+def _scipy_optimum(fun, w0):
+    result = minimize(
+        fun, w0, jac=True, method="L-BFGS-B", options={"gtol": 1e-8, "ftol": 0, "maxiter": 1000}
+    )
+    assert result.status == 0
+    return result
+
+
+@pytest.mark.parametrize("xp", [np, xps], ids=["numpy", "array_api_strict"])
+def test_reaches_scipys_optimum_on_logistic_regression(xp):
+    """Stated tolerance: both stopped at max|g| <= 1e-8, the weights (of order 1) agree
+    with SciPy's to 1e-6 absolute and the losses to 1e-12 relative."""
+    reference = _scipy_optimum(*_logistic_problem(np))
+    fun, w0 = _logistic_problem(xp)
+    result = minimize_lbfgs(fun, w0, maxiter=1000, gtol=1e-8, ftol=0)
+    assert result.status == 0, result.message
+    assert type(result.x) is type(w0)  # stays in the namespace of the start
+    assert_allclose(np.asarray(result.x), reference.x, atol=1e-6)
+    assert_allclose(result.fun, reference.fun, rtol=1e-12)
+    assert float(xp.max(xp.abs(result.jac))) <= 1e-8
+    assert_allclose(np.asarray(w0), 0.0)  # x0 untouched
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("n_iter", [10, 40])
+def test_follows_scipy_on_the_autoencoder(seed, n_iter):
+    """After the same number of iterations, the loss is within 2% of SciPy's L-BFGS-B's
+    (measured: within 0.5% at 10, 30 and 100 iterations on these data)."""
+    X = load_digits().data[:300] / 16.0
+    spec = AutoencoderSpec(n_features=64, n_hidden=25)
+    objective = AutoencoderObjective(spec, X, n_workers=1)
+    theta0 = spec.layout.initialize(np.random.RandomState(seed))
+    options = {"maxiter": n_iter, "gtol": 1e-12, "ftol": 0}
+    reference = minimize(objective, theta0, jac=True, method="L-BFGS-B", options=options)
+    result = minimize_lbfgs(objective, theta0, maxiter=n_iter, gtol=1e-12, ftol=0)
+    assert reference.nit == result.nit == n_iter
+    start = objective(theta0)[0]
+    assert result.fun < start - 0.5 * (start - reference.fun)  # it does descend
+    assert abs(result.fun - reference.fun) <= 0.02 * reference.fun
+    # same accounting as SciPy: about one evaluation per iteration
+    assert result.nfev <= 1.5 * n_iter
+
+
+def test_stopping_rules_are_scipys():
+    fun, w0 = _logistic_problem(np)
+    # gradient already small at the start: no iteration
+    result = minimize_lbfgs(fun, w0, maxiter=10, gtol=1.0)
+    assert (result.status, result.nit) == (0, 0) and "PGTOL" in result.message
+    # iteration limit
+    result = minimize_lbfgs(fun, w0, maxiter=3, gtol=1e-12)
+    assert (result.status, result.nit) == (1, 3) and "ITERATIONS" in result.message
+    # evaluation limit
+    result = minimize_lbfgs(fun, w0, maxiter=100, maxfun=4, gtol=1e-12)
+    assert result.status == 1 and result.nfev <= 4 and "EVALUATIONS" in result.message
+    # relative reduction (SciPy's default ftol) before the gradient test at tol 0
+    result = minimize_lbfgs(fun, w0, maxiter=1000, gtol=0.0)
+    reference = minimize(fun, w0, jac=True, method="L-BFGS-B", options={"gtol": 0.0})
+    assert result.status == 0 and "FACTR" in result.message and "FACTR" in reference.message
+    assert_allclose(result.fun, reference.fun, rtol=1e-7)
+
+
+def test_callback_sees_every_accepted_iterate():
+    fun, w0 = _logistic_problem(np)
+    seen = []
+    result = minimize_lbfgs(
+        fun, w0, maxiter=5, gtol=1e-12, callback=lambda r: seen.append((r.x.copy(), r.fun))
+    )
+    assert len(seen) == result.nit == 5
+    assert all(b[1] < a[1] for a, b in zip(seen, seen[1:]))  # accepted steps decrease
+    for x, f in seen:
+        assert fun(x)[0] == f
+    assert_allclose(seen[-1][0], result.x)
+
+
+def test_wrong_gradient_ends_with_status_2():
+    """A gradient pointing uphill: no step decreases the loss, as L-BFGS-B's status 2."""
+    result = minimize_lbfgs(lambda t: (float(t @ t), -2.0 * t), np.ones(3), maxiter=50, gtol=0)
+    assert result.status == 2 and result.nit == 0 and "ABNORMAL" in result.message
+    assert_allclose(result.x, 1.0)
+
+
+# ------------------------------------------------------------------ through run_lbfgs
+def _quadratic(xp, scale=1.0):
+    target = xp.asarray(np.linspace(-1.0, 1.0, 5))
+
+    def fun(theta):
+        r = theta - target
+        return float(scale * (r @ r)), 2.0 * scale * r
+
+    return fun
+
+
+def test_run_lbfgs_on_array_api_input_stays_in_the_namespace():
+    fun = _quadratic(xps)
+    theta0 = xps.zeros(5, dtype=xps.float64)
+    result = run_lbfgs(fun, theta0, max_iter=50, tol=1e-10)
+    assert result.converged and result.status == 0
+    assert isinstance(result.theta, type(theta0))
+    assert_allclose(np.asarray(result.theta), np.linspace(-1, 1, 5), atol=1e-9)
+    assert result.n_iter == len(result.loss_curve) >= 1
+    assert_allclose(np.asarray(theta0), 0.0)
+
+
+def test_run_lbfgs_max_iter_warns_like_scipy():
+    fun, w0 = _logistic_problem(xps)
+    with pytest.warns(ConvergenceWarning, match=r"max_iter=3; increase max_iter"):
+        result = run_lbfgs(fun, w0, max_iter=3, tol=1e-12)
+    assert result.n_iter == 3 and result.status == 1 and not result.converged
+
+
+def test_run_lbfgs_wrong_gradient_warns_with_the_reason():
+    with pytest.warns(ConvergenceWarning, match=r"status 2: ABNORMAL.*line search"):
+        result = run_lbfgs(
+            lambda t: (float(t @ t), -2.0 * t), xps.ones(3, dtype=xps.float64), max_iter=50,
+            tol=1e-8,
+        )
+    assert result.status == 2 and not result.converged
+
+
+@pytest.mark.parametrize("at_evaluation", [1, 3])
+def test_run_lbfgs_non_finite_loss_raises(at_evaluation):
+    good = _quadratic(xps)
+    calls = {"n": 0}
+
+    def fun(theta):
+        calls["n"] += 1
+        J, grad = good(theta)
+        return (float("nan"), grad) if calls["n"] == at_evaluation else (J, grad)
+
+    with pytest.raises(NonFiniteLossError, match="loss became non-finite"):
+        run_lbfgs(fun, xps.zeros(5, dtype=xps.float64), max_iter=50, tol=1e-10)
+
+
+def test_run_lbfgs_non_finite_gradient_raises():
+    def fun(theta):
+        return 1.0, theta * float("inf")
+
+    with pytest.raises(NonFiniteLossError, match="gradient became non-finite"):
+        run_lbfgs(fun, xps.ones(2, dtype=xps.float64), max_iter=5, tol=0)
+
+
+@pytest.mark.parametrize("where", ["callback", "objective"])
+def test_run_lbfgs_interrupt_keeps_the_last_accepted_parameters(monkeypatch, where):
+    fun, w0 = _logistic_problem(xps)
+    accepted = []
+    original = base_module.minimize_lbfgs
+
+    def recording(*args, callback, **kwargs):
+        def record(intermediate_result):
+            callback(intermediate_result)
+            accepted.append((np.asarray(intermediate_result.x).copy(), intermediate_result.fun))
+            if where == "callback" and len(accepted) == 4:
+                raise KeyboardInterrupt
+
+        return original(*args, callback=record, **kwargs)
+
+    calls = {"n": 0}
+
+    def interrupting(theta):
+        calls["n"] += 1
+        if where == "objective" and len(accepted) == 4:
+            raise KeyboardInterrupt
+        return fun(theta)
+
+    monkeypatch.setattr(base_module, "minimize_lbfgs", recording)
+    with pytest.warns(FitInterruptedWarning, match="interrupted after 4 iterations"):
+        result = run_lbfgs(interrupting, w0, max_iter=100, tol=1e-12)
+    assert result.interrupted and not result.converged and result.n_iter == 4
+    assert isinstance(result.theta, type(w0))
+    assert_allclose(np.asarray(result.theta), accepted[-1][0], rtol=0, atol=0)
+    assert result.loss == accepted[-1][1]
+
+
+def test_run_lbfgs_interrupt_in_the_first_evaluation_keeps_the_start():
+    good = _quadratic(xps)
+    calls = {"n": 0}
+
+    def fun(theta):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return good(theta)
+
+    theta0 = xps.asarray([0.5, -0.5, 0.0, 1.0, 2.0])
+    with pytest.warns(FitInterruptedWarning, match="interrupted after 0 iterations"):
+        result = run_lbfgs(fun, theta0, max_iter=5, tol=0)
+    assert result.interrupted and result.n_iter == 0
+    assert_allclose(np.asarray(result.theta), np.asarray(theta0), rtol=0, atol=0)
+    assert result.loss == good(theta0)[0]
