@@ -34,6 +34,8 @@ Usage::
     python benchmarks/bench_quality.py --sweep 1       # coarse sweep: n_hidden x alpha
     python benchmarks/bench_quality.py --sweep 2       # rho x beta (needs --n-hidden/--alpha)
     python benchmarks/bench_quality.py --sweep 3       # max_iter, and alpha around the choice
+    python benchmarks/bench_quality.py --sweep 2 --rhos 0.05 0.2 --betas 3   # chosen points
+    python benchmarks/bench_quality.py --sweep-table   # the sweep so far, as a Markdown table
 
 The table is printed (Markdown) and written with every number as JSON to
 ``benchmarks/results/quality.json`` (``quality_quick.json`` with ``--quick``); sweep results
@@ -281,7 +283,22 @@ def run_sweep(args):
                      max_iter=args.max_iter)
                 for a in args.alphas
             ]
+        if args.rhos or args.betas:
+            settings = [
+                dict(n_hidden=args.n_hidden, alpha=args.alpha, rho=r, beta=b,
+                     max_iter=args.max_iter)
+                for r in (args.rhos or [args.rho])
+                for b in (args.betas or [args.beta])
+            ]
         data = load(name)
+        if not any(run["dataset"] == name and run.get("features") == "raw"
+                   for run in done["runs"]):
+            result = evaluate(None, data, args.draws)  # the baseline every row is read against
+            done["runs"].append({"dataset": name, "features": "raw", **result})
+            path.write_text(json.dumps(done, indent=1) + "\n")
+            print(f"{name:7s} raw pixels " + " ".join(
+                f"{label_key(k)}={result[label_key(k)]['accuracy']:.4f}"
+                for k in LABELS_PER_CLASS), flush=True)
         for setting in settings:
             key = {"dataset": name, "random_state": 0, **setting}
             if any(all(run.get(k) == v for k, v in key.items()) for run in done["runs"]):
@@ -296,6 +313,40 @@ def run_sweep(args):
             )
             print(f"{name:7s} {setting} {accuracies} fit={result['fit_seconds']:.1f}s "
                   f"iter={result['n_iter']}", flush=True)
+
+
+def sweep_markdown(path=None):
+    """The sweep as a Markdown table: one row per setting, raw pixels first per data set,
+    accuracies in points above (+) or below (-) the raw pixels' in brackets, the raw pixels'
+    mean taken over the same label draws (draw ``i`` is the same subset in every run)."""
+    path = path or RESULTS / "quality_sweep.json"
+    runs = json.loads(Path(path).read_text())["runs"]
+    keys = [label_key(k) for k in LABELS_PER_CLASS]
+    lines = ["| data set | n_hidden | alpha | rho | beta | max_iter | draws | " +
+             " | ".join(keys) + " |", "|" + "---|" * (7 + len(keys))]
+    for name in ("digits", "nudged", "mnist"):
+        raw = next((r for r in runs if r["dataset"] == name and r.get("features") == "raw"),
+                   None)
+        if raw is not None:
+            lines.append(f"| {name} | raw pixels | | | | | {len(raw[keys[0]]['accuracies'])} | "
+                         + " | ".join(f"{raw[k]['accuracy']:.3f}" for k in keys) + " |")
+        settings = sorted(
+            (r for r in runs if r["dataset"] == name and "n_hidden" in r),
+            key=lambda r: (r["stage"], r["n_hidden"], r["alpha"], r["rho"], r["beta"],
+                           r["max_iter"]),
+        )
+        for r in settings:
+            cells = []
+            for k in keys:
+                cell = f"{r[k]['accuracy']:.3f}"
+                if raw is not None:
+                    base = np.mean(raw[k]["accuracies"][:len(r[k]["accuracies"])])
+                    cell += f" ({100 * (r[k]['accuracy'] - base):+.1f})"
+                cells.append(cell)
+            lines.append(f"| {name} | {r['n_hidden']} | {r['alpha']:g} | {r['rho']:g} | "
+                         f"{r['beta']:g} | {r['max_iter']} | {len(r[keys[0]]['accuracies'])} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------
@@ -430,7 +481,16 @@ def main(argv=None):
     parser.add_argument("--max-iter", type=int, default=400)
     parser.add_argument("--alphas", type=float, nargs="+",
                         help="with --sweep: these alphas at the other given settings")
+    parser.add_argument("--rhos", type=float, nargs="+",
+                        help="with --sweep: these rhos (x --betas) at the other given settings")
+    parser.add_argument("--betas", type=float, nargs="+",
+                        help="with --sweep: these betas (x --rhos) at the other given settings")
+    parser.add_argument("--sweep-table", action="store_true",
+                        help="print the sweep results as a Markdown table and exit")
     args = parser.parse_args(argv)
+    if args.sweep_table:
+        print(sweep_markdown())
+        return
     if args.quick:
         args.datasets, args.draws, args.no_grid = ["digits"], 2, True
     RESULTS.mkdir(exist_ok=True)
