@@ -201,3 +201,33 @@ def test_blas_limits_are_restored_after_concurrent_use():
         "after main and a thread held it",
     ):
         assert out[key] == out["before"], (key, out)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"),
+                    reason="needs signal.pthread_kill (POSIX)")
+def test_ctrl_c_waits_for_the_blocks_in_flight_and_starts_no_more():
+    """Ctrl-C in the thread that waits: map_blocks raises KeyboardInterrupt only after the
+    blocks already running have returned (their buffers are free again), and no further
+    block is started."""
+    import signal
+
+    main = threading.main_thread().ident
+    started, finished = [], []
+    lock = threading.Lock()
+
+    def function(start, stop, worker):
+        with lock:
+            started.append(start)
+        if start == 1:
+            signal.pthread_kill(main, signal.SIGINT)
+        time.sleep(0.3)  # both blocks in flight outlive the interrupt
+        with lock:
+            finished.append((start, time.perf_counter()))
+        return start
+
+    with pytest.raises(KeyboardInterrupt):
+        map_blocks(function, row_blocks(8, 1), 2, combine=lambda result: None)
+    raised = time.perf_counter()
+    assert sorted(started) == [0, 1]
+    assert sorted(start for start, _ in finished) == [0, 1]
+    assert all(at <= raised for _, at in finished)
