@@ -6,6 +6,7 @@ import inspect
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import log_softmax
 from sklearn.base import (
     BaseEstimator,
@@ -18,7 +19,16 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from . import _dask
-from ._base import Interval, StrOptions, _fit_context, check_input_array, run_lbfgs, validate_input
+from ._base import (
+    Interval,
+    SkaeWarning,
+    StrOptions,
+    _fit_context,
+    check_input_array,
+    run_lbfgs,
+    validate_input,
+    warn_at_caller,
+)
 from ._network import FineTuneObjective, Layer, _autoencoder_layer, forward
 from ._sparse_autoencoder import SparseAutoencoder
 
@@ -53,6 +63,110 @@ def _is_sequence(value):
 
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
+
+
+class ConstantCodesWarning(SkaeWarning):
+    """A layer of a stack learned nearly constant codes because its weight decay is too
+    strong for the spread of its input (see :func:`constant_codes_decay`)."""
+
+
+# A layer has learned (nearly) constant codes when its reconstruction explains less than
+# this share of its input's variance and its firing rates vary, across samples, by less than
+# this share of sqrt(rho (1 - rho)), the spread of a unit that fires with probability rho.
+_CONSTANT_CODES_R2 = 0.01
+_CONSTANT_CODES_SPREAD = 0.05
+
+
+def constant_codes_decay(X, spec, noise=None, noise_level=0.0):
+    """The weight decay above which all-zero weights are a local minimum of a layer's fit.
+
+    With ``W1 = W2 = 0`` every code equals ``f(b1) = rho`` (the sparsity penalty is zero),
+    the decoder outputs the column means, and the reconstruction error is the input's
+    variance. Expanding the objective to second order in the weights around that point
+    (the biases re-optimised; the sparsity penalty is of fourth order) gives::
+
+        J ≈ J_0 + (alpha / 2) (‖w‖² + ‖v‖²) − s_f vᵀ M w,     M = D_g Σ
+
+    for each hidden unit's encoder row ``w`` and decoder row ``v``: ``Σ`` is the input's
+    covariance (times ``1 − noise_level`` under mask noise), ``s_f`` the encoder's slope
+    at ``rho`` (``rho (1 − rho)`` for a sigmoid, ``4 rho (1 − rho)`` for tanh) and
+    ``D_g`` the decoder's slopes at the column means (``x̄ (1 − x̄)`` for a sigmoid
+    decoder with the squared loss; 1 for a linear decoder or the cross-entropy). The
+    point is a local minimum, so a fit from small weights can end there with constant
+    codes, when ``alpha`` exceeds ``s_f σ_max(M)`` (``2 s_f λ_max((M + Mᵀ) / 2)`` with
+    tied weights, whose decay counts the one matrix once).
+
+    The codes of a sparse sigmoid layer vary little (their mean is ``rho``), so for a
+    layer above another this bound is far smaller than for pixels: on scikit-learn's
+    digits it is about 0.015 for the pixels and 0.0016 for the codes of a 64-unit first
+    layer.
+
+    Parameters
+    ----------
+    X : ndarray of shape (m, n_features)
+        The layer's (dense) input.
+    spec : AutoencoderSpec
+        The layer's fitted settings (``autoencoder._spec_``).
+    noise : {None, "mask", "gaussian"}
+    noise_level : float
+
+    Returns
+    -------
+    alpha_max : float
+    """
+    X = np.asarray(X, dtype=np.float64)
+    mean = X.mean(axis=0)
+    centred = X - mean
+    covariance = centred.T @ centred / max(len(X), 1)
+    if noise == "mask":
+        covariance *= 1.0 - noise_level
+    rho = spec.rho
+    slope = rho * (1.0 - rho) if spec.activation == "sigmoid" else 4.0 * rho * (1.0 - rho)
+    if spec.decoder == "sigmoid" and spec.loss == "squared":
+        p = np.clip(mean, 0.0, 1.0)
+        covariance *= (p * (1.0 - p))[:, None]
+    if spec.tied:
+        return float(2.0 * slope * np.linalg.eigvalsh((covariance + covariance.T) / 2)[-1])
+    return float(slope * np.linalg.norm(covariance, 2))
+
+
+def _check_constant_codes(estimator, k, autoencoder, X, H, settings):
+    """Warn when layer ``k`` (0-based) learned constant codes because of its decay."""
+    if sp.issparse(X) or _dask.is_dask_collection(X) or _dask.is_dask_collection(H):
+        return
+    X = np.asarray(X, dtype=np.float64)
+    spread = np.sum((X - X.mean(axis=0)) ** 2)
+    if spread == 0.0:
+        return
+    explained = 1.0 - np.sum((X - autoencoder.inverse_transform(H)) ** 2) / spread
+    setting = settings[k]
+    rho = setting["rho"]
+    rates = H if autoencoder._spec_.activation == "sigmoid" else (H + 1.0) / 2.0
+    code_spread = float(np.mean(np.std(rates, axis=0)))
+    if (
+        explained >= _CONSTANT_CODES_R2
+        or code_spread >= _CONSTANT_CODES_SPREAD * np.sqrt(rho * (1.0 - rho))
+    ):
+        return
+    bound = constant_codes_decay(
+        X, autoencoder._spec_, setting["noise"], setting["noise_level"]
+    )
+    alpha = setting["alpha"]
+    if alpha <= bound:
+        return  # something else (too few iterations, ...): not this diagnosis
+    suggestion = [s["alpha"] for s in settings]
+    suggestion[k] = float(f"{10 ** np.floor(np.log10(bound / 3)):.0e}") if bound > 0 else 0.0
+    source = "the data" if k == 0 else f"the codes of layer {k}, which vary little"
+    warn_at_caller(
+        f"Layer {k + 1} of {type(estimator).__name__} learned nearly constant codes (their "
+        f"standard deviation across samples is {code_spread:.2g}; its reconstruction "
+        f"explains {max(explained, 0.0):.1%} of the variance of its input, {source}). "
+        f"Its weight decay alpha={alpha:g} is above {bound:.2g}, the decay at "
+        "which all-zero weights (every code equal to rho) are a local minimum for this "
+        f"input. Give this layer a smaller decay, e.g. alpha={suggestion}; see 'Weight "
+        "decay in the upper layers' in the user guide.",
+        ConstantCodesWarning,
+    )
 
 
 class _StackMixin:
@@ -126,8 +240,9 @@ class _StackMixin:
                 )
             autoencoder.fit(codes)
             autoencoders.append(autoencoder)
-            if k + 1 < len(settings):
-                codes = autoencoder.transform(codes)
+            upper = autoencoder.transform(codes)
+            _check_constant_codes(self, k, autoencoder, codes, upper, settings)
+            codes = upper
         return autoencoders
 
     def _fit_keeping_state(self, fit, *args):
@@ -557,19 +672,23 @@ class StackedAutoencoderClassifier(
 
     @_fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X, y):
-        if _dask.is_dask_collection(X) or _dask.is_dask_collection(y):
-            _dask.refuse_classifier(self)
         sizes = self._hidden_sizes()
         self._layer_settings()  # validate every layer before any work
-        X, y = validate_input(
-            self,
-            X,
-            y=y,
-            accept_sparse="csr",
-            dtype=_FLOAT_DTYPES,
-            ensure_min_samples=2,
-            reset=True,
-        )
+        on_cluster = _dask.is_dask_collection(X)
+        if on_cluster:  # X persisted on the workers; y (one label per row) on the client
+            X, y = _dask.classifier_inputs(self, X, y)
+        else:
+            if _dask.is_dask_collection(y):
+                y = _dask.compute_labels(y)
+            X, y = validate_input(
+                self,
+                X,
+                y=y,
+                accept_sparse="csr",
+                dtype=_FLOAT_DTYPES,
+                ensure_min_samples=2,
+                reset=True,
+            )
         labelled = _split_unlabelled(y, self.unlabelled)
         if not labelled.any():
             raise ValueError(
@@ -587,7 +706,14 @@ class StackedAutoencoderClassifier(
                 f"Classifier can't train when only one class is present: every labelled "
                 f"row has class {classes[0]!r}. Give labelled rows of at least two classes."
             )
-        X_labelled = X[labelled] if not labelled.all() else X
+        if on_cluster:  # a map-reduce over the chunks' labelled rows (skae._dask)
+            def objective_of(layers, y_index, **settings):
+                return _dask.DaskFineTuneObjective(layers, X, labelled, y_index, **settings)
+        else:
+            X_labelled = X[labelled] if not labelled.all() else X
+
+            def objective_of(layers, y_index, **settings):
+                return FineTuneObjective(layers, X_labelled, y_index, **settings)
 
         warm = self.warm_start and hasattr(self, "layers_")
         random_state = check_random_state(self.random_state)
@@ -613,8 +739,8 @@ class StackedAutoencoderClassifier(
         if not warm:
             # Stage 2: the softmax on the frozen top codes of the labelled rows.
             self._say(f"softmax on {len(y_index)} labelled rows")
-            objective = FineTuneObjective(
-                layers, X_labelled, y_index, n_trainable=1, alphas=[self.softmax_alpha]
+            objective = objective_of(
+                layers, y_index, n_trainable=1, alphas=[self.softmax_alpha]
             )
             result = self._minimise(objective, self.softmax_max_iter, "softmax")
             layers = layers[:-1] + _layers_from(objective, result.theta)
@@ -631,9 +757,8 @@ class StackedAutoencoderClassifier(
         if stage is not None:
             self._say(f"{stage.replace('_', '-')} ({self.fine_tune!r}) on {len(y_index)} "
                       "labelled rows")
-            objective = FineTuneObjective(
+            objective = objective_of(
                 layers,
-                X_labelled,
                 y_index,
                 n_trainable=n_trainable,
                 alphas=[0.0] * (n_trainable - 1) + [self.softmax_alpha],
@@ -688,18 +813,14 @@ class StackedAutoencoderClassifier(
             )
 
     # ------------------------------------------------------------------ predicting
-    def _validated(self, X):
+    def _apply(self, X, function):
+        """``function(X, layers_, classes_)`` on checked rows; lazily per row chunk of a
+        dask array (a dask array is returned, nothing is computed)."""
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
-            _dask.refuse_classifier(self)
-        return validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
-
-    def _logits(self, X):
-        X = self._validated(X)
-        codes = forward(self.layers_[:-1], X)[-1]
-        top = self.layers_[-1]
-        linear = Layer(top.weights, top.bias, "identity")
-        return forward([linear], codes)[-1]
+            return _dask.map_rows(self, X, function, self.layers_, self.classes_)
+        X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+        return function(X, self.layers_, self.classes_)
 
     def decision_function(self, X):
         """The softmax layer's input (logits); their difference for two classes.
@@ -713,10 +834,7 @@ class StackedAutoencoderClassifier(
         scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
             For two classes, ``z_1 − z_0``: positive means ``classes_[1]``.
         """
-        Z = self._logits(X)
-        if Z.shape[1] == 2:
-            return Z[:, 1] - Z[:, 0]
-        return Z
+        return self._apply(X, _decision)
 
     def predict_proba(self, X):
         """Class probabilities (the softmax output).
@@ -730,8 +848,7 @@ class StackedAutoencoderClassifier(
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``.
         """
-        X = self._validated(X)
-        return forward(self.layers_, X)[-1]
+        return self._apply(X, _proba)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed without underflow.
@@ -744,7 +861,7 @@ class StackedAutoencoderClassifier(
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
         """
-        return log_softmax(self._logits(X), axis=1)
+        return self._apply(X, _log_proba)
 
     def predict(self, X):
         """The most probable class of each row.
@@ -758,8 +875,7 @@ class StackedAutoencoderClassifier(
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        scores = self._logits(X)
-        return self.classes_[np.argmax(scores, axis=1)]
+        return self._apply(X, _predict)
 
     def transform(self, X):
         """Codes of the top hidden layer of the (fine-tuned) encoder.
@@ -772,8 +888,7 @@ class StackedAutoencoderClassifier(
         -------
         H : ndarray of shape (n_samples, hidden_layer_sizes[-1])
         """
-        X = self._validated(X)
-        return forward(self.layers_[:-1], X)[-1]
+        return self._apply(X, _codes)
 
     def _network_layers(self):
         check_is_fitted(self)
@@ -793,6 +908,37 @@ class StackedAutoencoderClassifier(
 StackedAutoencoderClassifier.__doc__ = StackedAutoencoderClassifier.__doc__.replace(
     "    {per_layer}", _PER_LAYER_DOC
 ).replace("{{", "{").replace("}}", "}")
+
+
+# What the classifier computes from checked rows X (NumPy or sparse), its layers and
+# classes; on a dask array, the same functions run on each row chunk (lazily).
+def _codes(X, layers, classes):
+    return forward(layers[:-1], X)[-1]
+
+
+def _logits(X, layers, classes):
+    top = layers[-1]
+    linear = Layer(top.weights, top.bias, "identity")
+    return forward([linear], _codes(X, layers, classes))[-1]
+
+
+def _decision(X, layers, classes):
+    Z = _logits(X, layers, classes)
+    if Z.shape[1] == 2:
+        return Z[:, 1] - Z[:, 0]
+    return Z
+
+
+def _proba(X, layers, classes):
+    return forward(layers, X)[-1]
+
+
+def _log_proba(X, layers, classes):
+    return log_softmax(_logits(X, layers, classes), axis=1)
+
+
+def _predict(X, layers, classes):
+    return classes[np.argmax(_logits(X, layers, classes), axis=1)]
 
 
 def _cast_layer(layer, dtype):

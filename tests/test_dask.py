@@ -160,6 +160,9 @@ def test_transform_is_lazy_and_equals_numpy(client, X):
 
 
 @short_fit
+# 25 iterations with the default decay flatten the second layer on these 510 digits; the
+# NumPy fit says so (ConstantCodesWarning), the comparison is the point here
+@pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
 def test_stacked_autoencoder_on_cluster_equals_numpy(client, X):
     settings = dict(hidden_layer_sizes=(16, 8), max_iter=25, random_state=0)
     expected = StackedAutoencoder(**settings).fit(X)

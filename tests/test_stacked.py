@@ -1,10 +1,13 @@
 """StackedAutoencoder and StackedAutoencoderClassifier."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
@@ -18,10 +21,15 @@ from sklearn.utils.estimator_checks import (
 )
 
 from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
+from skae._objective import AutoencoderSpec
+from skae._stacked import ConstantCodesWarning, constant_codes_decay
 
 no_convergence = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning"
 )
+# scikit-learn's checks fit on small arbitrary data (21 blobs) where an upper layer's
+# codes can collapse; that diagnosis is tested below, the checks are about the API.
+no_constant_codes = pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
 
 # Small networks and few iterations: the checks are about the API, not convergence.
 # scikit-learn's classifier checks use the classes {-1, 1}, so the classifiers checked
@@ -51,6 +59,7 @@ CONFIGURATIONS = [
 ]
 
 
+@no_constant_codes
 @no_convergence
 @parametrize_with_checks(CONFIGURATIONS)
 def test_sklearn_compatible_estimator(estimator, check):
@@ -69,6 +78,7 @@ EXTRA_CHECKS = [
 # check_set_output_transform_pandas mixes frames and arrays on purpose; scikit-learn's own
 # feature-name warnings about it are expected there.
 @pytest.mark.filterwarnings("ignore:X (does not have valid|has) feature names:UserWarning")
+@no_constant_codes
 @no_convergence
 @pytest.mark.parametrize("check", EXTRA_CHECKS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("estimator", [CONFIGURATIONS[0], CONFIGURATIONS[2]],
@@ -85,6 +95,7 @@ def digits():
 
 
 # --------------------------------------------------------------------------- stacking
+@no_constant_codes  # a few iterations: the structure is tested, not the codes
 @no_convergence
 def test_greedy_pretraining_equals_separate_autoencoders(digits):
     X = digits[0][:400]
@@ -140,6 +151,7 @@ def test_bad_layer_parameters(Estimator, digits):
         Estimator((4, 0)).fit(X, y)
 
 
+@no_constant_codes  # a few iterations: the structure is tested, not the codes
 @no_convergence
 def test_float32_sparse_and_verbose(digits, capsys):
     X = digits[0][:200]
@@ -156,6 +168,7 @@ def test_float32_sparse_and_verbose(digits, capsys):
     np.testing.assert_allclose(sparse, dense, rtol=1e-10, atol=1e-12)
 
 
+@no_constant_codes  # a few iterations: the structure is tested, not the codes
 @no_convergence
 def test_warm_start_continues_each_layer(digits):
     X = digits[0][:200]
@@ -190,6 +203,89 @@ def test_pipeline_grid_search_over_per_layer_rho(digits):
     rhos = [ae.rho for ae in grid.best_estimator_[0].autoencoders_]
     assert rhos == grid.best_params_["stackedautoencoder__rho"]
     assert grid.best_score_ > 0.6  # measured 0.75; chance is 0.1
+
+
+# --------------------------------------------------------------------------- upper layers
+def test_constant_codes_decay_by_hand():
+    """Covariance diag(4, 1) (rows (±2, ±1), every sign pattern): sigma_max = 4."""
+    X = np.array([[2.0, 1.0], [2.0, -1.0], [-2.0, 1.0], [-2.0, -1.0]]) + 0.5
+    spec = AutoencoderSpec(2, 3, "sigmoid", "linear", rho=0.1)
+    assert constant_codes_decay(X, spec) == pytest.approx(0.09 * 4.0, rel=1e-12)
+    tied = AutoencoderSpec(2, 3, "sigmoid", "linear", tied=True, rho=0.1)
+    assert constant_codes_decay(X, tied) == pytest.approx(2 * 0.09 * 4.0, rel=1e-12)
+    tanh = AutoencoderSpec(2, 3, "tanh", "linear", rho=0.1)
+    assert constant_codes_decay(X, tanh) == pytest.approx(4 * 0.09 * 4.0, rel=1e-12)
+    assert constant_codes_decay(X, spec, "mask", 0.25) == pytest.approx(0.75 * 0.36)
+    assert constant_codes_decay(X, spec, "gaussian", 0.25) == pytest.approx(0.36)
+    # [0, 1] data, mean 0.5 and variance 0.25 per column: the sigmoid decoder's slope at
+    # the mean, 0.25, scales the covariance for the squared loss, not for cross-entropy.
+    B = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    squared = AutoencoderSpec(2, 3, "sigmoid", "sigmoid", rho=0.2)
+    assert constant_codes_decay(B, squared) == pytest.approx(0.16 * 0.25 * 0.25)
+    entropy = AutoencoderSpec(2, 3, "sigmoid", "sigmoid", "cross_entropy", rho=0.2)
+    assert constant_codes_decay(B, entropy) == pytest.approx(0.16 * 0.25)
+
+
+@pytest.fixture(scope="module")
+def first_layer_codes(digits):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        layer = SparseAutoencoder(64, alpha=3e-3, max_iter=150, random_state=0).fit(digits[0])
+    return layer.transform(digits[0])
+
+
+def _explained(ae, X):
+    return 1.0 - np.sum((X - ae.inverse_transform(ae.transform(X))) ** 2) / np.sum(
+        (X - X.mean(axis=0)) ** 2
+    )
+
+
+@no_convergence
+def test_the_bound_predicts_which_decay_flattens_a_layer_on_codes(first_layer_codes):
+    """Above the bound the second layer ends at all-zero weights (constant codes), below
+    it it learns. Measured on these codes: bound 0.0016; 1.25x collapses, 0.63x explains
+    64% of the variance."""
+    H = first_layer_codes
+    probe = SparseAutoencoder(32, max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        bound = constant_codes_decay(H, probe.fit(H)._spec_)
+    assert 5e-4 < bound < 1e-2  # far below the pixels' (0.015), so the default matters
+    above = SparseAutoencoder(32, alpha=1.5 * bound, max_iter=150, random_state=0).fit(H)
+    below = SparseAutoencoder(32, alpha=0.5 * bound, max_iter=150, random_state=0).fit(H)
+    assert np.abs(above.components_).max() < 1e-2
+    assert above.transform(H).std(axis=0).mean() < 1e-3
+    assert _explained(above, H) < 0.01
+    assert below.transform(H).std(axis=0).mean() > 0.05
+    assert _explained(below, H) > 0.3
+
+
+@no_convergence
+def test_upper_layer_with_too_much_decay_warns_and_per_layer_decay_learns(digits):
+    X, y = digits
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.3, random_state=0, stratify=y
+    )
+    flat = StackedAutoencoder((64, 32), alpha=3e-3, max_iter=150, random_state=0)
+    with pytest.warns(ConstantCodesWarning, match=r"Layer 2 of StackedAutoencoder .*"
+                      r"alpha=0.003 is above 0\.00[12].*alpha=\[0.003, 0.0001\]") as record:
+        flat.fit(X_train)
+    (warning,) = [w for w in record if w.category is ConstantCodesWarning]
+    assert warning.filename == __file__  # at the caller's line
+    per_layer = StackedAutoencoder((64, 32), alpha=[3e-3, 1e-4], max_iter=150, random_state=0)
+    per_layer.fit(X_train)  # no ConstantCodesWarning: an error in the tests
+    accuracy = {}
+    for name, stack in (("flat", flat), ("per layer", per_layer)):
+        clf = LogisticRegression(max_iter=2000).fit(stack.transform(X_train), y_train)
+        accuracy[name] = clf.score(stack.transform(X_test), y_test)
+    # measured: 0.10 (chance) and 0.89
+    assert accuracy["flat"] < 0.2
+    assert accuracy["per layer"] > 0.8
+    # the classifier pretrains the same way and says so too
+    with pytest.warns(ConstantCodesWarning, match="Layer 2 of StackedAutoencoderClassifier"):
+        StackedAutoencoderClassifier(
+            (64, 32), alpha=3e-3, max_iter=150, fine_tune=None, random_state=0
+        ).fit(X_train, y_train)
 
 
 # --------------------------------------------------------------------------- classifier
@@ -279,6 +375,7 @@ def test_unlabelled_rows_only_pretrain(digits):
     assert set(named.predict(X)) <= set(named.classes_)
 
 
+@no_constant_codes  # a few iterations: the structure is tested, not the codes
 @no_convergence
 def test_classifier_float32_sparse_verbose_and_warm_start(digits, capsys):
     X, y = digits[0][:200], digits[1][:200]
