@@ -32,6 +32,7 @@ numbers. Whatever scheduler is active runs the graphs (threads, processes, or a
 """
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._base import check_input_array, validate_input
 from ._objective import (
@@ -170,21 +171,52 @@ def _add_sums(a, b):
 
 
 # --------------------------------------------------------------------------- the objective
+class _Chunk:
+    """The objective of one persisted chunk, with its true size for dask's scheduler
+    (``sys.getsizeof``, which dask uses, would count a few bytes and let the scheduler
+    move the chunk between workers as if it were free)."""
+
+    def __init__(self, objective):
+        self.objective = objective
+
+    def __sizeof__(self):
+        return 64 + _nbytes(self.objective, set())
+
+
+def _nbytes(value, seen):
+    """Bytes of the arrays reachable from ``value`` (lists, attributes of skae's own
+    objects), each array counted once."""
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if sp.issparse(value):
+        return sum(getattr(value, name).nbytes for name in ("data", "indices", "indptr"))
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(item, seen) for item in value)
+    if type(value).__module__.startswith("skae.") and hasattr(value, "__dict__"):
+        return sum(_nbytes(item, seen) for item in vars(value).values())
+    return 0
+
+
 def _chunk_objective(block, offset, spec, corruption, batch_size, block_rows):
     """The objective of one persisted chunk (rows ``offset : offset + len(block)``)."""
-    return AutoencoderObjective(
+    return _Chunk(AutoencoderObjective(
         spec, block, corruption=corruption, batch_size=batch_size, n_workers=1,
         row_offset=offset, block_rows=block_rows,
-    )
+    ))
 
 
 def _pass1(chunk, theta):
+    chunk = chunk.objective
     with blas_single_threaded():
         col_sum = chunk.hidden_sums(chunk._weights(theta))
     return col_sum, (None if chunk.two_pass else chunk.H.copy())
 
 
 def _pass2(chunk, forward, theta, sparsity):
+    chunk = chunk.objective
     H = forward[1]
     if H is not None:
         np.copyto(chunk.H, H)  # the task's input is never modified
@@ -402,12 +434,148 @@ def stack_codes(estimator, H):
     return _rows_chunked(estimator, H, input_name="H", n_columns=n_hidden)
 
 
-def refuse_classifier(estimator):
-    """The classifier's supervised stages are not distributed: say what to do instead."""
-    raise TypeError(
-        f"{type(estimator).__name__} does not accept dask collections: its softmax and "
-        "fine-tuning stages run on one machine. Pretrain on the cluster with "
-        "StackedAutoencoder(...).fit(X) on the dask array and fit a classifier on its codes "
-        "(stack.transform(X) is a lazy dask array), or pass NumPy arrays (X.compute()) "
-        "when the data fit in memory."
-    )
+# --------------------------------------------------------------------------- classifier
+def classifier_inputs(estimator, X, y):
+    """``(X, y)`` for ``StackedAutoencoderClassifier.fit`` from a dask ``X``.
+
+    ``X`` is checked and persisted as for a StackedAutoencoder, with known chunk sizes
+    (its values are checked on the cluster by the first layer's fit). ``y`` (NumPy, or a
+    dask array or Series, computed here: one label per row) is checked as scikit-learn
+    checks a target and returned as a 1-D NumPy array of X's length.
+    """
+    from sklearn.utils import check_consistent_length
+    from sklearn.utils.validation import column_or_1d
+
+    X = stack_inputs(estimator, X, reset=True)
+    if np.isnan(X.shape[0]):
+        X = X.compute_chunk_sizes()  # from the persisted chunks
+    if X.shape[0] < 2:
+        raise ValueError(
+            f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of "
+            f"2 is required by {type(estimator).__name__}."
+        )
+    if y is None:
+        raise ValueError(
+            f"This {type(estimator).__name__} estimator requires y to be passed, but the "
+            "target y is None."
+        )
+    if is_dask_collection(y):
+        y = compute_labels(y)
+    y = column_or_1d(y, warn=True)
+    y = check_input_array(y, ensure_2d=False, dtype=None, input_name="y",
+                          estimator=type(estimator).__name__)
+    check_consistent_length(X, y)
+    return X, y
+
+
+def compute_labels(y):
+    """A dask ``y`` (array or Series) computed: the labels, one per row, on the client."""
+    dask, _ = _dask()
+    (y,) = _compute(dask, y)
+    return y
+
+
+def _finetune_chunk(block, rows, y, layers, n_trainable, alphas):
+    """The fine-tuning objective of the labelled ``rows`` of one chunk (all if None)."""
+    from ._network import FineTuneObjective
+
+    if rows is not None:
+        block = block[rows]
+    with blas_single_threaded():  # the frozen layers' forward pass, once per fit
+        return _Chunk(FineTuneObjective(
+            layers, block, y, n_trainable=n_trainable, alphas=alphas, n_workers=1
+        ))
+
+
+def _finetune_sums(chunk, theta):
+    loss, totals = chunk.objective.sums(theta)
+    return loss, [(gW.copy(), gb.copy()) for gW, gb in totals]
+
+
+def _add_finetune_sums(a, b):
+    return a[0] + b[0], [(aW + bW, ab + bb) for (aW, ab), (bW, bb) in zip(a[1], b[1])]
+
+
+class DaskFineTuneObjective:
+    """The fine-tuning objective of a StackedAutoencoderClassifier on a dask array.
+
+    The labelled rows (``labelled``, a NumPy mask over all rows of the row-chunked,
+    persisted ``X``) are the data; ``y`` holds their class indices in row order. Once
+    per fit, each chunk with labelled rows becomes a
+    :class:`~skae._network.FineTuneObjective` of those rows on the worker that holds
+    the chunk (the frozen layers' output computed there, once); each evaluation maps
+    :meth:`~skae._network.FineTuneObjective.sums` over the chunks, adds the sums in a
+    fixed tree in chunk order, and :func:`~skae._network.assemble_fine_tune` finishes
+    on the client: the mathematics of the NumPy objective, summed over other row
+    groups, so equal to it to rounding. Same interface as FineTuneObjective
+    (``__call__``, ``theta0``, ``layout``, ``trainable``, ``dtype``, ``last_terms``).
+    """
+
+    def __init__(self, layers, X, labelled, y, *, n_trainable, alphas):
+        from dask import delayed
+
+        from ._network import NetworkLayout
+
+        dask, _ = _dask()
+        L = len(layers)
+        self.dtype = np.dtype(X.dtype)
+        self.trainable = list(layers[L - n_trainable :])
+        self.layout = NetworkLayout(tuple(layer.weights.shape for layer in self.trainable))
+        self.theta0 = self.layout.pack(self.trainable)
+        self.alphas = tuple(float(a) for a in alphas)
+        self.m = int(np.count_nonzero(labelled))
+        layers_key = delayed(list(layers), pure=False)  # one key, fetched once per worker
+        make = delayed(_finetune_chunk, pure=False)  # this fit's own buffers
+        chunks, offset, position = [], 0, 0
+        for block, size in zip(X.to_delayed().ravel(), X.chunks[0]):
+            mask = labelled[offset : offset + size]
+            offset += size
+            k = int(np.count_nonzero(mask))
+            if k == 0:
+                continue  # no labelled rows: nothing of this chunk is needed
+            rows = None if k == size else np.flatnonzero(mask)
+            chunks.append(make(block, rows, y[position : position + k], layers_key,
+                               n_trainable, self.alphas))
+            position += k
+        self.chunks = list(dask.persist(*chunks))
+        self.n_chunks = len(self.chunks)
+        self.last_terms = None
+
+    def __call__(self, theta):
+        from dask import delayed
+
+        from ._network import assemble_fine_tune
+
+        dask, _ = _dask()
+        theta = np.asarray(theta, dtype=np.float64)
+        theta_key = delayed(theta, pure=True)  # one key: each worker fetches it once
+        parts = [delayed(_finetune_sums, pure=True)(c, theta_key) for c in self.chunks]
+        ((loss, totals),) = _compute(dask, _tree(parts, _add_finetune_sums))
+        J, grad, self.last_terms = assemble_fine_tune(
+            self.layout, self.alphas, theta, self.m, loss, totals
+        )
+        return J, grad
+
+
+def _checked_apply(block, function, name, *args):
+    return function(_checked_chunk(block, name, "X"), *args)
+
+
+def map_rows(estimator, X, function, *args):
+    """``function(X_chunk, *args)`` on each row chunk of a dask ``X``: a lazy dask array.
+
+    ``function`` maps a NumPy array of rows to one row (or one value) per input row;
+    its output's shape and dtype are read from a call on zero rows. ``args`` travel
+    once per worker.
+    """
+    from dask import delayed
+
+    X = _rows_chunked(estimator, X, reset=False)
+    meta = function(np.empty((0, X.shape[1]), dtype=X.dtype), *args)
+    keys = [delayed(arg, pure=False) for arg in args]
+    name = type(estimator).__name__
+    if meta.ndim == 1:
+        return X.map_blocks(_checked_apply, function, name, *keys, drop_axis=1,
+                            chunks=(X.chunks[0],), dtype=meta.dtype, meta=meta)
+    return X.map_blocks(_checked_apply, function, name, *keys,
+                        chunks=(X.chunks[0], (meta.shape[1],)), dtype=meta.dtype, meta=meta)

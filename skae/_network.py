@@ -47,6 +47,7 @@ from ._parallel import (
 
 __all__ = [
     "FineTuneObjective",
+    "assemble_fine_tune",
     "Layer",
     "NetworkLayout",
     "estimator_activation",
@@ -522,7 +523,16 @@ class FineTuneObjective:
         )
         return loss, grads
 
-    def __call__(self, theta):
+    def sums(self, theta):
+        """The per-chunk piece: the loss and gradient *sums* over this object's rows.
+
+        Returns ``(loss_sum, totals)``: ``−Σ_i log P(y_i | x_i)`` and one
+        ``(Σ ∇W, Σ ∇b)`` pair per trainable layer (bottom first; sums over rows, not yet
+        divided by ``m``, no weight decay). ``totals`` are this object's buffers,
+        overwritten by the next call. Objectives over disjoint row sets (the chunks of a
+        dask array, :mod:`skae._dask`) add their sums, and :func:`assemble_fine_tune`
+        turns the total into ``(J, grad)``, as :meth:`__call__` does for its own rows.
+        """
         theta = np.asarray(theta, dtype=np.float64)
         layers = self._layers(theta)
         for gW, gb in self.totals:
@@ -545,21 +555,47 @@ class FineTuneObjective:
                 self.n_workers,
                 combine=combine,
             )
-        m = self.m
-        data_loss = state["loss"] / m
-        grad = np.empty(self.layout.size)
-        decay = 0.0
-        for (gW, gb), (W, _), (tW, tb), alpha in zip(
-            self.layout.unpack(grad), self.layout.unpack(theta), self.totals, self.alphas
-        ):
-            np.multiply(tW, 1.0 / m, out=gW)
-            np.multiply(tb, 1.0 / m, out=gb)
-            if alpha:
-                gW += alpha * W
-                decay += 0.5 * alpha * float(np.einsum("ij,ij->", W, W))
-        J = data_loss + decay
-        self.last_terms = (J, data_loss)
+        return state["loss"], self.totals
+
+    def __call__(self, theta):
+        theta = np.asarray(theta, dtype=np.float64)
+        loss, totals = self.sums(theta)
+        J, grad, self.last_terms = assemble_fine_tune(
+            self.layout, self.alphas, theta, self.m, loss, totals
+        )
         return J, grad
+
+
+def assemble_fine_tune(layout, alphas, theta, m, loss_sum, totals):
+    """``(J, grad, (J, data_loss))`` from the sums of :meth:`FineTuneObjective.sums`.
+
+    Parameters
+    ----------
+    layout : NetworkLayout
+        The trainable layers' layout.
+    alphas : sequence of float
+        Weight decay of each trainable layer's weights.
+    theta : ndarray of float64
+        The parameters the sums were computed at.
+    m : int
+        Number of rows the sums run over.
+    loss_sum : float
+    totals : list of (ndarray, ndarray)
+        ``(Σ ∇W, Σ ∇b)`` per trainable layer, bottom first.
+    """
+    data_loss = loss_sum / m
+    grad = np.empty(layout.size)
+    decay = 0.0
+    for (gW, gb), (W, _), (tW, tb), alpha in zip(
+        layout.unpack(grad), layout.unpack(theta), totals, alphas
+    ):
+        np.multiply(tW, 1.0 / m, out=gW)
+        np.multiply(tb, 1.0 / m, out=gb)
+        if alpha:
+            gW += alpha * W
+            decay += 0.5 * alpha * float(np.einsum("ij,ij->", W, W))
+    J = data_loss + decay
+    return J, grad, (J, data_loss)
 
 
 @dataclass

@@ -94,7 +94,7 @@ def test_import_skae_does_not_import_dask():
     ids=["plain", "tied", "denoising", "denoising-gaussian-two-pass-tanh"],
 )
 def test_fit_on_cluster_equals_numpy_fit(client, X, params):
-    settings = dict(n_hidden=12, max_iter=40, random_state=0, **params)
+    settings = dict(n_hidden=12, max_iter=25, random_state=0, **params)
     expected = SparseAutoencoder(**settings).fit(X)
     Xd = da.from_array(X, chunks=(CHUNKS, -1))
     fitted = SparseAutoencoder(**settings).fit(Xd)
@@ -179,10 +179,82 @@ def test_stacked_autoencoder_on_cluster_equals_numpy(client, X):
                                rtol=1e-7)
 
 
-def test_classifier_refuses_dask_input_with_advice(X):
-    y = np.arange(len(X)) % 2
-    with pytest.raises(TypeError, match="StackedAutoencoder.*fit"):
-        StackedAutoencoderClassifier((4,)).fit(da.from_array(X), y)
+@pytest.fixture(scope="module")
+def y():
+    return load_digits().target[:510]
+
+
+def _assert_same_classifier(fitted, expected, rtol=RTOL):
+    assert fitted.stage_n_iter_ == expected.stage_n_iter_
+    np.testing.assert_array_equal(fitted.classes_, expected.classes_)
+    assert abs(fitted.loss_ - expected.loss_) <= rtol * abs(expected.loss_)
+    for stage in ("softmax", "fine_tuning"):
+        np.testing.assert_allclose(fitted.loss_curves_[stage], expected.loss_curves_[stage],
+                                   rtol=rtol)
+    for k, (got, want) in enumerate(zip(fitted.layers_, expected.layers_)):
+        assert type(got.weights) is np.ndarray, k
+        assert _relative(got.weights, want.weights) < rtol, k
+        assert _relative(got.bias, want.bias) < rtol, k
+
+
+@short_fit
+@pytest.mark.parametrize(
+    "fine_tune, unlabelled",
+    [("all", True), ("top", False)],
+    ids=["all-semi-supervised-dask-labels", "top"],
+)
+def test_classifier_fine_tuning_on_cluster_equals_numpy(client, X, y, fine_tune, unlabelled):
+    # Fine-tuning amplifies rounding differences faster than pretraining (about 10x per
+    # 5 iterations here), so it stops after 15 iterations: ~1e-10 relative, inside 1e-8.
+    # softmax_max_iter=5 stops stage 2 early, so that "top" has iterations to do.
+    y = y.copy()
+    if unlabelled:
+        y[:CHUNKS] = -1  # the first chunk has no labelled row: it is not used by stages 2-3
+        y[200::3] = -1
+    settings = dict(hidden_layer_sizes=(16, 8), alpha=[3e-3, 1e-5], max_iter=10,
+                    softmax_max_iter=5,
+                    fine_tune=fine_tune, fine_tune_max_iter=15, random_state=0)
+    expected = StackedAutoencoderClassifier(**settings).fit(X, y)
+    Xd = da.from_array(X, chunks=(CHUNKS, -1))
+    labels = da.from_array(y, chunks=CHUNKS) if unlabelled else y  # dask or NumPy labels
+    fitted = StackedAutoencoderClassifier(**settings).fit(Xd, labels)
+    assert fitted.stage_n_iter_["fine_tuning"] > 0
+    _assert_same_classifier(fitted, expected)
+    for dask_layer, numpy_layer in zip(fitted.autoencoders_, expected.autoencoders_):
+        _assert_same_model(dask_layer, numpy_layer)  # pretrained on every row
+    assert fitted.n_features_in_ == X.shape[1]
+
+
+@short_fit
+def test_classifier_predictions_on_dask_arrays_are_lazy_and_equal_numpy(client, X, y):
+    labels = np.array(["even", "odd"], dtype=object)[y % 2]  # predict returns these
+    clf = StackedAutoencoderClassifier((16,), max_iter=15, fine_tune_max_iter=15,
+                                       random_state=0).fit(X, labels)
+    Xd = da.from_array(X, chunks=(CHUNKS, -1))
+    for method in ("predict", "predict_proba", "predict_log_proba", "decision_function",
+                   "transform"):
+        lazy = getattr(clf, method)(Xd)
+        assert isinstance(lazy, da.Array), method  # nothing computed yet
+        assert lazy.chunks[0] == Xd.chunks[0], method
+        expected = getattr(clf, method)(X)
+        assert lazy.shape == expected.shape and lazy.dtype == expected.dtype, method
+        computed = lazy.compute()
+        if method == "predict":
+            np.testing.assert_array_equal(computed, expected)
+        else:
+            np.testing.assert_allclose(computed, expected, rtol=1e-12, atol=1e-14)
+    assert clf.score(Xd, labels) == clf.score(X, labels)
+
+
+def test_classifier_labels_must_match_the_rows(X, y):
+    Xd = da.from_array(X, chunks=(CHUNKS, -1))
+    with dask.config.set(scheduler="threads"):
+        with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+            StackedAutoencoderClassifier((4,)).fit(Xd, y[:-1])
+        with pytest.raises(ValueError, match="requires y"):
+            StackedAutoencoderClassifier((4,)).fit(Xd, None)
+        with pytest.raises(ValueError, match="no labelled rows"):
+            StackedAutoencoderClassifier((4,), max_iter=5).fit(Xd, np.full(len(X), -1))
 
 
 @short_fit
