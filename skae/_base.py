@@ -13,12 +13,18 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import sklearn
 from scipy.optimize import minimize
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.externals import array_api_compat
 from sklearn.utils import check_array
+from sklearn.utils._array_api import (
+    _is_numpy_namespace,
+    _max_precision_float_dtype,
+    get_namespace_and_device,
+)
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import validate_data
 
@@ -34,6 +40,10 @@ __all__ = [
     "StrOptions",
     "_fit_context",
     "ParameterLayout",
+    "array_device",
+    "array_namespace",
+    "check_same_namespace",
+    "device_namespace",
     "check_gradient",
     "kl_divergence",
     "check_input_array",
@@ -108,13 +118,91 @@ def check_input_array(X, **kwargs):
     return _with_advice(check_array, X, **kwargs)
 
 
+# --------------------------------------------------------------------------- namespaces
+# The mathematics is written once. Its elementwise primitives below, and the objectives'
+# products, have two forms of the same operations: in place on NumPy arrays (``out=``, no
+# temporaries; what the NumPy path has always done, bit for bit), and out of place on
+# arrays of any other array-API namespace (PyTorch, CuPy, array_api_strict), whose
+# standard has no ``out=``. Callers use the returned array in both cases.
+def array_namespace(*arrays):
+    """``numpy`` for NumPy arrays, memmaps, SciPy sparse matrices and Python scalars; the
+    array-API namespace (via array_api_compat) for arrays of any other library."""
+    others = [
+        a
+        for a in arrays
+        if not isinstance(a, (np.ndarray, np.generic, float, int))
+        and a is not None
+        and not sp.issparse(a)
+        and array_api_compat.is_array_api_obj(a)
+    ]
+    if not others:
+        return np
+    xp = array_api_compat.array_namespace(*others)
+    return np if array_api_compat.is_numpy_namespace(xp) else xp
+
+
+def array_device(X):
+    """The device of an array-API array (``"cpu"`` for NumPy)."""
+    return array_api_compat.device(X)
+
+
+def device_namespace(X):
+    """``(xp, device)`` when scikit-learn's array API dispatch is on and ``X`` is an array
+    of a namespace other than NumPy; ``(None, None)`` otherwise (the NumPy path)."""
+    xp, is_array_api, device = get_namespace_and_device(X)
+    if not is_array_api or _is_numpy_namespace(xp):
+        return None, None
+    return xp, device
+
+
+try:
+    from sklearn.utils._array_api import check_same_namespace
+except ImportError:  # scikit-learn < 1.8
+
+    def check_same_namespace(X, estimator, *, attribute, method):
+        """The fitted ``attribute`` and ``X`` are of one namespace and device, or an error."""
+        if not sklearn.get_config()["array_api_dispatch"]:
+            return
+        a_xp, _, a_device = get_namespace_and_device(getattr(estimator, attribute))
+        x_xp, _, x_device = get_namespace_and_device(X)
+        if _is_numpy_namespace(a_xp) and _is_numpy_namespace(x_xp):
+            return
+        if a_xp != x_xp or a_device != x_device:
+            raise ValueError(
+                f"Inputs passed to {type(estimator).__name__}.{method}() must use the same "
+                f"namespace and the same device as those passed to fit(): fit used "
+                f"{a_xp.__name__} on {a_device}, {method} got {x_xp.__name__} on {x_device}. "
+                "Convert X, or refit the estimator on X's namespace and device."
+            )
+
+
+def parameter_dtype(xp, device):
+    """The dtype of the flat parameter vector on a device: float64 where it exists."""
+    return _max_precision_float_dtype(xp, device)
+
+
+def check_dense_on_device(X, xp, *, what="X"):
+    """A clear error for sparse arrays of a device namespace (PyTorch sparse tensors)."""
+    layout = getattr(X, "layout", None)
+    if getattr(X, "is_sparse", False) or (layout is not None and "sparse" in str(layout)):
+        raise TypeError(
+            f"{what} is a sparse {xp.__name__} array; skae computes on a device only with "
+            f"dense arrays. Pass a dense array (e.g. {what}.to_dense()), or a SciPy sparse "
+            "matrix with array API dispatch off (the NumPy path)."
+        )
+
+
 # --------------------------------------------------------------------------- activations
 def sigmoid_(z):
     """Logistic sigmoid computed in place on ``z`` (no temporaries, no overflow).
 
     ``1 / (1 + exp(-z))``; ``exp`` may overflow to ``inf`` for very negative ``z``,
-    where ``1 / inf`` is the exact limit 0, so the overflow flag is silenced.
+    where ``1 / inf`` is the exact limit 0, so the overflow flag is silenced. On
+    another namespace than NumPy the same operations make a new array.
     """
+    xp = array_namespace(z)
+    if xp is not np:
+        return 1.0 / (xp.exp(-z) + 1.0)
     with np.errstate(over="ignore"):
         np.negative(z, out=z)
         np.exp(z, out=z)
@@ -124,7 +212,10 @@ def sigmoid_(z):
 
 
 def tanh_(z):
-    """Hyperbolic tangent computed in place on ``z``."""
+    """Hyperbolic tangent computed in place on ``z`` (a new array on other namespaces)."""
+    xp = array_namespace(z)
+    if xp is not np:
+        return xp.tanh(z)
     return np.tanh(z, out=z)
 
 
@@ -136,8 +227,12 @@ def identity_(z):
 def sigmoid_derivative_(a, out):
     """``out *= a (1 - a)`` where ``a = sigmoid(z)``; ``a`` is overwritten by ``1 - a``.
 
-    Two in-place passes and no temporary: the caller no longer needs ``a``.
+    Two in-place passes and no temporary: the caller no longer needs ``a``. On other
+    namespaces than NumPy, ``out * a * (1 - a)`` is returned as a new array.
     """
+    xp = array_namespace(a, out)
+    if xp is not np:
+        return out * a * (1.0 - a)
     np.multiply(out, a, out=out)
     np.subtract(1.0, a, out=a)
     np.multiply(out, a, out=out)
@@ -145,7 +240,11 @@ def sigmoid_derivative_(a, out):
 
 
 def tanh_derivative_(a, out):
-    """``out *= 1 - a**2`` where ``a = tanh(z)``; ``a`` is overwritten by ``1 - a**2``."""
+    """``out *= 1 - a**2`` where ``a = tanh(z)``; ``a`` is overwritten by ``1 - a**2``
+    (on other namespaces than NumPy, ``out * (1 - a²)`` is returned as a new array)."""
+    xp = array_namespace(a, out)
+    if xp is not np:
+        return out * (1.0 - a * a)
     np.multiply(a, a, out=a)
     np.subtract(1.0, a, out=a)
     np.multiply(out, a, out=out)
@@ -189,7 +288,8 @@ def kl_divergence(rho, rho_hat):
     unit that is always off or always on gives a large finite penalty, not ``inf``.
     """
     q = clip_rate(rho_hat)
-    return rho * np.log(rho / q) + (1.0 - rho) * np.log((1.0 - rho) / (1.0 - q))
+    xp = array_namespace(q)
+    return rho * xp.log(rho / q) + (1.0 - rho) * xp.log((1.0 - rho) / (1.0 - q))
 
 
 def kl_divergence_derivative(rho, rho_hat):
@@ -200,6 +300,9 @@ def kl_divergence_derivative(rho, rho_hat):
 
 def clip_rate(rho_hat):
     eps = np.finfo(np.float64).eps
+    xp = array_namespace(rho_hat)
+    if xp is not np:  # in rho_hat's own dtype (float64 unless the device lacks it)
+        return xp.clip(rho_hat, float(eps), float(1.0 - eps))
     return np.clip(np.asarray(rho_hat, dtype=np.float64), eps, 1.0 - eps)
 
 
@@ -223,21 +326,34 @@ class ParameterLayout:
         return h * n + h + (0 if self.tied else h * n) + n
 
     def unpack(self, theta):
-        """Return ``(W1, b1, W2, b2)`` as views into ``theta`` (``W2 is W1`` when tied)."""
+        """Return ``(W1, b1, W2, b2)`` as views into ``theta`` (``W2 is W1`` when tied).
+
+        ``theta`` may be an array of any array-API namespace (views where it has them).
+        """
         h, n = self.n_hidden, self.n_features
-        W1 = theta[: h * n].reshape(h, n)
+        xp = array_namespace(theta)
+        W1 = xp.reshape(theta[: h * n], (h, n))
         b1 = theta[h * n : h * n + h]
         start = h * n + h
         if self.tied:
             W2 = W1
         else:
-            W2 = theta[start : start + h * n].reshape(h, n)
+            W2 = xp.reshape(theta[start : start + h * n], (h, n))
             start += h * n
         b2 = theta[start : start + n]
         return W1, b1, W2, b2
 
     def pack(self, W1, b1, W2, b2):
-        """Concatenate parameters into a new flat float64 vector (the inverse of unpack)."""
+        """Concatenate parameters into a new flat float64 vector (the inverse of unpack).
+
+        Arrays of another namespace give a vector of that namespace, on their device, in
+        :func:`parameter_dtype`.
+        """
+        xp = array_namespace(W1, b1, W2, b2)
+        if xp is not np:
+            parts = [W1, b1] + ([] if self.tied else [W2]) + [b2]
+            dtype = parameter_dtype(xp, array_api_compat.device(W1))
+            return xp.concat([xp.reshape(xp.astype(p, dtype), (-1,)) for p in parts])
         parts = [W1.ravel(), b1] + ([] if self.tied else [W2.ravel()]) + [b2]
         return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
 

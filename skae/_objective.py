@@ -51,6 +51,14 @@ the gradient; peak memory then does not grow with ``m``. The blocks are the same
 operation: the objective, and a fitted model, are identical. The heavy work runs in the
 data's dtype (float32 stays float32); the gradient is returned as float64 for SciPy.
 
+Other array-API namespaces (PyTorch, CuPy, array_api_strict; skae's array API dispatch):
+the same code runs on their arrays, on their device. Each step has the NumPy form above
+(products and elementwise work into the reused buffers) and, where the array API has no
+``out=``, the same operation returning a new array (:func:`_matmul`, :func:`_subtract`,
+the activations of skae._base); no buffers are allocated, the rows form one block (or
+blocks of ``batch_size`` rows), one thread issues the work, and the sums accumulate in
+float64 where the device has it. Sparse input is NumPy/SciPy only.
+
 Pieces (used as they are by the map-reduce over the chunks of a dask array, skae._dask):
 an objective built on rows ``row_offset : row_offset + len(X)`` of a larger data set with
 that data set's ``block_rows`` cuts its rows at the same global block boundaries and
@@ -65,7 +73,15 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ._base import ACTIVATIONS, ParameterLayout, kl_divergence, kl_divergence_derivative
+from ._base import (
+    ACTIVATIONS,
+    ParameterLayout,
+    array_device,
+    array_namespace,
+    kl_divergence,
+    kl_divergence_derivative,
+    parameter_dtype,
+)
 from ._parallel import (
     available_threads,
     blas_single_threaded,
@@ -197,6 +213,9 @@ class Corruption:
         m, n = X.shape
         if sp.issparse(X) and self.kind == "mask":
             return self._sparse_mask(X, start)
+        xp = array_namespace(X)
+        if xp is not np:
+            return self._apply_array_api(X, start, xp)
         if out is None:
             out = np.empty((m, n), dtype=X.dtype)
         B = _NOISE_BLOCK
@@ -215,9 +234,78 @@ class Corruption:
             lo = hi
         return out
 
+    def _apply_array_api(self, X, start, xp):
+        """:meth:`apply` for arrays of another namespace: the same noise (drawn by NumPy,
+        then moved to ``X``'s device), the same operations, a new array."""
+        m, n = X.shape
+        device = array_device(X)
+        wide = parameter_dtype(xp, device)
+        B = _NOISE_BLOCK
+        parts = []
+        lo = 0
+        while lo < m:
+            hi = min(m, ((start + lo) // B + 1) * B - start)
+            rows = X[lo:hi, ...]
+            noise = self._dense_noise(start + lo, start + hi, n)
+            noise = xp.asarray(noise.astype(_numpy_dtype(wide)), device=device)
+            if self.kind == "mask":
+                parts.append(rows * xp.astype(noise >= self.level, X.dtype))
+            else:
+                parts.append(xp.astype(noise * self.level + xp.astype(rows, wide), X.dtype))
+            lo = hi
+        return xp.concat(parts, axis=0) if parts else X[:0, ...]
+
+
+def _numpy_dtype(dtype):
+    return np.float64 if "64" in str(dtype) else np.float32
+
+
+# --------------------------------------------------------------------------- primitives
+# NumPy: into ``out`` (a reused buffer). Other namespaces: ``out`` is None, a new array.
+def _matmul(a, b, out):
+    if out is None:
+        return a @ b
+    return np.matmul(a, b, out=out)
+
+
+def _subtract(a, b, out):
+    if out is None:
+        return a - b
+    return np.subtract(a, b, out=out)
+
+
+def _sum_rows(a, axis=None):
+    """Sum (over ``axis``) accumulated in float64 (where the device has it)."""
+    xp = array_namespace(a)
+    if xp is np:
+        return a.sum(axis=axis, dtype=np.float64)
+    return xp.sum(a, axis=axis, dtype=parameter_dtype(xp, array_device(a)))
+
+
+def _softplus_sum(z, out=None):
+    """``Σ log(1 + e^z)`` over all elements, as a float (``out``: NumPy scratch)."""
+    xp = array_namespace(z)
+    if xp is np:
+        return float(np.logaddexp(0.0, z, out=out).sum(dtype=np.float64))
+    return float(_sum_rows(xp.logaddexp(xp.zeros_like(z), z)))
+
+
+def _rows(X, start, stop):
+    """Rows ``start:stop`` of a 2-D array or matrix (the array API needs the ``...``)."""
+    if isinstance(X, np.ndarray) or sp.issparse(X):
+        return X[start:stop]
+    return X[start:stop, ...]
+
+
+def _itemsize(dtype):
+    return np.dtype(dtype).itemsize if isinstance(dtype, np.dtype) else 8
+
 
 # --------------------------------------------------------------------------- forward maps
 def _cast(a, dtype):
+    xp = array_namespace(a)
+    if xp is not np:
+        return a if a.dtype == dtype else xp.astype(a, dtype)
     return np.asarray(a, dtype=dtype)
 
 
@@ -225,7 +313,8 @@ def encode(X, W1, b1, activation="sigmoid"):
     """Hidden activations ``f(X W1ᵀ + b1)`` in the dtype of ``X`` (dense or sparse X)."""
     dtype = X.dtype
     Z = X @ _cast(W1, dtype).T
-    Z = np.asarray(Z, dtype=dtype)
+    if array_namespace(Z) is np:
+        Z = np.asarray(Z, dtype=dtype)
     Z += _cast(b1, dtype)
     return ACTIVATIONS[activation].forward(Z)
 
@@ -240,6 +329,9 @@ def decode(H, W2, b2, decoder="sigmoid"):
 
 def _dot(a, b):
     """Sum of ``a * b`` over all elements of two matrices (no BLAS threads involved)."""
+    xp = array_namespace(a, b)
+    if xp is not np:
+        return float(xp.vecdot(xp.reshape(a, (-1,)), xp.reshape(b, (-1,))))
     return float(np.einsum("ij,ij->", a, b))
 
 
@@ -256,19 +348,20 @@ def reconstruction_error(X, W1, b1, W2, b2, *, activation, decoder, loss, batch_
     """
     m, n = X.shape
     dtype = X.dtype
-    chunk = batch_size or _chunk_rows(n, dtype.itemsize)
+    xp = array_namespace(X)
+    chunk = batch_size or _chunk_rows(n, _itemsize(dtype))
     total = 0.0
     W2c, b2c = _cast(W2, dtype), _cast(b2, dtype)
     for start in range(0, m, chunk):
-        Xc = X[start : start + chunk]
-        Xd = Xc.toarray() if sp.issparse(Xc) else np.asarray(Xc)
+        Xc = _rows(X, start, min(start + chunk, m))
+        Xd = Xc.toarray() if sp.issparse(Xc) else (np.asarray(Xc) if xp is np else Xc)
         Z = encode(Xc, W1, b1, activation) @ W2c
         Z += b2c
         if loss == "cross_entropy":
-            total += float(np.logaddexp(0.0, Z).sum(dtype=np.float64))
+            total += _softplus_sum(Z)
             total -= _dot(Xd, Z)
         else:
-            ACTIVATIONS[decoder].forward(Z)
+            Z = ACTIVATIONS[decoder].forward(Z)
             Z -= Xd
             total += 0.5 * _dot(Z, Z)
     return total / m
@@ -281,13 +374,18 @@ def _accumulate_product(target, a, b, first, scratch):
     NumPy's matmul hands the transposed view to BLAS (no copy). It has no ``beta``, so
     a second product goes through ``scratch`` (shape of ``target``). Only NumPy's BLAS is
     used: mixing it with SciPy's separately bundled OpenBLAS makes two thread pools spin
-    against each other.
+    against each other. On other namespaces ``target`` is the previous value (None when
+    ``first``) and the sum is returned as a new array.
     """
+    if not isinstance(target, np.ndarray):
+        product = a.T @ b
+        return product if first else target + product
     if first:
         np.matmul(a.T, b, out=target)
     else:
         np.matmul(a.T, b, out=scratch)
         target += scratch
+    return target
 
 
 @dataclass
@@ -310,6 +408,7 @@ class _Totals:
 
     def __init__(self, gW1, gW2, tied):
         self.gW1, self.gW2, self.tied = gW1, gW2, tied
+        self.in_place = gW1 is not None  # NumPy: into the objective's buffers
         self.recon, self.gb1, self.gb2 = 0.0, 0.0, 0.0
         self.first = True
 
@@ -318,7 +417,13 @@ class _Totals:
         self.recon += recon
         self.gb1 = self.gb1 + gb1
         self.gb2 = self.gb2 + gb2
-        if self.first:
+        if not self.in_place:
+            self.gW1 = gW1 if self.first else self.gW1 + gW1
+            if self.tied:
+                self.gW2 = self.gW1
+            else:
+                self.gW2 = gW2 if self.first else self.gW2 + gW2
+        elif self.first:
             np.copyto(self.gW1, gW1)
             if not self.tied:
                 np.copyto(self.gW2, gW2)
@@ -362,13 +467,17 @@ class AutoencoderObjective:
         self.layout = spec.layout
         self.X = X
         self.sparse = sp.issparse(X)
-        self.dtype = dt = np.dtype(X.dtype)
+        self.xp = array_namespace(X)
+        self.in_place = self.xp is np  # reused buffers and worker threads (NumPy only)
+        self.dtype = dt = np.dtype(X.dtype) if self.in_place else X.dtype
         self.m = m = X.shape[0]
         self.corruption = corruption
         self.two_pass = batch_size is not None
         h, n = spec.n_hidden, spec.n_features
         # The fixed partition: it depends on the data's shape and on batch_size only. Rows
         # of a larger data set (row_offset, block_rows given) are cut at its boundaries.
+        if block_rows is None and not self.in_place:
+            block_rows = max(1, min(m, batch_size or m))  # one block without batch_size
         if block_rows is None:
             block_rows = partition_block_rows(m, n, batch_size)
         self.block_rows = c = int(block_rows)
@@ -377,6 +486,8 @@ class AutoencoderObjective:
         self.blocks = [(0, head)] * bool(head) + [
             (start + head, stop + head) for start, stop in row_blocks(m - head, c)
         ]
+        if not self.in_place:
+            n_workers = 1  # the device runs the work; one thread issues it
         if n_workers is None:
             n_workers = available_threads() if m * n >= _PARALLEL_MIN_SIZE else 1
         self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
@@ -393,6 +504,13 @@ class AutoencoderObjective:
             self.X_input = corruption.apply(X, self.row_offset)
         else:
             self.X_input = X
+        self.f = ACTIVATIONS[spec.activation]
+        self.g = ACTIVATIONS[spec.decoder]
+        self.last_terms = None
+        if not self.in_place:  # no buffers: every step makes its result
+            self.H = self.gW1 = self.gW2 = None
+            self.workspaces = [_Workspace(*([None] * 9))]
+            return
         self.H = None if self.two_pass else np.empty((m, h), dtype=dt)
         self.gW1 = np.empty((h, n), dtype=dt)
         self.gW2 = self.gW1 if spec.tied else np.empty((h, n), dtype=dt)
@@ -412,13 +530,10 @@ class AutoencoderObjective:
                     T=np.empty((h, n), dtype=dt) if spec.tied else None,
                 )
             )
-        self.f = ACTIVATIONS[spec.activation]
-        self.g = ACTIVATIONS[spec.decoder]
-        self.last_terms = None
 
     # -- pieces -------------------------------------------------------------------------
     def _input_rows(self, worker, start, stop):
-        Xc = self.X_input[start:stop]
+        Xc = _rows(self.X_input, start, stop)
         if self.corrupt_per_block:
             C = self.workspaces[worker].C
             out = None if C is None else C[: stop - start]
@@ -426,26 +541,25 @@ class AutoencoderObjective:
         return Xc
 
     def _encode_into(self, Xc, W1, b1, out):
-        """``out = f(Xc W1ᵀ + b1)``; returns the column sums of ``out`` (float64)."""
+        """``out = f(Xc W1ᵀ + b1)``, returned (a new array when ``out`` is None)."""
         if sp.issparse(Xc):
             out[...] = Xc @ W1.T
         else:
-            np.matmul(Xc, W1.T, out=out)
+            out = _matmul(Xc, W1.T, out)
         out += b1
-        self.f.forward(out)
-        return out.sum(axis=0, dtype=np.float64)
+        return self.f.forward(out)
 
     def _hidden(self, worker, start, stop, W1, b1):
         """The hidden activations of rows start:stop: kept from pass 1, or recomputed."""
         if self.two_pass:
-            Hc = self.workspaces[worker].H[: stop - start]
-            self._encode_into(self._input_rows(worker, start, stop), W1, b1, Hc)
-            return Hc
-        return self.H[start:stop]
+            H = self.workspaces[worker].H
+            Hc = None if H is None else H[: stop - start]
+            return self._encode_into(self._input_rows(worker, start, stop), W1, b1, Hc)
+        return _rows(self.H, start, stop)
 
     def _weights(self, theta):
         W1, b1, W2, b2 = self.layout.unpack(theta)
-        if self.dtype != np.float64:
+        if theta.dtype != self.dtype:
             W1, b1, b2 = (_cast(a, self.dtype) for a in (W1, b1, b2))
             W2 = W1 if self.spec.tied else _cast(W2, self.dtype)
         return W1, b1, W2, b2
@@ -454,8 +568,14 @@ class AutoencoderObjective:
     def _forward(self, start, stop, worker, W1, b1):
         """Pass 1 on one block: column sums of H (and H itself when kept)."""
         ws = self.workspaces[worker]
-        out = ws.H[: stop - start] if self.two_pass else self.H[start:stop]
-        return self._encode_into(self._input_rows(worker, start, stop), W1, b1, out)
+        if not self.in_place:
+            out = None
+        else:
+            out = ws.H[: stop - start] if self.two_pass else self.H[start:stop]
+        H = self._encode_into(self._input_rows(worker, start, stop), W1, b1, out)
+        if not self.in_place and not self.two_pass:
+            self.H = H  # one block: all rows, kept for pass 2
+        return _sum_rows(H, axis=0)
 
     def _backward(self, start, stop, worker, W1, b1, W2, b2, sparsity):
         """Pass 2 on one block: loss sum, bias gradients and weight gradients (times m).
@@ -465,45 +585,47 @@ class AutoencoderObjective:
         """
         spec, g, ws = self.spec, self.g, self.workspaces[worker]
         k = stop - start
-        R, D, E = ws.R[:k], ws.D[:k], ws.E[:k]
+        R, D, E, S = (None if b is None else b[:k] for b in (ws.R, ws.D, ws.E, ws.S))
         Xin = self._input_rows(worker, start, stop)
         Hc = self._hidden(worker, start, stop, W1, b1)
-        Xc = self.X[start:stop]
+        Xc = _rows(self.X, start, stop)
         if self.sparse:
             Xc = Xc.toarray(out=D)  # densify this block only, into D
-        np.matmul(Hc, W2, out=R)
+        R = _matmul(Hc, W2, R)
         R += b2
         if spec.loss == "cross_entropy":
             # log(1 + e^z) − x z, from the pre-activation: finite when σ(z) is 0 or 1
-            S = ws.S[:k]
-            np.logaddexp(0.0, R, out=S)
-            recon = float(S.sum(dtype=np.float64)) - _dot(Xc, R)
-            g.forward(R)
-            np.subtract(R, Xc, out=D)  # sigmoid + cross-entropy: δ3 · m = X̂ − X
+            recon = _softplus_sum(R, S) - _dot(Xc, R)
+            R = g.forward(R)
+            D = _subtract(R, Xc, D)  # sigmoid + cross-entropy: δ3 · m = X̂ − X
         else:
-            g.forward(R)
-            np.subtract(R, Xc, out=D)
+            R = g.forward(R)
+            D = _subtract(R, Xc, D)
             recon = 0.5 * _dot(D, D)
-            g.derivative(R, D)  # δ3 · m = (X̂ − X) ⊙ g'(X̂)
-        gb2 = D.sum(axis=0, dtype=np.float64)
-        np.matmul(Hc.T, D, out=ws.gW2)
-        np.matmul(D, W2.T, out=E)
+            D = g.derivative(R, D)  # δ3 · m = (X̂ − X) ⊙ g'(X̂)
+        gb2 = _sum_rows(D, axis=0)
+        gW2 = _matmul(Hc.T, D, ws.gW2)
+        E = _matmul(D, W2.T, E)
         E += sparsity
-        self.f.derivative(Hc, E)  # δ2 · m, in E; Hc now holds f'(H)
-        gb1 = E.sum(axis=0, dtype=np.float64)
+        E = self.f.derivative(Hc, E)  # δ2 · m, in E; Hc now holds f'(H) (NumPy)
+        gb1 = _sum_rows(E, axis=0)
         if sp.issparse(Xin):
             contribution = (Xin.T @ E).T
             if spec.tied:
                 ws.gW1 += contribution
             else:
                 ws.gW1[...] = contribution
+            gW1 = ws.gW1
         else:
-            _accumulate_product(ws.gW1, E, Xin, not spec.tied, ws.T)
-        return recon, gb1, gb2, ws.gW1, ws.gW2
+            # NumPy: into ws.gW1 (which is ws.gW2, holding Hᵀδ3, when tied)
+            previous = ws.gW1 if self.in_place else (gW2 if spec.tied else None)
+            gW1 = _accumulate_product(previous, E, Xin, not spec.tied, ws.T)
+        return recon, gb1, gb2, gW1, gW1 if spec.tied else gW2
 
     # -- evaluation ---------------------------------------------------------------------
     def __call__(self, theta):
-        theta = np.asarray(theta, dtype=np.float64)
+        if self.in_place:
+            theta = np.asarray(theta, dtype=np.float64)
         # BLAS on one thread: the workers' products run at once, and the rounding of a
         # product does not depend on a thread count.
         with blas_single_threaded():
@@ -523,7 +645,13 @@ class AutoencoderObjective:
         in ``self.H`` for pass 2.
         """
         W1, b1, _, _ = weights
-        col_sum = np.zeros(self.spec.n_hidden)
+        if self.in_place:
+            col_sum = np.zeros(self.spec.n_hidden)
+        else:
+            device = array_device(W1)
+            col_sum = self.xp.zeros(
+                self.spec.n_hidden, dtype=parameter_dtype(self.xp, device), device=device
+            )
         for part in map_blocks(
             lambda start, stop, w: self._forward(start, stop, w, W1, b1),
             self.blocks,
@@ -548,7 +676,7 @@ class AutoencoderObjective:
         if totals.first:  # no rows: nothing was added
             self.gW1.fill(0.0)
             self.gW2.fill(0.0)
-        return totals.recon, totals.gb1, totals.gb2, self.gW1, self.gW2
+        return totals.recon, totals.gb1, totals.gb2, totals.gW1, totals.gW2
 
 
 def partition_block_rows(n_rows, n_features, batch_size):
@@ -564,17 +692,27 @@ def sparsity_term(spec, col_sum, m, dtype):
     f = ACTIVATIONS[spec.activation]
     rho_hat = f.firing_scale * (col_sum / m) + f.firing_shift
     sparsity = (spec.beta * f.firing_scale) * kl_divergence_derivative(spec.rho, rho_hat)
-    return rho_hat, sparsity.astype(dtype)
+    xp = array_namespace(sparsity)
+    return rho_hat, sparsity.astype(dtype) if xp is np else xp.astype(sparsity, dtype)
 
 
 def assemble(spec, theta, m, rho_hat, recon, gb1, gb2, gW1_sum, gW2_sum):
     """``(J, grad, terms)`` from pass 2's sums over all ``m`` rows: adds weight decay and
     the KL penalty; ``grad`` is float64, ``terms`` is ``(J, reconstruction, mean ρ̂)``."""
     layout = spec.layout
+    xp = array_namespace(theta)
     tW1, _, tW2, _ = layout.unpack(theta)
     decay = _dot(tW1, tW1) + (0.0 if spec.tied else _dot(tW2, tW2))
-    kl = float(np.sum(kl_divergence(spec.rho, rho_hat))) if spec.beta else 0.0
+    kl = float(xp.sum(kl_divergence(spec.rho, rho_hat))) if spec.beta else 0.0
     J = recon / m + 0.5 * spec.alpha * decay + spec.beta * kl
+    if xp is not np:  # the same terms, concatenated in the layout's order
+        dtype = theta.dtype
+        parts = [xp.astype(gW1_sum * (1.0 / m), dtype) + spec.alpha * tW1, gb1 / m]
+        if not spec.tied:
+            parts.append(xp.astype(gW2_sum * (1.0 / m), dtype) + spec.alpha * tW2)
+        parts.append(gb2 / m)
+        grad = xp.concat([xp.reshape(xp.astype(p, dtype), (-1,)) for p in parts])
+        return J, grad, (J, recon / m, float(xp.mean(rho_hat)))
 
     grad = np.empty(layout.size)
     gW1, gbias1, gW2, gbias2 = layout.unpack(grad)

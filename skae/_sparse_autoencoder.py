@@ -16,7 +16,12 @@ from ._base import (
     PickleVersionWarning,
     StrOptions,
     _fit_context,
+    array_namespace,
+    check_dense_on_device,
     check_input_array,
+    check_same_namespace,
+    device_namespace,
+    parameter_dtype,
     run_lbfgs,
     validate_input,
 )
@@ -32,6 +37,23 @@ from ._objective import decode as _decode
 __all__ = ["SparseAutoencoder"]
 
 _FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def _float_dtypes(xp, device):
+    """The dtypes data keep: NumPy's, or those of a device namespace (array API dispatch)."""
+    if xp is None:
+        return _FLOAT_DTYPES
+    if parameter_dtype(xp, device) == xp.float64:
+        return (xp.float64, xp.float32)
+    return (xp.float32,)
+
+
+def _input_namespace(X):
+    """``(xp, device, dtypes)`` of the input: ``xp`` is None on the NumPy path."""
+    xp, device = device_namespace(X)
+    if xp is not None:
+        check_dense_on_device(X, xp)
+    return xp, device, _float_dtypes(xp, device)
 
 
 def _skae_version():
@@ -52,6 +74,9 @@ def _data_range(X):
     values = X.data if sp.issparse(X) else X
     if values.size == 0:
         return 0.0, 0.0
+    xp = array_namespace(values)
+    if xp is not np:
+        return float(xp.min(values)), float(xp.max(values))
     low, high = float(values.min()), float(values.max())
     if sp.issparse(X) and values.size < X.shape[0] * X.shape[1]:
         low, high = min(low, 0.0), max(high, 0.0)  # implicit zeros
@@ -274,7 +299,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _in_unit_range(X):
         """``(low, high, in_unit_range)``, with a few ulps of tolerance (MinMaxScaler)."""
         low, high = _data_range(X)
-        slack = _RANGE_TOLERANCE_EPS * np.finfo(X.dtype).eps
+        slack = _RANGE_TOLERANCE_EPS * array_namespace(X).finfo(X.dtype).eps
         return low, high, bool(low >= -slack and high <= 1.0 + slack)
 
     def _check_cross_entropy_range(self, X, loss):
@@ -326,14 +351,18 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _fit(self, X):
         self._check_combinations()
         previous = self._previous_parameters()
+        xp = device = None
         if _dask.is_dask_collection(X):  # map-reduce over its row chunks (skae._dask)
             X, decoder, make_objective = _dask.fit_inputs(self, X)
         else:
+            # array API dispatch: an array of another namespace is fitted in it, on its
+            # device (xp is None on the NumPy path, which is unchanged)
+            xp, device, dtypes = _input_namespace(X)
             X = validate_input(
                 self,
                 X,
                 accept_sparse="csr",
-                dtype=_FLOAT_DTYPES,
+                dtype=dtypes,
                 ensure_min_samples=2,
                 reset=True,
             )
@@ -363,8 +392,20 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                     "Set warm_start=False to start afresh."
                 )
             theta0 = previous[1]
+            if (xp is None) != (array_namespace(theta0) is np):
+                raise ValueError(
+                    "warm_start=True cannot continue from the previous fit: it was fitted "
+                    "in another array namespace than X's. Fit X in the namespace of the "
+                    "previous fit, or set warm_start=False to start afresh."
+                )
         else:
             theta0 = layout.initialize(random_state)
+            if xp is not None:  # the same start, moved to the device
+                dtype = parameter_dtype(xp, device)
+                theta0 = xp.asarray(
+                    theta0.astype(np.float64 if dtype == xp.float64 else np.float32),
+                    device=device,
+                )
         corruption = None
         if self.noise is not None:
             seed = int(random_state.randint(np.iinfo(np.int32).max))
@@ -390,10 +431,14 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
         dtype = X.dtype
         W1, b1, W2, b2 = layout.unpack(result.theta)
-        self.components_ = W1.astype(dtype)
-        self.intercept_hidden_ = b1.astype(dtype)
-        self.decoder_components_ = self.components_ if spec.tied else W2.astype(dtype)
-        self.intercept_visible_ = b2.astype(dtype)
+        if xp is not None:  # fitted attributes live in X's namespace, on its device
+            W1, b1, W2, b2 = (xp.astype(a, dtype) for a in (W1, b1, W2, b2))
+        else:
+            W1, b1, W2, b2 = (a.astype(dtype) for a in (W1, b1, W2, b2))
+        self.components_ = W1
+        self.intercept_hidden_ = b1
+        self.decoder_components_ = self.components_ if spec.tied else W2
+        self.intercept_visible_ = b2
         self.decoder_ = decoder
         self._spec_ = spec  # what transform, inverse_transform and score use
         self._batch_size_ = self.batch_size
@@ -433,7 +478,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.transform(self, X)  # lazy
-        X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+        check_same_namespace(X, self, attribute="components_", method="transform")
+        dtypes = _input_namespace(X)[2]
+        X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return encode(X, self.components_, self.intercept_hidden_, self._spec_.activation)
 
     def inverse_transform(self, X):
@@ -452,7 +499,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.inverse_transform(self, X)  # lazy
-        H = check_input_array(X, dtype=_FLOAT_DTYPES, input_name="H")
+        check_same_namespace(X, self, attribute="components_", method="inverse_transform")
+        H = check_input_array(X, dtype=_input_namespace(X)[2], input_name="H")
         n_hidden = self.components_.shape[0]
         if H.shape[1] != n_hidden:
             raise ValueError(
@@ -485,7 +533,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.score(self, X)  # computed on the cluster
-        X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+        check_same_namespace(X, self, attribute="components_", method="score")
+        dtypes = _input_namespace(X)[2]
+        X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         spec = self._spec_
         self._check_cross_entropy_range(X, spec.loss)  # the same range check as fit
         return -reconstruction_error(
@@ -548,4 +598,5 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.array_api_support = True
         return tags
