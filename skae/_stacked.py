@@ -666,12 +666,15 @@ class StackedAutoencoderClassifier(
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
             Training data; float32 stays float32; sparse input is used by the first
-            layer as is.
+            layer as is. A dask array chunked by rows is fitted on the dask cluster, all
+            three stages (user guide, "Scaling out"); ``predict`` and the other methods
+            then return lazy dask arrays for dask input.
         y : array-like of shape (n_samples,)
             Class labels; ``unlabelled`` (default -1) marks an unlabelled row (for string
-            labels use an object array holding the integer -1).
+            labels use an object array holding the integer -1). A dask array is computed
+            on the client (one label per row).
 
         Returns
         -------

@@ -274,6 +274,27 @@ def test_grid_search_under_dask_joblib_backend(client, X):
 
 
 @short_fit
+def test_dask_ml_grid_search_works_unchanged(client, X, y):
+    # dask-ml is not a dependency of skae[dask]; this documents that its search runs a
+    # skae pipeline as it is, on NumPy and on dask arrays.
+    dms = pytest.importorskip(
+        "dask_ml.model_selection", reason="dask-ml is not installed (pip install dask-ml)"
+    )
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    pipe = make_pipeline(SparseAutoencoder(n_hidden=8, max_iter=15, random_state=0),
+                         LogisticRegression(max_iter=50))
+    grid = {"sparseautoencoder__rho": [0.05, 0.2], "sparseautoencoder__beta": [0.0, 3.0]}
+    serial = GridSearchCV(pipe, grid, cv=2).fit(X, y)
+    for data in [(X, y), (da.from_array(X, chunks=(CHUNKS, -1)), da.from_array(y, CHUNKS))]:
+        search = dms.GridSearchCV(pipe, grid, cv=2).fit(*data)
+        assert search.best_params_ == serial.best_params_
+        np.testing.assert_allclose(search.cv_results_["mean_test_score"],
+                                   serial.cv_results_["mean_test_score"], rtol=1e-12)
+
+
+@short_fit
 def test_worker_killed_mid_fit_the_fit_completes_on_the_rest(client, X, monkeypatch):
     from skae._dask import DaskObjective
 
