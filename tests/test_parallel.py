@@ -231,3 +231,29 @@ def test_ctrl_c_waits_for_the_blocks_in_flight_and_starts_no_more():
     assert sorted(started) == [0, 1]
     assert sorted(start for start, _ in finished) == [0, 1]
     assert all(at <= raised for _, at in finished)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 iterations
+def test_the_thread_pool_controller_is_built_once(monkeypatch):
+    """Building a ThreadpoolController inspects every loaded library; skae builds it once
+    per process, not per fit or per evaluation."""
+    import threadpoolctl
+
+    from skae import _parallel
+
+    _parallel._controller()  # built (if not yet) before counting
+    built = []
+    original = threadpoolctl.ThreadpoolController
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", counting)
+    X = np.random.RandomState(0).rand(2000, 40)  # above the parallel threshold
+    from skae import SparseAutoencoder
+
+    SparseAutoencoder(n_hidden=3, max_iter=3, tol=0.0, random_state=0).fit(X)
+    with _parallel.blas_single_threaded():
+        _parallel.available_threads()
+    assert built == []
