@@ -25,6 +25,7 @@ from ._base import (
     StrOptions,
     _fit_context,
     check_input_array,
+    device_namespace,
     run_lbfgs,
     validate_input,
     warn_at_caller,
@@ -167,6 +168,19 @@ def _check_constant_codes(estimator, k, autoencoder, X, H, settings):
         "decay in the upper layers' in the documentation's page on stacking).",
         ConstantCodesWarning,
     )
+
+
+def _refuse_device_arrays(estimator, X):
+    """A clear error for arrays of another namespace than NumPy under array API dispatch
+    (only SparseAutoencoder follows it so far; docs/array_api.rst)."""
+    xp, _ = device_namespace(X)
+    if xp is not None:
+        raise TypeError(
+            f"{type(estimator).__name__} does not follow scikit-learn's array API dispatch "
+            f"yet, and X is a {xp.__name__} array. Pass a NumPy array (e.g. "
+            "X.cpu().numpy() for a PyTorch tensor, cupy.asnumpy(X) for CuPy), or fit "
+            "SparseAutoencoder layers, which compute on the device."
+        )
 
 
 class _StackMixin:
@@ -404,6 +418,7 @@ class StackedAutoencoder(
         if _dask.is_dask_collection(X):  # persisted once; each layer fits on the cluster
             X = _dask.stack_inputs(self, X, reset=True)
         else:
+            _refuse_device_arrays(self, X)
             X = validate_input(
                 self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, ensure_min_samples=2, reset=True
             )
@@ -429,6 +444,7 @@ class StackedAutoencoder(
         if _dask.is_dask_collection(X):
             X = _dask.stack_inputs(self, X, reset=False)  # lazy codes
         else:
+            _refuse_device_arrays(self, X)
             X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
         for autoencoder in self.autoencoders_:
             X = autoencoder.transform(X)
@@ -450,6 +466,7 @@ class StackedAutoencoder(
         if _dask.is_dask_collection(X):
             H = _dask.stack_codes(self, X)  # lazy reconstruction
         else:
+            _refuse_device_arrays(self, X)
             H = check_input_array(X, dtype=_FLOAT_DTYPES, input_name="H")
         for autoencoder in reversed(self.autoencoders_):
             H = autoencoder.inverse_transform(H)
@@ -693,6 +710,7 @@ class StackedAutoencoderClassifier(
         else:
             if _dask.is_dask_collection(y):
                 y = _dask.compute_labels(y)
+            _refuse_device_arrays(self, X)
             X, y = validate_input(
                 self,
                 X,
@@ -832,6 +850,7 @@ class StackedAutoencoderClassifier(
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.map_rows(self, X, function, self.layers_, self.classes_)
+        _refuse_device_arrays(self, X)
         X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
         return function(X, self.layers_, self.classes_)
 

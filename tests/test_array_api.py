@@ -293,3 +293,24 @@ def test_gpu_fit_matches_numpy(monkeypatch, library, dtype):
     atol = 1e-6 if dtype == "float64" else 1e-3
     assert_allclose(to_numpy(est.components_), reference.components_, atol=atol)
     assert_allclose(to_numpy(H), reference.transform(X.astype(dtype)), atol=atol)
+
+
+# ------------------------------------------------------------------ not yet: the stacks
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_stacked_estimators_refuse_device_arrays_with_advice():
+    from skae import StackedAutoencoder, StackedAutoencoderClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:80] / 16.0, y[:80]
+    with config_context(array_api_dispatch=True):
+        for est, args in [
+            (StackedAutoencoder((6,), max_iter=3), (xps.asarray(X),)),
+            (StackedAutoencoderClassifier((6,), max_iter=3), (xps.asarray(X), y)),
+        ]:
+            with pytest.raises(TypeError, match="does not follow.*array API.*NumPy array"):
+                est.fit(*args)
+            est.fit(X, *args[1:])  # NumPy input still works with dispatch on
+            with pytest.raises(TypeError, match="does not follow.*array API"):
+                est.transform(xps.asarray(X))
+        with pytest.raises(TypeError, match="does not follow.*array API"):
+            est.predict(xps.asarray(X))
