@@ -61,6 +61,16 @@ def _relative(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
+def _tasks_run(client, prefix):
+    """How many tasks of a key prefix (the function's name without leading underscores)
+    the cluster has computed."""
+    return client.run_on_scheduler(lambda dask_scheduler: sum(
+        p.state_counts["memory"]
+        for name, p in dask_scheduler.task_prefixes.items()
+        if name.startswith(prefix)
+    ))
+
+
 def _assert_same_model(dask_ae, numpy_ae, rtol=RTOL):
     assert dask_ae.n_iter_ == numpy_ae.n_iter_
     assert dask_ae.decoder_ == numpy_ae.decoder_
@@ -94,10 +104,13 @@ def test_import_skae_does_not_import_dask():
     ids=["plain", "tied", "denoising", "denoising-gaussian-two-pass-tanh"],
 )
 def test_fit_on_cluster_equals_numpy_fit(client, X, params):
-    settings = dict(n_hidden=12, max_iter=25, random_state=0, **params)
+    settings = dict(n_hidden=12, max_iter=20, random_state=0, **params)
     expected = SparseAutoencoder(**settings).fit(X)
     Xd = da.from_array(X, chunks=(CHUNKS, -1))
+    before = _tasks_run(client, "pass2")
     fitted = SparseAutoencoder(**settings).fit(Xd)
+    # on the workers: pass 2 of each of the 3 chunks, at least once per iteration
+    assert _tasks_run(client, "pass2") - before >= 3 * fitted.n_iter_
     _assert_same_model(fitted, expected)
     assert fitted.n_features_in_ == X.shape[1]
 
@@ -155,16 +168,13 @@ def test_transform_is_lazy_and_equals_numpy(client, X):
     np.testing.assert_allclose(R.compute(), ae.inverse_transform(ae.transform(X)), rtol=1e-12)
     assert ae.score(Xd) == pytest.approx(ae.score(X), rel=1e-12)
     # Fitted on the cluster, used on NumPy arrays: an ordinary estimator.
-    fitted = SparseAutoencoder(n_hidden=12, max_iter=20, random_state=0).fit(Xd)
+    fitted = SparseAutoencoder(n_hidden=12, max_iter=5, random_state=0).fit(Xd)
     assert fitted.transform(X).shape == (len(X), 12)
 
 
 @short_fit
-# 25 iterations with the default decay flatten the second layer on these 510 digits; the
-# NumPy fit says so (ConstantCodesWarning), the comparison is the point here
-@pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
 def test_stacked_autoencoder_on_cluster_equals_numpy(client, X):
-    settings = dict(hidden_layer_sizes=(16, 8), max_iter=25, random_state=0)
+    settings = dict(hidden_layer_sizes=(16, 8), max_iter=15, random_state=0)
     expected = StackedAutoencoder(**settings).fit(X)
     Xd = da.from_array(X, chunks=(CHUNKS, -1))
     fitted = StackedAutoencoder(**settings).fit(Xd)
@@ -217,8 +227,12 @@ def test_classifier_fine_tuning_on_cluster_equals_numpy(client, X, y, fine_tune,
     expected = StackedAutoencoderClassifier(**settings).fit(X, y)
     Xd = da.from_array(X, chunks=(CHUNKS, -1))
     labels = da.from_array(y, chunks=CHUNKS) if unlabelled else y  # dask or NumPy labels
+    before = _tasks_run(client, "finetune_sums")
     fitted = StackedAutoencoderClassifier(**settings).fit(Xd, labels)
     assert fitted.stage_n_iter_["fine_tuning"] > 0
+    supervised_iterations = fitted.stage_n_iter_["softmax"] + fitted.stage_n_iter_["fine_tuning"]
+    n_chunks = 2 if unlabelled else 3  # a chunk without labelled rows takes no part
+    assert _tasks_run(client, "finetune_sums") - before >= n_chunks * supervised_iterations
     _assert_same_classifier(fitted, expected)
     for dask_layer, numpy_layer in zip(fitted.autoencoders_, expected.autoencoders_):
         _assert_same_model(dask_layer, numpy_layer)  # pretrained on every row
@@ -264,8 +278,18 @@ def test_grid_search_under_dask_joblib_backend(client, X):
     ae = SparseAutoencoder(n_hidden=8, max_iter=15, random_state=0)
     grid = {"rho": [0.05, 0.2], "beta": [0.0, 3.0]}
     serial = GridSearchCV(ae, grid, cv=2, n_jobs=1).fit(X)
+
+    def batches_run_on_the_cluster():
+        return client.run_on_scheduler(lambda dask_scheduler: sum(
+            prefix.state_counts["memory"]
+            for name, prefix in dask_scheduler.task_prefixes.items()
+            if name.startswith("batch_of__fit_and_score")
+        ))
+
+    before = batches_run_on_the_cluster()
     with joblib.parallel_backend("dask"):
         on_cluster = GridSearchCV(ae, grid, cv=2, n_jobs=-1).fit(X)
+    assert batches_run_on_the_cluster() > before  # the fits ran on the workers
     assert on_cluster.best_params_ == serial.best_params_
     np.testing.assert_allclose(
         on_cluster.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"],
@@ -298,7 +322,7 @@ def test_dask_ml_grid_search_works_unchanged(client, X, y):
 def test_worker_killed_mid_fit_the_fit_completes_on_the_rest(client, X, monkeypatch):
     from skae._dask import DaskObjective
 
-    settings = dict(n_hidden=12, max_iter=30, random_state=0)
+    settings = dict(n_hidden=12, max_iter=20, random_state=0)
     expected = SparseAutoencoder(**settings).fit(X)
     ae = SparseAutoencoder(**settings)
     evaluate, calls = DaskObjective.__call__, []
