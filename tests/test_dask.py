@@ -4,9 +4,11 @@ objective's per-chunk pieces, so it equals the NumPy fit; transforms are lazy.
 One LocalCluster (2 worker processes, 1 thread each, loopback, no dashboard) serves the
 module. The row chunks are deliberately not multiples of the objective's 256-row blocks
 (and the last one is short), so chunk offsets, global block boundaries and the
-per-row corruption are all exercised; results then agree to rounding, which L-BFGS
-amplifies a little over the iterations (about 1e-10 relative after 100 iterations), well
-inside the 1e-8 asked for.
+per-row corruption are all exercised; each evaluation then agrees with NumPy's to
+rounding, which L-BFGS amplifies over the iterations (plain settings: about 1e-13 relative
+in the parameters after 20 iterations, 6e-9 after 60, 4e-5 after 100), so the fits here
+stop after at most 20 iterations per stage, well inside the 1e-8 asked for; single
+evaluations are compared to 1e-12.
 """
 
 import logging
@@ -113,6 +115,44 @@ def test_fit_on_cluster_equals_numpy_fit(client, X, params):
     assert _tasks_run(client, "pass2") - before >= 3 * fitted.n_iter_
     _assert_same_model(fitted, expected)
     assert fitted.n_features_in_ == X.shape[1]
+
+
+@short_fit
+def test_one_evaluation_equals_the_numpy_objective(client, X, y):
+    # The map-reduces themselves, at one theta, without L-BFGS: equal to rounding.
+    from skae._dask import DaskFineTuneObjective, DaskObjective
+    from skae._network import FineTuneObjective
+    from skae._objective import AutoencoderObjective
+
+    rng = np.random.default_rng(0)
+    Xd = da.from_array(X, chunks=(CHUNKS, -1)).persist()
+    ae = SparseAutoencoder(n_hidden=12, max_iter=3, random_state=0).fit(X)
+    theta = rng.normal(scale=0.3, size=ae._spec_.layout.size)
+    for batch_size in (None, 100):
+        expected = AutoencoderObjective(ae._spec_, X, batch_size=batch_size)(theta)
+        got = DaskObjective(ae._spec_, Xd, batch_size=batch_size)(theta)
+        assert got[0] == pytest.approx(expected[0], rel=1e-13)
+        assert _relative(got[1], expected[1]) < 1e-12
+
+    clf = StackedAutoencoderClassifier((16, 8), alpha=[3e-3, 1e-5], max_iter=3,
+                                       softmax_max_iter=3, fine_tune=None, random_state=0)
+    clf.fit(X, y)
+    labelled = rng.random(len(X)) < 0.7
+    labelled[:CHUNKS] = False  # a chunk without labelled rows
+    y_index = y[labelled]
+    for n_trainable in (1, 3):
+        alphas = [0.0] * (n_trainable - 1) + [1e-4]
+        numpy_objective = FineTuneObjective(clf.layers_, X[labelled], y_index,
+                                            n_trainable=n_trainable, alphas=alphas)
+        dask_objective = DaskFineTuneObjective(clf.layers_, Xd, labelled, y_index,
+                                               n_trainable=n_trainable, alphas=alphas)
+        assert dask_objective.n_chunks == 2
+        np.testing.assert_array_equal(dask_objective.theta0, numpy_objective.theta0)
+        theta = numpy_objective.theta0 + rng.normal(scale=0.1, size=len(numpy_objective.theta0))
+        expected, got = numpy_objective(theta), dask_objective(theta)
+        assert got[0] == pytest.approx(expected[0], rel=1e-13)
+        assert _relative(got[1], expected[1]) < 1e-12
+        assert dask_objective.last_terms == pytest.approx(numpy_objective.last_terms, rel=1e-13)
 
 
 @short_fit
@@ -258,6 +298,37 @@ def test_classifier_predictions_on_dask_arrays_are_lazy_and_equal_numpy(client, 
         else:
             np.testing.assert_allclose(computed, expected, rtol=1e-12, atol=1e-14)
     assert clf.score(Xd, labels) == clf.score(X, labels)
+
+
+@short_fit
+def test_classifier_cluster_failure_in_fine_tuning_keeps_the_model(X, y, monkeypatch):
+    from skae._dask import DaskFineTuneObjective
+
+    settings = dict(hidden_layer_sizes=(8,), max_iter=5, softmax_max_iter=5,
+                    fine_tune_max_iter=5)
+    clf = StackedAutoencoderClassifier(**settings, random_state=0).fit(X, y)
+    before = [(layer.weights.copy(), layer.bias.copy()) for layer in clf.layers_]
+    evaluate, compute, calls = DaskFineTuneObjective.__call__, dask.compute, []
+
+    def fail_in_fine_tuning(self, theta):  # what distributed raises when workers keep dying
+        calls.append(1)
+        if len(calls) == 8:  # mid-fit, in the supervised stages
+            worker = types.SimpleNamespace(address="tcp://127.0.0.1:1")
+            error = distributed.KilledWorker("finetune_sums-abc", worker, 3)
+            monkeypatch.setattr(dask, "compute", lambda *a, **k: (_ for _ in ()).throw(error))
+        try:
+            return evaluate(self, theta)
+        finally:
+            monkeypatch.setattr(dask, "compute", compute)
+
+    monkeypatch.setattr(DaskFineTuneObjective, "__call__", fail_in_fine_tuning)
+    with dask.config.set(scheduler="threads"):
+        with pytest.raises(RuntimeError, match="cluster failed.*KilledWorker"):
+            clf.set_params(random_state=5).fit(da.from_array(X, chunks=(CHUNKS, -1)), y)
+    assert len(calls) == 8
+    for (W, b), layer in zip(before, clf.layers_):
+        np.testing.assert_array_equal(layer.weights, W)
+        np.testing.assert_array_equal(layer.bias, b)
 
 
 def test_classifier_labels_must_match_the_rows(X, y):
