@@ -25,13 +25,14 @@ from ._base import (
     StrOptions,
     _fit_context,
     check_input_array,
+    check_same_namespace,
     device_namespace,
     run_lbfgs,
     validate_input,
     warn_at_caller,
 )
 from ._network import FineTuneObjective, Layer, _autoencoder_layer, forward
-from ._sparse_autoencoder import SparseAutoencoder
+from ._sparse_autoencoder import SparseAutoencoder, _input_namespace
 
 __all__ = ["StackedAutoencoder", "StackedAutoencoderClassifier"]
 
@@ -135,6 +136,8 @@ def _check_constant_codes(estimator, k, autoencoder, X, H, settings):
     """Warn when layer ``k`` (0-based) learned constant codes because of its decay."""
     if sp.issparse(X) or _dask.is_dask_collection(X) or _dask.is_dask_collection(H):
         return
+    if device_namespace(X)[0] is not None:  # array API dispatch: not diagnosed on devices
+        return
     X = np.asarray(X, dtype=np.float64)
     spread = np.sum((X - X.mean(axis=0)) ** 2)
     if spread == 0.0:
@@ -172,14 +175,14 @@ def _check_constant_codes(estimator, k, autoencoder, X, H, settings):
 
 def _refuse_device_arrays(estimator, X):
     """A clear error for arrays of another namespace than NumPy under array API dispatch
-    (only SparseAutoencoder follows it so far; docs/array_api.rst)."""
+    (the classifier does not follow it yet; docs/array_api.rst)."""
     xp, _ = device_namespace(X)
     if xp is not None:
         raise TypeError(
             f"{type(estimator).__name__} does not follow scikit-learn's array API dispatch "
             f"yet, and X is a {xp.__name__} array. Pass a NumPy array (e.g. "
             "X.cpu().numpy() for a PyTorch tensor, cupy.asnumpy(X) for CuPy), or fit "
-            "SparseAutoencoder layers, which compute on the device."
+            "StackedAutoencoder, which computes on the device, for the codes."
         )
 
 
@@ -417,10 +420,10 @@ class StackedAutoencoder(
         )
         if _dask.is_dask_collection(X):  # persisted once; each layer fits on the cluster
             X = _dask.stack_inputs(self, X, reset=True)
-        else:
-            _refuse_device_arrays(self, X)
+        else:  # under array API dispatch, in X's namespace and on its device
+            dtypes = _input_namespace(X)[2]
             X = validate_input(
-                self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, ensure_min_samples=2, reset=True
+                self, X, accept_sparse="csr", dtype=dtypes, ensure_min_samples=2, reset=True
             )
         random_state = check_random_state(self.random_state)
         seeds = random_state.randint(_SEED_MAX, size=len(self._hidden_sizes()))
@@ -444,8 +447,9 @@ class StackedAutoencoder(
         if _dask.is_dask_collection(X):
             X = _dask.stack_inputs(self, X, reset=False)  # lazy codes
         else:
-            _refuse_device_arrays(self, X)
-            X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+            check_same_namespace(X, self, attribute="_bottom_weights", method="transform")
+            dtypes = _input_namespace(X)[2]
+            X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         for autoencoder in self.autoencoders_:
             X = autoencoder.transform(X)
         return X
@@ -466,8 +470,8 @@ class StackedAutoencoder(
         if _dask.is_dask_collection(X):
             H = _dask.stack_codes(self, X)  # lazy reconstruction
         else:
-            _refuse_device_arrays(self, X)
-            H = check_input_array(X, dtype=_FLOAT_DTYPES, input_name="H")
+            check_same_namespace(X, self, attribute="_top_weights", method="inverse_transform")
+            H = check_input_array(X, dtype=_input_namespace(X)[2], input_name="H")
         for autoencoder in reversed(self.autoencoders_):
             H = autoencoder.inverse_transform(H)
         return H
@@ -477,6 +481,14 @@ class StackedAutoencoder(
         return [_autoencoder_layer(ae) for ae in self.autoencoders_]
 
     @property
+    def _bottom_weights(self):  # the namespace and device of the fit (array API)
+        return self.autoencoders_[0].components_
+
+    @property
+    def _top_weights(self):
+        return self.autoencoders_[-1].components_
+
+    @property
     def _n_features_out(self):
         return self.autoencoders_[-1].n_hidden
 
@@ -484,6 +496,7 @@ class StackedAutoencoder(
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.array_api_support = True
         return tags
 
 

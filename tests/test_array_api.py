@@ -295,22 +295,56 @@ def test_gpu_fit_matches_numpy(monkeypatch, library, dtype):
     assert_allclose(to_numpy(H), reference.transform(X.astype(dtype)), atol=atol)
 
 
-# ------------------------------------------------------------------ not yet: the stacks
+# ------------------------------------------------------------------ the stacks
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_stacked_estimators_refuse_device_arrays_with_advice():
-    from skae import StackedAutoencoder, StackedAutoencoderClassifier
+def test_stacked_autoencoder_equals_the_numpy_fit_with_the_same_optimiser(monkeypatch):
+    """Stated tolerance as for one layer: parameters of every layer to 1e-7, codes and
+    reconstructions to 1e-7, all in the input's namespace."""
+    from skae import StackedAutoencoder
+
+    X = _data()
+    params = {"hidden_layer_sizes": (12, 6), "max_iter": 20, "random_state": 0}
+    with config_context(array_api_dispatch=True):
+        fitted = StackedAutoencoder(**params).fit(xps.asarray(X))
+        H = fitted.transform(xps.asarray(X))
+        R = fitted.inverse_transform(H)
+    assert isinstance(H, StrictArray) and H.shape == (200, 6)
+    assert isinstance(R, StrictArray) and R.shape == X.shape
+    _skae_lbfgs_for_numpy(monkeypatch)
+    reference = StackedAutoencoder(**params).fit(X)
+    for ours, theirs in zip(fitted.autoencoders_, reference.autoencoders_):
+        assert isinstance(ours.components_, StrictArray)
+        for a, b in zip(_fitted_attributes(ours), _fitted_attributes(theirs)):
+            assert_allclose(np.asarray(a), b, atol=1e-7)
+    assert_allclose(np.asarray(H), reference.transform(X), atol=1e-7)
+    assert_allclose(np.asarray(R), reference.inverse_transform(reference.transform(X)), atol=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "namespace, device, dtype", list(yield_namespace_device_dtype_combinations())
+)
+def test_sklearn_array_api_checks_stacked(namespace, device, dtype):
+    from skae import StackedAutoencoder
+
+    estimator = StackedAutoencoder((4, 3), max_iter=10, random_state=0)
+    check_array_api_input(
+        "StackedAutoencoder", estimator, array_namespace=namespace, device_name=device,
+        dtype_name=dtype,
+    )
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_classifier_refuses_device_arrays_with_advice():
+    from skae import StackedAutoencoderClassifier
 
     X, y = load_digits(return_X_y=True)
     X, y = X[:80] / 16.0, y[:80]
+    est = StackedAutoencoderClassifier((6,), max_iter=3)
     with config_context(array_api_dispatch=True):
-        for est, args in [
-            (StackedAutoencoder((6,), max_iter=3), (xps.asarray(X),)),
-            (StackedAutoencoderClassifier((6,), max_iter=3), (xps.asarray(X), y)),
-        ]:
-            with pytest.raises(TypeError, match="does not follow.*array API.*NumPy array"):
-                est.fit(*args)
-            est.fit(X, *args[1:])  # NumPy input still works with dispatch on
+        with pytest.raises(TypeError, match="does not follow.*array API.*NumPy array"):
+            est.fit(xps.asarray(X), y)
+        est.fit(X, y)  # NumPy input still works with dispatch on
+        for method in ("predict", "predict_proba", "transform"):
             with pytest.raises(TypeError, match="does not follow.*array API"):
-                est.transform(xps.asarray(X))
-        with pytest.raises(TypeError, match="does not follow.*array API"):
-            est.predict(xps.asarray(X))
+                getattr(est, method)(xps.asarray(X))
