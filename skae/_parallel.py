@@ -201,6 +201,7 @@ class _Run:
         self.next_block = 0
         self.next_combine = 0
         self.stopped = False
+        self.active = 0  # blocks taken and not yet finished (delivered or failed)
         self.condition = threading.Condition()
 
     def take(self):
@@ -209,7 +210,19 @@ class _Run:
                 return None
             index = self.next_block
             self.next_block += 1
+            self.active += 1
             return index
+
+    def finished(self):
+        with self.condition:
+            self.active -= 1
+            self.condition.notify_all()
+
+    def wait_idle(self):
+        """Return once no block is running (none starts after :meth:`stop`)."""
+        with self.condition:
+            while self.active:
+                self.condition.wait()
 
     def deliver(self, index, result):
         if self.combine is None:
@@ -235,8 +248,11 @@ class _Run:
 def _work(run, function, worker):
     try:
         while (index := run.take()) is not None:
-            start, stop = run.blocks[index]
-            run.deliver(index, function(start, stop, worker))
+            try:
+                start, stop = run.blocks[index]
+                run.deliver(index, function(start, stop, worker))
+            finally:
+                run.finished()
     except BaseException:
         run.stop()
         raise
@@ -269,14 +285,19 @@ def map_blocks(function, blocks, n_workers, *, combine=None):
         _work(run, function, 0)
     else:
         pool = _pool(n_workers)
-        futures = [pool.submit(_work, run, function, w) for w in range(n_workers)]
+        futures = []
         try:
+            # submitting is inside the try: Ctrl-C can come while the first workers run
+            for worker in range(n_workers):
+                futures.append(pool.submit(_work, run, function, worker))
             _wait_futures(futures)
         except BaseException:  # Ctrl-C in the waiting thread: stop, then wait for the rest
+            # Wait for the blocks in flight, not only for the futures in `futures`: Ctrl-C
+            # can come inside pool.submit after a worker has already started a block.
             run.stop()
             while True:
                 try:
-                    _wait_futures(futures)
+                    run.wait_idle()
                     break
                 except KeyboardInterrupt:
                     continue

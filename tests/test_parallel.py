@@ -219,8 +219,11 @@ def test_ctrl_c_waits_for_the_blocks_in_flight_and_starts_no_more():
         with lock:
             started.append(start)
         if start == 1:
-            signal.pthread_kill(main, signal.SIGINT)
-        time.sleep(0.3)  # both blocks in flight outlive the interrupt
+            # Sent 0.1 s later from another thread, when the main thread is surely blocked
+            # waiting: a signal that arrives just before CPython blocks on a lock is only
+            # seen when the wait ends.
+            threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT)).start()
+        time.sleep(0.4)  # both blocks in flight outlive the interrupt
         with lock:
             finished.append((start, time.perf_counter()))
         return start

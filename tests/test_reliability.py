@@ -1060,6 +1060,8 @@ def _interrupt_from_a_worker(monkeypatch, at_call, delay):
             time.sleep(delay)
         result = original(self, Xc, W1, b1, out)
         record["last_exit"] = max(record["last_exit"], time.perf_counter())
+        if fire:
+            record["interrupted_block_exit"] = record["last_exit"]
         return result
 
     monkeypatch.setattr(AutoencoderObjective, "_encode_into", slow)
@@ -1089,7 +1091,10 @@ def test_interrupt_with_several_workers_waits_for_in_flight_blocks(monkeypatch, 
         with pytest.warns(UserWarning, match="interrupted"):
             estimator.fit(X)
         returned = time.perf_counter()
+        # read now: a block still running after fit returned would set it later
+        interrupted_block_exit = record.get("interrupted_block_exit")
     assert record["sent"] is not None
+    assert interrupted_block_exit is not None, "fit returned while a block was in flight"
     assert record["last_exit"] <= returned
     monkeypatch.undo()
     spec = estimator._spec_
