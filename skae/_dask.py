@@ -246,7 +246,7 @@ class DaskObjective:
         self.m = m = int(sum(sizes))
         block_rows = partition_block_rows(m, spec.n_features, batch_size)
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
-        make = delayed(_chunk_objective, pure=True)
+        make = delayed(_chunk_objective, pure=False)  # this fit's own buffers (mutated)
         chunks = [
             make(block, int(offset), spec, corruption, batch_size, block_rows)
             for block, offset, size in zip(X.to_delayed().ravel(), offsets, sizes)

@@ -106,7 +106,7 @@ def test_import_skae_does_not_import_dask():
     ids=["plain", "tied", "denoising", "denoising-gaussian-two-pass-tanh"],
 )
 def test_fit_on_cluster_equals_numpy_fit(client, X, params):
-    settings = dict(n_hidden=12, max_iter=20, random_state=0, **params)
+    settings = dict(n_hidden=12, max_iter=12, random_state=0, **params)
     expected = SparseAutoencoder(**settings).fit(X)
     Xd = da.from_array(X, chunks=(CHUNKS, -1))
     before = _tasks_run(client, "pass2")
@@ -214,7 +214,7 @@ def test_transform_is_lazy_and_equals_numpy(client, X):
 
 @short_fit
 def test_stacked_autoencoder_on_cluster_equals_numpy(client, X):
-    settings = dict(hidden_layer_sizes=(16, 8), max_iter=15, random_state=0)
+    settings = dict(hidden_layer_sizes=(16, 8), max_iter=10, random_state=0)
     expected = StackedAutoencoder(**settings).fit(X)
     Xd = da.from_array(X, chunks=(CHUNKS, -1))
     fitted = StackedAutoencoder(**settings).fit(Xd)
@@ -255,15 +255,15 @@ def _assert_same_classifier(fitted, expected, rtol=RTOL):
 )
 def test_classifier_fine_tuning_on_cluster_equals_numpy(client, X, y, fine_tune, unlabelled):
     # Fine-tuning amplifies rounding differences faster than pretraining (about 10x per
-    # 5 iterations here), so it stops after 15 iterations: ~1e-10 relative, inside 1e-8.
-    # softmax_max_iter=5 stops stage 2 early, so that "top" has iterations to do.
+    # 5 iterations here), so it stops after 12 iterations, well inside 1e-8.
+    # softmax_max_iter=4 stops stage 2 early, so that "top" has iterations to do.
     y = y.copy()
     if unlabelled:
         y[:CHUNKS] = -1  # the first chunk has no labelled row: it is not used by stages 2-3
         y[200::3] = -1
-    settings = dict(hidden_layer_sizes=(16, 8), alpha=[3e-3, 1e-5], max_iter=10,
-                    softmax_max_iter=5,
-                    fine_tune=fine_tune, fine_tune_max_iter=15, random_state=0)
+    settings = dict(hidden_layer_sizes=(16, 8), alpha=[3e-3, 1e-5], max_iter=6,
+                    softmax_max_iter=4, fine_tune=fine_tune, fine_tune_max_iter=12,
+                    random_state=0)
     expected = StackedAutoencoderClassifier(**settings).fit(X, y)
     Xd = da.from_array(X, chunks=(CHUNKS, -1))
     labels = da.from_array(y, chunks=CHUNKS) if unlabelled else y  # dask or NumPy labels
@@ -393,7 +393,7 @@ def test_dask_ml_grid_search_works_unchanged(client, X, y):
 def test_worker_killed_mid_fit_the_fit_completes_on_the_rest(client, X, monkeypatch):
     from skae._dask import DaskObjective
 
-    settings = dict(n_hidden=12, max_iter=20, random_state=0)
+    settings = dict(n_hidden=12, max_iter=10, random_state=0)
     expected = SparseAutoencoder(**settings).fit(X)
     ae = SparseAutoencoder(**settings)
     evaluate, calls = DaskObjective.__call__, []
