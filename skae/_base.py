@@ -124,13 +124,21 @@ def check_input_array(X, **kwargs):
 # temporaries; what the NumPy path has always done, bit for bit), and out of place on
 # arrays of any other array-API namespace (PyTorch, CuPy, array_api_strict), whose
 # standard has no ``out=``. Callers use the returned array in both cases.
+_NUMPY_LIKE = (np.ndarray, np.generic, float, int)
+
+
 def array_namespace(*arrays):
     """``numpy`` for NumPy arrays, memmaps, SciPy sparse matrices and Python scalars; the
     array-API namespace (via array_api_compat) for arrays of any other library."""
+    for a in arrays:  # the NumPy path's fast exit: no list, no array_api_compat
+        if not (isinstance(a, _NUMPY_LIKE) or a is None):
+            break
+    else:
+        return np
     others = [
         a
         for a in arrays
-        if not isinstance(a, (np.ndarray, np.generic, float, int))
+        if not isinstance(a, _NUMPY_LIKE)
         and a is not None
         and not sp.issparse(a)
         and array_api_compat.is_array_api_obj(a)
