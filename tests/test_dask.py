@@ -24,6 +24,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 
 from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
+from skae._network import Layer
 
 dask = pytest.importorskip("dask", reason="needs dask: pip install 'skae[dask]'")
 da = pytest.importorskip("dask.array", reason="needs dask: pip install 'skae[dask]'")
@@ -153,6 +154,22 @@ def test_one_evaluation_equals_the_numpy_objective(client, X, y):
         assert got[0] == pytest.approx(expected[0], rel=1e-13)
         assert _relative(got[1], expected[1]) < 1e-12
         assert dask_objective.last_terms == pytest.approx(numpy_objective.last_terms, rel=1e-13)
+
+
+def test_chunk_objectives_tell_the_scheduler_their_size(X, y):
+    # dask's sizeof of a persisted chunk objective counts its arrays, so the scheduler
+    # does not move a chunk between workers as if it cost nothing.
+    from dask.sizeof import sizeof
+
+    from skae._dask import _chunk_objective, _finetune_chunk
+
+    ae = SparseAutoencoder(n_hidden=12, max_iter=200, tol=1e-3).fit(X)
+    chunk = _chunk_objective(X, 0, ae._spec_, None, None, 256)
+    assert sizeof(chunk) >= X.nbytes + len(X) * 12 * 8  # data and hidden activations
+    layers = [Layer(ae.components_, ae.intercept_hidden_, "sigmoid"),
+              Layer(np.zeros((10, 12)), np.zeros(10), "softmax")]
+    chunk = _finetune_chunk(X, None, y, layers, 2, (0.0, 0.0))
+    assert sizeof(chunk) >= X.nbytes
 
 
 @short_fit
