@@ -200,8 +200,9 @@ def decay_study(X, y):
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        base = StackedAutoencoderClassifier(
-            SIZES[1:-1], max_iter=100, softmax_max_iter=100, fine_tune=None, random_state=0
+        base = StackedAutoencoderClassifier(  # UFLDL's settings, as the docstring says
+            SIZES[1:-1], alpha=3e-3, beta=3.0, max_iter=100, softmax_max_iter=100,
+            fine_tune=None, random_state=0,
         ).fit(X_train, y_train)
         rows.append({"encoder_alpha": None, "accuracy": base.score(X_test, y_test),
                      "change": 0.0})
