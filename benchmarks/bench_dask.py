@@ -176,7 +176,7 @@ def run_dask(X, max_iter, n_workers, chunk):
             n_parameters=P,
             theta_bytes=8 * P,
             stated_bytes_per_eval=stated,
-            worker_to_worker_bytes_per_eval=(w1 - w0) / n,
+            worker_outgoing_bytes_per_eval=(w1 - w0) / n,
             loopback_bytes_per_eval=None if l0 is None else (l1 - l0) / n,
         )
     return ae, result
@@ -229,7 +229,7 @@ def main():
         print(
             f"| {row['setup']} | {row['per_iter_s']:.3f} | {row['median_eval_s']:.3f} | "
             f"{row['evals_per_iter']:.2f} | {ratio:.2f}x | {fmt(stated)} | "
-            f"{fmt(row.get('worker_to_worker_bytes_per_eval'))} | "
+            f"{fmt(row.get('worker_outgoing_bytes_per_eval'))} | "
             f"{fmt(row.get('loopback_bytes_per_eval'))} |"
         )
         row["max_rel_diff_components_vs_numpy"] = float(
