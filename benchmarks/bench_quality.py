@@ -440,7 +440,7 @@ def run_table(args):
                     f"{label_key(k)} {rows[names[rep]][label_key(k)]['accuracy']:.4f}"
                     for k in LABELS_PER_CLASS) + f" ({rows[names[rep]]['fit_seconds']:.1f} s)",
                     flush=True)
-            if not args.no_grid:
+            if not args.no_grid and (args.grid_on is None or name in args.grid_on):
                 rows[names["sae_grid"]] = grid_best(data, args.draws)
                 print(f"   {names['sae_grid']}: " + ", ".join(
                     f"{label_key(k)} {rows[names['sae_grid']][label_key(k)]['accuracy']:.4f}"
@@ -472,6 +472,8 @@ def main(argv=None):
                         choices=["digits", "nudged", "mnist"])
     parser.add_argument("--draws", type=int, default=N_DRAWS)
     parser.add_argument("--no-grid", action="store_true")
+    parser.add_argument("--grid-on", nargs="+", choices=["digits", "nudged", "mnist"],
+                        help="run the sae_grid row only on these data sets (default: all)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--sweep", type=int, choices=[1, 2, 3])
     parser.add_argument("--n-hidden", type=int, default=200)
