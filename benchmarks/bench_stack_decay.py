@@ -4,7 +4,7 @@ A layer fitted on the codes of a sparse sigmoid layer sees inputs that vary litt
 mean is ``rho``), and all-zero weights (constant codes) are a local minimum of its objective
 once ``alpha`` exceeds :func:`skae._stacked.constant_codes_decay` of its input. This script
 measures, on scikit-learn's digits (scaled to [0, 1], 70/30 stratified split, seed 0), for
-each stack and ``alpha`` setting:
+each stack and ``alpha`` setting (with ``beta=3``, UFLDL's), and for the defaults:
 
 * each layer's bound (computed on the layer's input after the fit) and the standard deviation
   of its codes across the training rows, averaged over units;
@@ -31,7 +31,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
+# (hidden_layer_sizes, alpha); beta=3 (UFLDL) in these rows. "default" is
+# StackedAutoencoder((200, 200)) with SparseAutoencoder's defaults for every layer.
 SETTINGS = [
+    ((200, 200), "default"),
     ((200, 200), 3e-3),
     ((200, 200), 1e-3),
     ((200, 200), [3e-3, 1e-4]),
@@ -70,7 +73,8 @@ def main():
     print(f"raw pixels: accuracy {rows[0]['accuracy']:.3f}", flush=True)
     for sizes, alpha in SETTINGS:
         start = time.perf_counter()
-        stack = StackedAutoencoder(sizes, alpha=alpha, max_iter=args.max_iter, random_state=0)
+        settings = {} if alpha == "default" else {"alpha": alpha, "beta": 3.0}
+        stack = StackedAutoencoder(sizes, **settings, max_iter=args.max_iter, random_state=0)
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("always", ConstantCodesWarning)
@@ -87,6 +91,7 @@ def main():
         row = {
             "stack": "-".join(map(str, sizes)),
             "alpha": alpha,
+            "beta": [ae.beta for ae in stack.autoencoders_],
             "layers": layers,
             "constant_codes_warning": [str(w.message)[:40] for w in record
                                        if w.category is ConstantCodesWarning],

@@ -60,7 +60,8 @@ print(f"{source}: {len(X_train)} training digits ({n_few} labelled in the few-la
 # softmax layer. ``warm_start=True`` then continues from a fitted network without pretraining
 # again, so every variant below starts from the same pretrained stack. A bounded ``max_iter``
 # keeps the example to a few minutes (L-BFGS stops before converging; a
-# ``ConvergenceWarning`` says so, and is silenced here).
+# ``ConvergenceWarning`` says so, and is silenced here). The autoencoders use the exercise's
+# settings, ``rho=0.1``, ``beta=3`` and ``alpha=3e-3`` (skae's defaults differ).
 import copy
 import time
 import warnings
@@ -75,6 +76,9 @@ ITERATIONS = 100  # per autoencoder, for the softmax, and for fine-tuning
 start = time.perf_counter()
 pretrained = StackedAutoencoderClassifier(
     sizes,
+    rho=0.1,
+    beta=3.0,
+    alpha=3e-3,
     max_iter=ITERATIONS,
     softmax_max_iter=ITERATIONS,
     fine_tune=None,

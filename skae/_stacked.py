@@ -337,7 +337,7 @@ class StackedAutoencoder(
     them ends at all-zero weights, with constant codes, once its ``alpha`` exceeds a bound
     proportional to the spread of its input (``skae._stacked.constant_codes_decay``):
     on scikit-learn's digits about 0.015 for the pixels but 0.002 for the codes of a first
-    layer, below the usual 3e-3. Give the upper layers a smaller decay, e.g.
+    layer, below UFLDL's 3e-3. Give the upper layers a smaller decay, e.g.
     ``alpha=[3e-3, 1e-4]``. A layer that learned constant codes for that reason raises a
     ``ConstantCodesWarning`` (a ``UserWarning``) naming the bound.
 
