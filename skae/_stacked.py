@@ -77,6 +77,14 @@ class ConstantCodesWarning(SkaeWarning):
 # this share of sqrt(rho (1 - rho)), the spread of a unit that fires with probability rho.
 _CONSTANT_CODES_R2 = 0.01
 _CONSTANT_CODES_SPREAD = 0.05
+_CHECK_ROWS = 4096  # rows per block of the check (the input may be a large memmap)
+
+
+def _column_mean(X):
+    total = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], _CHECK_ROWS):
+        total += np.sum(X[start : start + _CHECK_ROWS], axis=0, dtype=np.float64)
+    return total / max(X.shape[0], 1)
 
 
 def constant_codes_decay(X, spec, noise=None, noise_level=0.0):
@@ -116,10 +124,12 @@ def constant_codes_decay(X, spec, noise=None, noise_level=0.0):
     -------
     alpha_max : float
     """
-    X = np.asarray(X, dtype=np.float64)
-    mean = X.mean(axis=0)
-    centred = X - mean
-    covariance = centred.T @ centred / max(len(X), 1)
+    mean = _column_mean(X)
+    covariance = np.zeros((X.shape[1], X.shape[1]))
+    for start in range(0, X.shape[0], _CHECK_ROWS):  # no copy of X (it may be a memmap)
+        centred = np.asarray(X[start : start + _CHECK_ROWS], dtype=np.float64) - mean
+        covariance += centred.T @ centred
+    covariance /= max(X.shape[0], 1)
     if noise == "mask":
         covariance *= 1.0 - noise_level
     rho = spec.rho
@@ -138,19 +148,24 @@ def _check_constant_codes(estimator, k, autoencoder, X, H, settings):
         return
     if device_namespace(X)[0] is not None:  # array API dispatch: not diagnosed on devices
         return
-    X = np.asarray(X, dtype=np.float64)
-    spread = np.sum((X - X.mean(axis=0)) ** 2)
-    if spread == 0.0:
-        return
-    explained = 1.0 - np.sum((X - autoencoder.inverse_transform(H)) ** 2) / spread
     setting = settings[k]
     rho = setting["rho"]
-    rates = H if autoencoder._spec_.activation == "sigmoid" else (H + 1.0) / 2.0
-    code_spread = float(np.mean(np.std(rates, axis=0)))
-    if (
-        explained >= _CONSTANT_CODES_R2
-        or code_spread >= _CONSTANT_CODES_SPREAD * np.sqrt(rho * (1.0 - rho))
-    ):
+    scale = 1.0 if autoencoder._spec_.activation == "sigmoid" else 0.5  # firing rates
+    code_spread = scale * float(np.mean(np.std(H, axis=0, dtype=np.float64)))
+    if code_spread >= _CONSTANT_CODES_SPREAD * np.sqrt(rho * (1.0 - rho)):
+        return
+    # Share of the input's variance the reconstruction explains, a block of rows at a time.
+    mean = _column_mean(X)
+    spread = residual = 0.0
+    for start in range(0, X.shape[0], _CHECK_ROWS):
+        rows = np.asarray(X[start : start + _CHECK_ROWS], dtype=np.float64)
+        reconstruction = autoencoder.inverse_transform(H[start : start + _CHECK_ROWS])
+        residual += float(np.sum((rows - reconstruction) ** 2))
+        spread += float(np.sum((rows - mean) ** 2))
+    if spread == 0.0:
+        return
+    explained = 1.0 - residual / spread
+    if explained >= _CONSTANT_CODES_R2:
         return
     bound = constant_codes_decay(
         X, autoencoder._spec_, setting["noise"], setting["noise_level"]

@@ -288,6 +288,30 @@ def test_upper_layer_with_too_much_decay_warns_and_per_layer_decay_learns(digits
         ).fit(X_train, y_train)
 
 
+def test_the_constant_codes_check_does_not_copy_the_data():
+    """The check reads its input a block of rows at a time (it may be a large memmap):
+    its peak memory stays far below one copy of the input."""
+    import tracemalloc
+
+    from skae._stacked import _check_constant_codes
+
+    rng = np.random.RandomState(0)
+    X = rng.uniform(0.0, 0.2, (50_000, 64))  # 25.6 MB, small spread: flattened by 1e-1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        layer = SparseAutoencoder(8, alpha=0.1, max_iter=50, random_state=0).fit(X[:500])
+    H = layer.transform(X)
+    settings = [dict(alpha=0.1, rho=layer.rho, noise=None, noise_level=0.0)]
+    tracemalloc.start()
+    try:
+        with pytest.warns(ConstantCodesWarning, match="Layer 1 of StackedAutoencoder"):
+            _check_constant_codes(StackedAutoencoder(), 0, layer, X, H, settings)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.3 * X.nbytes, peak / X.nbytes
+
+
 # --------------------------------------------------------------------------- classifier
 @pytest.fixture(scope="module")
 def split(digits):
