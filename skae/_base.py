@@ -18,7 +18,6 @@ import sklearn
 from scipy.optimize import minimize
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.externals import array_api_compat
 from sklearn.utils import check_array
 from sklearn.utils._array_api import (
     _is_numpy_namespace,
@@ -28,7 +27,7 @@ from sklearn.utils._array_api import (
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import validate_data
 
-from ._lbfgs import minimize_lbfgs
+from ._lbfgs import array_api_compat, minimize_lbfgs
 
 __all__ = [
     "ACTIVATIONS",
@@ -134,6 +133,8 @@ def array_namespace(*arrays):
         if not (isinstance(a, _NUMPY_LIKE) or a is None):
             break
     else:
+        return np
+    if array_api_compat is None:  # scikit-learn < 1.7 without array_api_compat
         return np
     others = [
         a
@@ -527,7 +528,11 @@ def _status_message(result, max_iter, maxfun):
 
 def _device_namespace(theta):
     """The array-API namespace of ``theta`` when it is not a NumPy array, else None."""
-    if isinstance(theta, np.ndarray) or not array_api_compat.is_array_api_obj(theta):
+    if (
+        isinstance(theta, np.ndarray)
+        or array_api_compat is None
+        or not array_api_compat.is_array_api_obj(theta)
+    ):
         return None
     xp = array_api_compat.array_namespace(theta)
     return None if array_api_compat.is_numpy_namespace(xp) else xp

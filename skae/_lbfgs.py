@@ -28,7 +28,15 @@ included) propagate unchanged; ``x0`` is never modified.
 
 from dataclasses import dataclass
 
-from sklearn.externals import array_api_compat
+import numpy as np
+
+try:  # scikit-learn >= 1.7 vendors it
+    from sklearn.externals import array_api_compat
+except ImportError:  # older scikit-learn uses the separate package, when it is installed
+    try:
+        import array_api_compat
+    except ImportError:
+        array_api_compat = None  # NumPy only
 
 __all__ = ["LBFGSOutcome", "minimize_lbfgs"]
 
@@ -65,6 +73,12 @@ class _Iterate:
 
     x: object
     fun: float
+
+
+def _namespace(x):
+    if array_api_compat is None:
+        return np
+    return array_api_compat.array_namespace(x)
 
 
 def _dot(a, b):
@@ -142,7 +156,7 @@ def _strong_wolfe(evaluate, t, d, f, g, gtd, max_evaluations, c1=1e-4, c2=0.9, x
     while n_eval < max_evaluations:
         (t0, f0, _, gtd0), (t1, f1, _, gtd1) = bracket
         if d_norm is None:
-            xp = array_api_compat.array_namespace(d)
+            xp = _namespace(d)
             d_norm = _max_abs(d, xp)
         if abs(t1 - t0) * d_norm < xtol:
             break
@@ -238,10 +252,10 @@ def minimize_lbfgs(
     LBFGSOutcome
         ``x``, ``fun``, ``jac``, ``nit``, ``nfev``, ``status``, ``message``.
     """
-    xp = array_api_compat.array_namespace(x0)
+    xp = _namespace(x0)
     if maxfun is None:
         maxfun = 20 * maxiter
-    x = xp.asarray(x0, copy=True)
+    x = np.array(x0, copy=True) if xp is np else xp.asarray(x0, copy=True)
 
     def evaluate(point):
         f, g = fun(point)

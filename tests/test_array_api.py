@@ -6,7 +6,6 @@ installed). GPU tests (PyTorch CUDA, CuPy) skip when there is no GPU.
 """
 
 import warnings
-from functools import partial
 
 import numpy as np
 import pytest
@@ -25,6 +24,14 @@ from skae._objective import AutoencoderObjective, AutoencoderSpec, Corruption
 
 xps = pytest.importorskip("array_api_strict")
 StrictArray = type(xps.asarray(0.0))
+try:  # needs array_api_compat, and SciPy >= 1.14 (scikit-learn < 1.7 checks both)
+    with config_context(array_api_dispatch=True):
+        pass
+except (ImportError, RuntimeError) as exc:
+    pytest.skip(
+        f"scikit-learn's array API dispatch cannot be enabled here: {exc}",
+        allow_module_level=True,
+    )
 
 
 def _data(n=200, dtype=np.float64):
@@ -232,9 +239,8 @@ def test_sklearn_array_api_checks(check, namespace, device, dtype):
     """scikit-learn's array API estimator check for each namespace it knows (it skips,
     saying why, the ones that are not installed or have no device here)."""
     estimator = SparseAutoencoder(n_hidden=4, max_iter=20, random_state=0)
-    partial(check, array_namespace=namespace, device_name=device, dtype_name=dtype)(
-        "SparseAutoencoder", estimator
-    )
+    # positional: the keyword for the device changed name in scikit-learn 1.7
+    check("SparseAutoencoder", estimator, namespace, device, dtype)
 
 
 # ------------------------------------------------------------------ GPU
@@ -328,10 +334,7 @@ def test_sklearn_array_api_checks_stacked(namespace, device, dtype):
     from skae import StackedAutoencoder
 
     estimator = StackedAutoencoder((4, 3), max_iter=10, random_state=0)
-    check_array_api_input(
-        "StackedAutoencoder", estimator, array_namespace=namespace, device_name=device,
-        dtype_name=dtype,
-    )
+    check_array_api_input("StackedAutoencoder", estimator, namespace, device, dtype)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
