@@ -72,11 +72,13 @@ def _data_range(X):
         X = X.copy()  # duplicate entries add up: check the values X stands for
         X.sum_duplicates()
     values = X.data if sp.issparse(X) else X
+    xp = array_namespace(values)
+    if xp is not np:  # (a torch tensor's size is a method)
+        if 0 in values.shape:
+            return 0.0, 0.0
+        return float(xp.min(values)), float(xp.max(values))
     if values.size == 0:
         return 0.0, 0.0
-    xp = array_namespace(values)
-    if xp is not np:
-        return float(xp.min(values)), float(xp.max(values))
     low, high = float(values.min()), float(values.max())
     if sp.issparse(X) and values.size < X.shape[0] * X.shape[1]:
         low, high = min(low, 0.0), max(high, 0.0)  # implicit zeros
