@@ -30,11 +30,29 @@ def _name(requirement):
     return re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower()
 
 
+def _guarded(tree):
+    """Import nodes inside ``try: ... except ImportError`` (optional, with a fallback)."""
+    guarded = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+            for h in node.handlers
+        ):
+            for statement in node.body:
+                guarded.update(id(n) for n in ast.walk(statement))
+    return guarded
+
+
 def _imported_packages():
-    """Top-level names of every module imported anywhere in skae/ (lazy imports too)."""
+    """Top-level names of every module imported anywhere in skae/ (lazy imports too),
+    except those imported under ``try``/``except ImportError`` with a fallback."""
     names = set()
     for path in (ROOT / "skae").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        guarded = _guarded(tree)
+        for node in ast.walk(tree):
+            if id(node) in guarded:
+                continue
             if isinstance(node, ast.Import):
                 names.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
