@@ -92,11 +92,11 @@ def test_default_features_beat_raw_pixels_with_few_labels(digits, pretrained):
 
 def test_grid_search_over_rho_beta_beats_raw_pixels():
     """GridSearchCV over ae__rho and ae__beta, every other setting the default, reaches a
-    better 3-fold cross-validated accuracy on all 1 797 digits than the same classifier on
-    the raw pixels. Two (rho, beta) points keep the test short: the default and UFLDL's
-    sparser (0.05, 3)."""
+    better 2-fold cross-validated accuracy on all 1 797 digits than the same classifier on
+    the raw pixels. Two (rho, beta) points and two folds keep the test short: the default
+    and UFLDL's sparser (0.05, 3)."""
     X, y = load_digits(return_X_y=True)
-    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    cv = StratifiedKFold(2, shuffle=True, random_state=0)
     raw = cross_val_score(
         Pipeline([("scale", MinMaxScaler()), ("clf", _classifier())]), X, y, cv=cv
     ).mean()
@@ -109,7 +109,7 @@ def test_grid_search_over_rho_beta_beats_raw_pixels():
     )
     grid = [{"ae__rho": [0.1], "ae__beta": [1.0]}, {"ae__rho": [0.05], "ae__beta": [3.0]}]
     search = GridSearchCV(pipe, grid, cv=cv, refit=False).fit(X, y)
-    # measured: raw pixels 0.972, best of the search 0.978 (0.977 for the two points; with
-    # other folds, shuffle seed 1: 0.966 and 0.974)
+    # measured: raw pixels 0.968, best of the search 0.974 (with 3 folds: 0.972 and 0.978;
+    # 3 folds shuffled with seed 1: 0.966 and 0.974)
     assert raw > 0.95
     assert search.best_score_ >= raw + 0.003, (search.best_score_, raw)
