@@ -33,7 +33,8 @@ Usage::
     python benchmarks/bench_quality.py --quick         # digits only, fewer draws (~1 min)
     python benchmarks/bench_quality.py --sweep 1       # coarse sweep: n_hidden x alpha
     python benchmarks/bench_quality.py --sweep 2       # rho x beta (needs --n-hidden/--alpha)
-    python benchmarks/bench_quality.py --sweep 3       # max_iter, and alpha around the choice
+    python benchmarks/bench_quality.py --sweep 3 --n-hidden 200 --alpha 1e-3 --beta 1
+                                                       # max_iter 100, 200, 800 at the choice
     python benchmarks/bench_quality.py --sweep 2 --rhos 0.05 0.2 --betas 3   # chosen points
     python benchmarks/bench_quality.py --sweep-table   # the sweep so far, as a Markdown table
 
@@ -245,7 +246,7 @@ def machine():
 # ----------------------------------------------------------------------------
 
 
-def sweep_settings(stage, n_hidden, alpha, dataset):
+def sweep_settings(stage, n_hidden, alpha, dataset, rho=0.1, beta=3.0):
     if stage == 1:  # coarse: width and weight decay at the UFLDL rho, beta
         # the larger data sets (5x and 12x the cost of one digits fit) get a coarser grid
         widths = (100, 200, 400) if dataset == "digits" else (100, 200)
@@ -261,9 +262,9 @@ def sweep_settings(stage, n_hidden, alpha, dataset):
             for r in (0.05, 0.1, 0.2)
             for b in (0.3, 1.0, 3.0)
         ]
-    if stage == 3:  # iterations
+    if stage == 3:  # iterations, at the chosen setting
         return [
-            dict(n_hidden=n_hidden, alpha=alpha, rho=0.1, beta=3.0, max_iter=m)
+            dict(n_hidden=n_hidden, alpha=alpha, rho=rho, beta=beta, max_iter=m)
             for m in (100, 200, 800)
         ]
     raise ValueError(stage)
@@ -276,7 +277,8 @@ def run_sweep(args):
     done = json.loads(path.read_text()) if path.exists() else {"runs": []}
     done.setdefault("machine", machine())
     for name in args.datasets:
-        settings = sweep_settings(args.sweep, args.n_hidden, args.alpha, name)
+        settings = sweep_settings(args.sweep, args.n_hidden, args.alpha, name, args.rho,
+                                  args.beta)
         if args.alphas:
             settings = [
                 dict(n_hidden=args.n_hidden, alpha=a, rho=args.rho, beta=args.beta,
