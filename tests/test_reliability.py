@@ -871,8 +871,8 @@ def test_shared_inputs_are_never_modified(tmp_path, layout, options, dtype):
         warnings.simplefilter("ignore", ConvergenceWarning)
         plain = _model(max_iter=10, **OPTION_SETS[options]).fit(ordinary)
     # Sparse and strided products sum in another order: equal to rounding, amplified a
-    # little by 10 L-BFGS iterations.
-    tolerance = dict(rtol=2e-3, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-7, atol=1e-9)
+    # little by 10 L-BFGS iterations (in float32 up to 2e-4 with NumPy 1.26's OpenBLAS).
+    tolerance = dict(rtol=2e-3, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-7, atol=1e-9)
     _assert_same_parameters(estimator, plain, **tolerance)
     assert_allclose(H, plain.transform(X), **tolerance)
     assert_allclose(H_again, H)
