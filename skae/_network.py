@@ -324,6 +324,13 @@ def input_gradient(layers, activations, grad_output):
     grad_input : ndarray of shape (m, layers[0].n_in)
         ``dJ/dX`` (dense, also for sparse ``X``), in the dtype of the activations.
     """
+    acts, delta = _top_delta(layers, activations, grad_output)
+    return _backpropagate(layers, acts, delta, n_params=0, want_input=True)[1]
+
+
+def _top_delta(layers, activations, grad_output):
+    """The checked activations (inner ones copied, as backpropagation overwrites them) and
+    ``dJ/dZ_L`` of the top layer, from ``dJ/dA_L``."""
     _check_activations(layers, activations)
     A_top = activations[-1]
     grad_output = np.asarray(grad_output, dtype=A_top.dtype)
@@ -334,7 +341,7 @@ def input_gradient(layers, activations, grad_output):
         )
     delta = _activation_jvp(layers[-1].activation, A_top, grad_output)
     acts = [activations[0]] + [np.array(A) for A in activations[1:-1]] + [A_top]
-    return _backpropagate(layers, acts, delta, n_params=0, want_input=True)[1]
+    return acts, delta
 
 
 def parameter_gradient(layers, activations, grad_output):
@@ -353,16 +360,7 @@ def parameter_gradient(layers, activations, grad_output):
     grads : list of (grad_weights, grad_bias)
         One pair per layer, bottom first; shapes (n_out, n_in) and (n_out,).
     """
-    _check_activations(layers, activations)
-    A_top = activations[-1]
-    grad_output = np.asarray(grad_output, dtype=A_top.dtype)
-    if grad_output.shape != A_top.shape:
-        raise ValueError(
-            f"grad_output must have the shape of the top activations {A_top.shape}, got "
-            f"{grad_output.shape}."
-        )
-    delta = _activation_jvp(layers[-1].activation, A_top, grad_output)
-    acts = [activations[0]] + [np.array(A) for A in activations[1:-1]] + [A_top]
+    acts, delta = _top_delta(layers, activations, grad_output)
     return _backpropagate(
         layers, acts, delta, n_params=len(layers), want_input=False
     )[0]
