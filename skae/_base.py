@@ -546,7 +546,9 @@ def _device_copy(theta):
     return array_api_compat.array_namespace(theta).asarray(theta, copy=True)
 
 
-def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model"):
+def run_lbfgs(
+    fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model", own_lbfgs=False
+):
     """Minimise ``fun(theta) -> (J, grad)`` with SciPy's L-BFGS-B, robustly.
 
     - Progress comes from ``minimize``'s ``callback(intermediate_result)``; with
@@ -565,7 +567,9 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
     (a PyTorch tensor, a CuPy array) is minimised by :func:`skae._lbfgs.minimize_lbfgs`
     instead, whose vectors stay in that namespace and on its device; it stops by the same
     rules, and everything above holds for it too (the result's ``theta`` is then an array
-    of that namespace).
+    of that namespace). ``own_lbfgs=True`` uses :func:`~skae._lbfgs.minimize_lbfgs` for a
+    NumPy ``theta0`` too: with hundreds of thousands of parameters its vector work costs a
+    quarter of L-BFGS-B's (``benchmarks/bench_finetune.py``).
     """
     from ._parallel import blas_single_threaded
 
@@ -621,7 +625,7 @@ def run_lbfgs(fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model
         # L-BFGS-B's own linear algebra is vector work on which BLAS threads only add
         # synchronisation; the objective runs its products on its own worker threads.
         with blas_single_threaded():
-            if xp is not None:
+            if xp is not None or own_lbfgs:
                 result = minimize_lbfgs(
                     guarded, theta0, maxiter=max_iter, gtol=tol, maxfun=maxfun, callback=callback
                 )

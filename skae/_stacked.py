@@ -566,7 +566,10 @@ class StackedAutoencoderClassifier(
     ``alpha`` (a setting on the scale of a reconstruction error, not of a per-sample
     cross-entropy) would pull them away from the pretrained features they are meant
     to refine. Inputs are never corrupted during stages 2 and 3 (the denoising noise
-    applies to pretraining only).
+    applies to pretraining only). Stages 2 and 3 minimise with skae's own L-BFGS (the
+    two-loop recursion with a strong-Wolfe line search): with hundreds of thousands of
+    parameters SciPy's L-BFGS-B spends a large share of each iteration on its own vector
+    work (see the documentation's performance page).
 
     Parameters
     ----------
@@ -859,6 +862,7 @@ class StackedAutoencoderClassifier(
             verbose=self.verbose,
             report=report,
             name=f"{type(self).__name__} ({stage})",
+            own_lbfgs=True,
         )
 
     def _check_warm_start(self, sizes, classes):
