@@ -28,6 +28,15 @@ float64 parameter vector (:class:`NetworkLayout` gives views into it):
 over the *trainable* layers (the top ``n_trainable``; the layers below are frozen and
 their output is computed once). ``α_l`` is per layer; the classifier passes its
 ``softmax_alpha`` for the output layer and 0 for the encoders (see its docstring).
+
+Other array-API namespaces (PyTorch, CuPy, array_api_strict; scikit-learn's array API
+dispatch): every function here runs on their arrays, on their device, as
+:mod:`skae._objective` does. Each step has its NumPy form (products and elementwise work
+into reused buffers, ``out=``) and, where the array API has no ``out=``, the same
+operation returning a new array (:func:`skae._objective._matmul`, :func:`_exp_`, the
+activations of :mod:`skae._base`); the labels of the cross-entropy are picked by fancy
+indexing on NumPy and by a one-hot matrix elsewhere (the array API has no scatter).
+Sparse matrices are NumPy/SciPy only.
 """
 
 from dataclasses import dataclass
@@ -36,7 +45,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import ACTIVATIONS
+from ._base import ACTIVATIONS, array_device, array_namespace, parameter_dtype
+from ._objective import _cast, _dot, _matmul, _sum_rows
 from ._parallel import (
     available_threads,
     blas_single_threaded,
@@ -175,29 +185,52 @@ def network_layers(estimator, layer=None):
 
 # --------------------------------------------------------------------------- forward
 def _float_dtype(X):
+    """The dtype the work runs in: float32 stays float32, other dtypes give float64 (the
+    widest float of the device for arrays of another namespace)."""
+    xp = array_namespace(X)
+    if xp is not np:
+        if X.dtype in (xp.float32, xp.float64):
+            return X.dtype
+        return parameter_dtype(xp, array_device(X))
     dtype = np.dtype(getattr(X, "dtype", np.float64))
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
 def _affine(A, layer, dtype, out=None):
-    """``A @ weights.T + bias`` in ``dtype`` (A dense or sparse), into ``out`` if given."""
-    W = np.asarray(layer.weights, dtype=dtype)
+    """``A @ weights.T + bias`` in ``dtype`` (A dense or sparse), into ``out`` if given
+    (NumPy; other namespaces return a new array)."""
+    W = _cast(layer.weights, dtype)
     if sp.issparse(A):
         Z = np.asarray(A @ W.T, dtype=dtype)
         if out is not None:
             out[...] = Z
             Z = out
     else:
-        Z = np.matmul(A, W.T, out=out)
-    Z += np.asarray(layer.bias, dtype=dtype)
+        Z = _matmul(A, W.T, out)
+    Z += _cast(layer.bias, dtype)
     return Z
+
+
+def _exp_(Z):
+    """``exp(Z)``, in place on NumPy arrays (a new array on other namespaces)."""
+    xp = array_namespace(Z)
+    if xp is not np:
+        return xp.exp(Z)
+    return np.exp(Z, out=Z)
+
+
+def _copy(A):
+    """A copy that may be overwritten (NumPy); on other namespaces, where nothing here
+    writes into its input, ``A`` itself."""
+    return np.array(A) if array_namespace(A) is np else A
 
 
 def _softmax_(Z):
     """Row-wise softmax of ``Z`` in place (shifted by the row maximum, no overflow)."""
-    Z -= Z.max(axis=1, keepdims=True)
-    np.exp(Z, out=Z)
-    Z /= Z.sum(axis=1, keepdims=True)
+    xp = array_namespace(Z)
+    Z -= xp.max(Z, axis=1, keepdims=True)
+    Z = _exp_(Z)
+    Z /= xp.sum(Z, axis=1, keepdims=True)
     return Z
 
 
@@ -239,31 +272,37 @@ def _activation_jvp(activation, A, grad, consume=False):
 
     With ``consume`` both ``grad`` (the result) and ``A`` (overwritten) may be modified.
     """
+    xp = array_namespace(A)
     if not consume:
-        grad = np.array(grad, dtype=A.dtype)
+        grad = np.array(grad, dtype=A.dtype) if xp is np else xp.astype(grad, A.dtype, copy=True)
     if activation == "identity":
         return grad
     if activation == "softmax":
-        inner = np.einsum("ij,ij->i", grad, A)
-        grad -= inner[:, None]
+        if xp is np:
+            inner = np.einsum("ij,ij->i", grad, A)
+        else:
+            inner = xp.sum(grad * A, axis=1)
+        grad -= xp.reshape(inner, (-1, 1))
         grad *= A
         return grad
-    ACTIVATIONS[activation].derivative(A if consume else A.copy(), grad)
-    return grad
+    return ACTIVATIONS[activation].derivative(A if consume else _copy(A), grad)
 
 
 def _backpropagate(
-    layers, activations, delta, *, n_params, want_input, out=None, scratch=None
+    layers, activations, delta, *, n_params, want_input, out=None, scratch=None,
+    wide_bias_sums=False,
 ):
     """Backpropagate ``delta`` = dJ/dZ of the top layer down the network.
 
     Returns ``(param_grads, input_grad)``: ``param_grads`` holds ``(gW, gb)`` for the top
     ``n_params`` layers (bottom first); ``input_grad`` is dJ/dX (None unless
     ``want_input``). ``delta`` and the hidden activations ``activations[1:-1]`` are
-    overwritten (callers pass copies or their own buffers); ``activations[0]`` is only
-    read. ``out`` are preallocated ``(gW, gb)`` pairs (bottom first) to write into,
-    ``scratch`` preallocated arrays for the deltas of lower layers (dJ/dZ of layer ``l``
-    goes into ``scratch[l-1]``, shape (m, n_out of layer l)).
+    overwritten on NumPy (callers pass copies or their own buffers); ``activations[0]``
+    is only read. ``out`` are preallocated ``(gW, gb)`` pairs (bottom first) to write
+    into, ``scratch`` preallocated arrays for the deltas of lower layers (dJ/dZ of layer
+    ``l`` goes into ``scratch[l-1]``, shape (m, n_out of layer l)); both NumPy only. The
+    bias gradients are summed in float64 (where the device has it) and, without ``out``,
+    returned in ``delta``'s dtype unless ``wide_bias_sums``.
     """
     L = len(layers)
     first_param = L - n_params + 1  # lowest 1-based layer whose gradient is wanted
@@ -281,20 +320,20 @@ def _backpropagate(
             if gW_out is not None and gW is not gW_out:
                 gW_out[...] = gW
                 gW = gW_out
-            gb = delta.sum(axis=0, dtype=np.float64)
+            gb = _sum_rows(delta, axis=0)
             if gb_out is not None:
                 gb_out[...] = gb
                 gb = gb_out
-            else:
-                gb = gb.astype(delta.dtype, copy=False)
+            elif not wide_bias_sums:
+                gb = _cast(gb, delta.dtype)
             grads.append((gW, gb))
-        W = np.asarray(layers[k - 1].weights, dtype=delta.dtype)
+        W = _cast(layers[k - 1].weights, delta.dtype)
         if k == 1:
             return grads[::-1], (delta @ W if want_input else None)
         if not want_input and k <= first_param:
             break
         target = scratch[k - 2] if scratch is not None else None
-        grad_below = np.matmul(delta, W, out=target)
+        grad_below = _matmul(delta, W, target)
         delta = _activation_jvp(layers[k - 2].activation, below, grad_below, consume=True)
     return grads[::-1], None
 
@@ -333,14 +372,14 @@ def _top_delta(layers, activations, grad_output):
     ``dJ/dZ_L`` of the top layer, from ``dJ/dA_L``."""
     _check_activations(layers, activations)
     A_top = activations[-1]
-    grad_output = np.asarray(grad_output, dtype=A_top.dtype)
-    if grad_output.shape != A_top.shape:
+    grad_output = _cast(grad_output, A_top.dtype)
+    if tuple(grad_output.shape) != tuple(A_top.shape):
         raise ValueError(
-            f"grad_output must have the shape of the top activations {A_top.shape}, got "
-            f"{grad_output.shape}."
+            f"grad_output must have the shape of the top activations "
+            f"{tuple(A_top.shape)}, got {tuple(grad_output.shape)}."
         )
     delta = _activation_jvp(layers[-1].activation, A_top, grad_output)
-    acts = [activations[0]] + [np.array(A) for A in activations[1:-1]] + [A_top]
+    acts = [activations[0]] + [_copy(A) for A in activations[1:-1]] + [A_top]
     return acts, delta
 
 
@@ -372,7 +411,8 @@ class NetworkLayout:
     """Where each layer's weights and bias live in one flat float64 vector.
 
     ``shapes`` is a tuple of ``(n_out, n_in)``, bottom layer first; the vector holds
-    ``W1, b1, W2, b2, ...``. :meth:`unpack` returns views, never copies.
+    ``W1, b1, W2, b2, ...``. :meth:`unpack` returns views, never copies (on namespaces
+    that have views). The vector may be an array of any array-API namespace.
     """
 
     shapes: tuple
@@ -383,9 +423,10 @@ class NetworkLayout:
 
     def unpack(self, theta):
         """``[(W1, b1), (W2, b2), ...]`` as views into ``theta``."""
+        xp = array_namespace(theta)
         parts, start = [], 0
         for n_out, n_in in self.shapes:
-            W = theta[start : start + n_out * n_in].reshape(n_out, n_in)
+            W = xp.reshape(theta[start : start + n_out * n_in], (n_out, n_in))
             start += n_out * n_in
             b = theta[start : start + n_out]
             start += n_out
@@ -393,10 +434,21 @@ class NetworkLayout:
         return parts
 
     def pack(self, layers):
-        """A new flat float64 vector from Layers (or (W, b) pairs), bottom first."""
+        """A new flat float64 vector from Layers (or (W, b) pairs), bottom first.
+
+        Arrays of another namespace give a vector of that namespace, on their device, in
+        float64 where the device has it (:func:`skae._base.parameter_dtype`).
+        """
+        pairs = [(item.weights, item.bias) if isinstance(item, Layer) else item
+                 for item in layers]
+        xp = array_namespace(*[a for pair in pairs for a in pair])
+        if xp is not np:
+            dtype = parameter_dtype(xp, array_device(pairs[0][0]))
+            return xp.concat(
+                [xp.reshape(xp.astype(a, dtype), (-1,)) for pair in pairs for a in pair]
+            )
         parts = []
-        for item in layers:
-            W, b = (item.weights, item.bias) if isinstance(item, Layer) else item
+        for W, b in pairs:
             parts += [np.asarray(W, dtype=np.float64).ravel(),
                       np.asarray(b, dtype=np.float64).ravel()]
         return np.concatenate(parts) if parts else np.zeros(0)
@@ -412,10 +464,13 @@ class FineTuneObjective:
         The network; the last layer must be a softmax. The bottom
         ``len(layers) - n_trainable`` layers are frozen at these values; the values of
         the trainable ones only give the shapes (and :attr:`theta0`).
-    X : {ndarray, sparse matrix} of shape (m, n_features)
-        The labelled rows; float32 stays float32 (other dtypes become float64).
+    X : {ndarray, sparse matrix, array of another namespace} of shape (m, n_features)
+        The labelled rows; float32 stays float32 (other dtypes become float64). An array
+        of another array-API namespace (with ``layers`` in that namespace) is evaluated
+        there, on its device.
     y : ndarray of int of shape (m,)
-        Class indices in ``range(layers[-1].n_out)``.
+        Class indices in ``range(layers[-1].n_out)`` (a NumPy array; for another
+        namespace it is copied to the data's device once).
     n_trainable : int
         How many top layers are trained (1: the softmax only).
     alphas : sequence of float, length n_trainable
@@ -437,6 +492,12 @@ class FineTuneObjective:
     buffer per trainable layer (activations, then the top one's δ), one per layer below
     the top for the deltas, and the block's weight gradients; the objective owns the
     totals. Nothing else of size ``m`` is allocated per evaluation.
+
+    On another namespace than NumPy the same code runs with no buffers (each step makes
+    its result), the rows are one block evaluated by one thread, the labels are a one-hot
+    ``(m, n_classes)`` matrix on the device, ``theta`` and ``grad`` are vectors of that
+    namespace in float64 where the device has it, and the bias gradients are summed in
+    that dtype, as on NumPy.
     """
 
     def __init__(self, layers, X, y, *, n_trainable, alphas, n_workers=None):
@@ -448,8 +509,10 @@ class FineTuneObjective:
         if len(alphas) != n_trainable:
             raise ValueError(f"need {n_trainable} alphas, got {len(alphas)}.")
         self.dtype = dt = _float_dtype(X)
+        xp = array_namespace(X)
+        self.in_place = xp is np  # reused buffers and worker threads (NumPy only)
         if not sp.issparse(X):
-            X = np.asarray(X, dtype=dt)
+            X = np.asarray(X, dtype=dt) if self.in_place else _cast(X, dt)
         elif X.dtype != dt:
             X = X.astype(dt)
         self.frozen = list(layers[: L - n_trainable])
@@ -460,8 +523,28 @@ class FineTuneObjective:
         self.m = m = self.inputs.shape[0]
         self.n_classes = layers[-1].n_out
         self.alphas = tuple(float(a) for a in alphas)
-        self.layout = NetworkLayout(tuple(layer.weights.shape for layer in self.trainable))
+        self.layout = NetworkLayout(
+            tuple(tuple(layer.weights.shape) for layer in self.trainable)
+        )
         self.theta0 = self.layout.pack(self.trainable)
+        self.last_terms = None
+        if not self.in_place:  # one block, no buffers; the labels one-hot on the device
+            device = array_device(self.inputs)
+            labels = xp.asarray(self.y, device=device)
+            classes = xp.arange(self.n_classes, dtype=labels.dtype, device=device)
+            self.one_hot = xp.astype(
+                xp.reshape(labels, (-1, 1)) == xp.reshape(classes, (1, -1)), dt
+            )
+            self.blocks = [(0, m)] if m else []
+            self.n_workers = 1
+            self.workspaces = [
+                _FineTuneWorkspace(
+                    A=[None] * len(self.trainable), D=[None] * (len(self.trainable) - 1),
+                    grads=None,
+                )
+            ]
+            self.totals = None
+            return
         n_in = self.inputs.shape[1]
         c = min(block_rows_for(n_in), max(m, 1))
         self.blocks = row_blocks(m, c)
@@ -482,33 +565,40 @@ class FineTuneObjective:
             (np.empty(shape, dtype=dt), np.empty(shape[0])) for shape in self.layout.shapes
         ]
         self.rows = np.arange(c)
-        self.last_terms = None
 
     def _layers(self, theta):
         acts = [layer.activation for layer in self.trainable]
         return [
-            Layer(np.asarray(W, dtype=self.dtype), np.asarray(b, dtype=self.dtype), a)
+            Layer(_cast(W, self.dtype), _cast(b, self.dtype), a)
             for (W, b), a in zip(self.layout.unpack(theta), acts)
         ]
+
+    def _labels(self, start, stop):
+        """The labels of rows start:stop: ``(rows, y)`` for NumPy's fancy indexing, the
+        one-hot rows on other namespaces."""
+        if self.in_place:
+            return self.rows[: stop - start], self.y[start:stop]
+        return self.one_hot[start:stop, ...]
 
     def _block(self, start, stop, worker, layers):
         """Loss sum and gradients (times m) of the rows start:stop, in the worker's buffers."""
         ws, dt, k = self.workspaces[worker], self.dtype, stop - start
-        A_in = self.inputs[start:stop]
+        xp = np if self.in_place else array_namespace(self.inputs)
+        A_in = self.inputs[start:stop] if self.in_place else self.inputs[start:stop, ...]
         activations = [A_in]
         for layer, buffer in zip(layers[:-1], ws.A[:-1]):
-            A_in = _activate_(_affine(A_in, layer, dt, out=buffer[:k]), layer.activation)
+            A_in = _activate_(_affine(A_in, layer, dt, out=_head(buffer, k)), layer.activation)
             activations.append(A_in)
-        Z = _affine(A_in, layers[-1], dt, out=ws.A[-1][:k])
+        Z = _affine(A_in, layers[-1], dt, out=_head(ws.A[-1], k))
         # Cross-entropy from the shifted pre-activation: log Σ exp(z) − z_y.
-        rows, y = self.rows[:k], self.y[start:stop]
-        Z -= Z.max(axis=1, keepdims=True)
-        loss = -float(Z[rows, y].sum(dtype=np.float64))
-        np.exp(Z, out=Z)
-        totals = Z.sum(axis=1, keepdims=True)
-        loss += float(np.log(totals).sum(dtype=np.float64))
+        labels = self._labels(start, stop)
+        Z -= xp.max(Z, axis=1, keepdims=True)
+        loss = -_label_sum(Z, labels)
+        Z = _exp_(Z)
+        totals = xp.sum(Z, axis=1, keepdims=True)
+        loss += float(_sum_rows(xp.log(totals)))
         Z /= totals  # P
-        Z[rows, y] -= 1.0  # δ_L · m = P − Y
+        Z = _subtract_labels_(Z, labels)  # δ_L · m = P − Y
         activations.append(Z)
         grads, _ = _backpropagate(
             layers,
@@ -517,7 +607,8 @@ class FineTuneObjective:
             n_params=len(layers),
             want_input=False,
             out=ws.grads,
-            scratch=[D[:k] for D in ws.D],
+            scratch=[_head(D, k) for D in ws.D],
+            wide_bias_sums=True,
         )
         return loss, grads
 
@@ -531,18 +622,29 @@ class FineTuneObjective:
         dask array, :mod:`skae._dask`) add their sums, and :func:`assemble_fine_tune`
         turns the total into ``(J, grad)``, as :meth:`__call__` does for its own rows.
         """
-        theta = np.asarray(theta, dtype=np.float64)
+        if self.in_place:
+            theta = np.asarray(theta, dtype=np.float64)
         layers = self._layers(theta)
-        for gW, gb in self.totals:
-            gW[...] = 0.0
-            gb[...] = 0.0
-        state = {"loss": 0.0}
+        if self.in_place:
+            for gW, gb in self.totals:
+                gW[...] = 0.0
+                gb[...] = 0.0
+        else:  # no rows: zeros (the blocks' sums replace them otherwise)
+            self.totals = [
+                (_zeros_like(layer.weights), _zeros_like(layer.bias, theta.dtype))
+                for layer in layers
+            ]
+        state = {"loss": 0.0, "first": True}
 
         def combine(result):
             state["loss"] += result[0]
-            for (tW, tb), (gW, gb) in zip(self.totals, result[1]):
-                tW += gW
-                tb += gb
+            if not self.in_place and state["first"]:
+                self.totals = list(result[1])
+            else:
+                for (tW, tb), (gW, gb) in zip(self.totals, result[1]):
+                    tW += gW
+                    tb += gb
+            state["first"] = False
 
         # BLAS on one thread: the workers' products run at once, and the rounding of a
         # product does not depend on a thread count.
@@ -556,7 +658,8 @@ class FineTuneObjective:
         return state["loss"], self.totals
 
     def __call__(self, theta):
-        theta = np.asarray(theta, dtype=np.float64)
+        if self.in_place:
+            theta = np.asarray(theta, dtype=np.float64)
         loss, totals = self.sums(theta)
         J, grad, self.last_terms = assemble_fine_tune(
             self.layout, self.alphas, theta, self.m, loss, totals
@@ -574,7 +677,8 @@ def assemble_fine_tune(layout, alphas, theta, m, loss_sum, totals):
     alphas : sequence of float
         Weight decay of each trainable layer's weights.
     theta : ndarray of float64
-        The parameters the sums were computed at.
+        The parameters the sums were computed at (an array of another namespace gives
+        ``grad`` in that namespace, in ``theta``'s dtype).
     m : int
         Number of rows the sums run over.
     loss_sum : float
@@ -582,18 +686,60 @@ def assemble_fine_tune(layout, alphas, theta, m, loss_sum, totals):
         ``(Σ ∇W, Σ ∇b)`` per trainable layer, bottom first.
     """
     data_loss = loss_sum / m
-    grad = np.empty(layout.size)
+    xp = array_namespace(theta)
+    # NumPy: into views of one new vector; other namespaces: new arrays, concatenated.
+    grad = np.empty(layout.size) if xp is np else None
+    views = layout.unpack(grad) if xp is np else [(None, None)] * len(layout.shapes)
+    parts = []
     decay = 0.0
-    for (gW, gb), (W, _), (tW, tb), alpha in zip(
-        layout.unpack(grad), layout.unpack(theta), totals, alphas
-    ):
-        np.multiply(tW, 1.0 / m, out=gW)
-        np.multiply(tb, 1.0 / m, out=gb)
+    for (gW, gb), (W, _), (tW, tb), alpha in zip(views, layout.unpack(theta), totals, alphas):
+        gW = _scale(tW, 1.0 / m, gW, theta.dtype)
+        gb = _scale(tb, 1.0 / m, gb, theta.dtype)
         if alpha:
             gW += alpha * W
-            decay += 0.5 * alpha * float(np.einsum("ij,ij->", W, W))
+            decay += 0.5 * alpha * _dot(W, W)
+        parts += [gW, gb]
+    if grad is None:
+        grad = xp.concat([xp.reshape(p, (-1,)) for p in parts])
     J = data_loss + decay
     return J, grad, (J, data_loss)
+
+
+def _scale(a, factor, out, dtype):
+    """``a * factor`` into ``out`` (NumPy), or as a new array of ``dtype``."""
+    if out is not None:
+        return np.multiply(a, factor, out=out)
+    xp = array_namespace(a)
+    return xp.astype(a * factor, dtype)
+
+
+def _head(buffer, k):
+    """The first ``k`` rows of a worker's buffer (None: no buffers, other namespaces)."""
+    return None if buffer is None else buffer[:k]
+
+
+def _zeros_like(a, dtype=None):
+    """Zeros of the shape of ``a``, on its device, in ``dtype`` (default: its own)."""
+    xp = array_namespace(a)
+    return xp.zeros(a.shape, dtype=dtype or a.dtype, device=array_device(a))
+
+
+def _label_sum(Z, labels):
+    """``Σ_i Z[i, y_i]`` in float64: NumPy picks ``(rows, y)``, other namespaces
+    multiply by the one-hot labels."""
+    if isinstance(labels, tuple):
+        rows, y = labels
+        return float(Z[rows, y].sum(dtype=np.float64))
+    return float(_sum_rows(Z * labels))
+
+
+def _subtract_labels_(Z, labels):
+    """``Z − Y`` for the one-hot ``Y`` of the labels (in place on NumPy)."""
+    if isinstance(labels, tuple):
+        rows, y = labels
+        Z[rows, y] -= 1.0
+        return Z
+    return Z - labels
 
 
 @dataclass
