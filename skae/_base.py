@@ -20,6 +20,7 @@ from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 from sklearn.utils._array_api import (
+    _convert_to_numpy,
     _is_numpy_namespace,
     _max_precision_float_dtype,
     get_namespace_and_device,
@@ -47,6 +48,7 @@ __all__ = [
     "kl_divergence",
     "check_input_array",
     "run_lbfgs",
+    "to_numpy",
     "validate_input",
     "warn_at_caller",
 ]
@@ -153,6 +155,15 @@ def array_namespace(*arrays):
 def array_device(X):
     """The device of an array-API array (``"cpu"`` for NumPy)."""
     return array_api_compat.device(X)
+
+
+def to_numpy(a):
+    """``a`` as a NumPy array on the host (a copy for arrays of another namespace, e.g.
+    labels or class indices of a device fit; NumPy arrays and lists as ``np.asarray``)."""
+    xp = array_namespace(a)
+    if xp is np:
+        return np.asarray(a)
+    return _convert_to_numpy(a, xp)
 
 
 def device_namespace(X):
