@@ -399,6 +399,72 @@ def test_supervised_stages_use_skaes_lbfgs_on_numpy(digits, monkeypatch):
         np.testing.assert_array_equal(layer.bias, b)
 
 
+def _interrupt_evaluation(monkeypatch, cls, at, when=lambda objective: True):
+    """Raise KeyboardInterrupt (once) from evaluation number ``at`` of ``cls`` objectives
+    for which ``when(objective)`` holds."""
+    original, calls = cls.__call__, {"n": 0}
+
+    def interrupting(self, theta):
+        if when(self):
+            calls["n"] += 1
+            if calls["n"] == at:
+                raise KeyboardInterrupt
+        return original(self, theta)
+
+    monkeypatch.setattr(cls, "__call__", interrupting)
+
+
+@no_constant_codes  # three iterations of layer 1 give codes that vary little
+def test_ctrl_c_ends_the_interrupted_layer_and_pretraining_goes_on(digits, monkeypatch):
+    """Ctrl-C during a layer's pretraining ends that layer as it ends a SparseAutoencoder
+    fit (last accepted parameters, FitInterruptedWarning); the next layer is then
+    pretrained, greedily, on the codes of the layer as it was kept."""
+    from skae._base import FitInterruptedWarning
+    from skae._objective import AutoencoderObjective
+
+    X = digits[0][:300]
+    _interrupt_evaluation(monkeypatch, AutoencoderObjective, at=4)
+    stack = StackedAutoencoder((12, 6), max_iter=15, random_state=0)
+    with pytest.warns(FitInterruptedWarning, match="interrupted after"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            stack.fit(X)
+    first, second = stack.autoencoders_
+    assert 1 <= first.n_iter_ < 4
+    assert second.n_iter_ == 15
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        alone = SparseAutoencoder(6, max_iter=15, random_state=second.random_state).fit(
+            first.transform(X)
+        )
+    np.testing.assert_array_equal(second.components_, alone.components_)
+    assert stack.n_iter_ == first.n_iter_ + 15
+    assert np.all(np.isfinite(stack.transform(X)))
+
+
+def test_ctrl_c_during_fine_tuning_keeps_the_last_accepted_network(digits, monkeypatch):
+    from skae._base import FitInterruptedWarning
+    from skae._network import FineTuneObjective
+
+    X, y = digits[0][:300], digits[1][:300]
+    _interrupt_evaluation(
+        monkeypatch, FineTuneObjective, at=5, when=lambda objective: len(objective.trainable) > 1
+    )
+    model = StackedAutoencoderClassifier((8,), max_iter=10, softmax_max_iter=20,
+                                         fine_tune_max_iter=30, random_state=0)
+    with pytest.warns(FitInterruptedWarning, match=r"\(fine-tuning\): training was interr"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, y)
+    done = model.stage_n_iter_["fine_tuning"]
+    assert 1 <= done < 5
+    assert len(model.loss_curves_["fine_tuning"]) == done
+    assert model.loss_ == model.loss_curves_["fine_tuning"][-1]
+    assert model.loss_ < model.loss_curves_["softmax"][-1]
+    assert set(model.predict(X)) <= set(model.classes_)
+
+
 @no_convergence
 def test_semi_supervised_with_ten_percent_of_the_labels(split):
     X_train, X_test, y_train, y_test = split
