@@ -24,14 +24,18 @@ from ._base import (
     SkaeWarning,
     StrOptions,
     _fit_context,
+    array_device,
+    array_namespace,
     check_input_array,
     check_same_namespace,
     device_namespace,
     run_lbfgs,
+    to_numpy,
     validate_input,
     warn_at_caller,
 )
 from ._network import FineTuneObjective, Layer, _autoencoder_layer, forward
+from ._objective import _cast
 from ._sparse_autoencoder import SparseAutoencoder, _input_namespace
 
 __all__ = ["StackedAutoencoder", "StackedAutoencoderClassifier"]
@@ -186,19 +190,6 @@ def _check_constant_codes(estimator, k, autoencoder, X, H, settings):
         "decay in the upper layers' in the documentation's page on stacking).",
         ConstantCodesWarning,
     )
-
-
-def _refuse_device_arrays(estimator, X):
-    """A clear error for arrays of another namespace than NumPy under array API dispatch
-    (the classifier does not follow it yet; docs/array_api.rst)."""
-    xp, _ = device_namespace(X)
-    if xp is not None:
-        raise TypeError(
-            f"{type(estimator).__name__} does not follow scikit-learn's array API dispatch "
-            f"yet, and X is a {xp.__name__} array. Pass a NumPy array (e.g. "
-            "X.cpu().numpy() for a PyTorch tensor, cupy.asnumpy(X) for CuPy), or fit "
-            "StackedAutoencoder, which computes on the device, for the codes."
-        )
 
 
 class _StackMixin:
@@ -604,7 +595,8 @@ class StackedAutoencoderClassifier(
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        The class labels (the ``unlabelled`` marker excluded).
+        The class labels (the ``unlabelled`` marker excluded); under array API dispatch
+        an array of ``y``'s namespace and device, as in scikit-learn's classifiers.
     autoencoders_ : list of SparseAutoencoder
         The pretrained layers, as pretraining left them (fine-tuning does not change
         them).
@@ -718,11 +710,14 @@ class StackedAutoencoderClassifier(
             Training data; float32 stays float32; sparse input is used by the first
             layer as is. A dask array chunked by rows is fitted on the dask cluster, all
             three stages (user guide, "Scaling out"); ``predict`` and the other methods
-            then return lazy dask arrays for dask input.
+            then return lazy dask arrays for dask input. Under scikit-learn's array API
+            dispatch an array of another namespace (a PyTorch tensor, a CuPy array) is
+            fitted in that namespace, on its device, and the fitted network lives there.
         y : array-like of shape (n_samples,)
             Class labels; ``unlabelled`` (default -1) marks an unlabelled row (for string
             labels use an object array holding the integer -1). A dask array is computed
-            on the client (one label per row).
+            on the client (one label per row); under array API dispatch ``y`` may be an
+            array of any namespace (``classes_`` is then of that namespace).
 
         Returns
         -------
@@ -736,21 +731,28 @@ class StackedAutoencoderClassifier(
         sizes = self._hidden_sizes()
         self._layer_settings()  # validate every layer before any work
         on_cluster = _dask.is_dask_collection(X)
+        xp = device = None  # another array namespace than NumPy, and its device
         if on_cluster:  # X persisted on the workers; y (one label per row) on the client
             X, y = _dask.classifier_inputs(self, X, y)
         else:
             if _dask.is_dask_collection(y):
                 y = _dask.compute_labels(y)
-            _refuse_device_arrays(self, X)
+            # array API dispatch: an array of another namespace is fitted in it, on its
+            # device (xp is None on the NumPy path, which is unchanged)
+            xp, device, dtypes = _input_namespace(X)
             X, y = validate_input(
                 self,
                 X,
                 y=y,
                 accept_sparse="csr",
-                dtype=_FLOAT_DTYPES,
+                dtype=dtypes,
                 ensure_min_samples=2,
                 reset=True,
             )
+        # The labels are bookkept on the host (one per row); classes_ is returned in y's
+        # namespace and on its device, as scikit-learn's array API classifiers do.
+        y_namespace = None if on_cluster else device_namespace(y)
+        y = to_numpy(y)
         labelled = _split_unlabelled(y, self.unlabelled)
         if not labelled.any():
             raise ValueError(
@@ -772,7 +774,13 @@ class StackedAutoencoderClassifier(
             def objective_of(layers, y_index, **settings):
                 return _dask.DaskFineTuneObjective(layers, X, labelled, y_index, **settings)
         else:
-            X_labelled = X[labelled] if not labelled.all() else X
+            if labelled.all():
+                X_labelled = X
+            elif xp is None:
+                X_labelled = X[labelled]
+            else:
+                X_labelled = xp.take(X, xp.asarray(np.flatnonzero(labelled), device=device),
+                                     axis=0)
 
             def objective_of(layers, y_index, **settings):
                 return FineTuneObjective(layers, X_labelled, y_index, **settings)
@@ -783,7 +791,7 @@ class StackedAutoencoderClassifier(
         curves = {"pretraining": [], "softmax": [], "fine_tuning": []}
         n_iter = {"pretraining": [], "softmax": 0, "fine_tuning": 0}
         if warm:
-            self._check_warm_start(sizes, classes)
+            self._check_warm_start(sizes, classes, np if xp is None else xp)
             autoencoders = self.autoencoders_
             layers = [_cast_layer(layer, X.dtype) for layer in self.layers_]
         else:
@@ -793,8 +801,13 @@ class StackedAutoencoderClassifier(
             layers = [_autoencoder_layer(ae) for ae in autoencoders]
             rng = np.random.RandomState(seeds[-1])
             # UFLDL's softmax initialisation: small Gaussian weights, zero bias.
-            W = (0.005 * rng.standard_normal((len(classes), sizes[-1]))).astype(X.dtype)
-            layers.append(Layer(W, np.zeros(len(classes), dtype=X.dtype), "softmax"))
+            W = 0.005 * rng.standard_normal((len(classes), sizes[-1]))
+            b = np.zeros(len(classes))
+            if xp is None:
+                W, b = W.astype(X.dtype), b.astype(X.dtype)
+            else:  # the same start, moved to X's device in X's dtype
+                W, b = (xp.astype(xp.asarray(a, device=device), X.dtype) for a in (W, b))
+            layers.append(Layer(W, b, "softmax"))
 
         k = len(layers)
         loss = None
@@ -833,6 +846,9 @@ class StackedAutoencoderClassifier(
             curves[stage], n_iter[stage] = list(result.loss_curve), result.n_iter
             loss = result.loss
 
+        if y_namespace is not None and y_namespace[0] is not None:
+            y_xp, y_device = y_namespace
+            classes = y_xp.asarray(classes, device=y_device)
         self.classes_ = classes
         self.autoencoders_ = autoencoders
         self.layers_ = layers
@@ -865,9 +881,15 @@ class StackedAutoencoderClassifier(
             own_lbfgs=True,
         )
 
-    def _check_warm_start(self, sizes, classes):
+    def _check_warm_start(self, sizes, classes, xp):
+        if array_namespace(self.layers_[0].weights) is not xp:
+            raise ValueError(
+                "warm_start=True cannot continue from the previous fit: it was fitted in "
+                "another array namespace than X's. Fit X in the namespace of the previous "
+                "fit, or set warm_start=False to start afresh."
+            )
         previous = [layer.n_out for layer in self.layers_[:-1]]
-        if previous != sizes or not np.array_equal(classes, self.classes_):
+        if previous != sizes or not np.array_equal(classes, to_numpy(self.classes_)):
             raise ValueError(
                 "warm_start=True cannot continue from the previous fit: it had "
                 f"hidden_layer_sizes={tuple(previous)} and classes {list(self.classes_)}, "
@@ -876,14 +898,16 @@ class StackedAutoencoderClassifier(
             )
 
     # ------------------------------------------------------------------ predicting
-    def _apply(self, X, function):
+    def _apply(self, X, function, method):
         """``function(X, layers_, classes_)`` on checked rows; lazily per row chunk of a
-        dask array (a dask array is returned, nothing is computed)."""
+        dask array (a dask array is returned, nothing is computed). Under array API
+        dispatch X must be of the fit's namespace and device."""
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.map_rows(self, X, function, self.layers_, self.classes_)
-        _refuse_device_arrays(self, X)
-        X = validate_input(self, X, accept_sparse="csr", dtype=_FLOAT_DTYPES, reset=False)
+        check_same_namespace(X, self, attribute="_bottom_weights", method=method)
+        dtypes = _input_namespace(X)[2]
+        X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return function(X, self.layers_, self.classes_)
 
     def decision_function(self, X):
@@ -898,7 +922,7 @@ class StackedAutoencoderClassifier(
         scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
             For two classes, ``z_1 − z_0``: positive means ``classes_[1]``.
         """
-        return self._apply(X, _decision)
+        return self._apply(X, _decision, "decision_function")
 
     def predict_proba(self, X):
         """Class probabilities (the softmax output).
@@ -912,7 +936,7 @@ class StackedAutoencoderClassifier(
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``.
         """
-        return self._apply(X, _proba)
+        return self._apply(X, _proba, "predict_proba")
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed without underflow.
@@ -925,7 +949,7 @@ class StackedAutoencoderClassifier(
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
         """
-        return self._apply(X, _log_proba)
+        return self._apply(X, _log_proba, "predict_log_proba")
 
     def predict(self, X):
         """The most probable class of each row.
@@ -939,7 +963,7 @@ class StackedAutoencoderClassifier(
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        return self._apply(X, _predict)
+        return self._apply(X, _predict, "predict")
 
     def transform(self, X):
         """Codes of the top hidden layer of the (fine-tuned) encoder.
@@ -952,11 +976,15 @@ class StackedAutoencoderClassifier(
         -------
         H : ndarray of shape (n_samples, hidden_layer_sizes[-1])
         """
-        return self._apply(X, _codes)
+        return self._apply(X, _codes, "transform")
 
     def _network_layers(self):
         check_is_fitted(self)
         return list(self.layers_)
+
+    @property
+    def _bottom_weights(self):  # the namespace and device of the fit (array API)
+        return self.layers_[0].weights
 
     @property
     def _n_features_out(self):
@@ -966,6 +994,7 @@ class StackedAutoencoderClassifier(
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.array_api_support = True
         return tags
 
 
@@ -974,8 +1003,9 @@ StackedAutoencoderClassifier.__doc__ = StackedAutoencoderClassifier.__doc__.repl
 ).replace("{{", "{").replace("}}", "}")
 
 
-# What the classifier computes from checked rows X (NumPy or sparse), its layers and
-# classes; on a dask array, the same functions run on each row chunk (lazily).
+# What the classifier computes from checked rows X (NumPy, sparse, or an array of the
+# fit's namespace under array API dispatch), its layers and classes; on a dask array, the
+# same functions run on each row chunk (lazily).
 def _codes(X, layers, classes):
     return forward(layers[:-1], X)[-1]
 
@@ -998,24 +1028,45 @@ def _proba(X, layers, classes):
 
 
 def _log_proba(X, layers, classes):
-    return log_softmax(_logits(X, layers, classes), axis=1)
+    Z = _logits(X, layers, classes)
+    xp = array_namespace(Z)
+    if xp is np:
+        return log_softmax(Z, axis=1)
+    # SciPy's log_softmax, step by step, in Z's namespace
+    Z = Z - xp.max(Z, axis=1, keepdims=True)
+    return Z - xp.log(xp.sum(xp.exp(Z), axis=1, keepdims=True))
 
 
 def _predict(X, layers, classes):
-    return classes[np.argmax(_logits(X, layers, classes), axis=1)]
+    Z = _logits(X, layers, classes)
+    xp = array_namespace(Z)
+    if xp is np and array_namespace(classes) is np:
+        return classes[np.argmax(Z, axis=1)]
+    # array API dispatch (scikit-learn's convention): classes_ is in y's namespace; the
+    # labels come back in X's namespace and on its device, string labels as NumPy.
+    indices = xp.argmax(Z, axis=1)
+    if array_namespace(classes) is xp and array_device(classes) == array_device(Z):
+        return xp.take(classes, indices, axis=0)
+    labels = to_numpy(classes)[to_numpy(indices)]
+    if xp is np or labels.dtype.kind not in "biuf":
+        return labels
+    return xp.asarray(labels, device=array_device(Z))
 
 
 def _cast_layer(layer, dtype):
-    return Layer(
-        np.asarray(layer.weights, dtype=dtype), np.asarray(layer.bias, dtype=dtype),
-        layer.activation,
-    )
+    return Layer(_cast(layer.weights, dtype), _cast(layer.bias, dtype), layer.activation)
+
+
+def _copy_as(a, dtype):
+    """A copy of ``a`` in ``dtype``, in its own namespace."""
+    xp = array_namespace(a)
+    return a.astype(dtype) if xp is np else xp.astype(a, dtype, copy=True)
 
 
 def _layers_from(objective, theta):
     """The trainable layers of ``objective`` at ``theta``, in the data's dtype."""
     return [
-        Layer(W.astype(objective.dtype), b.astype(objective.dtype), layer.activation)
+        Layer(_copy_as(W, objective.dtype), _copy_as(b, objective.dtype), layer.activation)
         for (W, b), layer in zip(objective.layout.unpack(theta), objective.trainable)
     ]
 

@@ -1,8 +1,10 @@
-"""scikit-learn's array API dispatch (issue 13): SparseAutoencoder fits, transforms and
-scores arrays of other namespaces in that namespace, on their device.
+"""scikit-learn's array API dispatch (issue 13): SparseAutoencoder, StackedAutoencoder and
+StackedAutoencoderClassifier fit arrays of other namespaces in that namespace, on their
+device, and return outputs of the input's namespace.
 
-On the CPU: ``array_api_strict`` (a test dependency) and PyTorch (skipped when it is not
-installed). GPU tests (PyTorch CUDA, CuPy) skip when there is no GPU.
+On the CPU: ``array_api_strict`` (a test dependency) and PyTorch (the ``ns`` fixture and
+scikit-learn's checks skip it, saying so, when it is not installed). GPU tests (PyTorch
+CUDA, CuPy) skip when there is no GPU.
 """
 
 import warnings
@@ -17,10 +19,24 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._array_api import yield_namespace_device_dtype_combinations
 from sklearn.utils.estimator_checks import check_array_api_input
 
-from skae import SparseAutoencoder
+from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
 from skae import _base as base_module
+from skae._base import to_numpy
 from skae._lbfgs import minimize_lbfgs
+from skae._network import FineTuneObjective, Layer
 from skae._objective import AutoencoderObjective, AutoencoderSpec, Corruption
+
+try:  # scikit-learn >= 1.9
+    from sklearn.utils._array_api import yield_mixed_namespace_input_permutations
+    from sklearn.utils.estimator_checks import (
+        check_array_api_mixed_inputs,
+        check_array_api_same_namespace,
+    )
+except ImportError:
+    check_array_api_same_namespace = check_array_api_mixed_inputs = None
+
+    def yield_mixed_namespace_input_permutations():
+        return iter(())
 
 xps = pytest.importorskip("array_api_strict")
 StrictArray = type(xps.asarray(0.0))
@@ -36,6 +52,28 @@ except (ImportError, RuntimeError) as exc:
 
 def _data(n=200, dtype=np.float64):
     return (load_digits().data[:n] / 16.0).astype(dtype)
+
+
+class _Namespace:
+    """A namespace tested on the CPU: array_api_strict, or PyTorch (skipped, saying so,
+    when it is not installed). Arrays are copies of the NumPy data."""
+
+    def __init__(self, name):
+        self.name = name
+        if name == "torch":
+            torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+            self.array_type = torch.Tensor
+            self.float64, self.float32 = torch.float64, torch.float32
+            self.asarray = lambda a: torch.asarray(np.array(a), device="cpu")
+        else:
+            self.array_type = StrictArray
+            self.float64, self.float32 = xps.float64, xps.float32
+            self.asarray = lambda a: xps.asarray(np.array(a))
+
+
+@pytest.fixture(params=["array_api_strict", "torch"])
+def ns(request):
+    return _Namespace(request.param)
 
 
 def _skae_lbfgs_for_numpy(monkeypatch):
@@ -75,24 +113,35 @@ OBJECTIVE_OPTIONS = [
 ]
 
 
+# Rounding of the namespaces' own products against NumPy's: array_api_strict wraps NumPy;
+# PyTorch sums in another order (measured on the objective: 4e-13 relative, 3e-15 absolute
+# in float64; 1.2e-6 relative on J and 1e-6 absolute on ∇J in float32).
+OBJECTIVE_TOLERANCES = {
+    ("array_api_strict", np.float64): (1e-13, 1e-14, 1e-13),
+    ("array_api_strict", np.float32): (1e-6, 1e-6, 1e-6),
+    ("torch", np.float64): (1e-13, 1e-13, 1e-13),
+    ("torch", np.float32): (1e-5, 1e-6, 3e-6),
+}
+
+
 @pytest.mark.parametrize("options, corruption, batch_size", OBJECTIVE_OPTIONS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_objective_is_the_same_in_array_api_strict(options, corruption, batch_size, dtype):
-    """The one objective on array_api_strict arrays: J and ∇J equal NumPy's to rounding
-    (float64: 1e-13 relative; float32 data: 1e-6 relative, 1e-6 absolute on ∇J), and the
-    gradient is an array_api_strict float64 array."""
+def test_objective_is_the_same_in_the_namespace(ns, options, corruption, batch_size, dtype):
+    """The one objective on the namespace's arrays: J and ∇J equal NumPy's to rounding
+    (OBJECTIVE_TOLERANCES: J relative, ∇J relative and absolute), and the gradient is a
+    float64 array of the namespace."""
     X = _data(150, dtype)
     spec = AutoencoderSpec(n_features=64, n_hidden=10, **options)
     theta = spec.layout.initialize(np.random.RandomState(0))
     J, grad = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size)(theta)
     objective = AutoencoderObjective(
-        spec, xps.asarray(X), corruption=corruption, batch_size=batch_size
+        spec, ns.asarray(X), corruption=corruption, batch_size=batch_size
     )
-    J_x, grad_x = objective(xps.asarray(theta))
-    assert isinstance(grad_x, StrictArray) and grad_x.dtype == xps.float64
-    rtol, atol = (1e-13, 1e-14) if dtype == np.float64 else (1e-6, 1e-6)
-    assert_allclose(J_x, J, rtol=rtol)
-    assert_allclose(np.asarray(grad_x), grad, rtol=rtol, atol=atol)
+    J_x, grad_x = objective(ns.asarray(theta))
+    assert isinstance(grad_x, ns.array_type) and grad_x.dtype == ns.float64
+    rtol_J, rtol, atol = OBJECTIVE_TOLERANCES[ns.name, dtype]
+    assert_allclose(J_x, J, rtol=rtol_J)
+    assert_allclose(to_numpy(grad_x), grad, rtol=rtol, atol=atol)
 
 
 def test_objective_gradient_check_in_array_api_strict():
@@ -116,21 +165,22 @@ def test_objective_gradient_check_in_array_api_strict():
     "params",
     [{}, {"tied_weights": True, "loss": "cross_entropy"}, {"noise": "mask", "noise_level": 0.2}],
 )
-def test_fit_equals_the_numpy_fit_with_the_same_optimiser(monkeypatch, params):
-    """Stated tolerance: with the same L-BFGS on both sides, 25 iterations of the
-    array_api_strict fit give the NumPy fit's parameters to 1e-7 (absolute; they are of
-    order 1), its loss curve to 1e-10 relative, and outputs of the input's namespace."""
+def test_fit_equals_the_numpy_fit_with_the_same_optimiser(monkeypatch, ns, params):
+    """Stated tolerance: with the same L-BFGS on both sides, 25 iterations of the fit on
+    the namespace's arrays (array_api_strict, PyTorch on the CPU) give the NumPy fit's
+    parameters to 1e-7 (absolute; they are of order 1), its loss curve to 1e-10
+    relative, and outputs of the input's namespace."""
     X = _data()
     est = SparseAutoencoder(n_hidden=12, max_iter=25, random_state=0, **params)
     with config_context(array_api_dispatch=True):
-        fitted = est.fit(xps.asarray(X))
-        H = fitted.transform(xps.asarray(X))
+        fitted = est.fit(ns.asarray(X))
+        H = fitted.transform(ns.asarray(X))
         R = fitted.inverse_transform(H)
-        score = fitted.score(xps.asarray(X))
+        score = fitted.score(ns.asarray(X))
     for attribute in _fitted_attributes(fitted):
-        assert isinstance(attribute, StrictArray) and attribute.dtype == xps.float64
-    assert isinstance(H, StrictArray) and H.shape == (200, 12)
-    assert isinstance(R, StrictArray) and R.shape == X.shape
+        assert isinstance(attribute, ns.array_type) and attribute.dtype == ns.float64
+    assert isinstance(H, ns.array_type) and tuple(H.shape) == (200, 12)
+    assert isinstance(R, ns.array_type) and tuple(R.shape) == X.shape
     assert isinstance(score, float)
 
     _skae_lbfgs_for_numpy(monkeypatch)
@@ -138,9 +188,9 @@ def test_fit_equals_the_numpy_fit_with_the_same_optimiser(monkeypatch, params):
     assert fitted.n_iter_ == reference.n_iter_ == 25
     assert_allclose(fitted.loss_curve_, reference.loss_curve_, rtol=1e-10)
     for ours, theirs in zip(_fitted_attributes(fitted), _fitted_attributes(reference)):
-        assert_allclose(np.asarray(ours), theirs, atol=1e-7)
-    assert_allclose(np.asarray(H), reference.transform(X), atol=1e-7)
-    assert_allclose(np.asarray(R), reference.inverse_transform(reference.transform(X)), atol=1e-7)
+        assert_allclose(to_numpy(ours), theirs, atol=1e-7)
+    assert_allclose(to_numpy(H), reference.transform(X), atol=1e-7)
+    assert_allclose(to_numpy(R), reference.inverse_transform(reference.transform(X)), atol=1e-7)
     assert_allclose(score, reference.score(X), rtol=1e-8)
     if params.get("tied_weights"):
         assert fitted.decoder_components_ is fitted.components_
@@ -225,8 +275,11 @@ def test_max_iter_warns_and_non_finite_raises_on_the_device():
                 SparseAutoencoder(n_hidden=4, max_iter=5, random_state=0).fit(huge)
 
 
-def test_tags_declare_array_api_support():
-    assert SparseAutoencoder().__sklearn_tags__().array_api_support is True
+@pytest.mark.parametrize(
+    "estimator", [SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier]
+)
+def test_tags_declare_array_api_support(estimator):
+    assert estimator().__sklearn_tags__().array_api_support is True
 
 
 # ------------------------------------------------------------------ scikit-learn's checks
@@ -303,27 +356,25 @@ def test_gpu_fit_matches_numpy(monkeypatch, library, dtype):
 
 # ------------------------------------------------------------------ the stacks
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_stacked_autoencoder_equals_the_numpy_fit_with_the_same_optimiser(monkeypatch):
+def test_stacked_autoencoder_equals_the_numpy_fit_with_the_same_optimiser(monkeypatch, ns):
     """Stated tolerance as for one layer: parameters of every layer to 1e-7, codes and
     reconstructions to 1e-7, all in the input's namespace."""
-    from skae import StackedAutoencoder
-
     X = _data()
     params = {"hidden_layer_sizes": (12, 6), "max_iter": 20, "random_state": 0}
     with config_context(array_api_dispatch=True):
-        fitted = StackedAutoencoder(**params).fit(xps.asarray(X))
-        H = fitted.transform(xps.asarray(X))
+        fitted = StackedAutoencoder(**params).fit(ns.asarray(X))
+        H = fitted.transform(ns.asarray(X))
         R = fitted.inverse_transform(H)
-    assert isinstance(H, StrictArray) and H.shape == (200, 6)
-    assert isinstance(R, StrictArray) and R.shape == X.shape
+    assert isinstance(H, ns.array_type) and tuple(H.shape) == (200, 6)
+    assert isinstance(R, ns.array_type) and tuple(R.shape) == X.shape
     _skae_lbfgs_for_numpy(monkeypatch)
     reference = StackedAutoencoder(**params).fit(X)
     for ours, theirs in zip(fitted.autoencoders_, reference.autoencoders_):
-        assert isinstance(ours.components_, StrictArray)
+        assert isinstance(ours.components_, ns.array_type)
         for a, b in zip(_fitted_attributes(ours), _fitted_attributes(theirs)):
-            assert_allclose(np.asarray(a), b, atol=1e-7)
-    assert_allclose(np.asarray(H), reference.transform(X), atol=1e-7)
-    assert_allclose(np.asarray(R), reference.inverse_transform(reference.transform(X)), atol=1e-7)
+            assert_allclose(to_numpy(a), b, atol=1e-7)
+    assert_allclose(to_numpy(H), reference.transform(X), atol=1e-7)
+    assert_allclose(to_numpy(R), reference.inverse_transform(reference.transform(X)), atol=1e-7)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -331,23 +382,291 @@ def test_stacked_autoencoder_equals_the_numpy_fit_with_the_same_optimiser(monkey
     "namespace, device, dtype", list(yield_namespace_device_dtype_combinations())
 )
 def test_sklearn_array_api_checks_stacked(namespace, device, dtype):
-    from skae import StackedAutoencoder
-
     estimator = StackedAutoencoder((4, 3), max_iter=10, random_state=0)
     check_array_api_input("StackedAutoencoder", estimator, namespace, device, dtype)
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_classifier_refuses_device_arrays_with_advice():
-    from skae import StackedAutoencoderClassifier
 
+# ------------------------------------------------------------------ the classifier
+FINE_TUNE_NETWORKS = [
+    (["sigmoid", "softmax"], 1),
+    (["sigmoid", "softmax"], 2),
+    (["tanh", "sigmoid", "softmax"], 1),
+    (["tanh", "sigmoid", "softmax"], 3),
+]
+
+
+@pytest.mark.parametrize("activations, n_trainable", FINE_TUNE_NETWORKS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fine_tune_objective_is_the_same_in_the_namespace(ns, activations, n_trainable, dtype):
+    """The one fine-tuning objective on the namespace's arrays (layers and data there, the
+    labels NumPy): J and ∇J equal NumPy's to rounding (float64: 1e-13 relative on J,
+    1e-13 absolute on ∇J; float32 data: 1e-6 and 1e-6; measured 2e-16 / 8e-17 and 5e-9 /
+    4e-8); ∇J is a float64 array of the namespace."""
+    rng = np.random.RandomState(0)
+    sizes = [64, 20, 15][: len(activations)] + [10]
+    layers = [
+        Layer(rng.uniform(-0.5, 0.5, (o, i)).astype(dtype),
+              rng.uniform(-0.3, 0.3, o).astype(dtype), a)
+        for i, o, a in zip(sizes[:-1], sizes[1:], activations)
+    ]
+    X, y = _data(300, dtype), load_digits().target[:300]
+    alphas = [0.0] * (n_trainable - 1) + [1e-2]
+    numpy_objective = FineTuneObjective(layers, X, y, n_trainable=n_trainable, alphas=alphas)
+    theta = numpy_objective.theta0 + 0.01 * rng.standard_normal(numpy_objective.theta0.size)
+    J, grad = numpy_objective(theta)
+    device_layers = [Layer(ns.asarray(la.weights), ns.asarray(la.bias), la.activation)
+                     for la in layers]
+    objective = FineTuneObjective(
+        device_layers, ns.asarray(X), y, n_trainable=n_trainable, alphas=alphas
+    )
+    assert_allclose(to_numpy(objective.theta0), numpy_objective.theta0, rtol=0, atol=0)
+    J_x, grad_x = objective(ns.asarray(theta))
+    assert isinstance(grad_x, ns.array_type) and grad_x.dtype == ns.float64
+    tolerance = 1e-13 if dtype == np.float64 else 1e-6
+    assert_allclose(J_x, J, rtol=tolerance)
+    assert_allclose(to_numpy(grad_x), grad, rtol=0, atol=tolerance)
+
+
+def test_fine_tune_objective_gradient_check_in_the_namespace(ns):
+    from skae import check_gradient
+
+    rng = np.random.RandomState(1)
+    layers = [Layer(ns.asarray(rng.uniform(-0.5, 0.5, (4, 6))), ns.asarray(np.zeros(4)), "tanh"),
+              Layer(ns.asarray(rng.uniform(-0.5, 0.5, (3, 4))), ns.asarray(np.zeros(3)),
+                    "softmax")]
+    objective = FineTuneObjective(layers, ns.asarray(rng.uniform(0, 1, (9, 6))),
+                                  rng.randint(0, 3, 9), n_trainable=2, alphas=[0.1, 0.2])
+
+    def fun(theta):  # check_gradient works in NumPy; the objective runs in the namespace
+        J, grad = objective(ns.asarray(theta))
+        return J, to_numpy(grad)
+
+    assert check_gradient(fun, to_numpy(objective.theta0)) < 1e-8
+
+
+def _labelled_digits(n=240):
+    """Digits in [0, 1]; every fourth row unlabelled (-1, used for pretraining only)."""
     X, y = load_digits(return_X_y=True)
-    X, y = X[:80] / 16.0, y[:80]
-    est = StackedAutoencoderClassifier((6,), max_iter=3)
+    y = y[:n].copy()
+    y[::4] = -1
+    return X[:n] / 16.0, y
+
+
+CLASSIFIER = {
+    "hidden_layer_sizes": (12, 8),
+    "max_iter": 15,
+    "softmax_max_iter": 15,
+    "fine_tune_max_iter": 15,
+    "random_state": 0,
+}
+CLASSIFIER_OUTPUTS = ("predict_proba", "predict_log_proba", "decision_function", "transform")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("fine_tune", ["all", "top", None])
+def test_classifier_equals_the_numpy_fit_with_the_same_optimiser(monkeypatch, ns, fine_tune):
+    """Stated tolerance: with skae's L-BFGS in every stage on both sides (the NumPy
+    classifier's supervised stages use it anyway; its pretraining is switched to it
+    here), the fit on the namespace's float64 arrays, with unlabelled rows, makes as many
+    iterations in every stage, its loss curves equal NumPy's to 1e-10 relative, its
+    network to 1e-9 and its outputs to 1e-9 (measured: 7e-12 and below); the outputs are
+    arrays of the input's namespace, the predictions the same labels."""
+    X, y = _labelled_digits()
+    labelled = y != -1
     with config_context(array_api_dispatch=True):
-        with pytest.raises(TypeError, match="does not follow.*array API.*NumPy array"):
-            est.fit(xps.asarray(X), y)
-        est.fit(X, y)  # NumPy input still works with dispatch on
-        for method in ("predict", "predict_proba", "transform"):
-            with pytest.raises(TypeError, match="does not follow.*array API"):
-                getattr(est, method)(xps.asarray(X))
+        fitted = StackedAutoencoderClassifier(fine_tune=fine_tune, **CLASSIFIER).fit(
+            ns.asarray(X), y
+        )
+        outputs = {name: getattr(fitted, name)(ns.asarray(X)) for name in CLASSIFIER_OUTPUTS}
+        predicted = fitted.predict(ns.asarray(X))
+        score = fitted.score(ns.asarray(X[labelled]), y[labelled])
+
+    _skae_lbfgs_for_numpy(monkeypatch)
+    reference = StackedAutoencoderClassifier(fine_tune=fine_tune, **CLASSIFIER).fit(X, y)
+    assert fitted.stage_n_iter_ == reference.stage_n_iter_
+    for stage in ("softmax", "fine_tuning"):
+        assert_allclose(fitted.loss_curves_[stage], reference.loss_curves_[stage], rtol=1e-10)
+    assert fitted.loss_ == pytest.approx(reference.loss_, rel=1e-10)
+    for ours, theirs in zip(fitted.layers_, reference.layers_):
+        assert isinstance(ours.weights, ns.array_type) and ours.weights.dtype == ns.float64
+        assert isinstance(ours.bias, ns.array_type)
+        assert_allclose(to_numpy(ours.weights), theirs.weights, atol=1e-9)
+        assert_allclose(to_numpy(ours.bias), theirs.bias, atol=1e-9)
+    assert type(fitted.classes_) is np.ndarray  # y was NumPy
+    assert_array_equal(fitted.classes_, np.arange(10))
+    for name, output in outputs.items():
+        assert isinstance(output, ns.array_type), name
+        assert_allclose(to_numpy(output), getattr(reference, name)(X), atol=1e-9, err_msg=name)
+    assert isinstance(predicted, ns.array_type)
+    assert_array_equal(to_numpy(predicted), reference.predict(X))
+    # scikit-learn's accuracy_score counts in the namespace's default float (float32 in
+    # PyTorch): the same accuracy to 1e-6
+    assert isinstance(score, float)
+    assert score == pytest.approx(reference.score(X[labelled], y[labelled]), rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_classifier_float32_stays_float32(monkeypatch, ns):
+    """float32 data: the network and every output stay float32 in the namespace. The
+    libraries round float32 products differently and 45 L-BFGS iterations amplify it, so
+    the stated tolerance is loose: the loss within 1% of the NumPy float32 fit's with the
+    same optimiser, probabilities within 0.02 (measured: 7e-4 relative, 6e-3)."""
+    X, y = _labelled_digits()
+    X = X.astype(np.float32)
+    with config_context(array_api_dispatch=True):
+        fitted = StackedAutoencoderClassifier(**CLASSIFIER).fit(ns.asarray(X), y)
+        outputs = {name: getattr(fitted, name)(ns.asarray(X)) for name in CLASSIFIER_OUTPUTS}
+    for layer in fitted.layers_:
+        assert layer.weights.dtype == ns.float32 and layer.bias.dtype == ns.float32
+    for name, output in outputs.items():
+        assert isinstance(output, ns.array_type) and output.dtype == ns.float32, name
+    _skae_lbfgs_for_numpy(monkeypatch)
+    reference = StackedAutoencoderClassifier(**CLASSIFIER).fit(X, y)
+    assert fitted.loss_ == pytest.approx(reference.loss_, rel=0.01)
+    assert_allclose(to_numpy(outputs["predict_proba"]), reference.predict_proba(X), atol=0.02)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_classifier_labels_of_the_namespace_and_string_labels(ns):
+    """``y`` of the namespace (with -1 rows): ``classes_`` is an array of y's namespace
+    (scikit-learn's convention), predictions are in X's namespace, and the model is, bit
+    for bit, the one fitted with the same labels in NumPy (labels are bookkept on the
+    host). String labels, with the integer -1 for unlabelled rows in an object array:
+    ``classes_`` and the predictions are NumPy strings, those of the integer fit."""
+    X, y = _labelled_digits(160)
+    names = np.array([f"digit {k}" for k in range(10)], dtype=object)  # sorted as 0-9
+    y_names = np.array([names[k] if k >= 0 else -1 for k in y], dtype=object)
+    params = dict(CLASSIFIER, hidden_layer_sizes=(6,), max_iter=5)
+    Xd = ns.asarray(X)
+    with config_context(array_api_dispatch=True):
+        numpy_labels = StackedAutoencoderClassifier(**params).fit(Xd, y)
+        device_labels = StackedAutoencoderClassifier(**params).fit(Xd, ns.asarray(y))
+        string_labels = StackedAutoencoderClassifier(**params).fit(Xd, y_names)
+        predicted = {
+            "numpy": numpy_labels.predict(Xd),
+            "device": device_labels.predict(Xd),
+            "strings": string_labels.predict(Xd),
+        }
+        string_score = string_labels.score(ns.asarray(X[y != -1]), y_names[y != -1])
+    assert isinstance(device_labels.classes_, ns.array_type)
+    assert_array_equal(to_numpy(device_labels.classes_), np.arange(10))
+    for a, b in zip(numpy_labels.layers_, device_labels.layers_):
+        assert_array_equal(to_numpy(a.weights), to_numpy(b.weights))
+    assert isinstance(predicted["device"], ns.array_type)
+    assert_array_equal(to_numpy(predicted["device"]), to_numpy(predicted["numpy"]))
+    assert type(string_labels.classes_) is np.ndarray
+    assert_array_equal(string_labels.classes_, names)
+    assert type(predicted["strings"]) is np.ndarray
+    assert_array_equal(predicted["strings"], names[to_numpy(predicted["numpy"])])
+    expected = np.mean(names[to_numpy(predicted["numpy"])][y != -1] == y_names[y != -1])
+    assert string_score == pytest.approx(expected)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_classifier_other_namespace_after_a_device_fit_is_a_clear_error(ns):
+    X, y = _labelled_digits(80)
+    params = dict(CLASSIFIER, hidden_layer_sizes=(4,), max_iter=3)
+    with config_context(array_api_dispatch=True):
+        est = StackedAutoencoderClassifier(**params).fit(ns.asarray(X), y)
+        for method in ("predict", "predict_proba", "predict_log_proba", "decision_function",
+                       "transform"):
+            for other in (X, sp.csr_matrix(X)):
+                with pytest.raises(ValueError, match=f"same namespace.*{method}"):
+                    getattr(est, method)(other)
+        with pytest.raises(ValueError, match="same namespace"):
+            est.score(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_classifier_warm_start_across_namespaces_is_a_clear_error(ns):
+    X, y = _labelled_digits(80)
+    params = dict(CLASSIFIER, hidden_layer_sizes=(4,), max_iter=3, warm_start=True)
+    est = StackedAutoencoderClassifier(**params).fit(X, y)
+    layers = est.layers_
+    with config_context(array_api_dispatch=True):
+        with pytest.raises(ValueError, match="another array namespace"):
+            est.fit(ns.asarray(X), y)
+    assert est.layers_ is layers  # the previous model is kept
+    with config_context(array_api_dispatch=True):  # on the device it continues there
+        device = StackedAutoencoderClassifier(**params).fit(ns.asarray(X), y)
+        device.fit(ns.asarray(X), y)
+    assert device.stage_n_iter_["pretraining"] == []  # warm: supervised stage only
+    assert isinstance(device.layers_[0].weights, ns.array_type)
+
+
+def test_sparse_tensors_are_a_clear_error():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    X, y = _labelled_digits(40)
+    sparse = torch.asarray(X).to_sparse()
+    with config_context(array_api_dispatch=True):
+        for estimator in (SparseAutoencoder(n_hidden=3), StackedAutoencoder((3,))):
+            with pytest.raises(TypeError, match="sparse.*dense array"):
+                estimator.fit(sparse)
+        with pytest.raises(TypeError, match="sparse.*dense array"):
+            StackedAutoencoderClassifier((3,)).fit(sparse, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("make", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
+def test_classifier_numpy_input_with_dispatch_on_is_bitwise_unchanged(make):
+    X, y = _labelled_digits(120)
+    X = make(X)
+    params = dict(CLASSIFIER, hidden_layer_sizes=(6,), max_iter=5)
+    off = StackedAutoencoderClassifier(**params).fit(X, y)
+    with config_context(array_api_dispatch=True):
+        on = StackedAutoencoderClassifier(**params).fit(X, y)
+        on_proba = on.predict_proba(X)
+    for a, b in zip(on.layers_, off.layers_):
+        assert type(a.weights) is np.ndarray
+        assert_array_equal(a.weights, b.weights)
+        assert_array_equal(a.bias, b.bias)
+    assert on.loss_curves_ == off.loss_curves_
+    assert_array_equal(on_proba, off.predict_proba(X))
+
+
+CLASSIFIER_FOR_CHECKS = StackedAutoencoderClassifier(
+    (4, 3), max_iter=10, softmax_max_iter=10, fine_tune_max_iter=10, random_state=0
+)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "namespace, device, dtype", list(yield_namespace_device_dtype_combinations())
+)
+def test_sklearn_array_api_checks_classifier(namespace, device, dtype):
+    check_array_api_input(
+        "StackedAutoencoderClassifier", CLASSIFIER_FOR_CHECKS, namespace, device, dtype
+    )
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "namespace, device",
+    sorted({(n, d) for n, d, _ in yield_namespace_device_dtype_combinations(False)}, key=str),
+)
+@pytest.mark.parametrize(
+    "estimator",
+    [SparseAutoencoder(n_hidden=4, max_iter=10, random_state=0),
+     StackedAutoencoder((4, 3), max_iter=10, random_state=0),
+     CLASSIFIER_FOR_CHECKS],
+    ids=lambda e: type(e).__name__,
+)
+def test_sklearn_same_namespace_check(estimator, namespace, device):
+    """scikit-learn's check that predict/transform refuse another namespace than the
+    fit's (scikit-learn >= 1.9)."""
+    if check_array_api_same_namespace is None:
+        pytest.skip("check_array_api_same_namespace needs scikit-learn >= 1.9")
+    check_array_api_same_namespace(type(estimator).__name__, estimator, namespace, device)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "X_namespace, y_namespace",
+    [pytest.param(a, b, id=name) for a, b, name in yield_mixed_namespace_input_permutations()],
+)
+def test_sklearn_mixed_inputs_check_classifier(X_namespace, y_namespace):
+    """X of one namespace and device, y of another (scikit-learn >= 1.9)."""
+    check_array_api_mixed_inputs(
+        "StackedAutoencoderClassifier", CLASSIFIER_FOR_CHECKS, X_namespace, y_namespace
+    )
