@@ -40,7 +40,6 @@ from ._sparse_autoencoder import SparseAutoencoder, _input_namespace
 
 __all__ = ["StackedAutoencoder", "StackedAutoencoderClassifier"]
 
-_FLOAT_DTYPES = (np.float64, np.float32)
 _SEED_MAX = np.iinfo(np.int32).max
 
 # SparseAutoencoder's hyper-parameters that may be given once or once per layer, with
