@@ -1,5 +1,8 @@
 """The array-API L-BFGS (skae._lbfgs, issue 13): it reaches SciPy's optimum, it follows
-SciPy's L-BFGS-B on the autoencoder, and skae's driver behaves with it as with SciPy."""
+SciPy's L-BFGS-B on the autoencoder, and skae's driver behaves with it as with SciPy.
+
+The device tests run in every namespace installed: ``array_api_strict`` and PyTorch on the
+CPU (skipped, saying so, when PyTorch is not installed)."""
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
 from skae import _base as base_module
-from skae._base import FitInterruptedWarning, NonFiniteLossError, run_lbfgs
+from skae._base import FitInterruptedWarning, NonFiniteLossError, run_lbfgs, to_numpy
 from skae._lbfgs import array_api_compat, minimize_lbfgs
 from skae._objective import AutoencoderObjective, AutoencoderSpec
 
@@ -21,12 +24,33 @@ needs_compat = pytest.mark.skipif(
 )
 
 
+def _namespace(name):
+    """The array-API namespace ``name``: NumPy, array_api_strict, or PyTorch's (through
+    array_api_compat; skipped, saying so, when PyTorch is not installed)."""
+    if name == "numpy":
+        return np
+    if name == "array_api_strict":
+        return xps
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    return array_api_compat.array_namespace(torch.zeros(1))
+
+
+DEVICE_NAMESPACES = [
+    pytest.param(name, marks=needs_compat) for name in ("array_api_strict", "torch")
+]
+
+
+@pytest.fixture(params=DEVICE_NAMESPACES)
+def xp(request):
+    return _namespace(request.param)
+
+
 def _logistic_problem(xp):
     """L2-regularised logistic regression on the (standardised) breast-cancer data,
     written once against the array API: ``fun(w) -> (J, grad)`` in namespace ``xp``."""
     X, y = load_breast_cancer(return_X_y=True)
     X = np.hstack([StandardScaler().fit_transform(X), np.ones((len(X), 1))])
-    Xa, ya = xp.asarray(X), xp.asarray(y.astype(np.float64))
+    Xa, ya = xp.asarray(X, dtype=xp.float64), xp.asarray(y.astype(np.float64))
     lam, m = 1e-2, X.shape[0]
 
     def fun(w):
@@ -46,35 +70,43 @@ def _scipy_optimum(fun, w0):
     return result
 
 
-@pytest.mark.parametrize(
-    "xp", [np, pytest.param(xps, marks=needs_compat)], ids=["numpy", "array_api_strict"]
-)
-def test_reaches_scipys_optimum_on_logistic_regression(xp):
+ALL_NAMESPACES = [pytest.param("numpy")] + DEVICE_NAMESPACES
+
+
+@pytest.mark.parametrize("name", ALL_NAMESPACES)
+def test_reaches_scipys_optimum_on_logistic_regression(name):
     """Stated tolerance: both stopped at max|g| <= 1e-8, the weights (of order 1) agree
     with SciPy's to 1e-6 absolute and the losses to 1e-12 relative."""
+    xp = _namespace(name)
     reference = _scipy_optimum(*_logistic_problem(np))
     fun, w0 = _logistic_problem(xp)
     result = minimize_lbfgs(fun, w0, maxiter=1000, gtol=1e-8, ftol=0)
     assert result.status == 0, result.message
     assert type(result.x) is type(w0)  # stays in the namespace of the start
-    assert_allclose(np.asarray(result.x), reference.x, atol=1e-6)
+    assert_allclose(to_numpy(result.x), reference.x, atol=1e-6)
     assert_allclose(result.fun, reference.fun, rtol=1e-12)
     assert float(xp.max(xp.abs(result.jac))) <= 1e-8
-    assert_allclose(np.asarray(w0), 0.0)  # x0 untouched
+    assert_allclose(to_numpy(w0), 0.0)  # x0 untouched
 
 
+@pytest.mark.parametrize("name", ALL_NAMESPACES)
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("n_iter", [10, 40])
-def test_follows_scipy_on_the_autoencoder(seed, n_iter):
+def test_follows_scipy_on_the_autoencoder(name, seed, n_iter):
     """After the same number of iterations, the loss is within 2% of SciPy's L-BFGS-B's
-    (measured: within 0.5% at 10, 30 and 100 iterations on these data)."""
+    (measured: within 0.5% at 10, 30 and 100 iterations on these data); on a device
+    namespace the objective, the iterates and the L-BFGS history are its arrays."""
+    xp = _namespace(name)
     X = load_digits().data[:300] / 16.0
     spec = AutoencoderSpec(n_features=64, n_hidden=25)
     objective = AutoencoderObjective(spec, X, n_workers=1)
     theta0 = spec.layout.initialize(np.random.RandomState(seed))
     options = {"maxiter": n_iter, "gtol": 1e-12, "ftol": 0}
     reference = minimize(objective, theta0, jac=True, method="L-BFGS-B", options=options)
-    result = minimize_lbfgs(objective, theta0, maxiter=n_iter, gtol=1e-12, ftol=0)
+    device_objective = AutoencoderObjective(spec, xp.asarray(X), n_workers=1)
+    start = xp.asarray(theta0)
+    result = minimize_lbfgs(device_objective, start, maxiter=n_iter, gtol=1e-12, ftol=0)
+    assert type(result.x) is type(start)
     assert reference.nit == result.nit == n_iter
     start = objective(theta0)[0]
     assert result.fun < start - 0.5 * (start - reference.fun)  # it does descend
@@ -123,7 +155,7 @@ def test_wrong_gradient_ends_with_status_2():
 
 # ------------------------------------------------------------------ through run_lbfgs
 def _quadratic(xp, scale=1.0):
-    target = xp.asarray(np.linspace(-1.0, 1.0, 5))
+    target = xp.asarray(np.linspace(-1.0, 1.0, 5), dtype=xp.float64)
 
     def fun(theta):
         r = theta - target
@@ -132,40 +164,36 @@ def _quadratic(xp, scale=1.0):
     return fun
 
 
-@needs_compat
-def test_run_lbfgs_on_array_api_input_stays_in_the_namespace():
-    fun = _quadratic(xps)
-    theta0 = xps.zeros(5, dtype=xps.float64)
+def test_run_lbfgs_on_array_api_input_stays_in_the_namespace(xp):
+    fun = _quadratic(xp)
+    theta0 = xp.zeros(5, dtype=xp.float64)
     result = run_lbfgs(fun, theta0, max_iter=50, tol=1e-10)
     assert result.converged and result.status == 0
     assert isinstance(result.theta, type(theta0))
-    assert_allclose(np.asarray(result.theta), np.linspace(-1, 1, 5), atol=1e-9)
+    assert_allclose(to_numpy(result.theta), np.linspace(-1, 1, 5), atol=1e-9)
     assert result.n_iter == len(result.loss_curve) >= 1
-    assert_allclose(np.asarray(theta0), 0.0)
+    assert_allclose(to_numpy(theta0), 0.0)
 
 
-@needs_compat
-def test_run_lbfgs_max_iter_warns_like_scipy():
-    fun, w0 = _logistic_problem(xps)
+def test_run_lbfgs_max_iter_warns_like_scipy(xp):
+    fun, w0 = _logistic_problem(xp)
     with pytest.warns(ConvergenceWarning, match=r"max_iter=3; increase max_iter"):
         result = run_lbfgs(fun, w0, max_iter=3, tol=1e-12)
     assert result.n_iter == 3 and result.status == 1 and not result.converged
 
 
-@needs_compat
-def test_run_lbfgs_wrong_gradient_warns_with_the_reason():
+def test_run_lbfgs_wrong_gradient_warns_with_the_reason(xp):
     with pytest.warns(ConvergenceWarning, match=r"status 2: ABNORMAL.*line search"):
         result = run_lbfgs(
-            lambda t: (float(t @ t), -2.0 * t), xps.ones(3, dtype=xps.float64), max_iter=50,
+            lambda t: (float(t @ t), -2.0 * t), xp.ones(3, dtype=xp.float64), max_iter=50,
             tol=1e-8,
         )
     assert result.status == 2 and not result.converged
 
 
-@needs_compat
 @pytest.mark.parametrize("at_evaluation", [1, 3])
-def test_run_lbfgs_non_finite_loss_raises(at_evaluation):
-    good = _quadratic(xps)
+def test_run_lbfgs_non_finite_loss_raises(xp, at_evaluation):
+    good = _quadratic(xp)
     calls = {"n": 0}
 
     def fun(theta):
@@ -174,29 +202,27 @@ def test_run_lbfgs_non_finite_loss_raises(at_evaluation):
         return (float("nan"), grad) if calls["n"] == at_evaluation else (J, grad)
 
     with pytest.raises(NonFiniteLossError, match="loss became non-finite"):
-        run_lbfgs(fun, xps.zeros(5, dtype=xps.float64), max_iter=50, tol=1e-10)
+        run_lbfgs(fun, xp.zeros(5, dtype=xp.float64), max_iter=50, tol=1e-10)
 
 
-@needs_compat
-def test_run_lbfgs_non_finite_gradient_raises():
+def test_run_lbfgs_non_finite_gradient_raises(xp):
     def fun(theta):
         return 1.0, theta * float("inf")
 
     with pytest.raises(NonFiniteLossError, match="gradient became non-finite"):
-        run_lbfgs(fun, xps.ones(2, dtype=xps.float64), max_iter=5, tol=0)
+        run_lbfgs(fun, xp.ones(2, dtype=xp.float64), max_iter=5, tol=0)
 
 
-@needs_compat
 @pytest.mark.parametrize("where", ["callback", "objective"])
-def test_run_lbfgs_interrupt_keeps_the_last_accepted_parameters(monkeypatch, where):
-    fun, w0 = _logistic_problem(xps)
+def test_run_lbfgs_interrupt_keeps_the_last_accepted_parameters(monkeypatch, xp, where):
+    fun, w0 = _logistic_problem(xp)
     accepted = []
     original = base_module.minimize_lbfgs
 
     def recording(*args, callback, **kwargs):
         def record(intermediate_result):
             callback(intermediate_result)
-            accepted.append((np.asarray(intermediate_result.x).copy(), intermediate_result.fun))
+            accepted.append((to_numpy(intermediate_result.x).copy(), intermediate_result.fun))
             if where == "callback" and len(accepted) == 4:
                 raise KeyboardInterrupt
 
@@ -215,13 +241,12 @@ def test_run_lbfgs_interrupt_keeps_the_last_accepted_parameters(monkeypatch, whe
         result = run_lbfgs(interrupting, w0, max_iter=100, tol=1e-12)
     assert result.interrupted and not result.converged and result.n_iter == 4
     assert isinstance(result.theta, type(w0))
-    assert_allclose(np.asarray(result.theta), accepted[-1][0], rtol=0, atol=0)
+    assert_allclose(to_numpy(result.theta), accepted[-1][0], rtol=0, atol=0)
     assert result.loss == accepted[-1][1]
 
 
-@needs_compat
-def test_run_lbfgs_interrupt_in_the_first_evaluation_keeps_the_start():
-    good = _quadratic(xps)
+def test_run_lbfgs_interrupt_in_the_first_evaluation_keeps_the_start(xp):
+    good = _quadratic(xp)
     calls = {"n": 0}
 
     def fun(theta):
@@ -230,9 +255,9 @@ def test_run_lbfgs_interrupt_in_the_first_evaluation_keeps_the_start():
             raise KeyboardInterrupt
         return good(theta)
 
-    theta0 = xps.asarray([0.5, -0.5, 0.0, 1.0, 2.0])
+    theta0 = xp.asarray([0.5, -0.5, 0.0, 1.0, 2.0], dtype=xp.float64)
     with pytest.warns(FitInterruptedWarning, match="interrupted after 0 iterations"):
         result = run_lbfgs(fun, theta0, max_iter=5, tol=0)
     assert result.interrupted and result.n_iter == 0
-    assert_allclose(np.asarray(result.theta), np.asarray(theta0), rtol=0, atol=0)
+    assert_allclose(to_numpy(result.theta), to_numpy(theta0), rtol=0, atol=0)
     assert result.loss == good(theta0)[0]
