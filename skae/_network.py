@@ -249,6 +249,8 @@ def forward(layers, X):
     ----------
     layers : list of Layer
     X : {ndarray, sparse matrix} of shape (m, layers[0].n_in)
+        Or an array of another array-API namespace, with ``layers`` in that namespace:
+        the activations are then arrays of it, on X's device.
 
     Returns
     -------
