@@ -50,7 +50,6 @@ from ._objective import _cast, _dot, _matmul, _sum_rows
 from ._parallel import (
     available_threads,
     blas_single_threaded,
-    block_rows_for,
     map_blocks,
     row_blocks,
 )
@@ -61,6 +60,7 @@ __all__ = [
     "Layer",
     "NetworkLayout",
     "estimator_activation",
+    "fine_tune_block_rows",
     "forward",
     "input_gradient",
     "network_layers",
@@ -70,6 +70,28 @@ __all__ = [
 LAYER_ACTIVATIONS = ("sigmoid", "tanh", "softmax", "identity")
 # Data with fewer elements than this are evaluated by one worker.
 _PARALLEL_MIN_SIZE = 1 << 16
+# Fine-tuning blocks: at least this many flops of products each, at most this many elements
+# in one (rows, n_out) buffer.
+_BLOCK_FLOPS = 1 << 29
+_BLOCK_BUFFER = 1 << 20
+
+
+def fine_tune_block_rows(shapes, minimum=256):
+    """Rows per block of :class:`FineTuneObjective`, from the trainable layers' shapes.
+
+    A block's products cost about ``6 Σ n_in n_out`` flops per row (forward, the
+    weights' gradient and the delta below, two flops a multiply-add). Each block also
+    costs a fixed amount of Python, a weight-gradient buffer and its addition into the
+    totals, so a block should hold enough work to hide them: at least ``2**29`` flops
+    (about 5 ms of one core), in a multiple of ``minimum`` rows, with at most ``2**20``
+    elements in any ``(rows, n_out)`` buffer. For 784-200-200-10 that is 512 rows; for a
+    softmax on 200 codes the whole of most data sets (one block, no threads).
+    """
+    per_row = max(1, 6 * sum(int(n_out) * int(n_in) for n_out, n_in in shapes))
+    widest = max((int(n_out) for n_out, _ in shapes), default=1)
+    rows = minimum * max(1, -(-_BLOCK_FLOPS // (per_row * minimum)))
+    cap = max(minimum, _BLOCK_BUFFER // max(widest, 1) // minimum * minimum)
+    return min(rows, cap)
 
 
 @dataclass(frozen=True, eq=False)
@@ -486,7 +508,8 @@ class FineTuneObjective:
     depends only on ``theta``; the data are never modified.
 
     Blocks and threads, as in the autoencoder's objective: the rows are cut into a
-    fixed partition of blocks (:func:`skae._parallel.block_rows_for`), each block's
+    fixed partition of blocks (:func:`fine_tune_block_rows`, from the trainable
+    layers' shapes only), each block's
     forward pass, loss and gradient are computed by whichever worker thread is free
     (BLAS on one thread in each), and the blocks' sums are added in block order
     (:func:`skae._parallel.map_blocks`), so the result is the same, bit for bit, for any
@@ -548,7 +571,7 @@ class FineTuneObjective:
             self.totals = None
             return
         n_in = self.inputs.shape[1]
-        c = min(block_rows_for(n_in), max(m, 1))
+        c = min(fine_tune_block_rows(self.layout.shapes), max(m, 1))
         self.blocks = row_blocks(m, c)
         if n_workers is None:
             n_workers = available_threads() if m * n_in >= _PARALLEL_MIN_SIZE else 1

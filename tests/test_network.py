@@ -137,8 +137,29 @@ def test_fine_tuning_objective_sparse_float32_and_data_untouched():
     np.testing.assert_array_equal(X, X_copy)
 
 
+def test_fine_tuning_blocks_hold_enough_work():
+    """A block holds at least 2**29 flops of products (6 per weight and row) in a multiple
+    of 256 rows, unless a (rows, n_out) buffer would pass 2**20 elements."""
+    from skae._network import fine_tune_block_rows
+
+    ufldl = ((200, 784), (200, 200), (10, 200))
+    assert fine_tune_block_rows(ufldl) == 512  # 6 * 198 800 * 512 >= 2**29 > ... * 256
+    assert 6 * 198_800 * 256 < 2**29 <= 6 * 198_800 * 512
+    assert fine_tune_block_rows(((10, 200),)) == 44_800  # a softmax: one block of most data
+    assert fine_tune_block_rows(((4096, 4096),)) == 256  # big layers: the smallest block
+    assert fine_tune_block_rows(((4000, 10), (10, 4000))) == 256  # buffer cap 2**20 / 4000
+    rng = np.random.RandomState(0)
+    layers = random_layers(["sigmoid", "sigmoid", "softmax"], rng, (784, 200, 200, 10))
+    objective = FineTuneObjective(layers, rng.uniform(0, 1, (1200, 784)),
+                                  rng.randint(0, 10, 1200), n_trainable=3, alphas=[0, 0, 0])
+    assert objective.blocks == [(0, 512), (512, 1024), (1024, 1200)]
+
+
 @pytest.mark.parametrize("fine_tune", ["all", "top"])
-def test_fine_tuning_objective_does_not_depend_on_the_thread_count(fine_tune):
+def test_fine_tuning_objective_does_not_depend_on_the_thread_count(fine_tune, monkeypatch):
+    import skae._network
+
+    monkeypatch.setattr(skae._network, "_BLOCK_FLOPS", 1 << 16)  # small blocks, many of them
     rng = np.random.RandomState(7)
     layers = random_layers(["sigmoid", "tanh", "softmax"], rng, (40, 12, 8, 4))
     X = rng.uniform(0, 1, (5000, 40))  # several row blocks
