@@ -229,7 +229,26 @@ def _first(pair):
     return pair[0]
 
 
-class DaskObjective:
+class _ChunkedObjective:
+    """What the dask objectives share: one per-chunk objective per chunk, built and
+    persisted once per fit on the worker that holds the chunk, and ``theta`` sent once
+    per evaluation."""
+
+    def _persist(self, dask, chunks):
+        self.chunks = list(dask.persist(*chunks))
+        self.n_chunks = len(self.chunks)
+        self.last_terms = None
+
+    @staticmethod
+    def _theta(theta):
+        """``theta`` as float64 and as one dask key (each worker fetches it once)."""
+        from dask import delayed
+
+        theta = np.asarray(theta, dtype=np.float64)
+        return theta, delayed(theta, pure=True)
+
+
+class DaskObjective(_ChunkedObjective):
     """``theta -> (J, grad)`` of a SparseAutoencoder on a row-chunked dask array.
 
     Same interface as :class:`~skae._objective.AutoencoderObjective` (``__call__``,
@@ -252,18 +271,14 @@ class DaskObjective:
             for block, offset, size in zip(X.to_delayed().ravel(), offsets, sizes)
             if size > 0
         ]
-        # Built once per fit, kept on the workers that hold the chunks.
-        self.chunks = list(dask.persist(*chunks))
-        self.n_chunks = len(self.chunks)
-        self.last_terms = None
+        self._persist(dask, chunks)
 
     def __call__(self, theta):
         dask, _ = _dask()
         from dask import delayed
 
-        theta = np.asarray(theta, dtype=np.float64)
+        theta, theta_key = self._theta(theta)
         spec = self.spec
-        theta_key = delayed(theta, pure=True)  # one key: each worker fetches it once
         forward = [delayed(_pass1, pure=True)(c, theta_key) for c in self.chunks]
         col_sum = _tree([delayed(_first, pure=True)(f) for f in forward], _add_arrays)
         sparsity = delayed(sparsity_term, pure=True)(spec, col_sum, self.m, self.dtype)
@@ -496,7 +511,7 @@ def _add_finetune_sums(a, b):
     return a[0] + b[0], [(aW + bW, ab + bb) for (aW, ab), (bW, bb) in zip(a[1], b[1])]
 
 
-class DaskFineTuneObjective:
+class DaskFineTuneObjective(_ChunkedObjective):
     """The fine-tuning objective of a StackedAutoencoderClassifier on a dask array.
 
     The labelled rows (``labelled``, a NumPy mask over all rows of the row-chunked,
@@ -537,9 +552,7 @@ class DaskFineTuneObjective:
             chunks.append(make(block, rows, y[position : position + k], layers_key,
                                n_trainable, self.alphas))
             position += k
-        self.chunks = list(dask.persist(*chunks))
-        self.n_chunks = len(self.chunks)
-        self.last_terms = None
+        self._persist(dask, chunks)
 
     def __call__(self, theta):
         from dask import delayed
@@ -547,8 +560,7 @@ class DaskFineTuneObjective:
         from ._network import assemble_fine_tune
 
         dask, _ = _dask()
-        theta = np.asarray(theta, dtype=np.float64)
-        theta_key = delayed(theta, pure=True)  # one key: each worker fetches it once
+        theta, theta_key = self._theta(theta)
         parts = [delayed(_finetune_sums, pure=True)(c, theta_key) for c in self.chunks]
         ((loss, totals),) = _compute(dask, _tree(parts, _add_finetune_sums))
         J, grad, self.last_terms = assemble_fine_tune(
