@@ -2,6 +2,10 @@
 
 The plotting functions import matplotlib only when they are called; everything else here
 needs NumPy, SciPy and scikit-learn only. Install matplotlib with ``pip install "skae[plot]"``.
+
+A model fitted on a device under scikit-learn's array API dispatch is inspected on the host:
+its weights, and inputs given as arrays of its namespace, are copied to NumPy, and the
+results are NumPy arrays.
 """
 
 import numbers
@@ -13,7 +17,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import ACTIVATIONS, kl_divergence
+from ._base import ACTIVATIONS, array_namespace, kl_divergence, to_numpy
 from ._network import Layer, forward, input_gradient, network_layers
 
 __all__ = [
@@ -147,11 +151,17 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
 
 
 # --------------------------------------------------------------------------- estimators
+def _host(a):
+    """``a`` unchanged, or a NumPy copy of an array of another namespace (a model fitted
+    on a device is inspected on the host, in NumPy)."""
+    return a if array_namespace(a) is np else to_numpy(a)
+
+
 def _first_layer_weights(estimator):
     """``W1`` of a fitted skae estimator (fine-tuned for the classifier), or the array."""
     if isinstance(estimator, BaseEstimator):
-        return np.asarray(network_layers(estimator, 1)[0].weights)
-    return np.asarray(estimator)
+        return np.asarray(_host(network_layers(estimator, 1)[0].weights))
+    return np.asarray(_host(estimator))
 
 
 def max_activation_inputs(estimator):
@@ -372,7 +382,9 @@ def _layers_float64(estimator, layer):
     layers = network_layers(estimator, layer)
     return [
         Layer(
-            np.asarray(lay.weights, np.float64), np.asarray(lay.bias, np.float64), lay.activation
+            np.asarray(_host(lay.weights), np.float64),
+            np.asarray(_host(lay.bias), np.float64),
+            lay.activation,
         )
         for lay in layers
     ]
@@ -746,7 +758,7 @@ def invert_code(
         if image_shape is None:
             raise ValueError('regularizer="tv" needs image_shape=(height, width).')
         image_shape = _check_image_shape(image_shape, n_features)
-    data = check_array(X_or_codes, dtype=np.float64)
+    data = check_array(_host(X_or_codes), dtype=np.float64)
     width = data.shape[1]
     if given == "auto":
         if width == n_features == n_units:
@@ -865,7 +877,7 @@ def multifaceted_visualization(
     units = _check_units(unit, layers, layer)
     if np.ndim(unit) != 0:
         raise ValueError(f"unit must be one int, got {unit!r}.")
-    X = check_array(X, dtype=np.float64)
+    X = check_array(_host(X), dtype=np.float64)
     if X.shape[1] != layers[0].n_in:
         raise ValueError(
             f"X has {X.shape[1]} features, but the {type(estimator).__name__} was fitted on "

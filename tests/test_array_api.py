@@ -7,6 +7,7 @@ scikit-learn's checks skip it, saying so, when it is not installed). GPU tests (
 CUDA, CuPy) skip when there is no GPU.
 """
 
+import copy
 import warnings
 
 import numpy as np
@@ -688,3 +689,37 @@ def test_gpu_classifier_matches_numpy(monkeypatch, library):
     reference = StackedAutoencoderClassifier(**CLASSIFIER).fit(X, y)
     assert_allclose(to_numpy(proba), reference.predict_proba(X), atol=1e-6)
     assert np.mean(to_numpy(predicted) == reference.predict(X)) >= 0.99
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_inspection_of_a_device_fit_runs_on_the_host(ns):
+    """skae.inspection copies a device model's weights, and inputs of its namespace, to
+    NumPy: every function gives NumPy results equal to those of the same network held in
+    NumPy arrays."""
+    from skae import inspection
+
+    X, y = _labelled_digits()
+    with config_context(array_api_dispatch=True):
+        fitted = StackedAutoencoderClassifier(**CLASSIFIER).fit(ns.asarray(X), y)
+        host = copy.deepcopy(fitted)
+        host.layers_ = [
+            Layer(to_numpy(layer.weights), to_numpy(layer.bias), layer.activation)
+            for layer in fitted.layers_
+        ]
+        calls = {
+            "max_activation_inputs": lambda m, data: inspection.max_activation_inputs(m),
+            "activation_maximization": lambda m, data: inspection.activation_maximization(
+                m, layer="output", max_iter=5, random_state=0
+            )[0],
+            "invert_code": lambda m, data: inspection.invert_code(
+                m, data[:3, ...], layer=1, max_iter=5, random_state=0
+            )[0],
+            "multifaceted_visualization": lambda m, data: inspection.multifaceted_visualization(
+                m, data, unit=1, layer="output", n_facets=2, n_top=40, n_nearest=5,
+                max_iter=5, random_state=0,
+            ).facets,
+        }
+        for name, call in calls.items():
+            ours = call(fitted, ns.asarray(X))
+            assert type(ours) is np.ndarray, name
+            assert_allclose(ours, call(host, X), rtol=1e-12, atol=1e-12, err_msg=name)
