@@ -125,6 +125,11 @@ class Layer:
     def n_in(self):
         return self.weights.shape[1]
 
+    def __sklearn_array_api_convert__(self, converter):
+        """The layer with its arrays converted (scikit-learn's ``move_estimator_to``
+        calls this for the layers of a fitted stack)."""
+        return Layer(converter(self.weights), converter(self.bias), self.activation)
+
     @property
     def n_out(self):
         return self.weights.shape[0]

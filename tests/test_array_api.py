@@ -723,3 +723,36 @@ def test_inspection_of_a_device_fit_runs_on_the_host(ns):
             ours = call(fitted, ns.asarray(X))
             assert type(ours) is np.ndarray, name
             assert_allclose(ours, call(host, X), rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")  # 5 iterations
+@pytest.mark.parametrize("make", [
+    lambda: StackedAutoencoder((8, 4), max_iter=5, random_state=0),
+    lambda: StackedAutoencoderClassifier((8,), max_iter=5, fine_tune_max_iter=5,
+                                         random_state=0),
+])
+def test_move_estimator_to_moves_the_stacks_layers(ns, make):
+    """scikit-learn's move_estimator_to (the advice of its same-namespace error) moves a
+    stack fitted on NumPy, its autoencoders and its network's layers, to the namespace:
+    its outputs are then arrays of it, equal to the NumPy model's."""
+    try:
+        from sklearn.utils._array_api import get_namespace_and_device, move_estimator_to
+    except ImportError:
+        pytest.skip("scikit-learn has no move_estimator_to (it came with 1.9)")
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:200] / 16.0, y[:200]
+    fitted = make().fit(X, y)
+    with config_context(array_api_dispatch=True):
+        X_ns = ns.asarray(X)
+        xp, _, device = get_namespace_and_device(X_ns)
+        moved = move_estimator_to(fitted, xp, device)
+        methods = ["transform"] + (
+            ["predict_proba"] if hasattr(fitted, "predict_proba") else ["inverse_transform"]
+        )
+        for method in methods:
+            data = X if method != "inverse_transform" else fitted.transform(X)
+            data_ns = X_ns if method != "inverse_transform" else ns.asarray(data)
+            ours = getattr(moved, method)(data_ns)
+            assert isinstance(ours, ns.array_type), method
+            assert_allclose(to_numpy(ours), getattr(fitted, method)(data), atol=1e-12)
