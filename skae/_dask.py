@@ -229,6 +229,18 @@ def _first(pair):
     return pair[0]
 
 
+def _with_known_rows(X, name):
+    """The persisted ``X`` with its chunk sizes known, checked to hold at least 2 rows."""
+    if np.isnan(X.shape[0]):
+        X = X.compute_chunk_sizes()  # from the persisted chunks
+    if X.shape[0] < 2:
+        raise ValueError(
+            f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of "
+            f"2 is required by {name}."
+        )
+    return X
+
+
 class _ChunkedObjective:
     """What the dask objectives share: one per-chunk objective per chunk, built and
     persisted once per fit on the worker that holds the chunk, and ``theta`` sent once
@@ -325,13 +337,7 @@ def fit_inputs(estimator, X):
     name = type(estimator).__name__
     X = _rows_chunked(estimator, X, reset=True)
     (X,) = dask.persist(X)
-    if np.isnan(X.shape[0]):
-        X = X.compute_chunk_sizes()  # from the persisted chunks
-    if X.shape[0] < 2:
-        raise ValueError(
-            f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of "
-            f"2 is required by {name}."
-        )
+    X = _with_known_rows(X, name)
     ranges = [delayed(_chunk_range, pure=True)(b, name) for b in X.to_delayed().ravel()]
     ranges = _compute(dask, *ranges)
     low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
@@ -461,14 +467,7 @@ def classifier_inputs(estimator, X, y):
     from sklearn.utils import check_consistent_length
     from sklearn.utils.validation import column_or_1d
 
-    X = stack_inputs(estimator, X, reset=True)
-    if np.isnan(X.shape[0]):
-        X = X.compute_chunk_sizes()  # from the persisted chunks
-    if X.shape[0] < 2:
-        raise ValueError(
-            f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of "
-            f"2 is required by {type(estimator).__name__}."
-        )
+    X = _with_known_rows(stack_inputs(estimator, X, reset=True), type(estimator).__name__)
     if y is None:
         raise ValueError(
             f"This {type(estimator).__name__} estimator requires y to be passed, but the "
