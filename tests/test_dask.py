@@ -1,4 +1,4 @@
-"""Dask arrays on a dask cluster (issue 12): the fit is a map-reduce of the NumPy
+"""Dask arrays on a dask cluster: the fit is a map-reduce of the NumPy
 objective's per-chunk pieces, so it equals the NumPy fit; transforms are lazy.
 
 One LocalCluster (2 worker processes, 1 thread each, loopback, no dashboard) serves the
@@ -183,6 +183,25 @@ def test_chunks_of_whole_blocks_give_the_numpy_fit_bit_for_bit(X):
     for name in PARAMS:
         np.testing.assert_array_equal(getattr(fitted, name), getattr(expected, name))
     assert fitted.loss_ == expected.loss_
+
+
+@short_fit
+@pytest.mark.parametrize("n_rows", [900, 1024])
+def test_three_or_more_chunks_of_whole_blocks_give_the_numpy_fit_bit_for_bit(n_rows):
+    # Two partial sums can be added in either order with the same result; three or more
+    # cannot: only the NumPy order, chunk after chunk, gives the NumPy fit bit for bit
+    # (900 rows: three whole blocks and a short one; 1024: four whole blocks).
+    X = load_digits().data[:n_rows] / 16.0
+    settings = dict(n_hidden=12, max_iter=15, random_state=0, noise="mask", noise_level=0.2)
+    expected = SparseAutoencoder(**settings).fit(X)
+    Xd = da.from_array(X, chunks=(256, -1))
+    assert Xd.numblocks[0] >= 3
+    with dask.config.set(scheduler="threads"):
+        fitted = SparseAutoencoder(**settings).fit(Xd)
+    for name in PARAMS:
+        np.testing.assert_array_equal(getattr(fitted, name), getattr(expected, name))
+    assert fitted.loss_ == expected.loss_
+    np.testing.assert_array_equal(fitted.loss_curve_, expected.loss_curve_)
 
 
 @short_fit
