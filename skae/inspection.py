@@ -11,6 +11,7 @@ results are NumPy arrays.
 import numbers
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 from sklearn.base import BaseEstimator
@@ -55,16 +56,60 @@ def _axes(ax, function_name):
     return ax
 
 
+# --------------------------------------------------------------------------- validation
+def _plain(value):
+    """``value`` as error messages show it: NumPy scalars and arrays as Python numbers
+    and lists (``0``, not ``np.int64(0)``)."""
+    return value.tolist() if isinstance(value, (np.generic, np.ndarray)) else value
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_int(value, name, minimum):
+    """``value`` as an int ``>= minimum``; a float, a bool or a smaller int is refused."""
+    if not (_is_int(value) and value >= minimum):
+        raise ValueError(f"{name} must be an int >= {minimum}, got {_plain(value)!r}.")
+    return int(value)
+
+
+def _check_real(value, name, *, positive=False):
+    """``value`` as a finite float, ``> 0`` when ``positive`` else ``>= 0``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if not (ok and np.isfinite(value) and (value > 0 if positive else value >= 0)):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {_plain(value)!r}.")
+    return float(value)
+
+
+def _check_int_tuple(value, name, lengths):
+    """``value`` as a tuple of ints ``>= 1`` of one of the ``lengths``."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = None
+    if items is None or len(items) not in lengths or not all(
+        _is_int(v) and v >= 1 for v in items
+    ):
+        what = " or ".join(str(n) for n in lengths)
+        raise ValueError(
+            f"{name} must be a tuple of {what} positive ints, got {_plain(value)!r}."
+        )
+    return tuple(int(v) for v in items)
+
+
 # --------------------------------------------------------------------------- tiles
 def _check_image_shape(image_shape, n_features):
-    if isinstance(image_shape, numbers.Integral):
-        image_shape = (int(image_shape), int(image_shape))
-    image_shape = tuple(int(s) for s in image_shape)
-    if len(image_shape) not in (2, 3) or min(image_shape) < 1:
+    if _is_int(image_shape):
+        image_shape = (image_shape, image_shape)
+    try:
+        image_shape = _check_int_tuple(image_shape, "image_shape", (2, 3))
+    except ValueError:
         raise ValueError(
-            f"image_shape must be (height, width) or (height, width, channels) of positive "
-            f"integers, got {image_shape}."
-        )
+            f"image_shape must be an int or (height, width) or (height, width, channels) of "
+            f"positive ints, got {_plain(image_shape)!r}."
+        ) from None
     if int(np.prod(image_shape)) != n_features:
         raise ValueError(
             f"image_shape {image_shape} has {int(np.prod(image_shape))} pixels but each row "
@@ -79,8 +124,9 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
 
     Parameters
     ----------
-    rows : array-like of shape (n_images, n_features)
+    rows : {array-like, sparse matrix} of shape (n_images, n_features)
         One flattened image per row (C order), e.g. ``components_`` of an autoencoder.
+        Sparse rows are densified (every row is drawn).
     image_shape : int or tuple of int
         ``(height, width)`` or ``(height, width, channels)`` of one image;
         ``height * width * channels`` must equal ``n_features``. An int means a square.
@@ -113,7 +159,7 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
     >>> float(tile_images(rows, (2, 2)).max())
     1.0
     """
-    rows = np.asarray(rows, dtype=np.float64)
+    rows = np.asarray(rows.toarray() if sp.issparse(rows) else rows, dtype=np.float64)
     if rows.ndim == 1:
         rows = rows[np.newaxis, :]
     if rows.ndim != 2 or rows.shape[0] == 0:
@@ -124,18 +170,16 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
         raise ValueError("rows contain NaN or infinite values; there is nothing to draw.")
     n_images, n_features = rows.shape
     image_shape = _check_image_shape(image_shape, n_features)
-    spacing = int(spacing)
-    if spacing < 0:
-        raise ValueError(f"spacing must be >= 0, got {spacing}.")
+    spacing = _check_int(spacing, "spacing", 0)
     if grid_shape is None:
         n_cols = int(np.ceil(np.sqrt(n_images)))
         n_rows = int(np.ceil(n_images / n_cols))
     else:
-        n_rows, n_cols = (int(g) for g in grid_shape)
-        if n_rows < 1 or n_cols < 1 or n_rows * n_cols < n_images:
+        n_rows, n_cols = _check_int_tuple(grid_shape, "grid_shape", (2,))
+        if n_rows * n_cols < n_images:
             raise ValueError(
-                f"grid_shape {tuple(grid_shape)} has room for {max(n_rows, 0) * max(n_cols, 0)}"
-                f" tiles but there are {n_images} images; use a larger grid or fewer rows."
+                f"grid_shape {(n_rows, n_cols)} has room for {n_rows * n_cols} tiles but "
+                f"there are {n_images} images; use a larger grid or fewer rows."
             )
     if scale_each:
         peak = np.max(np.abs(rows), axis=1, keepdims=True)
@@ -223,15 +267,17 @@ def plot_filters(
 
     Parameters
     ----------
-    estimator_or_array : estimator or array-like of shape (n_filters, n_features)
+    estimator_or_array : estimator, array-like or sparse matrix of shape \
+(n_filters, n_features)
         A fitted :class:`~skae.SparseAutoencoder` (its ``components_``), a fitted stacked
-        estimator (the first layer's weights), or rows to draw.
+        estimator (the first layer's weights), or rows to draw (sparse rows are densified,
+        only those drawn).
     image_shape : int or tuple of int
         Shape of one image, see :func:`tile_images`.
     ax : matplotlib Axes, default=None
         Where to draw; a new figure when None.
     n_filters : int, default=None
-        Draw only the first ``n_filters`` rows.
+        Draw only the first ``n_filters`` rows (at least 1; all rows when None).
     grid_shape, spacing :
         Passed to :func:`tile_images`.
     cmap : str, default="gray"
@@ -254,12 +300,16 @@ def plot_filters(
     >>> ax.images[0].get_array().shape
     (46, 46)
     """
-    rows = _first_layer_weights(estimator_or_array)
-    rows = np.asarray(rows, dtype=np.float64)
-    if rows.ndim == 1:
-        rows = rows[np.newaxis, :]
     if n_filters is not None:
-        rows = rows[: int(n_filters)]
+        n_filters = _check_int(n_filters, "n_filters", 1)
+    if sp.issparse(estimator_or_array):
+        rows = sp.csr_array(estimator_or_array)
+        rows = rows[:n_filters] if rows.ndim == 2 else rows
+    else:
+        rows = np.asarray(_first_layer_weights(estimator_or_array), dtype=np.float64)
+        if rows.ndim == 1:
+            rows = rows[np.newaxis, :]
+        rows = rows[:n_filters]
     tiles = tile_images(rows, image_shape, grid_shape=grid_shape, spacing=spacing)
     ax = _axes(ax, "plot_filters")
     if tiles.ndim == 3:  # RGB tiles in [-1, 1] -> [0, 1]
@@ -362,10 +412,14 @@ def plot_kl_penalty(rho=0.2, ax=None, *, n_points=500):
     True
     """
     rhos = np.atleast_1d(np.asarray(rho, dtype=np.float64))
-    if rhos.ndim != 1 or np.any((rhos <= 0) | (rhos >= 1)):
-        raise ValueError(f"rho must lie strictly between 0 and 1, got {rho!r}.")
+    if rhos.ndim != 1 or rhos.size == 0 or not np.all((rhos > 0) & (rhos < 1)):
+        raise ValueError(
+            f"rho must lie strictly between 0 and 1 (one number or a non-empty sequence), "
+            f"got {_plain(rho)!r}."
+        )
+    n_points = _check_int(n_points, "n_points", 1)
     ax = _axes(ax, "plot_kl_penalty")
-    rho_hat = np.linspace(0.0, 1.0, int(n_points) + 2)[1:-1]
+    rho_hat = np.linspace(0.0, 1.0, n_points + 2)[1:-1]
     for r in rhos:
         ax.plot(rho_hat, kl_divergence(r, rho_hat), label=f"ρ = {r:g}")
     ax.set_xlabel("mean activation ρ̂")
@@ -397,7 +451,9 @@ def _check_units(units, layers, layer):
     scalar = np.ndim(units) == 0
     units = np.atleast_1d(np.asarray(units))
     if units.size == 0 or units.ndim != 1 or not np.issubdtype(units.dtype, np.integer):
-        raise ValueError(f"units must be an int or a 1-D sequence of ints, got {units!r}.")
+        raise ValueError(
+            f"units must be an int or a 1-D sequence of ints, got {_plain(units)!r}."
+        )
     bad = units[(units < 0) | (units >= n_units)]
     if bad.size:
         raise ValueError(
@@ -513,10 +569,19 @@ def _start(init, n_rows, n_features, norm, bounds, rng, name):
 def _check_bounds(bounds):
     if bounds is None:
         return None
-    low, high = (float(b) for b in bounds)
-    if not low < high:
-        raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}.")
-    return low, high
+    try:
+        pair = tuple(bounds)
+    except TypeError:
+        pair = ()
+    reals = len(pair) == 2 and all(
+        isinstance(b, numbers.Real) and not isinstance(b, (bool, np.bool_)) for b in pair
+    )
+    if not (reals and np.all(np.isfinite(pair)) and pair[0] < pair[1]):
+        raise ValueError(
+            f"bounds must be (low, high) of two finite numbers with low < high, got "
+            f"{tuple(_plain(b) for b in pair) if pair else _plain(bounds)!r}."
+        )
+    return float(pair[0]), float(pair[1])
 
 
 def _projected_gradient_ascent(layers, X, units, radius, max_iter, tol):
@@ -610,16 +675,18 @@ def activation_maximization(
     units : int, array-like of int or None, default=None
         0-based indices of the units in that layer; None means all of them.
     norm : float, default=1.0
-        Radius of the ball ``‖x‖ ≤ norm`` (ignored when ``bounds`` is given).
+        Radius of the ball ``‖x‖ ≤ norm``, finite and positive (ignored when ``bounds`` is
+        given).
     bounds : (float, float), default=None
-        ``(low, high)`` for every input feature, e.g. ``(0, 1)`` for images scaled to
-        [0, 1]. Replaces the norm constraint.
+        ``(low, high)`` for every input feature, finite with ``low < high``, e.g. ``(0, 1)``
+        for images scaled to [0, 1]. Replaces the norm constraint.
     init : {"random", "zeros"} or array-like of shape (n_units, n_features) or \
 (n_features,), default="random"
         Start of the ascent: random (a small random vector, or uniform in the box), zeros,
         or given inputs (projected onto the constraint first).
     max_iter : int, default=500
-        Maximum number of ascent iterations per radius (or of L-BFGS-B iterations).
+        Maximum number of ascent iterations per radius (or of L-BFGS-B iterations), at
+        least 1.
     tol : float, default=1e-6
         Stop a unit when its step moves the input by less than ``tol * norm`` (projected
         ascent) or when the projected gradient is below ``tol`` (L-BFGS-B).
@@ -648,25 +715,26 @@ def activation_maximization(
     layers = _layers_float64(estimator, layer)
     units = _check_units(units, layers, layer)
     bounds = _check_bounds(bounds)
-    if bounds is None and not float(norm) > 0:
-        raise ValueError(f"norm must be positive, got {norm!r}.")
+    norm = 1.0 if bounds is not None else _check_real(norm, "norm", positive=True)
+    max_iter = _check_int(max_iter, "max_iter", 1)
+    tol = _check_real(tol, "tol")
     rng = check_random_state(random_state)
     n_features = layers[0].n_in
-    X = _start(init, len(units), n_features, float(norm), bounds, rng, "activation_maximization")
+    X = _start(init, len(units), n_features, norm, bounds, rng, "activation_maximization")
     if bounds is None:
         # Continuation: maximise in balls of growing radius, each started from the last
         # answer. Far from the origin sigmoid units saturate and the landscape has flat
         # plateaus where the ascent would stall; near it the gradient is informative.
         n_radii = _N_RADII if isinstance(init, str) else 1  # keep a given start
-        for radius in float(norm) * 0.5 ** np.arange(n_radii - 1, -1, -1):
-            X, _ = _projected_gradient_ascent(layers, X, units, radius, int(max_iter), tol)
+        for radius in norm * 0.5 ** np.arange(n_radii - 1, -1, -1):
+            X, _ = _projected_gradient_ascent(layers, X, units, radius, max_iter, tol)
     else:
 
         def fun(theta):
             score, grad, _ = _unit_score(layers, theta.reshape(X.shape), units)
             return -float(np.sum(score)), -grad.ravel()
 
-        X, _ = _lbfgs(fun, X, bounds, int(max_iter), tol)
+        X, _ = _lbfgs(fun, X, bounds, max_iter, tol)
     _, _, activations = _unit_score(layers, X, units)
     return X, activations
 
@@ -713,7 +781,7 @@ def invert_code(
     image_shape : tuple of int, default=None
         ``(height, width)`` of an input, for ``regularizer="tv"``.
     bounds : (float, float), default=None
-        Optional box for every input feature.
+        Optional box for every input feature, finite with ``low < high``.
     init : {"zeros", "random"} or array-like of shape (n_samples, n_features) or \
 (n_features,), default="zeros"
         Start: zeros (clipped into the box), a small random vector (uniform in the box
@@ -751,8 +819,9 @@ def invert_code(
         raise ValueError(f"given must be 'auto', 'inputs' or 'codes', got {given!r}.")
     if regularizer not in ("l2", "tv"):
         raise ValueError(f"regularizer must be 'l2' or 'tv', got {regularizer!r}.")
-    if not float(reg) >= 0:
-        raise ValueError(f"reg must be >= 0, got {reg!r}.")
+    reg = _check_real(reg, "reg")
+    max_iter = _check_int(max_iter, "max_iter", 1)
+    tol = _check_real(tol, "tol")
     n_features, n_units = layers[0].n_in, layers[-1].n_out
     if regularizer == "tv":
         if image_shape is None:
@@ -778,10 +847,27 @@ def invert_code(
     bounds = _check_bounds(bounds)
     rng = check_random_state(random_state)
     X0 = _start(init, len(codes), n_features, 1.0, bounds, rng, "invert_code")
-    fun = _inversion_objective(layers, codes, float(reg), regularizer, image_shape)
-    X, _ = _lbfgs(fun, X0, bounds, int(max_iter), tol)
+    fun = _inversion_objective(layers, codes, reg, regularizer, image_shape)
+    X, _ = _lbfgs(fun, X0, bounds, max_iter, tol)
     code_error = np.linalg.norm(forward(layers, X)[-1] - codes, axis=1)
     return X, code_error
+
+
+def _check_code_spread(codes, n_facets, code_layer):
+    """Refuse codes with fewer distinct rows than t-SNE and k-means need.
+
+    Identical codes leave PCA nothing but zeros, on which scikit-learn's t-SNE can crash
+    the process; fewer distinct codes than facets leave k-means empty clusters.
+    """
+    n_distinct = len(np.unique(codes, axis=0))
+    needed = max(n_facets, 2)
+    if n_distinct < needed:
+        raise ValueError(
+            f"the {len(codes)} most activating rows of X have {n_distinct} distinct "
+            f"code{'s' if n_distinct != 1 else ''} at layer {code_layer}, but {needed} are "
+            f"needed to find n_facets={n_facets} facets; pass more varied inputs X, a larger "
+            "n_top or a smaller n_facets."
+        )
 
 
 def multifaceted_visualization(
@@ -807,7 +893,9 @@ def multifaceted_visualization(
 
     1. the ``n_top`` rows of ``X`` that activate the unit most are kept;
     2. their codes at ``code_layer`` are reduced with :class:`~sklearn.decomposition.PCA`
-       (at most 50 components), then embedded in 2-D with :class:`~sklearn.manifold.TSNE`;
+       (at most 50 components), then embedded in 2-D with :class:`~sklearn.manifold.TSNE`
+       (a ``ValueError`` is raised first when fewer than ``max(n_facets, 2)`` of the codes
+       differ: there is nothing to embed or too little to split into ``n_facets``);
     3. :class:`~sklearn.cluster.KMeans` splits the embedding into ``n_facets`` clusters;
     4. the mean of the ``n_nearest`` inputs nearest each centroid (in the embedding) starts
        :func:`activation_maximization` of the unit, for ``max_iter`` iterations.
@@ -876,15 +964,17 @@ def multifaceted_visualization(
     layers = _layers_float64(estimator, layer)
     units = _check_units(unit, layers, layer)
     if np.ndim(unit) != 0:
-        raise ValueError(f"unit must be one int, got {unit!r}.")
+        raise ValueError(f"unit must be one int, got {_plain(unit)!r}.")
     X = check_array(_host(X), dtype=np.float64)
     if X.shape[1] != layers[0].n_in:
         raise ValueError(
             f"X has {X.shape[1]} features, but the {type(estimator).__name__} was fitted on "
             f"{layers[0].n_in}."
         )
-    n_facets, n_nearest = int(n_facets), int(n_nearest)
-    n_top = min(int(n_top), len(X))
+    n_facets = _check_int(n_facets, "n_facets", 1)
+    n_nearest = _check_int(n_nearest, "n_nearest", 1)
+    n_top = min(_check_int(n_top, "n_top", 1), len(X))
+    perplexity = _check_real(perplexity, "perplexity", positive=True)
     if n_facets < 1 or n_nearest < 1 or n_top < max(n_facets, 5):
         raise ValueError(
             f"need n_facets >= 1, n_nearest >= 1 and at least max(n_facets, 5) inputs to "
@@ -893,8 +983,10 @@ def multifaceted_visualization(
     n_layers = len(network_layers(estimator))
     if code_layer is None:
         code_layer = max(len(layers) - 1, 1)
-    if not (isinstance(code_layer, numbers.Integral) and 1 <= code_layer <= n_layers):
-        raise ValueError(f"code_layer must be an int from 1 to {n_layers}, got {code_layer!r}.")
+    if not (_is_int(code_layer) and 1 <= code_layer <= n_layers):
+        raise ValueError(
+            f"code_layer must be an int from 1 to {n_layers}, got {_plain(code_layer)!r}."
+        )
     rng = check_random_state(random_state)
 
     _, _, activation = _unit_score(layers, X, np.full(len(X), units[0]))
@@ -905,13 +997,14 @@ def multifaceted_visualization(
         else _layers_float64(estimator, code_layer),
         X[top],
     )[-1]
+    _check_code_spread(codes, n_facets, code_layer)
     n_components = min(50, codes.shape[1], n_top)
     reduced = PCA(n_components=n_components, random_state=rng.randint(2**31 - 1)).fit_transform(
         codes
     )
     embedding = TSNE(
         n_components=2,
-        perplexity=min(float(perplexity), (n_top - 1) / 3.0),
+        perplexity=min(perplexity, (n_top - 1) / 3.0),
         init="pca",
         random_state=rng.randint(2**31 - 1),
     ).fit_transform(reduced)

@@ -1,0 +1,200 @@
+"""skae.inspection at the edges: degenerate inputs and parameters give clear errors."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_digits
+
+from skae import SparseAutoencoder
+from skae.inspection import (
+    activation_maximization,
+    invert_code,
+    multifaceted_visualization,
+    plot_filters,
+    plot_kl_penalty,
+    tile_images,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits().data[:300] / 16.0
+
+
+@pytest.fixture(scope="module")
+def autoencoder(digits):
+    return SparseAutoencoder(n_hidden=6, max_iter=20, random_state=0).fit(digits)
+
+
+@pytest.fixture
+def agg():
+    mpl = pytest.importorskip("matplotlib")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield plt
+    plt.close("all")
+
+
+# --------------------------------------------------------------------------- facets
+def test_identical_codes_are_refused_instead_of_crashing_the_process():
+    """The rows of zeros have one code; scikit-learn's t-SNE used to crash the process on
+    it (a segmentation fault), so the call runs in a child process."""
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from skae import SparseAutoencoder
+        from skae.inspection import multifaceted_visualization
+        X = np.random.default_rng(0).random((100, 64))
+        ae = SparseAutoencoder(n_hidden=4, max_iter=5, random_state=0)
+        ae.fit(X)
+        try:
+            multifaceted_visualization(ae, np.zeros((60, 64)), 0, n_top=60, random_state=0)
+        except ValueError as exc:
+            print("ValueError:", exc)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "have 1 distinct code at layer 1" in done.stdout, done.stdout
+    assert "n_facets=3" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "rows, n_facets, found",
+    [
+        (np.zeros((2, 64)), 1, 1),  # one code: nothing to embed, even for one facet
+        (np.eye(64)[:2], 3, 2),  # two different codes cannot make three facets
+    ],
+)
+def test_too_few_distinct_codes_are_refused_before_any_embedding(
+    autoencoder, monkeypatch, rows, n_facets, found
+):
+    import sklearn.cluster
+    import sklearn.decomposition
+    import sklearn.manifold
+
+    def must_not_run(self, *args, **kwargs):
+        raise AssertionError(f"{type(self).__name__} ran on degenerate codes")
+
+    monkeypatch.setattr(sklearn.decomposition.PCA, "fit_transform", must_not_run)
+    monkeypatch.setattr(sklearn.manifold.TSNE, "fit_transform", must_not_run)
+    monkeypatch.setattr(sklearn.cluster.KMeans, "fit_predict", must_not_run)
+    X = np.repeat(rows, 30, axis=0)
+    with pytest.raises(ValueError, match=f"have {found} distinct codes? at layer 1.*larger n_top"):
+        multifaceted_visualization(autoencoder, X, 0, n_facets=n_facets, n_top=60)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n_facets": 2.7}, "n_facets must be an int >= 1, got 2.7"),
+        ({"n_top": True}, "n_top must be an int >= 1, got True"),
+        ({"n_nearest": 0}, "n_nearest must be an int >= 1, got 0"),
+        ({"perplexity": np.nan}, "perplexity must be a finite number > 0"),
+        ({"code_layer": np.int64(5)}, r"code_layer must be an int from 1 to 1, got 5\."),
+        ({"code_layer": True}, "code_layer must be an int from 1 to 1, got True"),
+    ],
+)
+def test_multifaceted_parameters_are_checked(autoencoder, digits, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        multifaceted_visualization(autoencoder, digits, 0, **{"n_top": 60, **kwargs})
+
+
+# --------------------------------------------------------------------------- ascent
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"norm": np.inf}, r"norm must be a finite number > 0, got inf\."),
+        ({"norm": np.float64(-1.0)}, r"norm must be a finite number > 0, got -1\.0\."),
+        ({"bounds": (0, np.inf)}, r"bounds must be \(low, high\) of two finite numbers"),
+        ({"bounds": (np.float64(0), np.nan)}, r"two finite numbers.*got \(0\.0, nan\)\."),
+        ({"bounds": (0, 1, 2)}, r"bounds must be \(low, high\) of two finite numbers"),
+        ({"bounds": 1.0}, r"bounds must be \(low, high\) of two finite numbers"),
+        ({"max_iter": -1}, "max_iter must be an int >= 1, got -1"),
+        ({"max_iter": 2.5}, "max_iter must be an int >= 1, got 2.5"),
+        ({"tol": np.nan}, "tol must be a finite number >= 0"),
+        ({"units": np.array([0.5])}, r"units must be an int .*, got \[0\.5\]\."),
+    ],
+)
+def test_activation_maximization_parameters_are_checked(autoencoder, kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        activation_maximization(autoencoder, random_state=0, **kwargs)
+    assert "np." not in str(info.value) and "array(" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"bounds": (-np.inf, 1)}, r"bounds must be \(low, high\) of two finite numbers"),
+        ({"max_iter": 0}, "max_iter must be an int >= 1, got 0"),
+        ({"reg": np.inf}, "reg must be a finite number >= 0, got inf"),
+        ({"tol": -1.0}, "tol must be a finite number >= 0, got -1.0"),
+    ],
+)
+def test_invert_code_parameters_are_checked(autoencoder, digits, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        invert_code(autoencoder, digits[:2], **kwargs)
+
+
+# --------------------------------------------------------------------------- tiles
+@pytest.mark.parametrize(
+    "rows, kwargs, message",
+    [
+        (np.ones((2, 64)), {"image_shape": (8.9, 8)}, r"image_shape must be .*got \(8\.9, 8\)"),
+        (np.ones((2, 1)), {"image_shape": True}, "image_shape must be .*got True"),
+        (np.ones((2, 4)), {"image_shape": (2, 2), "spacing": 1.5}, "spacing must be an int"),
+        (np.ones((2, 4)), {"image_shape": 2, "spacing": -1}, "spacing must be an int >= 0"),
+        (
+            np.ones((6, 4)),
+            {"image_shape": 2, "grid_shape": (2.7, 3)},
+            r"grid_shape must be a tuple of 2 positive ints, got \(2\.7, 3\)",
+        ),
+        (np.ones((6, 4)), {"image_shape": 2, "grid_shape": 6}, "grid_shape must be a tuple"),
+    ],
+)
+def test_tile_images_refuses_shapes_that_are_not_ints(rows, kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        tile_images(rows, **kwargs)
+    assert "np." not in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_sparse_rows_are_drawn_as_their_dense_values(fmt, agg):
+    rows = np.random.default_rng(0).normal(size=(5, 4)) * (np.arange(4) % 2)
+    sparse = sp.random(5, 4, density=0, format=fmt) + sp.csr_matrix(rows)
+    sparse = sparse.asformat(fmt)
+    np.testing.assert_array_equal(tile_images(sparse, (2, 2)), tile_images(rows, (2, 2)))
+    ax = plot_filters(sparse, (2, 2), n_filters=3)
+    np.testing.assert_array_equal(ax.images[0].get_array(), tile_images(rows[:3], (2, 2)))
+
+
+@pytest.mark.parametrize("n_filters", [-1, 0, 2.0, True])
+def test_plot_filters_n_filters_must_be_a_positive_int(n_filters, agg):
+    with pytest.raises(ValueError, match="n_filters must be an int >= 1"):
+        plot_filters(np.ones((4, 4)), (2, 2), n_filters=n_filters)
+
+
+@pytest.mark.parametrize(
+    "rho, kwargs, message",
+    [
+        (np.nan, {}, r"rho must lie strictly between 0 and 1 .*got nan\."),
+        ([0.2, np.nan], {}, "rho must lie strictly between 0 and 1"),
+        ([], {}, "rho must lie strictly between 0 and 1"),
+        (0.2, {"n_points": -3}, "n_points must be an int >= 1, got -3"),
+    ],
+)
+def test_plot_kl_penalty_checks_its_input_before_drawing(rho, kwargs, message, agg):
+    with pytest.raises(ValueError, match=message):
+        plot_kl_penalty(rho, **kwargs)
