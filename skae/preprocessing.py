@@ -12,6 +12,19 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 __all__ = ["ZCAWhitening"]
 
+# Eigenvalues below this fraction of the largest are those of a singular covariance (its
+# rounding error is a few machine epsilons of the largest, times the number of features).
+_RANK_RTOL = 1e-12
+
+
+def _power_of_two(a):
+    """A power of two within a factor of two of the largest ``|a|`` (1.0 for zeros).
+
+    Dividing by it scales ``a`` to magnitudes near 1 without rounding.
+    """
+    peak = float(np.max(np.abs(a)))
+    return 1.0 if peak == 0 else float(np.ldexp(1.0, int(np.frexp(peak)[1]) - 1))
+
 
 class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """ZCA whitening: decorrelate the features while staying close to the original data.
@@ -24,12 +37,20 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     in low-variance directions from being blown up. The whitened training data have
     covariance ``U diag(λ / (λ + ε)) Uᵀ``, the identity when ``ε = 0``.
 
+    The whitening is scale-equivariant: for a constant ``c``, ``ZCAWhitening(epsilon=ε *
+    c**2)`` fitted on ``c * X`` whitens ``c * X`` as ``ZCAWhitening(epsilon=ε)`` fitted on
+    ``X`` whitens ``X``. The covariance is computed from the data scaled by a power of two
+    to magnitudes near 1, so that tiny or huge values neither underflow nor overflow;
+    data whose variance (or whose whitening matrix) does not fit in their dtype are
+    refused with a message.
+
     Parameters
     ----------
     epsilon : float, default=0.1
         Added to each eigenvalue of the covariance before the inverse square root. It is
         in the units of the data's variance: compare it with ``explained_variance_``.
-        ``epsilon=0`` requires a covariance of full rank.
+        ``epsilon=0`` requires a covariance of full rank: every eigenvalue above
+        ``1e-12`` times the largest, whatever the scale of the data.
 
     Attributes
     ----------
@@ -88,29 +109,49 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : ZCAWhitening
         """
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        X64 = X.astype(np.float64, copy=False)
-        mean = X64.mean(axis=0)
-        centred = X64 - mean
-        covariance = centred.T @ centred / X64.shape[0]
+        # In units of powers of two (exact): the sums neither overflow nor underflow.
+        data_unit = _power_of_two(X)
+        centred = X.astype(np.float64)  # a copy: the caller's X is not modified
+        centred /= data_unit
+        mean = centred.mean(axis=0)
+        centred -= mean
+        spread_unit = _power_of_two(centred)
+        centred /= spread_unit
+        unit = data_unit * spread_unit
+        covariance = centred.T @ centred / X.shape[0]
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         order = np.argsort(eigenvalues)[::-1]
-        eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+        eigenvalues = np.clip(eigenvalues[order], 0.0, None)  # in units of unit ** 2
         eigenvectors = eigenvectors[:, order]
-        regularised = eigenvalues + self.epsilon
-        if np.any(regularised <= 1e-12 * max(float(eigenvalues[0]), 1.0)):
+        with np.errstate(over="ignore"):
+            epsilon = self.epsilon / unit / unit  # inf when the data are tiny: fine
+            if np.any(eigenvalues + epsilon <= _RANK_RTOL * eigenvalues[0]):
+                raise ValueError(
+                    f"The covariance of X is singular (some features are constant or "
+                    f"linearly dependent), so ZCA whitening with epsilon={self.epsilon:g} "
+                    "would divide by (nearly) zero. Use epsilon > 0 (e.g. 0.1 or a small "
+                    "fraction of the largest eigenvalue in explained_variance_)."
+                )
+            std = unit * np.sqrt(eigenvalues)  # standard deviation along each axis
+            root = np.hypot(std, np.sqrt(self.epsilon))  # sqrt(λ + ε) without overflow
+            attributes = {
+                "mean_": mean * data_unit,
+                "explained_variance_": std * std,
+                "eigenvectors_": eigenvectors,
+                "components_": (eigenvectors / root) @ eigenvectors.T,
+                "inverse_components_": (eigenvectors * root) @ eigenvectors.T,
+            }
+            attributes = {name: a.astype(X.dtype) for name, a in attributes.items()}
+        if not all(np.all(np.isfinite(a)) for a in attributes.values()):
             raise ValueError(
-                "The covariance of X is singular (some features are constant or linearly "
-                "dependent), so ZCA whitening with epsilon=0 would divide by zero. Use "
-                "epsilon > 0 (e.g. 0.1 or a small fraction of the largest eigenvalue in "
-                "explained_variance_)."
+                f"The whitening of X does not fit in {X.dtype.name}: X's values reach "
+                f"{float(np.max(np.abs(X))):.3g} and its standard deviations along the "
+                f"principal axes range from {float(std[-1]):.3g} to {float(std[0]):.3g}, "
+                f"so the variances or the whitening matrix overflow. Divide X by a constant "
+                f"c first (and epsilon by c**2): the whitened data are the same."
             )
-        scale = 1.0 / np.sqrt(regularised)
-        dtype = X.dtype
-        self.mean_ = mean.astype(dtype)
-        self.explained_variance_ = eigenvalues.astype(dtype)
-        self.eigenvectors_ = eigenvectors.astype(dtype)
-        self.components_ = ((eigenvectors * scale) @ eigenvectors.T).astype(dtype)
-        self.inverse_components_ = ((eigenvectors / scale) @ eigenvectors.T).astype(dtype)
+        for name, value in attributes.items():
+            setattr(self, name, value)
         return self
 
     def transform(self, X):

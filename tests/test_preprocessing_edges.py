@@ -1,0 +1,52 @@
+"""ZCAWhitening at the edges of float64: tiny and huge data, singular covariances."""
+
+import numpy as np
+import pytest
+
+from skae import ZCAWhitening
+
+
+def uniform_data(seed=0):
+    return np.random.RandomState(seed).rand(50, 4)
+
+
+@pytest.mark.parametrize("scale", [1e-7, 1e-150])
+def test_epsilon_zero_whitens_full_rank_data_however_small_their_variance(scale):
+    X = uniform_data() * scale
+    Z = ZCAWhitening(epsilon=0.0).fit_transform(X)
+    np.testing.assert_allclose(np.cov(Z, rowvar=False, bias=True), np.eye(4), atol=1e-10)
+    # a covariance that is singular at this scale is still called singular
+    X[:, 3] = X[:, 0] + X[:, 1]
+    with pytest.raises(ValueError, match="singular.*epsilon > 0"):
+        ZCAWhitening(epsilon=0.0).fit(X)
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e-7, 1e154])
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
+def test_whitening_is_scale_equivariant(scale, epsilon):
+    """ZCAWhitening(epsilon=ε c²) on c X whitens c X as ZCAWhitening(epsilon=ε) does X,
+    down to variances near the smallest normal float64 and up to sums of squares that
+    overflow it (50 rows of 1e154² exceed 1.8e308)."""
+    X = uniform_data()
+    reference = ZCAWhitening(epsilon=epsilon).fit(X)
+    scaled = ZCAWhitening(epsilon=epsilon * scale**2).fit(X * scale)
+    np.testing.assert_allclose(scaled.transform(X * scale), reference.transform(X), atol=1e-12)
+    np.testing.assert_allclose(
+        scaled.explained_variance_, reference.explained_variance_ * scale**2, rtol=1e-12
+    )
+    np.testing.assert_allclose(scaled.mean_, reference.mean_ * scale, rtol=1e-12)
+    np.testing.assert_allclose(
+        scaled.inverse_transform(reference.transform(X)), X * scale, rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "scale, dtype", [(1e200, np.float64), (1e300, np.float64), (1e20, np.float32)]
+)
+def test_variances_beyond_the_dtype_are_a_clear_error(scale, dtype):
+    X = (uniform_data() * scale).astype(dtype)
+    with pytest.raises(
+        ValueError, match=rf"does not fit in {np.dtype(dtype).name}.*Divide X by a constant c"
+    ):
+        ZCAWhitening().fit(X)
+    ZCAWhitening().fit(X / scale)  # rescaled as the message says: fine
