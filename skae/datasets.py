@@ -7,7 +7,7 @@ installed, the natural photographs bundled in its wheel (``pip install "skae[ima
 
 import functools
 from importlib import resources
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.feature_extraction.image import extract_patches_2d
@@ -36,17 +36,40 @@ _ROLL_OFF = 0.4
 # Pixels dropped at each side of a whitened photograph.
 _MARGIN = 4
 _NORMALIZE = ("squash", "center", None)
+# ITU-R 601 luma weights of R, G and B.
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _plain(value):
+    """``value`` as error messages show it (``-1``, not ``np.int64(-1)``)."""
+    return value.tolist() if isinstance(value, (np.generic, np.ndarray)) else value
+
+
+def _check_pixels(image, what):
+    """Refuse an image without pixels or with NaN or infinite values."""
+    if image.size == 0:
+        raise ValueError(f"{what} has no pixels (shape {image.shape}); pass a non-empty image.")
+    if not np.all(np.isfinite(image)):
+        raise ValueError(f"{what} contains NaN or infinite values; pass finite pixel values.")
 
 
 def _grey(image):
-    """A photograph as a float64 grey image in [0, 1] (ITU-R 601 luma for RGB)."""
+    """A photograph as a float64 grey image in [0, 1] (ITU-R 601 luma for RGB).
+
+    A third axis of length 1 is grey, 3 is RGB and 4 is RGBA (the alpha channel is
+    ignored).
+    """
     image = np.asarray(image)
     integer = np.issubdtype(image.dtype, np.integer)
     image = image.astype(np.float64)
-    if image.ndim == 3:
-        image = image[..., :3] @ np.array([0.299, 0.587, 0.114])
-    if image.ndim != 2:
-        raise ValueError(f"each image must be 2-D (grey) or 3-D (RGB), got shape {image.shape}.")
+    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+        image = image[..., 0] if image.shape[2] == 1 else image[..., :3] @ _LUMA
+    elif image.ndim != 2:
+        raise ValueError(
+            f"each image must be 2-D (grey) or 3-D with 1 (grey), 3 (RGB) or 4 (RGBA) "
+            f"channels, got shape {image.shape}; for grey with alpha, pass image[..., 0]."
+        )
+    _check_pixels(image, "an image")
     if integer or image.max() > 1.0:
         image = image / 255.0
     return image
@@ -94,9 +117,11 @@ def whiten_image(image, roll_off=_ROLL_OFF):
     Parameters
     ----------
     image : array-like of shape (height, width)
-        A grey image.
+        A grey image with at least one pixel, finite values.
     roll_off : float, default=0.4
-        ``f0`` in cycles per pixel (0.5 is the Nyquist frequency).
+        ``f0`` in cycles per pixel (0.5 is the Nyquist frequency), positive; ``np.inf``
+        keeps every frequency. A value so small that the filter removes every frequency of
+        the image is refused.
 
     Returns
     -------
@@ -113,14 +138,41 @@ def whiten_image(image, roll_off=_ROLL_OFF):
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D (grey), got shape {image.shape}.")
+    _check_pixels(image, "image")
+    real = isinstance(roll_off, Real) and not isinstance(roll_off, (bool, np.bool_))
+    if not (real and roll_off > 0):
+        raise ValueError(
+            f"roll_off must be a positive number of cycles per pixel (0.4 by default), got "
+            f"{_plain(roll_off)!r}."
+        )
     fy = np.fft.fftfreq(image.shape[0])[:, np.newaxis]
     fx = np.fft.rfftfreq(image.shape[1])[np.newaxis, :]
     f = np.hypot(fx, fy)
-    response = f * np.exp(-((f / roll_off) ** 4))
+    with np.errstate(over="ignore"):
+        response = f * np.exp(-((f / roll_off) ** 4))
+    if np.any(f > 0) and not np.any(response > 0):
+        raise ValueError(
+            f"roll_off={_plain(roll_off)!r} removes every frequency of a {image.shape} image "
+            f"(its lowest is {float(np.min(f[f > 0])):.3g} cycles per pixel); use a larger "
+            "roll_off."
+        )
     whitened = np.fft.irfft2(np.fft.rfft2(image) * response, s=image.shape)
     whitened -= whitened.mean()
     std = whitened.std()
     return whitened / std if std > 0 else whitened
+
+
+def _cut(photo, patch_size, k, n_positions, rng):
+    """``k`` patches of ``photo`` at random positions, drawn with replacement.
+
+    :func:`~sklearn.feature_extraction.image.extract_patches_2d` draws positions with
+    replacement too, but returns every patch once when asked for as many as there are
+    positions or more; beyond that number the patches are drawn here.
+    """
+    if k <= n_positions:
+        return extract_patches_2d(photo, (patch_size, patch_size), max_patches=k, random_state=rng)
+    every = extract_patches_2d(photo, (patch_size, patch_size))
+    return every[rng.randint(n_positions, size=k)]
 
 
 def load_natural_patches(
@@ -158,7 +210,10 @@ def load_natural_patches(
         linear decoder, or before :class:`~skae.ZCAWhitening`); None returns the patches
         as cut.
     images : list of array-like, default=None
-        Photographs to cut from (2-D grey or 3-D RGB arrays, values in [0, 1] or [0, 255]).
+        Photographs to cut from (2-D grey, or 3-D with 1 grey, 3 RGB or 4 RGBA channels;
+        values in [0, 1] or [0, 255]). Together they must have at least ``n_patches`` patch
+        positions. Positions are drawn with replacement, so a small image chosen more
+        often than it has positions gives some patches twice.
         By default: scikit-learn's two sample images and, when scikit-image is installed
         (``pip install "skae[images]"``), the nine photographs bundled with it.
     random_state : int, RandomState instance or None, default=None
@@ -177,9 +232,9 @@ def load_natural_patches(
     ((1000, 64), True, True)
     """
     if not isinstance(patch_size, Integral) or isinstance(patch_size, bool) or patch_size < 1:
-        raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}.")
+        raise ValueError(f"patch_size must be a positive integer, got {_plain(patch_size)!r}.")
     if not isinstance(n_patches, Integral) or isinstance(n_patches, bool) or n_patches < 1:
-        raise ValueError(f"n_patches must be a positive integer, got {n_patches!r}.")
+        raise ValueError(f"n_patches must be a positive integer, got {_plain(n_patches)!r}.")
     if normalize not in _NORMALIZE:
         raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}.")
     rng = check_random_state(random_state)
@@ -201,10 +256,19 @@ def load_natural_patches(
             for white in map(whiten_image, photographs)
         ]
 
+    side = patch_size - 1
+    positions = [(h - side) * (w - side) for h, w in map(np.shape, photographs)]
+    if sum(positions) < n_patches:
+        raise ValueError(
+            f"the images have {sum(positions)} positions for a {patch_size}x{patch_size} "
+            f"patch, fewer than n_patches={int(n_patches)}; pass more or larger images, a "
+            "smaller patch_size or a smaller n_patches."
+        )
+
     counts = np.bincount(rng.randint(len(photographs), size=n_patches), minlength=len(photographs))
     patches = [
-        extract_patches_2d(photo, (patch_size, patch_size), max_patches=int(k), random_state=rng)
-        for photo, k in zip(photographs, counts)
+        _cut(photo, patch_size, int(k), n, rng)
+        for photo, k, n in zip(photographs, counts, positions)
         if k > 0
     ]
     X = np.concatenate(patches).reshape(n_patches, patch_size * patch_size)

@@ -175,3 +175,73 @@ def test_bad_input():
         load_natural_patches(normalize="squashed")
     with pytest.raises(ValueError, match="images is empty"):
         load_natural_patches(images=[])
+
+
+def test_fewer_patch_positions_than_patches_is_a_clear_error():
+    image = np.random.default_rng(0).random((6, 6))
+    with pytest.raises(ValueError, match="have 9 positions for a 4x4 patch.*n_patches=1000"):
+        load_natural_patches(4, 1000, images=[image])
+
+
+def test_a_small_image_chosen_more_often_than_it_has_patches_repeats_them():
+    rng = np.random.default_rng(0)
+    large, small = rng.random((40, 40)), np.arange(36.0).reshape(6, 6) / 36.0
+    X = load_natural_patches(
+        4, 400, images=[large, small], whiten=False, normalize=None, random_state=0
+    )
+    assert X.shape == (400, 16)
+    from_small = {tuple(p) for p in X if np.isin(p, small).all()}
+    everything = {tuple(small[i : i + 4, j : j + 4].ravel()) for i in range(3) for j in range(3)}
+    assert from_small == everything  # about 200 draws among its 9 positions
+    assert len(np.unique(X, axis=0)) < 400
+
+
+def test_images_with_one_three_or_four_channels():
+    rng = np.random.default_rng(0)
+    grey = rng.random((10, 12))
+    rgb = rng.random((10, 12, 3))
+    rgba = np.concatenate([rgb, rng.random((10, 12, 1))], axis=2)
+    options = dict(whiten=False, normalize=None, random_state=0)
+    for image, expected in [(grey[..., None], grey), (rgba, rgb)]:
+        np.testing.assert_array_equal(
+            load_natural_patches(3, 20, images=[image], **options),
+            load_natural_patches(3, 20, images=[expected], **options),
+        )
+    with pytest.raises(ValueError, match=r"1 \(grey\), 3 \(RGB\) or 4 \(RGBA\).*\(10, 12, 2\)"):
+        load_natural_patches(3, 20, images=[rgb[..., :2]])
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.ones((0, 5)), r"no pixels \(shape \(0, 5\)\)"),
+        (np.full((8, 8), np.nan), "NaN or infinite"),
+    ],
+)
+def test_images_without_pixels_or_with_nan_are_refused(image, message):
+    with pytest.raises(ValueError, match=message):
+        whiten_image(image)
+    with pytest.raises(ValueError, match=message):
+        load_natural_patches(1, 1, images=[image])
+
+
+@pytest.mark.parametrize(
+    "roll_off, message",
+    [
+        (0, "roll_off must be a positive number.*got 0"),
+        (-0.4, "roll_off must be a positive number.*got -0.4"),
+        (np.float64(np.nan), r"roll_off must be a positive number.*got nan\."),
+        (1e-3, r"roll_off=0.001 removes every frequency of a \(32, 48\) image"),
+    ],
+)
+def test_whiten_image_refuses_a_roll_off_that_removes_everything(roll_off, message):
+    image = np.random.default_rng(0).random((32, 48))
+    with pytest.raises(ValueError, match=message):
+        whiten_image(image, roll_off=roll_off)
+
+
+def test_errors_print_plain_numbers():
+    with pytest.raises(ValueError, match=r"patch_size must be a positive integer, got -1\.$"):
+        load_natural_patches(patch_size=np.int64(-1))
+    with pytest.raises(ValueError, match=r"n_patches must be a positive integer, got 0\.$"):
+        load_natural_patches(n_patches=np.int64(0))
