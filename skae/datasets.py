@@ -235,8 +235,8 @@ def load_natural_patches(
         raise ValueError(f"patch_size must be a positive integer, got {_plain(patch_size)!r}.")
     if not isinstance(n_patches, Integral) or isinstance(n_patches, bool) or n_patches < 1:
         raise ValueError(f"n_patches must be a positive integer, got {_plain(n_patches)!r}.")
-    if normalize not in _NORMALIZE:
-        raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}.")
+    if not (normalize is None or isinstance(normalize, str) and normalize in _NORMALIZE):
+        raise ValueError(f"normalize must be one of {_NORMALIZE}, got {_plain(normalize)!r}.")
     rng = check_random_state(random_state)
     photographs = _bundled_photographs() if images is None else [_grey(i) for i in images]
     if len(photographs) == 0:

@@ -457,7 +457,7 @@ def _check_units(units, layers, layer):
     bad = units[(units < 0) | (units >= n_units)]
     if bad.size:
         raise ValueError(
-            f"unit {int(bad[0])} is out of range: layer {layer!r} has {n_units} units "
+            f"unit {int(bad[0])} is out of range: layer {_plain(layer)!r} has {n_units} units "
             f"(indices 0 to {n_units - 1})."
         )
     return units if not scalar else units[:1]
@@ -815,10 +815,10 @@ def invert_code(
     True
     """
     layers = _layers_float64(estimator, layer)
-    if given not in ("auto", "inputs", "codes"):
-        raise ValueError(f"given must be 'auto', 'inputs' or 'codes', got {given!r}.")
-    if regularizer not in ("l2", "tv"):
-        raise ValueError(f"regularizer must be 'l2' or 'tv', got {regularizer!r}.")
+    if not (isinstance(given, str) and given in ("auto", "inputs", "codes")):
+        raise ValueError(f"given must be 'auto', 'inputs' or 'codes', got {_plain(given)!r}.")
+    if not (isinstance(regularizer, str) and regularizer in ("l2", "tv")):
+        raise ValueError(f"regularizer must be 'l2' or 'tv', got {_plain(regularizer)!r}.")
     reg = _check_real(reg, "reg")
     max_iter = _check_int(max_iter, "max_iter", 1)
     tol = _check_real(tol, "tol")
@@ -832,8 +832,8 @@ def invert_code(
     if given == "auto":
         if width == n_features == n_units:
             raise ValueError(
-                f"inputs and codes of layer {layer!r} both have {width} columns; say which "
-                "you passed with given='inputs' or given='codes'."
+                f"inputs and codes of layer {_plain(layer)!r} both have {width} columns; say "
+                "which you passed with given='inputs' or given='codes'."
             )
         given = "inputs" if width == n_features else "codes" if width == n_units else None
     expected = n_features if given == "inputs" else n_units
@@ -841,7 +841,7 @@ def invert_code(
         raise ValueError(
             f"X_or_codes has {width} columns, but inputs of this "
             f"{type(estimator).__name__} have {n_features} features and codes of layer "
-            f"{layer!r} have {n_units} units."
+            f"{_plain(layer)!r} have {n_units} units."
         )
     codes = forward(layers, data)[-1] if given == "inputs" else data
     bounds = _check_bounds(bounds)

@@ -245,3 +245,5 @@ def test_errors_print_plain_numbers():
         load_natural_patches(patch_size=np.int64(-1))
     with pytest.raises(ValueError, match=r"n_patches must be a positive integer, got 0\.$"):
         load_natural_patches(n_patches=np.int64(0))
+    with pytest.raises(ValueError, match=r"normalize must be one of .*, got 'squashed'\.$"):
+        load_natural_patches(normalize=np.str_("squashed"))

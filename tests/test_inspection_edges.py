@@ -198,3 +198,34 @@ def test_plot_filters_n_filters_must_be_a_positive_int(n_filters, agg):
 def test_plot_kl_penalty_checks_its_input_before_drawing(rho, kwargs, message, agg):
     with pytest.raises(ValueError, match=message):
         plot_kl_penalty(rho, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda ae, X: activation_maximization(ae, layer=np.int64(1), units=[9]),
+            r"unit 9 is out of range: layer 1 has 6 units",
+        ),
+        (
+            lambda ae, X: invert_code(ae, X[:2, :3], layer=np.int64(1)),
+            r"codes of layer 1 have 6 units\.",
+        ),
+        (
+            lambda ae, X: invert_code(ae, X[:2], given=np.str_("x")),
+            r"given must be 'auto', 'inputs' or 'codes', got 'x'\.",
+        ),
+        (
+            lambda ae, X: invert_code(ae, X[:2], given=np.array(["a", "b"])),
+            r"given must be .*, got \['a', 'b'\]\.",
+        ),
+        (
+            lambda ae, X: invert_code(ae, X[:2], regularizer=np.str_("l1")),
+            r"regularizer must be 'l2' or 'tv', got 'l1'\.",
+        ),
+    ],
+)
+def test_errors_print_plain_values(autoencoder, digits, call, message):
+    with pytest.raises(ValueError, match=message) as info:
+        call(autoencoder, digits)
+    assert "np." not in str(info.value)
