@@ -83,33 +83,25 @@ def _check_real(value, name, *, positive=False):
     return float(value)
 
 
-def _check_int_tuple(value, name, lengths):
-    """``value`` as a tuple of ints ``>= 1`` of one of the ``lengths``."""
+def _int_tuple(value, lengths):
+    """``value`` as a tuple of ints ``>= 1`` of one of the ``lengths``, or None."""
     try:
         items = tuple(value)
     except TypeError:
-        items = None
-    if items is None or len(items) not in lengths or not all(
-        _is_int(v) and v >= 1 for v in items
-    ):
-        what = " or ".join(str(n) for n in lengths)
-        raise ValueError(
-            f"{name} must be a tuple of {what} positive ints, got {_plain(value)!r}."
-        )
-    return tuple(int(v) for v in items)
+        return None
+    ok = len(items) in lengths and all(_is_int(v) and v >= 1 for v in items)
+    return tuple(int(v) for v in items) if ok else None
 
 
 # --------------------------------------------------------------------------- tiles
 def _check_image_shape(image_shape, n_features):
-    if _is_int(image_shape):
-        image_shape = (image_shape, image_shape)
-    try:
-        image_shape = _check_int_tuple(image_shape, "image_shape", (2, 3))
-    except ValueError:
+    shape = _int_tuple((image_shape,) * 2 if _is_int(image_shape) else image_shape, (2, 3))
+    if shape is None:
         raise ValueError(
             f"image_shape must be an int or (height, width) or (height, width, channels) of "
             f"positive ints, got {_plain(image_shape)!r}."
-        ) from None
+        )
+    image_shape = shape
     if int(np.prod(image_shape)) != n_features:
         raise ValueError(
             f"image_shape {image_shape} has {int(np.prod(image_shape))} pixels but each row "
@@ -175,7 +167,13 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
         n_cols = int(np.ceil(np.sqrt(n_images)))
         n_rows = int(np.ceil(n_images / n_cols))
     else:
-        n_rows, n_cols = _check_int_tuple(grid_shape, "grid_shape", (2,))
+        shape = _int_tuple(grid_shape, (2,))
+        if shape is None:
+            raise ValueError(
+                f"grid_shape must be a tuple of 2 positive ints (n_rows, n_cols), got "
+                f"{_plain(grid_shape)!r}."
+            )
+        n_rows, n_cols = shape
         if n_rows * n_cols < n_images:
             raise ValueError(
                 f"grid_shape {(n_rows, n_cols)} has room for {n_rows * n_cols} tiles but "
@@ -577,9 +575,10 @@ def _check_bounds(bounds):
         isinstance(b, numbers.Real) and not isinstance(b, (bool, np.bool_)) for b in pair
     )
     if not (reals and np.all(np.isfinite(pair)) and pair[0] < pair[1]):
+        shown = tuple(map(_plain, pair)) if isinstance(bounds, (tuple, list)) else bounds
         raise ValueError(
             f"bounds must be (low, high) of two finite numbers with low < high, got "
-            f"{tuple(_plain(b) for b in pair) if pair else _plain(bounds)!r}."
+            f"{_plain(shown)!r}."
         )
     return float(pair[0]), float(pair[1])
 
