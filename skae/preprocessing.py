@@ -124,16 +124,15 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         eigenvalues = np.clip(eigenvalues[order], 0.0, None)  # in units of unit ** 2
         eigenvectors = eigenvectors[:, order]
         with np.errstate(over="ignore"):
-            epsilon = self.epsilon / unit / unit  # inf when the data are tiny: fine
-            if np.any(eigenvalues + epsilon <= _RANK_RTOL * eigenvalues[0]):
+            std = unit * np.sqrt(eigenvalues)  # standard deviation along each axis
+            root = np.hypot(std, np.sqrt(self.epsilon))  # sqrt(λ + ε) without overflow
+            if np.any(root <= np.sqrt(_RANK_RTOL) * std[0]):  # λ + ε <= rtol * λ_max
                 raise ValueError(
                     f"The covariance of X is singular (some features are constant or "
                     f"linearly dependent), so ZCA whitening with epsilon={self.epsilon:g} "
                     "would divide by (nearly) zero. Use epsilon > 0 (e.g. 0.1 or a small "
                     "fraction of the largest eigenvalue in explained_variance_)."
                 )
-            std = unit * np.sqrt(eigenvalues)  # standard deviation along each axis
-            root = np.hypot(std, np.sqrt(self.epsilon))  # sqrt(λ + ε) without overflow
             attributes = {
                 "mean_": mean * data_unit,
                 "explained_variance_": std * std,
