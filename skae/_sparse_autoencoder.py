@@ -18,8 +18,8 @@ from ._base import (
     _fit_context,
     array_namespace,
     check_dense_on_device,
+    check_fitted_namespace,
     check_input_array,
-    check_same_namespace,
     device_namespace,
     parameter_dtype,
     run_lbfgs,
@@ -490,7 +490,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.transform(self, X)  # lazy
-        check_same_namespace(X, self, attribute="components_", method="transform")
+        check_fitted_namespace(X, self, attribute="components_", method="transform")
         dtypes = _input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return encode(X, self.components_, self.intercept_hidden_, self._spec_.activation)
@@ -511,7 +511,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.inverse_transform(self, X)  # lazy
-        check_same_namespace(X, self, attribute="components_", method="inverse_transform")
+        check_fitted_namespace(X, self, attribute="components_", method="inverse_transform")
         H = check_input_array(X, dtype=_input_namespace(X)[2], input_name="H")
         n_hidden = self.components_.shape[0]
         if H.shape[1] != n_hidden:
@@ -545,7 +545,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.score(self, X)  # computed on the cluster
-        check_same_namespace(X, self, attribute="components_", method="score")
+        check_fitted_namespace(X, self, attribute="components_", method="score")
         dtypes = _input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         spec = self._spec_

@@ -20,15 +20,17 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _dask
 from ._base import (
+    FitStage,
     Interval,
     SkaeWarning,
     StrOptions,
     _fit_context,
     array_device,
     array_namespace,
+    check_fitted_namespace,
     check_input_array,
-    check_same_namespace,
     device_namespace,
+    fit_stage,
     run_lbfgs,
     to_numpy,
     validate_input,
@@ -260,7 +262,11 @@ class _StackMixin:
                 autoencoder = SparseAutoencoder(
                     **setting, random_state=int(seeds[k]), verbose=self.verbose
                 )
-            autoencoder.fit(codes)
+            # its warnings name the stack, the layer and the per-layer max_iter and tol
+            with fit_stage(
+                f"{type(self).__name__} (pretraining, layer {k + 1} of {len(settings)})"
+            ):
+                autoencoder.fit(codes)
             autoencoders.append(autoencoder)
             upper = autoencoder.transform(codes)
             _check_constant_codes(self, k, autoencoder, codes, upper, settings)
@@ -452,7 +458,7 @@ class StackedAutoencoder(
         if _dask.is_dask_collection(X):
             X = _dask.stack_inputs(self, X, reset=False)  # lazy codes
         else:
-            check_same_namespace(X, self, attribute="_bottom_weights", method="transform")
+            check_fitted_namespace(X, self, attribute="_bottom_weights", method="transform")
             dtypes = _input_namespace(X)[2]
             X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         for autoencoder in self.autoencoders_:
@@ -475,7 +481,7 @@ class StackedAutoencoder(
         if _dask.is_dask_collection(X):
             H = _dask.stack_codes(self, X)  # lazy reconstruction
         else:
-            check_same_namespace(X, self, attribute="_top_weights", method="inverse_transform")
+            check_fitted_namespace(X, self, attribute="_top_weights", method="inverse_transform")
             H = check_input_array(X, dtype=_input_namespace(X)[2], input_name="H")
         for autoencoder in reversed(self.autoencoders_):
             H = autoencoder.inverse_transform(H)
@@ -816,7 +822,7 @@ class StackedAutoencoderClassifier(
             objective = objective_of(
                 layers, y_index, n_trainable=1, alphas=[self.softmax_alpha]
             )
-            result = self._minimise(objective, self.softmax_max_iter, "softmax")
+            result = self._minimise(objective, "softmax")
             layers = layers[:-1] + _layers_from(objective, result.theta)
             curves["softmax"], n_iter["softmax"] = list(result.loss_curve), result.n_iter
             loss = result.loss
@@ -837,10 +843,7 @@ class StackedAutoencoderClassifier(
                 n_trainable=n_trainable,
                 alphas=[0.0] * (n_trainable - 1) + [self.softmax_alpha],
             )
-            max_iter = self.fine_tune_max_iter if stage == "fine_tuning" else (
-                self.softmax_max_iter
-            )
-            result = self._minimise(objective, max_iter, stage.replace("_", "-"))
+            result = self._minimise(objective, stage)
             layers = layers[: k - n_trainable] + _layers_from(objective, result.theta)
             curves[stage], n_iter[stage] = list(result.loss_curve), result.n_iter
             loss = result.loss
@@ -862,7 +865,15 @@ class StackedAutoencoderClassifier(
         if self.verbose:
             print(f"{type(self).__name__}: {message}", flush=True)
 
-    def _minimise(self, objective, max_iter, stage):
+    def _minimise(self, objective, stage):
+        """Run L-BFGS on a supervised stage (``"softmax"`` or ``"fine_tuning"``), its
+        warnings naming the stage and the parameters that govern it."""
+        if stage == "softmax":
+            label, max_iter, max_iter_name = "softmax", self.softmax_max_iter, "softmax_max_iter"
+        else:
+            label, max_iter = "fine-tuning", self.fine_tune_max_iter
+            max_iter_name = "fine_tune_max_iter"
+
         def report(intermediate_result):
             terms = objective.last_terms
             if terms is None or terms[0] != intermediate_result.fun:
@@ -876,7 +887,9 @@ class StackedAutoencoderClassifier(
             tol=self.fine_tune_tol,
             verbose=self.verbose,
             report=report,
-            name=f"{type(self).__name__} ({stage})",
+            stage=FitStage(
+                f"{type(self).__name__} ({label})", max_iter=max_iter_name, tol="fine_tune_tol"
+            ),
             own_lbfgs=True,
         )
 
@@ -904,7 +917,7 @@ class StackedAutoencoderClassifier(
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.map_rows(self, X, function, self.layers_, self.classes_)
-        check_same_namespace(X, self, attribute="_bottom_weights", method=method)
+        check_fitted_namespace(X, self, attribute="_bottom_weights", method=method)
         dtypes = _input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return function(X, self.layers_, self.classes_)
