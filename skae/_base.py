@@ -524,18 +524,18 @@ def warn_at_caller(message, category):
     Warnings then name the user's own line (``est.fit(X)``, ``pipeline.fit(X)`` or
     ``GridSearchCV(...).fit(X)``), not a line inside scikit-learn's ``_fit_context``
     wrapper or joblib's loop, so filters by module work. In a worker thread, whose stack
-    does not reach the user's code, the warning names the first frame outside skae (the
-    scikit-learn or joblib code that called the estimator).
+    does not reach the user's code, the warning names the line that called skae (the
+    scikit-learn or joblib code that called the estimator's method).
     """
     frame, level = sys._getframe(1), 2
-    first_outside_skae = None
+    caller_of_skae = None  # the level of the frame that called skae's outermost frame
     while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_PATHS):
-        if first_outside_skae is None and not frame.f_code.co_filename.startswith(_SKAE_DIR):
-            first_outside_skae = level
-        frame = frame.f_back
-        level += 1
+        in_skae = frame.f_code.co_filename.startswith(_SKAE_DIR)
+        frame, level = frame.f_back, level + 1
+        if in_skae and frame is not None and not frame.f_code.co_filename.startswith(_SKAE_DIR):
+            caller_of_skae = level
     if frame is None:  # every frame is internal: a worker thread's stack
-        level = first_outside_skae if first_outside_skae is not None else 2
+        level = caller_of_skae if caller_of_skae is not None else 2
     warnings.warn(message, category, stacklevel=level)
 
 
