@@ -198,6 +198,16 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     sklearn.neural_network.BernoulliRBM : Another one-layer unsupervised feature learner.
     sklearn.decomposition.PCA : Linear codes; a linear autoencoder's optimum.
 
+    Notes
+    -----
+    On NumPy input (and SciPy sparse matrices) the fit minimises with SciPy's L-BFGS-B;
+    under scikit-learn's array API dispatch, on arrays of another namespace (a PyTorch
+    tensor, a CuPy array), with skae's own L-BFGS, whose vectors stay on the device. Both
+    minimise the same objective from the same start and stop by the same rules, but they
+    take different steps: with the same ``random_state`` the two fits give different
+    weights, by far more than rounding after a few iterations, and closer ones as both
+    converge (see the documentation's array API page).
+
     References
     ----------
     A. Ng, "Sparse autoencoder", CS294A lecture notes (UFLDL), Stanford.

@@ -352,6 +352,15 @@ class StackedAutoencoder(
     ``alpha=[3e-3, 1e-4]``. A layer that learned constant codes for that reason raises a
     ``ConstantCodesWarning`` (a ``UserWarning``) naming the bound.
 
+    A layer's ``ConvergenceWarning`` or ``FitInterruptedWarning`` opens with the stack and
+    the layer, e.g. "StackedAutoencoder (pretraining, layer 2 of 3): ...", and its advice
+    names that layer's ``max_iter`` and ``tol`` (a scalar, or one value per layer).
+
+    The layers are fitted as :class:`SparseAutoencoder` fits them: with SciPy's L-BFGS-B on
+    NumPy input and skae's own L-BFGS under array API dispatch on arrays of another
+    namespace, so the two fits differ with the same ``random_state`` (see the Notes of
+    :class:`SparseAutoencoder`).
+
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -552,8 +561,13 @@ class StackedAutoencoderClassifier(
        L-BFGS on the cross-entropy plus ``(softmax_alpha / 2) ‖W‖²``.
     3. **Fine-tuning** by backpropagation with L-BFGS on the labelled rows:
        ``"all"`` trains every layer end to end, ``"top"`` trains only the softmax on the
-       frozen features (``fine_tune_max_iter`` more iterations), None stops after
-       stage 2.
+       frozen features, None stops after stage 2. ``"top"`` minimises stage 2's
+       objective again, from where stage 2 stopped, for up to ``fine_tune_max_iter``
+       more iterations: when stage 2 has converged (its largest gradient component is
+       at most ``fine_tune_tol``) it runs 0 iterations and the network is that of
+       ``fine_tune=None``. It can change the softmax only when stage 2 stopped for
+       another reason: ``softmax_max_iter`` or the evaluation limit reached, or a
+       relative decrease of the loss below 2.2e-9 in an iteration.
 
     The fine-tuning objective is ``−(1/m) Σ_i log P(y_i | x_i) + (softmax_alpha / 2)
     ‖W_softmax‖²``: as in UFLDL only the softmax weights are decayed. The encoders
@@ -577,7 +591,8 @@ class StackedAutoencoderClassifier(
     softmax_max_iter : int, default=100
         L-BFGS iterations of stage 2.
     fine_tune : {"all", "top"} or None, default="all"
-        What stage 3 trains.
+        What stage 3 trains: every layer, the softmax only (a continuation of stage 2,
+        which changes nothing after a stage 2 that converged), or nothing.
     fine_tune_max_iter : int, default=400
         L-BFGS iterations of stage 3.
     fine_tune_tol : float, default=1e-5
@@ -630,6 +645,22 @@ class StackedAutoencoderClassifier(
     --------
     StackedAutoencoder : The unsupervised stack alone.
     sklearn.neural_network.MLPClassifier : The same network without pretraining.
+
+    Notes
+    -----
+    Each stage's ``ConvergenceWarning`` or ``FitInterruptedWarning`` opens with the stage:
+    "StackedAutoencoderClassifier (pretraining, layer 2 of 3)", "(softmax)" or
+    "(fine-tuning)", and its advice names the parameters that govern that stage: the
+    layer's ``max_iter`` and ``tol`` for pretraining, ``softmax_max_iter`` and
+    ``fine_tune_tol`` for the softmax, ``fine_tune_max_iter`` and ``fine_tune_tol`` for
+    fine-tuning.
+
+    Under array API dispatch, on arrays of another namespace than NumPy, pretraining
+    minimises with skae's own L-BFGS instead of SciPy's L-BFGS-B (the softmax and
+    fine-tuning use skae's L-BFGS on both). The optimisers take different steps, so with
+    the same ``random_state`` the NumPy fit and the fit in another namespace give
+    different networks and probabilities, closer as the stages converge (see the
+    documentation's array API page).
 
     Examples
     --------

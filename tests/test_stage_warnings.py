@@ -18,7 +18,7 @@ from sklearn.model_selection import GridSearchCV
 
 from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
 from skae import _base as base_module
-from skae._base import FitInterruptedWarning, FitStage, run_lbfgs, to_numpy
+from skae._base import FitInterruptedWarning, run_lbfgs, to_numpy
 from skae._network import FineTuneObjective
 from skae._objective import AutoencoderObjective
 
@@ -115,7 +115,7 @@ def test_warm_started_softmax_names_softmax_max_iter(digits):
 def test_every_status_advises_on_the_stage_parameters(problem, advice):
     """The three ways L-BFGS stops early (max_iter, the evaluation limit, a failed line
     search) all advise on the parameters of the stage given to run_lbfgs."""
-    stage = FitStage("Stage", max_iter="softmax_max_iter", tol="fine_tune_tol")
+    stage = base_module.FitStage("Stage", max_iter="softmax_max_iter", tol="fine_tune_tol")
 
     def wrong(theta):  # a gradient of the wrong sign: the line search finds no decrease
         return float(theta @ theta), -2.0 * theta
