@@ -614,7 +614,7 @@ def _status_message(result, max_iter, maxfun, stage=None):
     if result.status == 1 and result.nfev >= maxfun:
         advice = (
             f"it reached the limit of {maxfun} objective evaluations ({it}={max_iter} "
-            f"allows 20 per iteration); the line searches are struggling: scale the input "
+            "allows 20 per iteration); the line searches are struggling: scale the input "
             f"or raise {tol}."
         )
     elif result.status == 1:
