@@ -43,6 +43,14 @@ def _one(messages, stage):
     return found[0]
 
 
+def _names_only_the_stage_parameters(message):
+    """No bare ``max_iter`` or ``tol``: only prefixed names (``softmax_max_iter``, ...)."""
+    return not re.search(r"(?<![a-z_])(max_iter|tol)\b", message)
+
+
+_STAGE_PARAMETERS = {"max_iter": "softmax_max_iter", "tol": "fine_tune_tol"}
+
+
 # ------------------------------------------------------------------ which stage, which setting
 @no_constant_codes
 def test_each_stage_warning_names_the_parameters_that_govern_it(digits):
@@ -72,7 +80,7 @@ def test_each_stage_warning_names_the_parameters_that_govern_it(digits):
     )
     # the supervised stages never send the user to the pretraining settings
     for message in (softmax, fine_tuning):
-        assert not re.search(r"(?<![a-z_])(max_iter|tol)\b", message), message
+        assert _names_only_the_stage_parameters(message), message
     # nothing is attributed to a SparseAutoencoder the user never made
     assert not any(m.startswith("SparseAutoencoder") for m in messages)
 
@@ -104,38 +112,43 @@ def test_warm_started_softmax_names_softmax_max_iter(digits):
     assert "softmax_max_iter=1; increase softmax_max_iter or fine_tune_tol." in message
 
 
+def _wrong_gradient(theta):  # of the wrong sign: the line search finds no decrease
+    return float(theta @ theta), -2.0 * theta
+
+
+def _cosh(theta):
+    return float(np.sum(np.cosh(theta))), np.sinh(theta)
+
+
 @pytest.mark.parametrize(
-    "problem, advice",
+    "fun, max_iter, advice",
     [
-        ("max_iter", "it reached softmax_max_iter=2; increase softmax_max_iter or fine_tune_tol"),
-        ("evaluations", "(softmax_max_iter=50 allows 20 per iteration)"),
-        ("line_search", "Scale the input, raise fine_tune_tol, or use float64."),
+        (_cosh, 2, "it reached softmax_max_iter=2; increase softmax_max_iter or fine_tune_tol"),
+        (_wrong_gradient, 50, "Scale the input, raise fine_tune_tol, or use float64."),
     ],
+    ids=["max_iter", "line_search"],
 )
-def test_every_status_advises_on_the_stage_parameters(problem, advice):
-    """The three ways L-BFGS stops early (max_iter, the evaluation limit, a failed line
-    search) all advise on the parameters of the stage given to run_lbfgs."""
-    stage = base_module.FitStage("Stage", max_iter="softmax_max_iter", tol="fine_tune_tol")
-
-    def wrong(theta):  # a gradient of the wrong sign: the line search finds no decrease
-        return float(theta @ theta), -2.0 * theta
-
-    if problem == "max_iter":
-        fun, max_iter = (lambda t: (float(np.sum(np.cosh(t))), np.sinh(t))), 2
-    elif problem == "evaluations":  # the limit reached before max_iter (status 1)
-        result = SimpleNamespace(status=1, nfev=1000, nit=30, message="STOP: EVALUATIONS")
-        message = base_module._status_message(result, 50, 1000, stage)
-        assert advice in message and "raise fine_tune_tol" in message
-        assert not re.search(r"(?<![a-z_])(max_iter|tol)\b", message), message
-        return
-    else:
-        fun, max_iter = wrong, 50
+def test_run_lbfgs_advises_on_the_stage_parameters(fun, max_iter, advice):
+    """max_iter reached and a failed line search advise on the parameters of the stage
+    given to run_lbfgs, under the stage's name."""
+    stage = base_module.FitStage("Stage", **_STAGE_PARAMETERS)
     with pytest.warns(ConvergenceWarning) as record:
         run_lbfgs(fun, np.linspace(1.0, 3.0, 4), max_iter=max_iter, tol=1e-12, stage=stage)
     (message,) = _messages(record, ConvergenceWarning)
     assert message.startswith("Stage: ")
     assert advice in message
-    assert not re.search(r"(?<![a-z_])(max_iter|tol)\b", message), message
+    assert _names_only_the_stage_parameters(message), message
+
+
+def test_the_evaluation_limit_advises_on_the_stage_parameters():
+    """The evaluation limit reached before max_iter (status 1) names the stage's
+    iteration parameter, whose value sets the limit, and its tolerance."""
+    stage = base_module.FitStage("Stage", **_STAGE_PARAMETERS)
+    result = SimpleNamespace(status=1, nfev=1000, nit=30, message="STOP: EVALUATIONS")
+    message = base_module._status_message(result, 50, 1000, stage)
+    assert "(softmax_max_iter=50 allows 20 per iteration)" in message
+    assert "raise fine_tune_tol" in message
+    assert _names_only_the_stage_parameters(message), message
 
 
 # ------------------------------------------------------------------ two interrupts
