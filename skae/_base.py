@@ -6,12 +6,18 @@ objectives import from here; this is the only module that reaches into scikit-le
 private helpers.
 """
 
+import concurrent.futures
+import contextlib
+import contextvars
+import multiprocessing
 import os
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
 
+import joblib
 import numpy as np
 import scipy.sparse as sp
 import sklearn
@@ -47,6 +53,9 @@ __all__ = [
     "check_gradient",
     "kl_divergence",
     "check_input_array",
+    "check_fitted_namespace",
+    "FitStage",
+    "fit_stage",
     "run_lbfgs",
     "to_numpy",
     "validate_input",
@@ -194,6 +203,32 @@ except ImportError:  # scikit-learn < 1.8
                 f"{a_xp.__name__} on {a_device}, {method} got {x_xp.__name__} on {x_device}. "
                 "Convert X, or refit the estimator on X's namespace and device."
             )
+
+
+def check_fitted_namespace(X, estimator, *, attribute, method):
+    """The fitted ``attribute`` can be used with ``X``, or a clear ``ValueError``.
+
+    A model fitted under array API dispatch on arrays of another namespace than NumPy
+    keeps its weights there; with dispatch off, its methods cannot compute with them (the
+    namespaces' own errors say nothing useful), so this names the two ways out: enable
+    dispatch with input of the model's namespace, or move the model to NumPy. With
+    dispatch on, it is scikit-learn's ``check_same_namespace``.
+    """
+    fitted = getattr(estimator, attribute)
+    if array_namespace(fitted) is not np and not sklearn.get_config()["array_api_dispatch"]:
+        library = type(fitted).__module__.partition(".")[0]  # torch, cupy, array_api_strict
+        device = array_device(fitted)
+        raise ValueError(
+            f"This {type(estimator).__name__} was fitted under scikit-learn's array API "
+            f"dispatch on {library} arrays (device {device!r}), and {method} was "
+            "called with array API dispatch off, where it cannot use the model's "
+            f"weights. Either call {method} inside "
+            "sklearn.config_context(array_api_dispatch=True) with X as an array of "
+            f"{library} on that device, or move the model to NumPy first (scikit-learn "
+            ">= 1.9): 'from sklearn.utils._array_api import move_estimator_to; "
+            "model = move_estimator_to(model, numpy, \"cpu\")'."
+        )
+    check_same_namespace(X, estimator, attribute=attribute, method=method)
 
 
 def parameter_dtype(xp, device):
@@ -464,23 +499,79 @@ class PickleVersionWarning(SkaeWarning):
     """A model is loaded with another skae version than the one that pickled it."""
 
 
-_INTERNAL_DIRS = tuple(
-    os.path.dirname(os.path.abspath(module.__file__)) + os.sep for module in (sklearn,)
-) + (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+def _directory(module):
+    return os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+
+
+_SKAE_DIR = _directory(sys.modules[__name__])
+# Frames between the user's line and skae's: scikit-learn (its _fit_context, Pipeline,
+# GridSearchCV), joblib (which runs GridSearchCV's fits, in sequence with n_jobs=1) and the
+# standard library's thread and process pools.
+_INTERNAL_PATHS = (
+    _SKAE_DIR,
+    _directory(sklearn),
+    _directory(joblib),
+    _directory(concurrent.futures),
+    _directory(multiprocessing),
+    os.path.abspath(threading.__file__),
+)
 
 
 def warn_at_caller(message, category):
-    """``warnings.warn`` attributed to the first frame outside skae and scikit-learn.
+    """``warnings.warn`` attributed to the user's line: the first frame outside skae,
+    scikit-learn, joblib and the standard library's thread and process pools.
 
-    Warnings then name the user's own line (``est.fit(X)`` or ``pipeline.fit(X)``), not
-    a line inside scikit-learn's ``_fit_context`` wrapper, so filters by module work.
+    Warnings then name the user's own line (``est.fit(X)``, ``pipeline.fit(X)`` or
+    ``GridSearchCV(...).fit(X)``), not a line inside scikit-learn's ``_fit_context``
+    wrapper or joblib's loop, so filters by module work. In a worker thread, whose stack
+    does not reach the user's code, the warning names the line that called skae (the
+    scikit-learn or joblib code that called the estimator's method).
     """
-    frame = sys._getframe(1)
-    level = 2
-    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
-        frame = frame.f_back
-        level += 1
+    frame, level = sys._getframe(1), 2
+    caller_of_skae = None  # the level of the frame that called skae's outermost frame
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_PATHS):
+        in_skae = frame.f_code.co_filename.startswith(_SKAE_DIR)
+        frame, level = frame.f_back, level + 1
+        if in_skae and frame is not None and not frame.f_code.co_filename.startswith(_SKAE_DIR):
+            caller_of_skae = level
+    if frame is None:  # every frame is internal: a worker thread's stack
+        level = caller_of_skae if caller_of_skae is not None else 2
     warnings.warn(message, category, stacklevel=level)
+
+
+@dataclass(frozen=True)
+class FitStage:
+    """How the warnings of one L-BFGS run name it and the settings that govern it.
+
+    ``name`` opens every message (``"StackedAutoencoderClassifier (softmax)"``);
+    ``max_iter`` and ``tol`` are the names of the estimator's parameters that limit its
+    iterations and set its tolerance (``"softmax_max_iter"``, ``"fine_tune_tol"``), so
+    that the advice of a warning is a parameter the user can set.
+    """
+
+    name: str
+    max_iter: str = "max_iter"
+    tol: str = "tol"
+
+
+_FIT_STAGE = contextvars.ContextVar("skae_fit_stage", default=None)
+
+
+@contextlib.contextmanager
+def fit_stage(name, *, max_iter="max_iter", tol="tol"):
+    """Within this context, :func:`run_lbfgs` names its warnings by this stage.
+
+    A stacked estimator fits each layer with a :class:`~skae.SparseAutoencoder`; inside
+    ``fit_stage("StackedAutoencoder (pretraining, layer 2 of 3)")`` that layer's warnings
+    say which layer of which estimator they are about, instead of "SparseAutoencoder".
+    The context is per thread (a :class:`contextvars.ContextVar`), so fits running at
+    once in other threads are not affected.
+    """
+    token = _FIT_STAGE.set(FitStage(name, max_iter, tol))
+    try:
+        yield
+    finally:
+        _FIT_STAGE.reset(token)
 
 
 # --------------------------------------------------------------------------- L-BFGS driver
@@ -511,25 +602,28 @@ class NonFiniteLossError(FloatingPointError, ValueError):
 _EVALUATIONS_PER_ITERATION = 20
 
 
-def _status_message(result, max_iter, maxfun):
-    """Why L-BFGS-B stopped, in words, for a non-zero ``status``."""
+def _status_message(result, max_iter, maxfun, stage=None):
+    """Why L-BFGS-B stopped, in words, for a non-zero ``status``; the advice names the
+    parameters of ``stage`` (a :class:`FitStage`; ``max_iter`` and ``tol`` by default)."""
+    stage = stage if stage is not None else FitStage("model")
     reason = result.message
     if isinstance(reason, bytes):
         reason = reason.decode("latin1")
     reason = str(reason).strip()
+    it, tol = stage.max_iter, stage.tol
     if result.status == 1 and result.nfev >= maxfun:
         advice = (
-            f"it reached the limit of {maxfun} objective evaluations (max_iter={max_iter} "
+            f"it reached the limit of {maxfun} objective evaluations ({it}={max_iter} "
             "allows 20 per iteration); the line searches are struggling: scale the input "
-            "or raise tol."
+            f"or raise {tol}."
         )
     elif result.status == 1:
-        advice = f"it reached max_iter={max_iter}; increase max_iter or tol."
+        advice = f"it reached {it}={max_iter}; increase {it} or {tol}."
     else:
         advice = (
             "the line search could not decrease the loss (often rounding: the model may "
             "be as good as this precision allows; float32 data stop earlier than float64). "
-            "Scale the input, raise tol, or use float64."
+            f"Scale the input, raise {tol}, or use float64."
         )
     return (
         f"L-BFGS stopped after {result.nit} iterations without converging (status "
@@ -558,7 +652,16 @@ def _device_copy(theta):
 
 
 def run_lbfgs(
-    fun, theta0, *, max_iter, tol, verbose=0, report=None, name="model", own_lbfgs=False
+    fun,
+    theta0,
+    *,
+    max_iter,
+    tol,
+    verbose=0,
+    report=None,
+    name="model",
+    stage=None,
+    own_lbfgs=False,
 ):
     """Minimise ``fun(theta) -> (J, grad)`` with SciPy's L-BFGS-B, robustly.
 
@@ -571,6 +674,10 @@ def run_lbfgs(
     - ``KeyboardInterrupt`` keeps the last parameters L-BFGS accepted (the start if none)
       and warns; the result says ``interrupted=True`` and its ``loss`` is the objective at
       the kept parameters.
+    - The warnings open with the stage's name and advise on the stage's parameters:
+      ``stage`` (a :class:`FitStage`) when given, else the stage set by an enclosing
+      :func:`fit_stage` (a layer of a stack), else ``name`` with ``max_iter`` and
+      ``tol``.
     - BLAS is limited to one thread meanwhile, process-wide but safely when several fits
       run at once (:func:`skae._parallel.blas_single_threaded`).
 
@@ -584,6 +691,9 @@ def run_lbfgs(
     """
     from ._parallel import blas_single_threaded
 
+    if stage is None:
+        stage = _FIT_STAGE.get() or FitStage(name)
+    name = stage.name
     xp = _device_namespace(theta0)
     if xp is not None:
         theta0 = xp.asarray(theta0, copy=True)
@@ -666,7 +776,9 @@ def run_lbfgs(
         return LBFGSResult(theta, loss, state["curve"], n_iter, True, False, -1, "interrupted")
 
     if result.status != 0:
-        warn_at_caller(f"{name}: {_status_message(result, max_iter, maxfun)}", ConvergenceWarning)
+        warn_at_caller(
+            f"{name}: {_status_message(result, max_iter, maxfun, stage)}", ConvergenceWarning
+        )
     curve = state["curve"]
     return LBFGSResult(
         result.x if xp is not None else np.asarray(result.x, dtype=np.float64),

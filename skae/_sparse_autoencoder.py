@@ -18,8 +18,8 @@ from ._base import (
     _fit_context,
     array_namespace,
     check_dense_on_device,
+    check_fitted_namespace,
     check_input_array,
-    check_same_namespace,
     device_namespace,
     parameter_dtype,
     run_lbfgs,
@@ -197,6 +197,16 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     --------
     sklearn.neural_network.BernoulliRBM : Another one-layer unsupervised feature learner.
     sklearn.decomposition.PCA : Linear codes; a linear autoencoder's optimum.
+
+    Notes
+    -----
+    On NumPy input (and SciPy sparse matrices) the fit minimises with SciPy's L-BFGS-B;
+    under scikit-learn's array API dispatch, on arrays of another namespace (a PyTorch
+    tensor, a CuPy array), with skae's own L-BFGS, whose vectors stay on the device. Both
+    minimise the same objective from the same start and stop by the same rules, but they
+    take different steps: with the same ``random_state`` the two fits give different
+    weights, by far more than rounding after a few iterations, and closer ones as both
+    converge (see the documentation's array API page).
 
     References
     ----------
@@ -490,7 +500,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.transform(self, X)  # lazy
-        check_same_namespace(X, self, attribute="components_", method="transform")
+        check_fitted_namespace(X, self, attribute="components_", method="transform")
         dtypes = _input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return encode(X, self.components_, self.intercept_hidden_, self._spec_.activation)
@@ -511,7 +521,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.inverse_transform(self, X)  # lazy
-        check_same_namespace(X, self, attribute="components_", method="inverse_transform")
+        check_fitted_namespace(X, self, attribute="components_", method="inverse_transform")
         H = check_input_array(X, dtype=_input_namespace(X)[2], input_name="H")
         n_hidden = self.components_.shape[0]
         if H.shape[1] != n_hidden:
@@ -545,7 +555,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.score(self, X)  # computed on the cluster
-        check_same_namespace(X, self, attribute="components_", method="score")
+        check_fitted_namespace(X, self, attribute="components_", method="score")
         dtypes = _input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         spec = self._spec_

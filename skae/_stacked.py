@@ -20,15 +20,17 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _dask
 from ._base import (
+    FitStage,
     Interval,
     SkaeWarning,
     StrOptions,
     _fit_context,
     array_device,
     array_namespace,
+    check_fitted_namespace,
     check_input_array,
-    check_same_namespace,
     device_namespace,
+    fit_stage,
     run_lbfgs,
     to_numpy,
     validate_input,
@@ -260,7 +262,11 @@ class _StackMixin:
                 autoencoder = SparseAutoencoder(
                     **setting, random_state=int(seeds[k]), verbose=self.verbose
                 )
-            autoencoder.fit(codes)
+            # its warnings name the stack, the layer and the per-layer max_iter and tol
+            with fit_stage(
+                f"{type(self).__name__} (pretraining, layer {k + 1} of {len(settings)})"
+            ):
+                autoencoder.fit(codes)
             autoencoders.append(autoencoder)
             upper = autoencoder.transform(codes)
             _check_constant_codes(self, k, autoencoder, codes, upper, settings)
@@ -345,6 +351,15 @@ class StackedAutoencoder(
     layer, below UFLDL's 3e-3. Give the upper layers a smaller decay, e.g.
     ``alpha=[3e-3, 1e-4]``. A layer that learned constant codes for that reason raises a
     ``ConstantCodesWarning`` (a ``UserWarning``) naming the bound.
+
+    A layer's ``ConvergenceWarning`` or ``FitInterruptedWarning`` opens with the stack and
+    the layer, e.g. "StackedAutoencoder (pretraining, layer 2 of 3): ...", and its advice
+    names that layer's ``max_iter`` and ``tol`` (a scalar, or one value per layer).
+
+    The layers are fitted as :class:`SparseAutoencoder` fits them: with SciPy's L-BFGS-B on
+    NumPy input and skae's own L-BFGS under array API dispatch on arrays of another
+    namespace, so the two fits differ with the same ``random_state`` (see the Notes of
+    :class:`SparseAutoencoder`).
 
     Examples
     --------
@@ -452,7 +467,7 @@ class StackedAutoencoder(
         if _dask.is_dask_collection(X):
             X = _dask.stack_inputs(self, X, reset=False)  # lazy codes
         else:
-            check_same_namespace(X, self, attribute="_bottom_weights", method="transform")
+            check_fitted_namespace(X, self, attribute="_bottom_weights", method="transform")
             dtypes = _input_namespace(X)[2]
             X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         for autoencoder in self.autoencoders_:
@@ -475,7 +490,7 @@ class StackedAutoencoder(
         if _dask.is_dask_collection(X):
             H = _dask.stack_codes(self, X)  # lazy reconstruction
         else:
-            check_same_namespace(X, self, attribute="_top_weights", method="inverse_transform")
+            check_fitted_namespace(X, self, attribute="_top_weights", method="inverse_transform")
             H = check_input_array(X, dtype=_input_namespace(X)[2], input_name="H")
         for autoencoder in reversed(self.autoencoders_):
             H = autoencoder.inverse_transform(H)
@@ -546,8 +561,13 @@ class StackedAutoencoderClassifier(
        L-BFGS on the cross-entropy plus ``(softmax_alpha / 2) ‖W‖²``.
     3. **Fine-tuning** by backpropagation with L-BFGS on the labelled rows:
        ``"all"`` trains every layer end to end, ``"top"`` trains only the softmax on the
-       frozen features (``fine_tune_max_iter`` more iterations), None stops after
-       stage 2.
+       frozen features, None stops after stage 2. ``"top"`` minimises stage 2's
+       objective again, from where stage 2 stopped, for up to ``fine_tune_max_iter``
+       more iterations: when stage 2 has converged (its largest gradient component is
+       at most ``fine_tune_tol``) it runs 0 iterations and the network is that of
+       ``fine_tune=None``. It can change the softmax only when stage 2 stopped for
+       another reason: ``softmax_max_iter`` or the evaluation limit reached, or a
+       relative decrease of the loss below 2.2e-9 in an iteration.
 
     The fine-tuning objective is ``−(1/m) Σ_i log P(y_i | x_i) + (softmax_alpha / 2)
     ‖W_softmax‖²``: as in UFLDL only the softmax weights are decayed. The encoders
@@ -571,7 +591,8 @@ class StackedAutoencoderClassifier(
     softmax_max_iter : int, default=100
         L-BFGS iterations of stage 2.
     fine_tune : {"all", "top"} or None, default="all"
-        What stage 3 trains.
+        What stage 3 trains: every layer, the softmax only (a continuation of stage 2,
+        which changes nothing after a stage 2 that converged), or nothing.
     fine_tune_max_iter : int, default=400
         L-BFGS iterations of stage 3.
     fine_tune_tol : float, default=1e-5
@@ -624,6 +645,22 @@ class StackedAutoencoderClassifier(
     --------
     StackedAutoencoder : The unsupervised stack alone.
     sklearn.neural_network.MLPClassifier : The same network without pretraining.
+
+    Notes
+    -----
+    Each stage's ``ConvergenceWarning`` or ``FitInterruptedWarning`` opens with the stage:
+    "StackedAutoencoderClassifier (pretraining, layer 2 of 3)", "(softmax)" or
+    "(fine-tuning)", and its advice names the parameters that govern that stage: the
+    layer's ``max_iter`` and ``tol`` for pretraining, ``softmax_max_iter`` and
+    ``fine_tune_tol`` for the softmax, ``fine_tune_max_iter`` and ``fine_tune_tol`` for
+    fine-tuning.
+
+    Under array API dispatch, on arrays of another namespace than NumPy, pretraining
+    minimises with skae's own L-BFGS instead of SciPy's L-BFGS-B (the softmax and
+    fine-tuning use skae's L-BFGS on both). The optimisers take different steps, so with
+    the same ``random_state`` the NumPy fit and the fit in another namespace give
+    different networks and probabilities, closer as the stages converge (see the
+    documentation's array API page).
 
     Examples
     --------
@@ -816,7 +853,7 @@ class StackedAutoencoderClassifier(
             objective = objective_of(
                 layers, y_index, n_trainable=1, alphas=[self.softmax_alpha]
             )
-            result = self._minimise(objective, self.softmax_max_iter, "softmax")
+            result = self._minimise(objective, "softmax")
             layers = layers[:-1] + _layers_from(objective, result.theta)
             curves["softmax"], n_iter["softmax"] = list(result.loss_curve), result.n_iter
             loss = result.loss
@@ -837,10 +874,7 @@ class StackedAutoencoderClassifier(
                 n_trainable=n_trainable,
                 alphas=[0.0] * (n_trainable - 1) + [self.softmax_alpha],
             )
-            max_iter = self.fine_tune_max_iter if stage == "fine_tuning" else (
-                self.softmax_max_iter
-            )
-            result = self._minimise(objective, max_iter, stage.replace("_", "-"))
+            result = self._minimise(objective, stage)
             layers = layers[: k - n_trainable] + _layers_from(objective, result.theta)
             curves[stage], n_iter[stage] = list(result.loss_curve), result.n_iter
             loss = result.loss
@@ -862,7 +896,15 @@ class StackedAutoencoderClassifier(
         if self.verbose:
             print(f"{type(self).__name__}: {message}", flush=True)
 
-    def _minimise(self, objective, max_iter, stage):
+    def _minimise(self, objective, stage):
+        """Run L-BFGS on a supervised stage (``"softmax"`` or ``"fine_tuning"``), its
+        warnings naming the stage and the parameters that govern it."""
+        if stage == "softmax":
+            label, max_iter, max_iter_name = "softmax", self.softmax_max_iter, "softmax_max_iter"
+        else:
+            label, max_iter = "fine-tuning", self.fine_tune_max_iter
+            max_iter_name = "fine_tune_max_iter"
+
         def report(intermediate_result):
             terms = objective.last_terms
             if terms is None or terms[0] != intermediate_result.fun:
@@ -876,7 +918,9 @@ class StackedAutoencoderClassifier(
             tol=self.fine_tune_tol,
             verbose=self.verbose,
             report=report,
-            name=f"{type(self).__name__} ({stage})",
+            stage=FitStage(
+                f"{type(self).__name__} ({label})", max_iter=max_iter_name, tol="fine_tune_tol"
+            ),
             own_lbfgs=True,
         )
 
@@ -904,7 +948,7 @@ class StackedAutoencoderClassifier(
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.map_rows(self, X, function, self.layers_, self.classes_)
-        check_same_namespace(X, self, attribute="_bottom_weights", method=method)
+        check_fitted_namespace(X, self, attribute="_bottom_weights", method=method)
         dtypes = _input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return function(X, self.layers_, self.classes_)
