@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _dask
 from ._base import (
     Interval,
+    InvalidParameterError,
     SkaeWarning,
     StrOptions,
     _fit_context,
@@ -66,6 +67,13 @@ def _is_sequence(value):
     return isinstance(value, (list, tuple, np.ndarray))
 
 
+def _is_collection(value):
+    """Whether ``value`` holds several values (a nested layer size)."""
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, (list, tuple, range, set, frozenset, dict))
+
+
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
@@ -73,6 +81,13 @@ def _plain(value):
 class ConstantCodesWarning(SkaeWarning):
     """A layer of a stack learned nearly constant codes because its weight decay is too
     strong for the spread of its input (see :func:`constant_codes_decay`)."""
+
+
+class UnlabelledMarkerWarning(SkaeWarning):
+    """The rows a :class:`StackedAutoencoderClassifier` fit treats as unlabelled (their
+    label is its ``unlabelled`` marker, -1 by default) look like a class: they are no more
+    numerous than the rows of its largest class. If the marker is a class, pass
+    ``unlabelled=None``."""
 
 
 # A layer has learned (nearly) constant codes when its reconstruction explains less than
@@ -196,7 +211,22 @@ class _StackMixin:
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, Integral) else list(np.ravel(sizes))
+        if isinstance(sizes, (set, frozenset, dict)):
+            raise ValueError(
+                f"hidden_layer_sizes must be an int or an ordered sequence of ints, bottom "
+                f"layer first; got a {type(sizes).__name__}, {sizes!r}, which has no order. "
+                "Give a tuple or a list, e.g. hidden_layer_sizes=(200, 100)."
+            )
+        if isinstance(sizes, Integral):
+            sizes = [sizes]
+        else:
+            sizes = list(sizes)
+            if any(_is_collection(size) for size in sizes):
+                raise ValueError(
+                    "hidden_layer_sizes must be a flat sequence of ints, one per layer, "
+                    f"bottom first; got the nested {self.hidden_layer_sizes!r}. Give e.g. "
+                    "hidden_layer_sizes=(200, 100) for two layers."
+                )
         if not sizes:
             raise ValueError(
                 "hidden_layer_sizes is empty; give at least one layer, e.g. "
@@ -532,6 +562,102 @@ def _split_unlabelled(y, marker):
     return ~unlabelled
 
 
+def _check_marker(marker, estimator):
+    """A bool is no label marker (it would mark the rows of class 1 or 0)."""
+    if isinstance(marker, (bool, np.bool_)):
+        raise InvalidParameterError(
+            f"The 'unlabelled' parameter of {type(estimator).__name__} must be an int, a "
+            f"str or None, got {marker!r}: a bool would mark the rows labelled "
+            f"{int(marker)} as unlabelled. Pass the label of the unlabelled rows (-1, "
+            "scikit-learn's semi-supervised convention), or None when every row is labelled."
+        )
+
+
+def _check_label_types(y, marker):
+    """A TypeError when the labels of ``y`` (its ``marker`` rows aside) mix strings and
+    numbers, as scikit-learn's classifiers give; checked on the labels as passed, before
+    a list becomes a string array."""
+    dtype = getattr(y, "dtype", None)
+    if not isinstance(y, (list, tuple)) and not (
+        isinstance(dtype, np.dtype) and dtype.kind == "O"
+    ):
+        return  # a list, or an object array or Series, may mix types; others cannot
+    values = np.asarray(y, dtype=object)
+    if values.ndim != 1:
+        return  # the checks of y's shape report it
+    text = numbers = None
+    for value in values.tolist():
+        if isinstance(value, str):
+            if value != marker:
+                text = value if text is None else text
+        elif isinstance(marker, str) or value != marker:
+            numbers = value if numbers is None else numbers
+        if text is not None and numbers is not None:
+            raise TypeError(
+                f"y mixes string and numeric labels (e.g. {text!r} and {_plain(numbers)!r}). "
+                "Labels of both types cannot be ordered together, and turning the numbers "
+                "into strings would make 1 and '1' one class. Give every class label the "
+                "same type, e.g. y = np.asarray(y, dtype=str) for string classes (with "
+                "string labels, unlabelled rows are marked with the integer -1 in an "
+                "object array)."
+            )
+
+
+def _labelled_classes(y, marker):
+    """The labelled rows of ``y`` (a mask), their classes and the class index of each.
+
+    Rows labelled ``marker`` are unlabelled. When the marker is of the classes' kind (a
+    number among numeric labels, a string among strings) it might be a class that the
+    user did not mean to drop: if removing it leaves one class, a ValueError; if its rows
+    are no more than those of the largest class, an :class:`UnlabelledMarkerWarning`.
+    Both name ``unlabelled=None``.
+    """
+    labelled = _split_unlabelled(y, marker)
+    if not labelled.any():
+        raise ValueError(
+            f"y has no labelled rows: every label is {_plain(marker)!r} (unlabelled). Give "
+            "at least one labelled row of each of two classes, or use StackedAutoencoder "
+            "for unsupervised pretraining alone."
+        )
+    y_labelled = y[labelled]
+    if y_labelled.dtype == object:
+        y_labelled = np.array(y_labelled.tolist())
+    check_classification_targets(y_labelled)
+    classes, y_index = np.unique(y_labelled, return_inverse=True)
+    n_marked = len(y) - len(y_labelled)
+    like_a_class = n_marked > 0 and isinstance(marker, str) == (classes.dtype.kind in "US")
+    shown = repr(_plain(marker))
+    if len(classes) < 2 and like_a_class:
+        raise ValueError(
+            f"y holds two labels, {shown} and {_plain(classes[0])!r}, and with "
+            f"unlabelled={shown} the {n_marked} rows labelled {shown} are unlabelled, "
+            f"which leaves a single class. If {shown} is a class (e.g. the labels "
+            "{-1, 1}), pass unlabelled=None; otherwise give labelled rows of at least two "
+            "classes."
+        )
+    if len(classes) < 2:
+        raise ValueError(
+            "Classifier can't train when only one class is present: every labelled "
+            f"row has class {_plain(classes[0])!r}. Give labelled rows of at least two "
+            "classes."
+        )
+    counts = np.bincount(y_index)
+    if like_a_class and n_marked <= counts.max():
+        largest = _plain(classes[np.argmax(counts)])
+        warn_at_caller(
+            f"y has {n_marked} rows labelled {shown}, the marker of unlabelled rows "
+            f"(unlabelled={shown}): they are fitted as unlabelled, used for pretraining "
+            f"only, and {shown} is not in classes_. But they are no more than the "
+            f"{counts.max()} rows of the largest class, {largest!r}, so {shown} looks "
+            "like a class (semi-supervised data have more unlabelled rows than rows of "
+            f"any class). If {shown} is a class, pass unlabelled=None. If these rows are "
+            "unlabelled, silence this warning with warnings.filterwarnings('ignore', "
+            "category=skae._stacked.UnlabelledMarkerWarning).",
+            UnlabelledMarkerWarning,
+        )
+    return labelled, classes, y_index
+
+
 class StackedAutoencoderClassifier(
     _StackMixin, ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, BaseEstimator
 ):
@@ -729,13 +855,15 @@ class StackedAutoencoderClassifier(
     def _fit(self, X, y):
         sizes = self._hidden_sizes()
         self._layer_settings()  # validate every layer before any work
+        _check_marker(self.unlabelled, self)
+        if _dask.is_dask_collection(y):  # one label per row, on the client
+            y = _dask.compute_labels(y)
+        _check_label_types(y, self.unlabelled)
         on_cluster = _dask.is_dask_collection(X)
         xp = device = None  # another array namespace than NumPy, and its device
         if on_cluster:  # X persisted on the workers; y (one label per row) on the client
             X, y = _dask.classifier_inputs(self, X, y)
         else:
-            if _dask.is_dask_collection(y):
-                y = _dask.compute_labels(y)
             # array API dispatch: an array of another namespace is fitted in it, on its
             # device (xp is None on the NumPy path, which is unchanged)
             xp, device, dtypes = _input_namespace(X)
@@ -752,37 +880,15 @@ class StackedAutoencoderClassifier(
         # namespace and on its device, as scikit-learn's array API classifiers do.
         y_namespace = None if on_cluster else device_namespace(y)
         y = to_numpy(y)
-        labelled = _split_unlabelled(y, self.unlabelled)
-        if not labelled.any():
-            raise ValueError(
-                "y has no labelled rows: every label is -1 (unlabelled). Give at least "
-                "one labelled row of each of two classes, or use StackedAutoencoder for "
-                "unsupervised pretraining alone."
-            )
-        y_labelled = y[labelled]
-        if y_labelled.dtype == object:
-            y_labelled = np.array(list(y_labelled))
-        check_classification_targets(y_labelled)
-        classes, y_index = np.unique(y_labelled, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(
-                f"Classifier can't train when only one class is present: every labelled "
-                f"row has class {classes[0]!r}. Give labelled rows of at least two classes."
-            )
+        labelled, classes, y_index = _labelled_classes(y, self.unlabelled)
         if on_cluster:  # a map-reduce over the chunks' labelled rows (skae._dask)
             def objective_of(layers, y_index, **settings):
                 return _dask.DaskFineTuneObjective(layers, X, labelled, y_index, **settings)
-        else:
-            if labelled.all():
-                X_labelled = X
-            elif xp is None:
-                X_labelled = X[labelled]
-            else:
-                X_labelled = xp.take(X, xp.asarray(np.flatnonzero(labelled), device=device),
-                                     axis=0)
+        else:  # the labelled rows are gathered block by block: X is not copied
+            rows = None if labelled.all() else np.flatnonzero(labelled)
 
             def objective_of(layers, y_index, **settings):
-                return FineTuneObjective(layers, X_labelled, y_index, **settings)
+                return FineTuneObjective(layers, X, y_index, rows=rows, **settings)
 
         warm = self.warm_start and hasattr(self, "layers_")
         random_state = check_random_state(self.random_state)
@@ -790,7 +896,7 @@ class StackedAutoencoderClassifier(
         curves = {"pretraining": [], "softmax": [], "fine_tuning": []}
         n_iter = {"pretraining": [], "softmax": 0, "fine_tuning": 0}
         if warm:
-            self._check_warm_start(sizes, classes, np if xp is None else xp)
+            self._check_warm_start(sizes, classes, X.shape[1], np if xp is None else xp)
             autoencoders = self.autoencoders_
             layers = [_cast_layer(layer, X.dtype) for layer in self.layers_]
         else:
@@ -880,19 +986,26 @@ class StackedAutoencoderClassifier(
             own_lbfgs=True,
         )
 
-    def _check_warm_start(self, sizes, classes, xp):
+    def _check_warm_start(self, sizes, classes, n_features, xp):
         if array_namespace(self.layers_[0].weights) is not xp:
             raise ValueError(
                 "warm_start=True cannot continue from the previous fit: it was fitted in "
                 "another array namespace than X's. Fit X in the namespace of the previous "
                 "fit, or set warm_start=False to start afresh."
             )
-        previous = [layer.n_out for layer in self.layers_[:-1]]
-        if previous != sizes or not np.array_equal(classes, to_numpy(self.classes_)):
+        if self.layers_[0].n_in != n_features:
             raise ValueError(
                 "warm_start=True cannot continue from the previous fit: it had "
-                f"hidden_layer_sizes={tuple(previous)} and classes {list(self.classes_)}, "
-                f"now {tuple(sizes)} and {list(classes)}. Set warm_start=False to start "
+                f"n_features={self.layers_[0].n_in}, now X has {n_features} features. "
+                "Set warm_start=False to start afresh."
+            )
+        previous = [layer.n_out for layer in self.layers_[:-1]]
+        before = to_numpy(self.classes_)
+        if previous != sizes or not np.array_equal(classes, before):
+            raise ValueError(
+                "warm_start=True cannot continue from the previous fit: it had "
+                f"hidden_layer_sizes={tuple(previous)} and classes {before.tolist()}, "
+                f"now {tuple(sizes)} and {classes.tolist()}. Set warm_start=False to start "
                 "afresh."
             )
 
