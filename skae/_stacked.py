@@ -338,7 +338,8 @@ class StackedAutoencoder(
     ----------
     hidden_layer_sizes : int or sequence of int, default=(200, 200)
         Number of hidden units of each layer, bottom first (the UFLDL stacked
-        autoencoder exercise uses 200 and 200 on MNIST).
+        autoencoder exercise uses 200 and 200 on MNIST). A set (it has no order) or a
+        nested sequence is an error.
     {per_layer}
     warm_start : bool, default=False
         Start each layer from its previous fit's parameters (the number and sizes of
@@ -629,9 +630,10 @@ def _labelled_classes(y, marker):
     shown = repr(_plain(marker))
     if len(classes) < 2 and like_a_class:
         raise ValueError(
-            f"y holds two labels, {shown} and {_plain(classes[0])!r}, and with "
-            f"unlabelled={shown} the {n_marked} rows labelled {shown} are unlabelled, "
-            f"which leaves a single class. If {shown} is a class (e.g. the labels "
+            "Classifier can't train when only one class is present: y holds two "
+            f"labels, {shown} and {_plain(classes[0])!r}, and with unlabelled={shown} the "
+            f"{n_marked} rows labelled {shown} are unlabelled, which leaves a single "
+            f"class. If {shown} is a class (e.g. the labels "
             "{-1, 1}), pass unlabelled=None; otherwise give labelled rows of at least two "
             "classes."
         )
@@ -667,7 +669,8 @@ class StackedAutoencoderClassifier(
 
     1. **Pretraining** on every row of ``X``: greedy, as :class:`StackedAutoencoder`.
        Rows whose label is ``-1`` are unlabelled (scikit-learn's semi-supervised
-       convention) and are used only here.
+       convention) and are used only here (see ``unlabelled`` for when ``-1`` looks
+       like a class).
     2. **Softmax**: a softmax layer on the top codes of the labelled rows, trained with
        L-BFGS on the cross-entropy plus ``(softmax_alpha / 2) ‖W‖²``.
     3. **Fine-tuning** by backpropagation with L-BFGS on the labelled rows:
@@ -690,7 +693,8 @@ class StackedAutoencoderClassifier(
     Parameters
     ----------
     hidden_layer_sizes : int or sequence of int, default=(200, 200)
-        Number of hidden units of each encoder layer, bottom first.
+        Number of hidden units of each encoder layer, bottom first. A set (it has no
+        order) or a nested sequence is an error.
     {per_layer}
     softmax_alpha : float >= 0, default=1e-4
         Weight decay of the softmax weights (UFLDL's λ), in stage 2 and in fine-tuning.
@@ -704,9 +708,22 @@ class StackedAutoencoderClassifier(
         L-BFGS tolerance of stages 2 and 3 (largest gradient component).
     unlabelled : int, str or None, default=-1
         The label that marks an unlabelled row (scikit-learn's semi-supervised
-        convention is -1). None: every row is labelled, e.g. for the classes {{-1, 1}}.
-        With string labels, the integer -1 in an object array marks unlabelled rows; a
-        string ``"-1"`` among them is an error (ambiguous).
+        convention is -1; a bool is not a marker). None: every row is labelled, e.g.
+        for the classes {{-1, 1}}. With string labels, the integer -1 in an object array
+        marks unlabelled rows; a string ``"-1"`` among them is an error (ambiguous).
+
+        The marker is never a class, but a fit whose labels make it look like one says
+        so, when the marker is of the classes' kind (a number among numeric labels, a
+        string among string labels) and some rows carry it: if removing them leaves a
+        single class (SVM-style labels {{-1, 1}}), ``fit`` raises a ValueError; if they
+        are no more numerous than the rows of the largest class (e.g. ``[-1, 0, 1] *
+        20``), it fits them as unlabelled and raises an ``UnlabelledMarkerWarning``
+        (``skae._stacked``, a ``UserWarning``). Both name ``unlabelled=None``. The
+        reason: semi-supervised data have more unlabelled rows than rows of any one
+        class (unlabelled rows are the cheap ones), while a real class labelled -1 is,
+        like the other classes, about as frequent as they are, or rarer. A fit with few
+        unlabelled rows among few classes (a quarter of the rows unlabelled, three
+        balanced classes) warns too: silence the warning if those rows are unlabelled.
     warm_start : bool, default=False
         When fitted before: skip pretraining and the softmax initialisation and continue
         the supervised stage (fine-tuning, or stage 2 when ``fine_tune=None``) from the
@@ -840,9 +857,11 @@ class StackedAutoencoderClassifier(
             fitted in that namespace, on its device, and the fitted network lives there.
         y : array-like of shape (n_samples,)
             Class labels; ``unlabelled`` (default -1) marks an unlabelled row (for string
-            labels use an object array holding the integer -1). A dask array is computed
-            on the client (one label per row); under array API dispatch ``y`` may be an
-            array of any namespace (``classes_`` is then of that namespace).
+            labels use an object array holding the integer -1). Labels that mix strings
+            and numbers (the marker aside) raise a TypeError, as in scikit-learn's
+            classifiers. A dask array is computed on the client (one label per row);
+            under array API dispatch ``y`` may be an array of any namespace
+            (``classes_`` is then of that namespace).
 
         Returns
         -------
