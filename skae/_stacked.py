@@ -235,7 +235,8 @@ class _StackMixin:
         for size in sizes:
             if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
                 raise ValueError(
-                    f"hidden_layer_sizes must hold positive ints, got {self.hidden_layer_sizes!r}."
+                    "hidden_layer_sizes must hold positive ints, got "
+                    f"{[_plain(s) for s in sizes]}."
                 )
         return [int(s) for s in sizes]
 

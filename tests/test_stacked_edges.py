@@ -151,7 +151,7 @@ def test_a_bool_is_not_an_unlabelled_marker(digits, marker):
         StackedAutoencoderClassifier((4,), unlabelled=marker, **SHORT).fit(X, y % 2)
 
 
-def test_messages_print_classes_as_plain_values(digits):
+def test_messages_print_classes_and_sizes_as_plain_values(digits):
     X, y = digits
     model = StackedAutoencoderClassifier((4,), **SHORT)
     with pytest.raises(ValueError, match="only one class") as single:
@@ -163,5 +163,8 @@ def test_messages_print_classes_as_plain_values(digits):
     assert "classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], now (4,) and [0, 1, 2, 3, 4]" in str(
         changed.value
     )
-    for error in (single, changed):
+    with pytest.raises(ValueError, match="positive ints") as sizes:
+        StackedAutoencoderClassifier((np.int64(3), np.int64(0)), **SHORT).fit(X, y)
+    assert "got [3, 0]." in str(sizes.value)
+    for error in (single, changed, sizes):
         assert "np." not in str(error.value)
