@@ -5,6 +5,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import threadpoolctl
 from sklearn.datasets import load_digits
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_classifiers_classes
@@ -107,15 +108,18 @@ def test_unlabelled_rows_of_a_memmap_are_not_copied(tmp_path):
     y[rng.permutation(m)[: m // 4]] = -1
     model = StackedAutoencoderClassifier(
         (4,), max_iter=2, softmax_max_iter=2, fine_tune_max_iter=2, random_state=0
-    )
-    tracemalloc.start()
-    try:
-        model.fit(X, y)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    )  # fine_tune="all": the softmax stage (frozen encoder), then every layer
+    model.fit(np.asarray(X[:500]), y[:500])  # the first fit's imports are not measured
+    # one worker thread, so one gathered block at a time (each worker gathers its own)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        tracemalloc.start()
+        try:
+            model.fit(X, y)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
     assert model.stage_n_iter_["fine_tuning"] == 2  # both supervised stages ran
-    assert peak < 0.5 * X.nbytes, peak / X.nbytes
+    assert peak < 0.4 * X.nbytes, peak / X.nbytes  # measured: 0.21
 
 
 # --------------------------------------------------------------------------- parameters
