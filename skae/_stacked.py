@@ -78,6 +78,21 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _shown(value):
+    """``repr`` of ``value`` with NumPy scalars and arrays (nested too) as Python values,
+    for messages: ``[3, 2]``, not ``[np.int64(3), np.int64(2)]``."""
+    def plain(v):
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, (list, tuple)):
+            return type(v)(plain(item) for item in v)
+        return _plain(v)
+
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(repr(plain(v)) for v in value) + "}"
+    return repr(plain(value))
+
+
 class ConstantCodesWarning(SkaeWarning):
     """A layer of a stack learned nearly constant codes because its weight decay is too
     strong for the spread of its input (see :func:`constant_codes_decay`)."""
@@ -214,7 +229,7 @@ class _StackMixin:
         if isinstance(sizes, (set, frozenset, dict)):
             raise ValueError(
                 f"hidden_layer_sizes must be an int or an ordered sequence of ints, bottom "
-                f"layer first; got a {type(sizes).__name__}, {sizes!r}, which has no order. "
+                f"layer first; got a {type(sizes).__name__}, {_shown(sizes)}, which has no order. "
                 "Give a tuple or a list, e.g. hidden_layer_sizes=(200, 100)."
             )
         if isinstance(sizes, Integral):
@@ -224,7 +239,7 @@ class _StackMixin:
             if any(_is_collection(size) for size in sizes):
                 raise ValueError(
                     "hidden_layer_sizes must be a flat sequence of ints, one per layer, "
-                    f"bottom first; got the nested {self.hidden_layer_sizes!r}. Give e.g. "
+                    f"bottom first; got the nested {_shown(self.hidden_layer_sizes)}. Give e.g. "
                     "hidden_layer_sizes=(200, 100) for two layers."
                 )
         if not sizes:
@@ -236,7 +251,7 @@ class _StackMixin:
             if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
                 raise ValueError(
                     "hidden_layer_sizes must hold positive ints, got "
-                    f"{[_plain(s) for s in sizes]}."
+                    f"{_shown(self.hidden_layer_sizes)}."
                 )
         return [int(s) for s in sizes]
 

@@ -139,7 +139,7 @@ def test_warm_start_after_a_change_in_the_number_of_features_says_so(digits):
      (frozenset({3}), "which has no order"),
      ([[3, 2]], r"flat sequence of ints.*nested \[\[3, 2\]\]"),
      ((3, (2,)), "nested"),
-     (np.array([[3, 2]]), "nested")],
+     (np.array([[3, 2]]), r"the nested \[\[3, 2\]\]\.")],
     ids=["set", "frozenset", "nested-list", "nested-tuple", "2-d-array"],
 )
 def test_unordered_or_nested_hidden_layer_sizes_are_rejected(digits, Estimator, sizes, match):
@@ -169,6 +169,6 @@ def test_messages_print_classes_and_sizes_as_plain_values(digits):
     )
     with pytest.raises(ValueError, match="positive ints") as sizes:
         StackedAutoencoderClassifier((np.int64(3), np.int64(0)), **SHORT).fit(X, y)
-    assert "got [3, 0]." in str(sizes.value)
+    assert "got (3, 0)." in str(sizes.value)
     for error in (single, changed, sizes):
         assert "np." not in str(error.value)
