@@ -590,6 +590,13 @@ def _check_marker(marker, estimator):
         )
 
 
+def _is_marker(value, marker):
+    """Whether the label ``value`` (a Python object) is the unlabelled ``marker``."""
+    if isinstance(marker, str):
+        return isinstance(value, str) and value == marker
+    return marker is not None and isinstance(value, Real) and value == marker
+
+
 def _check_label_types(y, marker):
     """A TypeError when the labels of ``y`` (its ``marker`` rows aside) mix strings and
     numbers, as scikit-learn's classifiers give; checked on the labels as passed, before
@@ -604,10 +611,11 @@ def _check_label_types(y, marker):
         return  # the checks of y's shape report it
     text = numbers = None
     for value in values.tolist():
+        if _is_marker(value, marker):
+            continue
         if isinstance(value, str):
-            if value != marker:
-                text = value if text is None else text
-        elif isinstance(marker, str) or value != marker:
+            text = value if text is None else text
+        else:
             numbers = value if numbers is None else numbers
         if text is not None and numbers is not None:
             raise TypeError(
