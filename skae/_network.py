@@ -507,6 +507,12 @@ class FineTuneObjective:
     n_workers : int or None
         Threads that evaluate blocks of rows at once. None uses as many as BLAS may use
         (1 for small data). The result does not depend on it.
+    rows : ndarray of int of shape (m,) or None
+        The rows of ``X`` that are the labelled rows, ``y[i]`` the label of
+        ``X[rows[i]]``; None: every row of ``X``, in order. ``X`` is not copied: each
+        block gathers its own rows (on NumPy; another namespace gathers them once), so
+        the semi-supervised classifier hands over its whole, possibly memory-mapped,
+        ``X``.
 
     Calling the object with a flat float64 ``theta`` (laid out by :attr:`layout`)
     returns ``(J, grad)`` with ``grad`` float64. For fixed data and settings the result
@@ -521,7 +527,10 @@ class FineTuneObjective:
     number of workers. Each worker owns, for a block of ``c`` rows, one ``(c, n_out)``
     buffer per trainable layer (activations, then the top one's δ), one per layer below
     the top for the deltas, and the block's weight gradients; the objective owns the
-    totals. Nothing else of size ``m`` is allocated per evaluation.
+    totals. Nothing else of size ``m`` is allocated per evaluation (with ``rows``, a block
+    of input rows is gathered into a new ``(c, n_features)`` array, and ``c`` is then
+    small enough for it to hold at most ``2**20`` elements). With frozen layers,
+    their output for the ``m`` rows is computed once, ``4096`` rows at a time.
 
     On another namespace than NumPy the same code runs with no buffers (each step makes
     its result), the rows are one block evaluated by one thread, the labels are a one-hot
@@ -530,7 +539,7 @@ class FineTuneObjective:
     that dtype, as on NumPy.
     """
 
-    def __init__(self, layers, X, y, *, n_trainable, alphas, n_workers=None):
+    def __init__(self, layers, X, y, *, n_trainable, alphas, n_workers=None, rows=None):
         L = len(layers)
         if layers[-1].activation != "softmax":
             raise ValueError("the top layer of a fine-tuned network must be a softmax.")
@@ -545,12 +554,23 @@ class FineTuneObjective:
             X = np.asarray(X, dtype=dt) if self.in_place else _cast(X, dt)
         elif X.dtype != dt:
             X = X.astype(dt)
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.intp)
+            if not self.in_place:  # gathered once, on the device
+                X = xp.take(X, xp.asarray(rows, device=array_device(X)), axis=0)
+                rows = None
         self.frozen = list(layers[: L - n_trainable])
         self.trainable = list(layers[L - n_trainable :])
         # Input of the first trainable layer: the frozen layers' output, computed once.
-        self.inputs = forward(self.frozen, X)[-1] if self.frozen else X
+        if not self.frozen:
+            self.inputs = X
+        elif rows is None:
+            self.inputs = forward(self.frozen, X)[-1]
+        else:
+            self.inputs, rows = _forward_rows(self.frozen, X, rows, dt), None
+        self.gather = rows  # the rows of self.inputs each block reads (None: all)
         self.y = np.asarray(y, dtype=np.intp)
-        self.m = m = self.inputs.shape[0]
+        self.m = m = self.inputs.shape[0] if rows is None else len(rows)
         self.n_classes = layers[-1].n_out
         self.alphas = tuple(float(a) for a in alphas)
         self.layout = NetworkLayout(
@@ -576,7 +596,10 @@ class FineTuneObjective:
             self.totals = None
             return
         n_in = self.inputs.shape[1]
-        c = min(fine_tune_block_rows(self.layout.shapes), max(m, 1))
+        c = fine_tune_block_rows(self.layout.shapes)
+        if self.gather is not None:  # a gathered block holds at most _BLOCK_BUFFER elements
+            c = min(c, max(256, _BLOCK_BUFFER // max(n_in, 1) // 256 * 256))
+        c = min(c, max(m, 1))
         self.blocks = row_blocks(m, c)
         if n_workers is None:
             n_workers = available_threads() if m * n_in >= _PARALLEL_MIN_SIZE else 1
@@ -614,7 +637,12 @@ class FineTuneObjective:
         """Loss sum and gradients (times m) of the rows start:stop, in the worker's buffers."""
         ws, dt, k = self.workspaces[worker], self.dtype, stop - start
         xp = np if self.in_place else array_namespace(self.inputs)
-        A_in = self.inputs[start:stop] if self.in_place else self.inputs[start:stop, ...]
+        if not self.in_place:
+            A_in = self.inputs[start:stop, ...]
+        elif self.gather is None:
+            A_in = self.inputs[start:stop]
+        else:  # the block's labelled rows, gathered (X itself is never copied whole)
+            A_in = self.inputs[self.gather[start:stop]]
         activations = [A_in]
         for layer, buffer in zip(layers[:-1], ws.A[:-1]):
             A_in = _activate_(_affine(A_in, layer, dt, out=_head(buffer, k)), layer.activation)
@@ -695,6 +723,19 @@ class FineTuneObjective:
             self.layout, self.alphas, theta, self.m, loss, totals
         )
         return J, grad
+
+
+_FORWARD_ROWS = 4096  # rows per step of _forward_rows
+
+
+def _forward_rows(layers, X, rows, dtype):
+    """The top activations of ``X[rows]`` (NumPy or sparse), a block of rows at a time,
+    so that no copy of ``X[rows]`` is made."""
+    out = np.empty((len(rows), layers[-1].n_out), dtype=dtype)
+    for start in range(0, len(rows), _FORWARD_ROWS):
+        stop = min(start + _FORWARD_ROWS, len(rows))
+        out[start:stop] = forward(layers, X[rows[start:stop]])[-1]
+    return out
 
 
 def assemble_fine_tune(layout, alphas, theta, m, loss_sum, totals):

@@ -22,6 +22,7 @@ from . import _dask
 from ._base import (
     FitStage,
     Interval,
+    InvalidParameterError,
     SkaeWarning,
     StrOptions,
     _fit_context,
@@ -68,13 +69,42 @@ def _is_sequence(value):
     return isinstance(value, (list, tuple, np.ndarray))
 
 
+def _is_collection(value):
+    """Whether ``value`` holds several values (a nested layer size)."""
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, (list, tuple, range, set, frozenset, dict))
+
+
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _shown(value):
+    """``repr`` of ``value`` with NumPy scalars and arrays (nested too) as Python values,
+    for messages: ``[3, 2]``, not ``[np.int64(3), np.int64(2)]``."""
+    def plain(v):
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, (list, tuple)):
+            return type(v)(plain(item) for item in v)
+        return _plain(v)
+
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(repr(plain(v)) for v in value) + "}"
+    return repr(plain(value))
 
 
 class ConstantCodesWarning(SkaeWarning):
     """A layer of a stack learned nearly constant codes because its weight decay is too
     strong for the spread of its input (see :func:`constant_codes_decay`)."""
+
+
+class UnlabelledMarkerWarning(SkaeWarning):
+    """The rows a :class:`StackedAutoencoderClassifier` fit treats as unlabelled (their
+    label is its ``unlabelled`` marker, -1 by default) look like a class: they are no more
+    numerous than the rows of its largest class. If the marker is a class, pass
+    ``unlabelled=None``."""
 
 
 # A layer has learned (nearly) constant codes when its reconstruction explains less than
@@ -198,7 +228,22 @@ class _StackMixin:
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, Integral) else list(np.ravel(sizes))
+        if isinstance(sizes, (set, frozenset, dict)):
+            raise ValueError(
+                f"hidden_layer_sizes must be an int or an ordered sequence of ints, bottom "
+                f"layer first; got a {type(sizes).__name__}, {_shown(sizes)}, which has no order. "
+                "Give a tuple or a list, e.g. hidden_layer_sizes=(200, 100)."
+            )
+        if isinstance(sizes, Integral):
+            sizes = [sizes]
+        else:
+            sizes = list(sizes)
+            if any(_is_collection(size) for size in sizes):
+                raise ValueError(
+                    "hidden_layer_sizes must be a flat sequence of ints, one per layer, "
+                    f"bottom first; got the nested {_shown(self.hidden_layer_sizes)}. Give e.g. "
+                    "hidden_layer_sizes=(200, 100) for two layers."
+                )
         if not sizes:
             raise ValueError(
                 "hidden_layer_sizes is empty; give at least one layer, e.g. "
@@ -207,7 +252,8 @@ class _StackMixin:
         for size in sizes:
             if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
                 raise ValueError(
-                    f"hidden_layer_sizes must hold positive ints, got {self.hidden_layer_sizes!r}."
+                    "hidden_layer_sizes must hold positive ints, got "
+                    f"{_shown(self.hidden_layer_sizes)}."
                 )
         return [int(s) for s in sizes]
 
@@ -314,7 +360,8 @@ class StackedAutoencoder(
     ----------
     hidden_layer_sizes : int or sequence of int, default=(200, 200)
         Number of hidden units of each layer, bottom first (the UFLDL stacked
-        autoencoder exercise uses 200 and 200 on MNIST).
+        autoencoder exercise uses 200 and 200 on MNIST). A set (it has no order) or a
+        nested sequence is an error.
     {per_layer}
     warm_start : bool, default=False
         Start each layer from its previous fit's parameters (the number and sizes of
@@ -547,6 +594,111 @@ def _split_unlabelled(y, marker):
     return ~unlabelled
 
 
+def _check_marker(marker, estimator):
+    """A bool is no label marker (it would mark the rows of class 1 or 0)."""
+    if isinstance(marker, (bool, np.bool_)):
+        raise InvalidParameterError(
+            f"The 'unlabelled' parameter of {type(estimator).__name__} must be an int, a "
+            f"str or None, got {marker!r}: a bool would mark the rows labelled "
+            f"{int(marker)} as unlabelled. Pass the label of the unlabelled rows (-1, "
+            "scikit-learn's semi-supervised convention), or None when every row is labelled."
+        )
+
+
+def _is_marker(value, marker):
+    """Whether the label ``value`` (a Python object) is the unlabelled ``marker``."""
+    if isinstance(marker, str):
+        return isinstance(value, str) and value == marker
+    return marker is not None and isinstance(value, Real) and value == marker
+
+
+def _check_label_types(y, marker):
+    """A TypeError when the labels of ``y`` (its ``marker`` rows aside) mix strings and
+    numbers, as scikit-learn's classifiers give; checked on the labels as passed, before
+    a list becomes a string array."""
+    dtype = getattr(y, "dtype", None)
+    if not isinstance(y, (list, tuple)) and not (
+        isinstance(dtype, np.dtype) and dtype.kind == "O"
+    ):
+        return  # a list, or an object array or Series, may mix types; others cannot
+    values = np.asarray(y, dtype=object)
+    if values.ndim != 1:
+        return  # the checks of y's shape report it
+    text = numbers = None
+    for value in values.tolist():
+        if _is_marker(value, marker):
+            continue
+        if isinstance(value, str):
+            text = value if text is None else text
+        else:
+            numbers = value if numbers is None else numbers
+        if text is not None and numbers is not None:
+            raise TypeError(
+                f"y mixes string and numeric labels (e.g. {text!r} and {_plain(numbers)!r}). "
+                "Labels of both types cannot be ordered together, and turning the numbers "
+                "into strings would make 1 and '1' one class. Give every class label the "
+                "same type, e.g. y = np.asarray(y, dtype=str) for string classes (with "
+                "string labels, unlabelled rows are marked with the integer -1 in an "
+                "object array)."
+            )
+
+
+def _labelled_classes(y, marker):
+    """The labelled rows of ``y`` (a mask), their classes and the class index of each.
+
+    Rows labelled ``marker`` are unlabelled. When the marker is of the classes' kind (a
+    number among numeric labels, a string among strings) it might be a class that the
+    user did not mean to drop: if removing it leaves one class, a ValueError; if its rows
+    are no more than those of the largest class, an :class:`UnlabelledMarkerWarning`.
+    Both name ``unlabelled=None``.
+    """
+    labelled = _split_unlabelled(y, marker)
+    if not labelled.any():
+        raise ValueError(
+            f"y has no labelled rows: every label is {_plain(marker)!r} (unlabelled). Give "
+            "at least one labelled row of each of two classes, or use StackedAutoencoder "
+            "for unsupervised pretraining alone."
+        )
+    y_labelled = y[labelled]
+    if y_labelled.dtype == object:
+        y_labelled = np.array(y_labelled.tolist())
+    check_classification_targets(y_labelled)
+    classes, y_index = np.unique(y_labelled, return_inverse=True)
+    n_marked = len(y) - len(y_labelled)
+    like_a_class = n_marked > 0 and isinstance(marker, str) == (classes.dtype.kind in "US")
+    shown = repr(_plain(marker))
+    if len(classes) < 2 and like_a_class:
+        raise ValueError(
+            "Classifier can't train when only one class is present: y holds two "
+            f"labels, {shown} and {_plain(classes[0])!r}, and with unlabelled={shown} the "
+            f"{n_marked} rows labelled {shown} are unlabelled, which leaves a single "
+            f"class. If {shown} is a class (e.g. the labels "
+            "{-1, 1}), pass unlabelled=None; otherwise give labelled rows of at least two "
+            "classes."
+        )
+    if len(classes) < 2:
+        raise ValueError(
+            "Classifier can't train when only one class is present: every labelled "
+            f"row has class {_plain(classes[0])!r}. Give labelled rows of at least two "
+            "classes."
+        )
+    counts = np.bincount(y_index)
+    if like_a_class and n_marked <= counts.max():
+        largest = _plain(classes[np.argmax(counts)])
+        warn_at_caller(
+            f"y has {n_marked} rows labelled {shown}, the marker of unlabelled rows "
+            f"(unlabelled={shown}): they are fitted as unlabelled, used for pretraining "
+            f"only, and {shown} is not in classes_. But they are no more than the "
+            f"{counts.max()} rows of the largest class, {largest!r}, so {shown} looks "
+            "like a class (semi-supervised data have more unlabelled rows than rows of "
+            f"any class). If {shown} is a class, pass unlabelled=None. If these rows are "
+            "unlabelled, silence this warning with warnings.filterwarnings('ignore', "
+            "category=skae._stacked.UnlabelledMarkerWarning).",
+            UnlabelledMarkerWarning,
+        )
+    return labelled, classes, y_index
+
+
 class StackedAutoencoderClassifier(
     _StackMixin, ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin, BaseEstimator
 ):
@@ -556,7 +708,8 @@ class StackedAutoencoderClassifier(
 
     1. **Pretraining** on every row of ``X``: greedy, as :class:`StackedAutoencoder`.
        Rows whose label is ``-1`` are unlabelled (scikit-learn's semi-supervised
-       convention) and are used only here.
+       convention) and are used only here (see ``unlabelled`` for when ``-1`` looks
+       like a class).
     2. **Softmax**: a softmax layer on the top codes of the labelled rows, trained with
        L-BFGS on the cross-entropy plus ``(softmax_alpha / 2) ‖W‖²``.
     3. **Fine-tuning** by backpropagation with L-BFGS on the labelled rows:
@@ -584,7 +737,8 @@ class StackedAutoencoderClassifier(
     Parameters
     ----------
     hidden_layer_sizes : int or sequence of int, default=(200, 200)
-        Number of hidden units of each encoder layer, bottom first.
+        Number of hidden units of each encoder layer, bottom first. A set (it has no
+        order) or a nested sequence is an error.
     {per_layer}
     softmax_alpha : float >= 0, default=1e-4
         Weight decay of the softmax weights (UFLDL's λ), in stage 2 and in fine-tuning.
@@ -599,9 +753,22 @@ class StackedAutoencoderClassifier(
         L-BFGS tolerance of stages 2 and 3 (largest gradient component).
     unlabelled : int, str or None, default=-1
         The label that marks an unlabelled row (scikit-learn's semi-supervised
-        convention is -1). None: every row is labelled, e.g. for the classes {{-1, 1}}.
-        With string labels, the integer -1 in an object array marks unlabelled rows; a
-        string ``"-1"`` among them is an error (ambiguous).
+        convention is -1; a bool is not a marker). None: every row is labelled, e.g.
+        for the classes {{-1, 1}}. With string labels, the integer -1 in an object array
+        marks unlabelled rows; a string ``"-1"`` among them is an error (ambiguous).
+
+        The marker is never a class, but a fit whose labels make it look like one says
+        so, when the marker is of the classes' kind (a number among numeric labels, a
+        string among string labels) and some rows carry it: if removing them leaves a
+        single class (SVM-style labels {{-1, 1}}), ``fit`` raises a ValueError; if they
+        are no more numerous than the rows of the largest class (e.g. ``[-1, 0, 1] *
+        20``), it fits them as unlabelled and raises an ``UnlabelledMarkerWarning``
+        (``skae._stacked``, a ``UserWarning``). Both name ``unlabelled=None``. The
+        reason: semi-supervised data have more unlabelled rows than rows of any one
+        class (unlabelled rows are the cheap ones), while a real class labelled -1 is,
+        like the other classes, about as frequent as they are, or rarer. A fit with few
+        unlabelled rows among few classes (a quarter of the rows unlabelled, three
+        balanced classes) warns too: silence the warning if those rows are unlabelled.
     warm_start : bool, default=False
         When fitted before: skip pretraining and the softmax initialisation and continue
         the supervised stage (fine-tuning, or stage 2 when ``fine_tune=None``) from the
@@ -751,9 +918,11 @@ class StackedAutoencoderClassifier(
             fitted in that namespace, on its device, and the fitted network lives there.
         y : array-like of shape (n_samples,)
             Class labels; ``unlabelled`` (default -1) marks an unlabelled row (for string
-            labels use an object array holding the integer -1). A dask array is computed
-            on the client (one label per row); under array API dispatch ``y`` may be an
-            array of any namespace (``classes_`` is then of that namespace).
+            labels use an object array holding the integer -1). Labels that mix strings
+            and numbers (the marker aside) raise a TypeError, as in scikit-learn's
+            classifiers. A dask array is computed on the client (one label per row);
+            under array API dispatch ``y`` may be an array of any namespace
+            (``classes_`` is then of that namespace).
 
         Returns
         -------
@@ -766,13 +935,15 @@ class StackedAutoencoderClassifier(
     def _fit(self, X, y):
         sizes = self._hidden_sizes()
         self._layer_settings()  # validate every layer before any work
+        _check_marker(self.unlabelled, self)
+        if _dask.is_dask_collection(y):  # one label per row, on the client
+            y = _dask.compute_labels(y)
+        _check_label_types(y, self.unlabelled)
         on_cluster = _dask.is_dask_collection(X)
         xp = device = None  # another array namespace than NumPy, and its device
         if on_cluster:  # X persisted on the workers; y (one label per row) on the client
             X, y = _dask.classifier_inputs(self, X, y)
         else:
-            if _dask.is_dask_collection(y):
-                y = _dask.compute_labels(y)
             # array API dispatch: an array of another namespace is fitted in it, on its
             # device (xp is None on the NumPy path, which is unchanged)
             xp, device, dtypes = _input_namespace(X)
@@ -789,37 +960,15 @@ class StackedAutoencoderClassifier(
         # namespace and on its device, as scikit-learn's array API classifiers do.
         y_namespace = None if on_cluster else device_namespace(y)
         y = to_numpy(y)
-        labelled = _split_unlabelled(y, self.unlabelled)
-        if not labelled.any():
-            raise ValueError(
-                "y has no labelled rows: every label is -1 (unlabelled). Give at least "
-                "one labelled row of each of two classes, or use StackedAutoencoder for "
-                "unsupervised pretraining alone."
-            )
-        y_labelled = y[labelled]
-        if y_labelled.dtype == object:
-            y_labelled = np.array(list(y_labelled))
-        check_classification_targets(y_labelled)
-        classes, y_index = np.unique(y_labelled, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(
-                f"Classifier can't train when only one class is present: every labelled "
-                f"row has class {classes[0]!r}. Give labelled rows of at least two classes."
-            )
+        labelled, classes, y_index = _labelled_classes(y, self.unlabelled)
         if on_cluster:  # a map-reduce over the chunks' labelled rows (skae._dask)
             def objective_of(layers, y_index, **settings):
                 return _dask.DaskFineTuneObjective(layers, X, labelled, y_index, **settings)
-        else:
-            if labelled.all():
-                X_labelled = X
-            elif xp is None:
-                X_labelled = X[labelled]
-            else:
-                X_labelled = xp.take(X, xp.asarray(np.flatnonzero(labelled), device=device),
-                                     axis=0)
+        else:  # the labelled rows are gathered block by block: X is not copied
+            rows = None if labelled.all() else np.flatnonzero(labelled)
 
             def objective_of(layers, y_index, **settings):
-                return FineTuneObjective(layers, X_labelled, y_index, **settings)
+                return FineTuneObjective(layers, X, y_index, rows=rows, **settings)
 
         warm = self.warm_start and hasattr(self, "layers_")
         random_state = check_random_state(self.random_state)
@@ -827,7 +976,7 @@ class StackedAutoencoderClassifier(
         curves = {"pretraining": [], "softmax": [], "fine_tuning": []}
         n_iter = {"pretraining": [], "softmax": 0, "fine_tuning": 0}
         if warm:
-            self._check_warm_start(sizes, classes, np if xp is None else xp)
+            self._check_warm_start(sizes, classes, X.shape[1], np if xp is None else xp)
             autoencoders = self.autoencoders_
             layers = [_cast_layer(layer, X.dtype) for layer in self.layers_]
         else:
@@ -924,19 +1073,26 @@ class StackedAutoencoderClassifier(
             own_lbfgs=True,
         )
 
-    def _check_warm_start(self, sizes, classes, xp):
+    def _check_warm_start(self, sizes, classes, n_features, xp):
         if array_namespace(self.layers_[0].weights) is not xp:
             raise ValueError(
                 "warm_start=True cannot continue from the previous fit: it was fitted in "
                 "another array namespace than X's. Fit X in the namespace of the previous "
                 "fit, or set warm_start=False to start afresh."
             )
-        previous = [layer.n_out for layer in self.layers_[:-1]]
-        if previous != sizes or not np.array_equal(classes, to_numpy(self.classes_)):
+        if self.layers_[0].n_in != n_features:
             raise ValueError(
                 "warm_start=True cannot continue from the previous fit: it had "
-                f"hidden_layer_sizes={tuple(previous)} and classes {list(self.classes_)}, "
-                f"now {tuple(sizes)} and {list(classes)}. Set warm_start=False to start "
+                f"n_features={self.layers_[0].n_in}, now X has {n_features} features. "
+                "Set warm_start=False to start afresh."
+            )
+        previous = [layer.n_out for layer in self.layers_[:-1]]
+        before = to_numpy(self.classes_)
+        if previous != sizes or not np.array_equal(classes, before):
+            raise ValueError(
+                "warm_start=True cannot continue from the previous fit: it had "
+                f"hidden_layer_sizes={tuple(previous)} and classes {before.tolist()}, "
+                f"now {tuple(sizes)} and {classes.tolist()}. Set warm_start=False to start "
                 "afresh."
             )
 

@@ -1,4 +1,5 @@
-"""StackedAutoencoder and StackedAutoencoderClassifier."""
+"""StackedAutoencoder and StackedAutoencoderClassifier (scikit-learn's estimator checks on
+them are in test_common.py)."""
 
 import warnings
 
@@ -11,14 +12,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
-from sklearn.utils.estimator_checks import (
-    check_dataframe_column_names_consistency,
-    check_param_validation,
-    check_set_output_transform_pandas,
-    check_transformer_get_feature_names_out,
-    check_transformer_get_feature_names_out_pandas,
-    parametrize_with_checks,
-)
 
 from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
 from skae._objective import AutoencoderSpec
@@ -27,65 +20,8 @@ from skae._stacked import ConstantCodesWarning, constant_codes_decay
 no_convergence = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning"
 )
-# scikit-learn's checks fit on small arbitrary data (21 blobs) where an upper layer's
-# codes can collapse; that diagnosis is tested below, the checks are about the API.
+# Short fits whose upper layer's codes can collapse; that diagnosis is tested below.
 no_constant_codes = pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
-
-# Small networks and few iterations: the checks are about the API, not convergence.
-# scikit-learn's classifier checks use the classes {-1, 1}, so the classifiers checked
-# here say that every row is labelled (unlabelled=None); the -1 convention is tested below.
-CONFIGURATIONS = [
-    StackedAutoencoder((5, 3), max_iter=15),
-    StackedAutoencoder(
-        (4, 3),
-        activation="tanh",
-        tied_weights=[True, False],
-        noise=["mask", None],
-        noise_level=[0.2, 0.0],
-        max_iter=15,
-    ),
-    StackedAutoencoderClassifier(
-        (6, 4), max_iter=15, softmax_max_iter=30, fine_tune_max_iter=40, unlabelled=None
-    ),
-    StackedAutoencoderClassifier(
-        (6,),
-        activation="tanh",
-        max_iter=15,
-        softmax_max_iter=30,
-        fine_tune="top",
-        fine_tune_max_iter=20,
-        unlabelled=None,
-    ),
-]
-
-
-@no_constant_codes
-@no_convergence
-@parametrize_with_checks(CONFIGURATIONS)
-def test_sklearn_compatible_estimator(estimator, check):
-    check(estimator)
-
-
-EXTRA_CHECKS = [
-    check_param_validation,
-    check_set_output_transform_pandas,
-    check_transformer_get_feature_names_out,
-    check_transformer_get_feature_names_out_pandas,
-    check_dataframe_column_names_consistency,
-]
-
-
-# check_set_output_transform_pandas mixes frames and arrays on purpose; scikit-learn's own
-# feature-name warnings about it are expected there.
-@pytest.mark.filterwarnings("ignore:X (does not have valid|has) feature names:UserWarning")
-@no_constant_codes
-@no_convergence
-@pytest.mark.parametrize("check", EXTRA_CHECKS, ids=lambda c: c.__name__)
-@pytest.mark.parametrize("estimator", [CONFIGURATIONS[0], CONFIGURATIONS[2]],
-                         ids=["stack", "classifier"])
-def test_checks_outside_the_default_set(estimator, check):
-    pytest.importorskip("pandas", reason="the pandas output checks need pandas")
-    check(type(estimator).__name__, estimator)
 
 
 @pytest.fixture(scope="module")
@@ -486,21 +422,40 @@ def test_semi_supervised_with_ten_percent_of_the_labels(split):
     assert model.score(X_test, y_test) > raw.score(X_test, y_test) + 0.015
 
 
+def _supervised_loss(model, X, y):
+    """The supervised objective of a fitted classifier on rows ``X`` labelled ``y``: the
+    mean cross-entropy plus (softmax_alpha / 2) ||W_softmax||^2, from predict_proba."""
+    proba = model.predict_proba(X)
+    column = {label: k for k, label in enumerate(model.classes_.tolist())}
+    picked = proba[np.arange(len(y)), [column[label] for label in y.tolist()]]
+    W = model.layers_[-1].weights
+    return -np.mean(np.log(picked)) + 0.5 * model.softmax_alpha * np.sum(W * W)
+
+
 @no_convergence
 def test_unlabelled_rows_only_pretrain(digits):
-    """Rows marked -1 change the pretraining only, never the supervised stages' data."""
+    """Rows marked -1 change the pretraining only, never the supervised stages' data: the
+    final loss is the supervised objective of the labelled rows, wherever they are."""
     X, y = digits[0][:300], digits[1][:300]
     y_partial = y.copy()
-    y_partial[150:] = -1
+    unlabelled = np.random.RandomState(0).permutation(300)[:150]  # scattered, not a suffix
+    y_partial[unlabelled] = -1
+    labelled = y_partial != -1
     settings = dict(max_iter=5, softmax_max_iter=10, fine_tune_max_iter=10, random_state=0)
     semi = StackedAutoencoderClassifier((8,), **settings).fit(X, y_partial)
-    # the same pretrained encoder, then the supervised stages on the first 150 rows only
     pretrained = clone(semi).set_params(fine_tune=None).fit(X, y_partial)
     np.testing.assert_array_equal(
         pretrained.autoencoders_[0].components_, semi.autoencoders_[0].components_
     )
+    for model in (semi, pretrained):  # after fine-tuning; after the softmax stage
+        expected = _supervised_loss(model, X[labelled], y[labelled])
+        assert model.loss_ == pytest.approx(expected, rel=1e-10)
+        # the first 150 rows are not the labelled ones
+        assert model.loss_ != pytest.approx(
+            _supervised_loss(model, X[:150], y_partial[labelled]), rel=1e-3
+        )
     string_labels = np.array([f"digit {v}" for v in y], dtype=object)
-    string_labels[150:] = -1
+    string_labels[unlabelled] = -1
     named = StackedAutoencoderClassifier((8,), **settings).fit(X, string_labels)
     assert list(named.classes_) == [f"digit {v}" for v in range(10)]
     np.testing.assert_array_equal(named.layers_[0].weights, semi.layers_[0].weights)

@@ -1,0 +1,174 @@
+"""The stacked classifier at the edges of its input: the unlabelled marker against real
+classes, label types, memory-mapped data with unlabelled rows, and parameter checks."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import threadpoolctl
+from sklearn.datasets import load_digits
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import check_classifiers_classes
+
+from skae import StackedAutoencoder, StackedAutoencoderClassifier
+from skae._stacked import UnlabelledMarkerWarning
+
+no_convergence = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+no_constant_codes = pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
+pytestmark = [no_convergence, no_constant_codes]  # short fits: the labels are tested
+
+SHORT = dict(max_iter=3, softmax_max_iter=3, fine_tune_max_iter=3, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:120] / 16.0, y[:120]
+
+
+# --------------------------------------------------------------------------- -1 labels
+def test_minus_one_and_one_other_label_is_an_error_naming_unlabelled_none(digits):
+    """SVM-style labels {-1, 1}: dropping -1 would leave one class."""
+    X = digits[0][:60]
+    signs = np.array([-1, 1] * 30)
+    with pytest.raises(ValueError, match=r"labels, -1 and 1.*pass unlabelled=None"):
+        StackedAutoencoderClassifier((4,), **SHORT).fit(X, signs)
+    model = StackedAutoencoderClassifier((4,), unlabelled=None, **SHORT).fit(X, signs)
+    assert model.classes_.tolist() == [-1, 1]
+
+
+def test_minus_one_as_frequent_as_a_class_warns_naming_unlabelled_none(digits):
+    """The rule: marked rows no more numerous than the largest class look like a class
+    (a warning); more numerous, they are the unlabelled rows of semi-supervised data."""
+    X, y_digits = digits
+    y = np.array([-1, 0, 1] * 20)
+    model = StackedAutoencoderClassifier((4,), **SHORT)
+    with pytest.warns(UnlabelledMarkerWarning, match=r"20 rows labelled -1.*no more than "
+                      r"the 20 rows of the largest class, 0.*pass unlabelled=None") as record:
+        model.fit(X[:60], y)
+    assert record[0].filename == __file__  # at the caller's line
+    assert model.classes_.tolist() == [0, 1]  # the rule is stated: -1 stays the marker
+    as_class = StackedAutoencoderClassifier((4,), unlabelled=None, **SHORT).fit(X[:60], y)
+    assert as_class.classes_.tolist() == [-1, 0, 1]
+    # a string marker among string labels follows the same rule
+    names = np.array(["?", "cat", "dog"] * 20)
+    with pytest.warns(UnlabelledMarkerWarning, match="rows labelled '\\?'"):
+        StackedAutoencoderClassifier((4,), unlabelled="?", **SHORT).fit(X[:60], names)
+    # No warning (an error here): more unlabelled rows than rows of any class, or the
+    # integer -1 among string labels (rare, but it cannot be one of these classes).
+    y_partial = np.where(np.arange(len(y_digits)) % 3 == 0, y_digits, -1)  # 40 of 120
+    semi = StackedAutoencoderClassifier((4,), **SHORT).fit(X, y_partial)
+    assert semi.classes_.tolist() == list(range(10))
+    names = np.array(["cat", "dog"] * 60, dtype=object)
+    names[:3] = -1
+    strings = StackedAutoencoderClassifier((4,), **SHORT).fit(X, names)
+    assert strings.classes_.tolist() == ["cat", "dog"]
+
+
+def test_default_classifier_deviates_from_the_checks_only_as_declared():
+    """The deviation test_common.py declares: with the default unlabelled=-1 the labels
+    {-1, 1} of check_classifiers_classes leave one class, and the error says what to do."""
+    settings = dict(hidden_layer_sizes=(6, 4), max_iter=15, softmax_max_iter=30,
+                    fine_tune_max_iter=40)
+    with pytest.raises(ValueError, match="pass unlabelled=None"):
+        check_classifiers_classes(
+            "StackedAutoencoderClassifier", StackedAutoencoderClassifier(**settings)
+        )
+    check_classifiers_classes(  # passes once -1 is a class
+        "StackedAutoencoderClassifier", StackedAutoencoderClassifier(unlabelled=None, **settings)
+    )
+
+
+# --------------------------------------------------------------------------- label types
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ["a", 1] * 30,
+        np.array(["a", 1] * 30, dtype=object),
+        np.array(["a", "b", 1, -1] * 15, dtype=object),  # the marker aside, still mixed
+    ],
+    ids=["list", "object-array", "object-array-with-marker"],
+)
+def test_mixed_string_and_number_labels_are_a_type_error(digits, labels):
+    X = digits[0][:60]
+    with pytest.raises(TypeError, match=r"mixes string and numeric labels \(e.g. 'a' and 1\)"):
+        StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)
+
+
+# --------------------------------------------------------------------------- memmap
+def test_unlabelled_rows_of_a_memmap_are_not_copied(tmp_path):
+    """A read-only memmap with a quarter of its rows unlabelled (scattered): the supervised
+    stages read the labelled rows a block at a time, so the fit's peak heap stays far below
+    the copy of the labelled rows (0.75 of X) that indexing X with them would make."""
+    rng = np.random.RandomState(0)
+    m, n = 48_000, 128  # 49 MB; a gathered block holds at most 2**20 values (8 MB)
+    np.save(tmp_path / "X.npy", rng.uniform(0.0, 1.0, (m, n)))
+    X = np.load(tmp_path / "X.npy", mmap_mode="r")
+    y = rng.randint(0, 10, m)  # 7.5% of the rows per class: the -1 rows are unlabelled
+    y[rng.permutation(m)[: m // 4]] = -1
+    model = StackedAutoencoderClassifier(
+        (4,), max_iter=2, softmax_max_iter=2, fine_tune_max_iter=2, random_state=0
+    )  # fine_tune="all": the softmax stage (frozen encoder), then every layer
+    model.fit(np.asarray(X[:500]), y[:500])  # the first fit's imports are not measured
+    # one worker thread, so one gathered block at a time (each worker gathers its own)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        tracemalloc.start()
+        try:
+            model.fit(X, y)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert model.stage_n_iter_["fine_tuning"] == 2  # both supervised stages ran
+    assert peak < 0.4 * X.nbytes, peak / X.nbytes  # measured: 0.21
+
+
+# --------------------------------------------------------------------------- parameters
+def test_warm_start_after_a_change_in_the_number_of_features_says_so(digits):
+    X, y = digits
+    model = StackedAutoencoderClassifier((4,), warm_start=True, **SHORT).fit(X, y)
+    with pytest.raises(ValueError, match=r"warm_start=True cannot continue from the previous "
+                       r"fit: it had n_features=64, now X has 60 features"):
+        model.fit(X[:, :60], y)
+    assert model.n_features_in_ == 64  # the failed fit kept the model
+
+
+@pytest.mark.parametrize("Estimator", [StackedAutoencoder, StackedAutoencoderClassifier])
+@pytest.mark.parametrize(
+    "sizes, match",
+    [({3, 2}, "got a set, {2, 3}, which has no order"),
+     (frozenset({3}), "which has no order"),
+     ([[3, 2]], r"flat sequence of ints.*nested \[\[3, 2\]\]"),
+     ((3, (2,)), "nested"),
+     (np.array([[3, 2]]), r"the nested \[\[3, 2\]\]\.")],
+    ids=["set", "frozenset", "nested-list", "nested-tuple", "2-d-array"],
+)
+def test_unordered_or_nested_hidden_layer_sizes_are_rejected(digits, Estimator, sizes, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        Estimator(sizes, max_iter=2).fit(X, y)
+
+
+@pytest.mark.parametrize("marker", [True, False])
+def test_a_bool_is_not_an_unlabelled_marker(digits, marker):
+    X, y = digits
+    with pytest.raises(InvalidParameterError, match=f"got {marker}: a bool would mark"):
+        StackedAutoencoderClassifier((4,), unlabelled=marker, **SHORT).fit(X, y % 2)
+
+
+def test_messages_print_classes_and_sizes_as_plain_values(digits):
+    X, y = digits
+    model = StackedAutoencoderClassifier((4,), **SHORT)
+    with pytest.raises(ValueError, match="only one class") as single:
+        model.fit(X, np.full(len(y), 3))
+    assert "has class 3." in str(single.value)
+    model.set_params(warm_start=True).fit(X, y)
+    with pytest.raises(ValueError, match="cannot continue") as changed:
+        model.fit(X[y < 5], y[y < 5])
+    assert "classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], now (4,) and [0, 1, 2, 3, 4]" in str(
+        changed.value
+    )
+    with pytest.raises(ValueError, match="positive ints") as sizes:
+        StackedAutoencoderClassifier((np.int64(3), np.int64(0)), **SHORT).fit(X, y)
+    assert "got (3, 0)." in str(sizes.value)
+    for error in (single, changed, sizes):
+        assert "np." not in str(error.value)
