@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.abspath(".."))
 
 import skae  # noqa: E402
+from sphinx_gallery.sorting import ExplicitOrder  # noqa: E402
 
 try:  # a dependency of scikit-learn
     from threadpoolctl import threadpool_limits
@@ -82,7 +83,21 @@ sphinx_gallery_conf = {
     "filename_pattern": r"/plot_",
     "download_all_examples": False,
     "remove_config_comments": True,
-    "within_subsection_order": "FileNameSortKey",
+    # From first steps to advanced; an example not listed here comes last.
+    "within_subsection_order": ExplicitOrder(
+        [
+            "plot_digits_pipeline.py",
+            "plot_digit_filters.py",
+            "plot_check_gradient.py",
+            "plot_denoising.py",
+            "plot_linear_decoder.py",
+            "plot_natural_image_filters.py",
+            "plot_stacked_mnist.py",
+            "plot_activation_maximization.py",
+            "plot_multifaceted.py",
+            "*",
+        ]
+    ),
     "doc_module": ("skae",),
     "backreferences_dir": "generated/backreferences",
 }
