@@ -1,0 +1,38 @@
+"""The documentation's runnable snippets print what the pages say they print."""
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+pytestmark = pytest.mark.skipif(not DOCS.is_dir(), reason="needs the source checkout (docs/)")
+
+
+def _blocks(text, language):
+    """The bodies of the ``.. code-block:: language`` directives of ``text``, in order."""
+    pattern = rf"^\.\. code-block:: {language}\n\n((?:   .*\n|\n)+)"
+    return [
+        "\n".join(line[3:] for line in body.rstrip("\n").splitlines())
+        for body in re.findall(pattern, text, flags=re.MULTILINE)
+    ]
+
+
+def test_user_guide_walkthrough_prints_what_the_page_shows():
+    text = (DOCS / "user_guide.rst").read_text(encoding="utf-8")
+    start = text.index("a first run\n")
+    code = _blocks(text[start:], "python")[0]
+    shown = _blocks(text[start:], "text")[0]
+    # The page shows the warnings too; what the script prints is the other lines.
+    printed_lines = [line for line in shown.splitlines() if line.startswith(("(", "-", "0", "1"))]
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.warns(ConvergenceWarning, match="max_iter"):
+        exec(compile(code, "walkthrough.py", "exec"), {"__name__": "__main__"})
+
+    assert out.getvalue().splitlines() == printed_lines
+    assert shown.count("ConvergenceWarning") == 2
