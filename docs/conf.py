@@ -12,10 +12,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from sphinx_gallery.sorting import ExplicitOrder
+
 sys.path.insert(0, os.path.abspath(".."))
 
 import skae  # noqa: E402
-from sphinx_gallery.sorting import ExplicitOrder  # noqa: E402
 
 try:  # a dependency of scikit-learn
     from threadpoolctl import threadpool_limits
