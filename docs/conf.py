@@ -41,6 +41,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    "matplotlib.sphinxext.plot_directive",
 ]
 
 templates_path = ["_templates"]
@@ -63,7 +64,14 @@ intersphinx_mapping = {
 # Every reference must resolve: a broken one is a warning, and CI builds with -W.
 nitpicky = True
 nitpick_ignore = []
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb", "_intersphinx"]
+
+# Figures drawn at build time by the scripts of docs/_plots (``.. plot::``): one PNG each,
+# without links to their source or other formats.
+plot_formats = [("png", 100)]
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_rcparams = {"figure.autolayout": False}
 default_role = "literal"
 
 autosummary_generate = True
