@@ -36,3 +36,27 @@ def test_user_guide_walkthrough_prints_what_the_page_shows():
 
     assert out.getvalue().splitlines() == printed_lines
     assert shown.count("ConvergenceWarning") == 2
+
+
+def _fenced(text, language):
+    """The bodies of the ```language fenced blocks of a Markdown text, in order."""
+    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_readme_main_command_installs_what_its_shown_output_needs():
+    """The README's one command prints the output it shows, filter image included: the
+    image needs matplotlib, so the command installs the ``plot`` extra (matplotlib stays
+    optional: not a dependency of skae itself)."""
+    tomllib = pytest.importorskip("tomllib", reason="needs Python >= 3.11 to read TOML")
+    root = DOCS.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Set up a fresh machine") :]
+    command = _fenced(section, "bash")[0]
+    shown = _fenced(section, "text")[0]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+
+    assert "python -m skae" in command
+    assert "Learned filters saved to skae_filters.png" in shown
+    assert re.search(r"""pip install ["']\.\[plot\]["']""", command), command
+    assert "matplotlib" in project["optional-dependencies"]["plot"]
+    assert not any(dep.startswith("matplotlib") for dep in project["dependencies"])
