@@ -45,6 +45,9 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
+# The "On this page" sidebar of an API page lists methods as fit(), not
+# StackedAutoencoderClassifier.fit() (which that narrow column would cut).
+toc_object_entries_show_parents = "hide"
 
 # Links to the documentation of Python, NumPy, SciPy, scikit-learn, matplotlib and dask. The
 # inventories are read from docs/_intersphinx/ (no download: the build runs offline);
