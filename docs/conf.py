@@ -88,6 +88,23 @@ autodoc_default_options = {
 }
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
+# Types in the Parameters / Returns sections link to their documentation.
+numpydoc_xref_param_type = True
+numpydoc_xref_aliases = {
+    "ndarray": "numpy.ndarray",
+    "dtype": "numpy.dtype",
+    "Generator": "numpy.random.Generator",
+    "RandomState": "numpy.random.RandomState",
+    "Axes": "matplotlib.axes.Axes",
+    "Figure": "matplotlib.figure.Figure",
+    "Bunch": "sklearn.utils.Bunch",
+    "SparseAutoencoder": "skae.SparseAutoencoder",
+    "StackedAutoencoder": "skae.StackedAutoencoder",
+    "StackedAutoencoderClassifier": "skae.StackedAutoencoderClassifier",
+}
+# Only the names above and numpydoc's own (int, float, array-like, ...) are links: the other
+# words of a type ("of shape (n_samples, n_features)", "default=...") are text.
+numpydoc_xref_ignore = "all"
 
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",

@@ -121,6 +121,10 @@ def python():
             entries[name] = ("class", f"library/functions.html#{name}")
         elif callable(obj):
             entries[name] = ("function", f"library/functions.html#{name}")
+    # The glossary terms and labels that numpydoc's type links point to.
+    for term in ("iterable", "sequence", "generator"):
+        entries[term] = ("std:term", f"glossary.html#term-{term}")
+    entries["bltin-boolean-values"] = ("std:label", "library/stdtypes.html#boolean-type-bool")
     for module in ("os", "pathlib", "tracemalloc", "warnings", "numbers", "typing", "time",
                    "multiprocessing", "concurrent.futures", "functools", "io"):  # fmt: skip
         page = f"library/{module}.html"
@@ -169,7 +173,13 @@ def numpy():
         "numpy.linalg": "reference/routines.linalg.html#module-numpy.linalg",
         "numpy.typing": "reference/typing.html#module-numpy.typing",
     }
-    return _walk(modules, page, member_page, module_page=modules.get)
+    entries = _walk(modules, page, member_page, module_page=modules.get)
+    for name in ("inf", "nan", "newaxis", "pi", "e"):
+        entries[f"numpy.{name}"] = ("data", f"reference/constants.html#numpy.{name}")
+    # The glossary term and label that numpydoc's type links point to.
+    entries["array_like"] = ("std:term", "glossary.html#term-array_like")
+    entries["arrays.scalars"] = ("std:label", "reference/arrays.scalars.html")
+    return entries
 
 
 def scipy():
@@ -283,10 +293,14 @@ def distributed():
 
 
 def write(project, entries, path):
-    """Write ``entries`` ``{name: (role, uri)}`` as a version-2 Sphinx inventory."""
+    """Write ``entries`` ``{name: (role, uri)}`` as a version-2 Sphinx inventory; ``role``
+    is a Python role (``class``, ``function``, ...) or a ``std:term`` / ``std:label``."""
     lines = []
     for name in sorted(entries):
         role, uri = entries[name]
+        if role.startswith("std:"):  # a glossary term or a label (shown as its name)
+            lines.append(f"{name} {role} -1 {uri} {name}\n")
+            continue
         if uri.endswith("#" + name):
             uri = uri[: -len(name)] + "$"
         lines.append(f"{name} py:{role} 1 {uri} -\n")
