@@ -34,7 +34,16 @@ def test_user_guide_walkthrough_prints_what_the_page_shows():
     with contextlib.redirect_stdout(out), pytest.warns(ConvergenceWarning, match="max_iter"):
         exec(compile(code, "walkthrough.py", "exec"), {"__name__": "__main__"})
 
-    assert out.getvalue().splitlines() == printed_lines
+    # The same text, the numbers to the last printed digit give or take 2 (SciPy's L-BFGS-B
+    # and the BLAS differ slightly between the supported versions).
+    printed = out.getvalue().splitlines()
+    assert len(printed) == len(printed_lines), (printed, printed_lines)
+    number = r"-?\d+\.\d+"
+    for got, expected in zip(printed, printed_lines):
+        assert re.sub(number, "#", got) == re.sub(number, "#", expected), (got, expected)
+        got_numbers = [float(x) for x in re.findall(number, got)]
+        expected_numbers = [float(x) for x in re.findall(number, expected)]
+        assert got_numbers == pytest.approx(expected_numbers, abs=0.002), (got, expected)
     assert shown.count("ConvergenceWarning") == 2
 
 
