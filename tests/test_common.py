@@ -6,9 +6,18 @@ declares, each with its reason (and documented in the user guide's stacking page
 
 import pytest
 from sklearn.utils.estimator_checks import (
+    check_classifier_data_not_an_array,
+    check_classifiers_classes,
+    check_classifiers_one_label,
+    check_classifiers_one_label_sample_weights,
+    check_classifiers_regression_target,
+    check_classifiers_train,
     check_dataframe_column_names_consistency,
     check_param_validation,
+    check_requires_y_none,
     check_set_output_transform_pandas,
+    check_supervised_y_2d,
+    check_supervised_y_no_nan,
     check_transformer_get_feature_names_out,
     check_transformer_get_feature_names_out_pandas,
     parametrize_with_checks,
@@ -100,3 +109,32 @@ EXTRA_CHECKS = [
 def test_checks_outside_the_default_set(estimator, check):
     pytest.importorskip("pandas", reason="the pandas output checks need pandas")
     check(type(estimator).__name__, estimator)
+
+
+# The configurations above shorten the fits; the label rules do not depend on the network's
+# size or its iterations, but they are what the default unlabelled=-1 changes, so every
+# check about labels also runs on the literal default StackedAutoencoderClassifier() (its
+# whole check set takes minutes on two cores: each default fit runs up to 900 iterations).
+LABEL_CHECKS = [
+    check_classifier_data_not_an_array,
+    check_classifiers_one_label,
+    check_classifiers_one_label_sample_weights,
+    check_classifiers_regression_target,
+    check_classifiers_train,
+    check_supervised_y_2d,
+    check_supervised_y_no_nan,
+    check_requires_y_none,
+]
+
+
+@no_constant_codes
+@pytest.mark.parametrize("check", LABEL_CHECKS, ids=lambda c: c.__name__)
+def test_default_classifier_passes_the_label_checks(check):
+    check("StackedAutoencoderClassifier", StackedAutoencoderClassifier())
+
+
+def test_default_classifier_fails_only_the_declared_label_check():
+    estimator = StackedAutoencoderClassifier()
+    assert set(expected_failed_checks(estimator)) == {"check_classifiers_classes"}
+    with pytest.raises(ValueError, match="pass unlabelled=None"):
+        check_classifiers_classes("StackedAutoencoderClassifier", estimator)
