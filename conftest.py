@@ -1,6 +1,9 @@
 """Test-session set-up shared by the doctests in skae/ and the tests in tests/."""
 
 import os
+import threading
+
+import pytest
 
 # scikit-learn's estimator checks include `check_array_api_input`, which only runs when
 # SciPy's array API support is switched on before SciPy is first imported. Switch it on
@@ -21,3 +24,78 @@ def pytest_configure(config):
     # Resolved per test, after pytest has put this checkout first on sys.path, so that the
     # class is the one the doctests and tests import (see pyproject.toml).
     config.addinivalue_line("filterwarnings", "error::skae._base.SkaeWarning")
+
+
+class _CtrlC:
+    """Ctrl-C delivered where a test chooses: see the ``ctrl_c`` fixture."""
+
+    def __init__(self):
+        from concurrent.futures import Future
+
+        self._pressed = Future()
+        self._lock = threading.Lock()
+        self.raised = 0  # KeyboardInterrupts raised in the waiting thread so far
+        self.handled = threading.Event()
+        self.second_press = False
+
+    def press(self):
+        """Ask the thread waiting in ``map_blocks`` to raise ``KeyboardInterrupt`` there."""
+        with self._lock:
+            if not self._pressed.done():
+                self._pressed.set_result(None)
+
+    def wait_handled(self, timeout=60.0):
+        """Block (a worker's block) until map_blocks waits for the blocks in flight after
+        the interrupt; False if it never does within ``timeout`` seconds (a bug)."""
+        return self.handled.wait(timeout)
+
+
+@pytest.fixture
+def ctrl_c(monkeypatch):
+    """Ctrl-C at a point the test controls, the same at any load on the machine.
+
+    ``ctrl_c.press()``, called from a block running in a worker thread, makes the thread
+    that waits for the workers in :func:`skae._parallel.map_blocks` raise
+    ``KeyboardInterrupt`` from that wait, as a real Ctrl-C in that thread does (once: a
+    later wait, such as the evaluation after the interrupt, is not interrupted).
+    ``ctrl_c.handled`` is set when map_blocks, having caught the interrupt, starts waiting
+    for the blocks in flight: a block that waits for it (``ctrl_c.wait_handled()``) is
+    certainly still in flight when the interrupt is handled. ``ctrl_c.raised`` counts the
+    interrupts raised. With ``ctrl_c.second_press = True`` a second Ctrl-C arrives while
+    map_blocks waits for the blocks in flight.
+
+    No signal and no timer is involved, so the outcome does not depend on how the
+    threads are scheduled.
+    """
+    from concurrent.futures import FIRST_COMPLETED
+
+    from skae import _parallel
+
+    ctrl = _CtrlC()
+    wait_futures = _parallel._wait_futures
+    wait_idle = _parallel._Run.wait_idle
+
+    def waiting(futures, *args, **kwargs):
+        if ctrl.raised:
+            return wait_futures(futures, *args, **kwargs)
+        pending = set(futures) | {ctrl._pressed}
+        while pending != {ctrl._pressed}:
+            done, pending = wait_futures(pending, return_when=FIRST_COMPLETED)
+            if ctrl._pressed in done:
+                ctrl.raised += 1
+                raise KeyboardInterrupt
+        return wait_futures(futures)
+
+    def waiting_for_blocks_in_flight(run):
+        if ctrl.second_press and ctrl.raised == 1:
+            ctrl.raised += 1
+            raise KeyboardInterrupt
+        ctrl.handled.set()
+        return wait_idle(run)
+
+    monkeypatch.setattr(_parallel, "_wait_futures", waiting)
+    monkeypatch.setattr(_parallel._Run, "wait_idle", waiting_for_blocks_in_flight)
+    try:
+        yield ctrl
+    finally:
+        ctrl.handled.set()  # a block still waiting (the code under test failed) ends
