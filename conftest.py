@@ -20,6 +20,56 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
+# The slowest tests, marked ``slow`` so that ``pytest -m "not slow"`` is a quick run (see
+# README.md). Measured with ``pytest --durations``: together they take about two thirds of
+# the suite's time. A whole file is named by its path; a test by ``path::function`` (all its
+# parametrizations). A name here that no longer exists is an error, so the list stays true.
+_SLOW = (
+    "tests/test_dask.py",  # a dask cluster of two worker processes
+    "tests/test_quality.py",  # accuracy margins on digits
+    "tests/test_main.py",  # `python -m skae` end to end, some in subprocesses
+    "tests/test_array_api.py::test_inspection_of_a_device_fit_runs_on_the_host",
+    "tests/test_array_api.py::test_objective_gradient_check_in_array_api_strict",
+    "tests/test_datasets.py::test_exercise_settings_learn_localised_oriented_edge_detectors",
+    "tests/test_inspection.py::test_modules_import_without_matplotlib",  # a subprocess
+    "tests/test_parallel.py::test_blas_limits_are_restored_after_concurrent_use",  # a subprocess
+    "tests/test_reliability.py::test_grid_search_n_jobs_2_gives_the_same_scores_as_n_jobs_1",
+    "tests/test_sparse_autoencoder.py::test_pipeline_grid_search_on_digits",
+    "tests/test_sparse_autoencoder.py::test_denoising_reconstructs_corrupted_digits_better",
+    "tests/test_stacked.py::test_fine_tuning_all_beats_no_fine_tuning",
+    "tests/test_stacked.py::test_upper_layer_with_too_much_decay_warns_and_per_layer_decay_learns",
+    "tests/test_stacked.py::test_semi_supervised_with_ten_percent_of_the_labels",
+    "tests/test_stacked.py::test_the_bound_predicts_which_decay_flattens_a_layer_on_codes",
+    "tests/test_stacked.py::test_the_constant_codes_check_does_not_copy_the_data",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    slow_files = {name for name in _SLOW if "::" not in name}
+    slow_tests = {}
+    for name in _SLOW:
+        if "::" in name:
+            path, function = name.split("::")
+            slow_tests.setdefault(path, set()).add(function)
+    checked = set()
+    for item in items:
+        if not item.path.is_relative_to(config.rootpath):
+            continue
+        path = item.path.relative_to(config.rootpath).as_posix()
+        if path in slow_tests and path not in checked:
+            checked.add(path)
+            missing = sorted(f for f in slow_tests[path] if not hasattr(item.module, f))
+            if missing:
+                raise pytest.UsageError(
+                    f"conftest.py marks {path}::{missing[0]} slow, but {path} has no such "
+                    "test: update the _SLOW list in conftest.py."
+                )
+        function = getattr(item, "originalname", None)
+        if path in slow_files or function in slow_tests.get(path, ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config):
     # Resolved per test, after pytest has put this checkout first on sys.path, so that the
     # class is the one the doctests and tests import (see pyproject.toml).
