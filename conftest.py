@@ -57,9 +57,10 @@ def pytest_collection_modifyitems(config, items):
         if not item.path.is_relative_to(config.rootpath):
             continue
         path = item.path.relative_to(config.rootpath).as_posix()
-        if path in slow_tests and path not in checked:
+        module = getattr(item, "module", None)  # None for a doctest
+        if path in slow_tests and path not in checked and module is not None:
             checked.add(path)
-            missing = sorted(f for f in slow_tests[path] if not hasattr(item.module, f))
+            missing = sorted(f for f in slow_tests[path] if not hasattr(module, f))
             if missing:
                 raise pytest.UsageError(
                     f"conftest.py marks {path}::{missing[0]} slow, but {path} has no such "
