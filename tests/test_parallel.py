@@ -75,19 +75,32 @@ def test_floating_point_sums_do_not_depend_on_workers():
         np.testing.assert_array_equal(totals[k], totals[1])
 
 
-def test_an_error_in_a_block_stops_the_others_and_is_raised():
+def test_an_error_in_a_block_stops_the_others_and_is_raised(monkeypatch):
+    """The block in flight when another fails finishes, no block starts after the error,
+    and the error is raised. (Block 0 returns only once the run is stopped, so that block
+    1 fails while it is in flight, at any load.)"""
+    from skae import _parallel
+
+    stopped = threading.Event()
+    stop_run = _parallel._Run.stop
+
+    def stopping(run):
+        stop_run(run)
+        stopped.set()
+
+    monkeypatch.setattr(_parallel._Run, "stop", stopping)
     calls = []
 
     def function(start, stop, worker):
         calls.append(start)
         if start == 10:
             raise ValueError("block 10 failed")
-        time.sleep(0.01)
+        assert stopped.wait(60), "the error in block 10 did not stop the run"
         return start
 
     with pytest.raises(ValueError, match="block 10 failed"):
         map_blocks(function, row_blocks(1000, 10), 2, combine=lambda r: None)
-    assert len(calls) < 20  # stopped early, not all 100 blocks
+    assert sorted(calls) == [0, 10]  # stopped early, not all 100 blocks
 
 
 def test_nested_call_from_a_worker_runs_in_that_worker():
@@ -160,7 +173,7 @@ def late():
 t = threading.Thread(target=late)
 with blas_single_threaded():
     t.start(); inside.wait()
-    threading.Timer(0.2, release.set).start()
+release.set()  # the main thread has left: the thread leaves last
 t.join()
 out["after main and a thread held it"] = blas()
 
@@ -203,37 +216,34 @@ def test_blas_limits_are_restored_after_concurrent_use():
         assert out[key] == out["before"], (key, out)
 
 
-@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"),
-                    reason="needs signal.pthread_kill (POSIX)")
-def test_ctrl_c_waits_for_the_blocks_in_flight_and_starts_no_more():
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_waits_for_the_blocks_in_flight_and_starts_no_more(ctrl_c, presses):
     """Ctrl-C in the thread that waits: map_blocks raises KeyboardInterrupt only after the
     blocks already running have returned (their buffers are free again), and no further
-    block is started."""
-    import signal
+    block is started; a second Ctrl-C while it waits for them does not cut the wait short.
 
-    main = threading.main_thread().ident
+    The interrupt comes once both blocks are running, and they return only after
+    map_blocks has handled it (``ctrl_c``: no signal or timer, so the same at any load)."""
+    ctrl_c.second_press = presses == 2
     started, finished = [], []
     lock = threading.Lock()
+    both_running = threading.Barrier(2, action=ctrl_c.press, timeout=60)
 
     def function(start, stop, worker):
         with lock:
             started.append(start)
-        if start == 1:
-            # Sent 0.1 s later from another thread, when the main thread is surely blocked
-            # waiting: a signal that arrives just before CPython blocks on a lock is only
-            # seen when the wait ends.
-            threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT)).start()
-        time.sleep(0.4)  # both blocks in flight outlive the interrupt
+        both_running.wait()
+        assert ctrl_c.wait_handled(), "map_blocks did not wait for the blocks in flight"
         with lock:
-            finished.append((start, time.perf_counter()))
+            finished.append(start)
         return start
 
     with pytest.raises(KeyboardInterrupt):
         map_blocks(function, row_blocks(8, 1), 2, combine=lambda result: None)
-    raised = time.perf_counter()
+    finished_when_raised = sorted(finished)
+    assert ctrl_c.raised == presses
+    assert finished_when_raised == [0, 1]
     assert sorted(started) == [0, 1]
-    assert sorted(start for start, _ in finished) == [0, 1]
-    assert all(at <= raised for _, at in finished)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 iterations

@@ -1037,109 +1037,105 @@ def test_tol_has_an_effect():
     assert tight.loss_ < loose.loss_
 
 
-def _interrupt_from_a_worker(monkeypatch, at_call, delay):
-    """SIGINT to the main thread from inside a worker's block (pass 1, call ``at_call``),
-    which then keeps computing for ``delay`` seconds, as an in-flight block does.
-    Returns the record of when blocks ran."""
-    import signal
+def _interrupt_from_a_worker(monkeypatch, ctrl_c, at_call):
+    """Ctrl-C while a worker's block is in flight: the block of pass 1 that makes the
+    ``at_call``-th encoding presses Ctrl-C (``ctrl_c``), then keeps computing until the
+    thread that waits for the workers has caught the interrupt and waits for the blocks in
+    flight. Returns the record of the encodings."""
     import threading
-    import time
 
     original = AutoencoderObjective._encode_into
-    main = threading.main_thread().ident
-    record = {"calls": 0, "last_exit": 0.0, "sent": None}
+    record = {"calls": 0, "running": 0, "held": None, "interrupted_block_done": False}
     lock = threading.Lock()
 
-    def slow(self, Xc, W1, b1, out):
+    def in_flight(self, Xc, W1, b1, out):
         with lock:
             record["calls"] += 1
+            record["running"] += 1
             fire = record["calls"] == at_call
-        if fire:
-            record["sent"] = time.perf_counter()
-            signal.pthread_kill(main, signal.SIGINT)
-            time.sleep(delay)
-        result = original(self, Xc, W1, b1, out)
-        record["last_exit"] = max(record["last_exit"], time.perf_counter())
-        if fire:
-            record["interrupted_block_exit"] = record["last_exit"]
-        return result
+        try:
+            if fire:
+                ctrl_c.press()
+                record["held"] = ctrl_c.wait_handled()
+            return original(self, Xc, W1, b1, out)
+        finally:
+            with lock:
+                record["running"] -= 1
+                record["interrupted_block_done"] |= fire
 
-    monkeypatch.setattr(AutoencoderObjective, "_encode_into", slow)
+    monkeypatch.setattr(AutoencoderObjective, "_encode_into", in_flight)
     return record
 
 
-_NO_PTHREAD_KILL = pytest.mark.skipif(
-    not hasattr(__import__("signal"), "pthread_kill"), reason="needs signal.pthread_kill (POSIX)"
-)
-
-
-@_NO_PTHREAD_KILL
 @pytest.mark.parametrize("at_call", [2, 40])  # in the first evaluation, or later
-def test_interrupt_with_several_workers_waits_for_in_flight_blocks(monkeypatch, at_call):
+def test_interrupt_with_several_workers_waits_for_in_flight_blocks(monkeypatch, ctrl_c, at_call):
     """Ctrl-C while worker threads run: no block is still running when fit returns, and
     loss_ is the objective at the kept parameters exactly."""
-    import time
-
     from threadpoolctl import threadpool_limits
 
     X = _digits()
-    record = _interrupt_from_a_worker(monkeypatch, at_call, delay=0.3)
+    record = _interrupt_from_a_worker(monkeypatch, ctrl_c, at_call)
     with threadpool_limits(2, user_api="blas"):
         if AutoencoderObjective(AutoencoderSpec(64, 8), X).n_workers != 2:
             pytest.skip("this BLAS cannot be set to two threads")
         estimator = SparseAutoencoder(n_hidden=8, max_iter=50, random_state=0)
         with pytest.warns(UserWarning, match="interrupted"):
             estimator.fit(X)
-        returned = time.perf_counter()
-        # read now: a block still running after fit returned would set it later
-        interrupted_block_exit = record.get("interrupted_block_exit")
-    assert record["sent"] is not None
-    assert interrupted_block_exit is not None, "fit returned while a block was in flight"
-    assert record["last_exit"] <= returned
+        # read now: a block still running after fit returned would change them later
+        running, interrupted_block_done = record["running"], record["interrupted_block_done"]
+    assert ctrl_c.raised == 1
+    assert record["held"], "the interrupted block was not in flight when Ctrl-C was handled"
+    assert interrupted_block_done, "fit returned while a block was in flight"
+    assert running == 0
     monkeypatch.undo()
     spec = estimator._spec_
     theta = spec.layout.pack(*_parameters(estimator))
     assert estimator.loss_ == AutoencoderObjective(spec, X, n_workers=1)(theta)[0]
 
 
-@_NO_PTHREAD_KILL
-def test_interrupt_returns_without_finishing_the_evaluation(monkeypatch):
-    """Later blocks of an interrupted evaluation are not started: with 8 blocks of 0.2 s
-    on two workers an evaluation takes 0.8 s; fit returns within 0.5 s of Ctrl-C."""
-    import time
+def test_interrupt_returns_without_finishing_the_evaluation(monkeypatch, ctrl_c):
+    """Later blocks of an interrupted evaluation are not started: Ctrl-C comes from the
+    first block of the evaluation after the first iteration, and every block of that
+    evaluation is held until the interrupt is caught; of its 8 blocks only those in flight
+    (at most one per worker) ran, and fit keeps the first iteration's model."""
+    import threading
 
     from threadpoolctl import threadpool_limits
 
     X = _digits()
-    fired = {}
+    armed = threading.Event()
+    started = []
+    lock = threading.Lock()
     original = AutoencoderObjective._encode_into
 
-    def slow(self, Xc, W1, b1, out):
-        time.sleep(0.2 if fired else 0.0)
+    def held(self, Xc, W1, b1, out):
+        if armed.is_set():
+            with lock:
+                started.append(len(started))
+                first = len(started) == 1
+            if first:
+                ctrl_c.press()
+            assert ctrl_c.wait_handled(), "map_blocks did not wait for the blocks in flight"
         return original(self, Xc, W1, b1, out)
 
-    def callback_then_slow(*args, callback, **kwargs):
+    def arm_after_the_first_iteration(*args, callback, **kwargs):
         def wrapped(intermediate_result):
             callback(intermediate_result)
-            if len(fired) == 0 and intermediate_result is not None:
-                fired["at"] = None
-                import signal
-                import threading
-
-                threading.Timer(0.3, lambda: signal.pthread_kill(
-                    threading.main_thread().ident, signal.SIGINT)).start()
-                fired["at"] = time.perf_counter() + 0.3
+            armed.set()
 
         return original_minimize(*args, callback=wrapped, **kwargs)
 
     original_minimize = base_module.minimize
-    monkeypatch.setattr(AutoencoderObjective, "_encode_into", slow)
-    monkeypatch.setattr(base_module, "minimize", callback_then_slow)
+    monkeypatch.setattr(AutoencoderObjective, "_encode_into", held)
+    monkeypatch.setattr(base_module, "minimize", arm_after_the_first_iteration)
     with threadpool_limits(2, user_api="blas"):
-        if AutoencoderObjective(AutoencoderSpec(64, 8), X).n_workers != 2:
+        objective = AutoencoderObjective(AutoencoderSpec(64, 8), X)
+        if objective.n_workers != 2:
             pytest.skip("this BLAS cannot be set to two threads")
         estimator = SparseAutoencoder(n_hidden=8, max_iter=50, random_state=0)
         with pytest.warns(UserWarning, match="interrupted after 1 iterations"):
             estimator.fit(X)
-        returned = time.perf_counter()
-    assert returned - fired["at"] < 0.5
+    assert ctrl_c.raised == 1
+    assert len(objective.blocks) == 8
+    assert 1 <= len(started) <= 2
+    assert estimator.n_iter_ == 1
