@@ -21,7 +21,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 # The slowest tests, marked ``slow`` so that ``pytest -m "not slow"`` is a quick run (see
-# README.md). Measured with ``pytest --durations``: together they take about two thirds of
+# README.md). Measured with ``pytest --durations``: together they take about 60 % of
 # the suite's time. A whole file is named by its path; a test by ``path::function`` (all its
 # parametrizations). A name here that no longer exists is an error, so the list stays true.
 _SLOW = (
