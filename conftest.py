@@ -29,6 +29,7 @@ _SLOW = (
     "tests/test_quality.py",  # accuracy margins on digits
     "tests/test_main.py",  # `python -m skae` end to end, some in subprocesses
     "tests/test_array_api.py::test_inspection_of_a_device_fit_runs_on_the_host",
+    "tests/test_common.py::test_default_classifier_passes_the_label_checks",  # default fits
     "tests/test_array_api.py::test_objective_gradient_check_in_array_api_strict",
     "tests/test_datasets.py::test_exercise_settings_learn_localised_oriented_edge_detectors",
     "tests/test_inspection.py::test_modules_import_without_matplotlib",  # a subprocess
