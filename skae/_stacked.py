@@ -3,6 +3,7 @@ top code, and end-to-end fine-tuning by backpropagation with L-BFGS."""
 
 import copy
 import inspect
+import time
 from numbers import Integral, Real
 
 import numpy as np
@@ -285,7 +286,11 @@ class _StackMixin:
         return settings
 
     def _pretrain(self, X, seeds, previous=None):
-        """Fit one SparseAutoencoder per layer, layer k on the codes of layer k−1."""
+        """Fit one SparseAutoencoder per layer, layer k on the codes of layer k−1.
+
+        Returns the fitted layers and the wall time of each layer's stage (its fit, its
+        codes for the next layer and the check of those codes), in seconds.
+        """
         settings = self._layer_settings()
         if previous is not None and len(previous) != len(settings):
             raise ValueError(
@@ -293,9 +298,10 @@ class _StackMixin:
                 f"{len(previous)} layers, now hidden_layer_sizes has {len(settings)}. Set "
                 "warm_start=False to start afresh."
             )
-        autoencoders, codes = [], X
+        autoencoders, times, codes = [], [], X
         for k, setting in enumerate(settings):
-            if self.verbose:
+            start = time.perf_counter()
+            if self.verbose >= 2:
                 print(
                     f"{type(self).__name__}: pretraining layer {k + 1}/{len(settings)} "
                     f"({codes.shape[1]} -> {setting['n_hidden']} units)",
@@ -317,7 +323,8 @@ class _StackMixin:
             upper = autoencoder.transform(codes)
             _check_constant_codes(self, k, autoencoder, codes, upper, settings)
             codes = upper
-        return autoencoders
+            times.append(time.perf_counter() - start)
+        return autoencoders, times
 
     def _fit_keeping_state(self, fit, *args):
         saved = dict(self.__dict__)
@@ -494,8 +501,13 @@ class StackedAutoencoder(
             )
         random_state = check_random_state(self.random_state)
         seeds = random_state.randint(_SEED_MAX, size=len(self._hidden_sizes()))
-        self.autoencoders_ = self._pretrain(X, seeds, previous)
+        self.autoencoders_, times = self._pretrain(X, seeds, previous)
         self.n_iter_ = int(sum(ae.n_iter_ for ae in self.autoencoders_))
+        self.stage_n_iter_ = {"pretraining": [int(ae.n_iter_) for ae in self.autoencoders_]}
+        self.stage_times_ = {"pretraining": times}
+        self.stage_stop_reasons_ = {
+            "pretraining": [ae.stop_reason_ for ae in self.autoencoders_]
+        }
         return self
 
     def transform(self, X):
@@ -975,14 +987,17 @@ class StackedAutoencoderClassifier(
         seeds = random_state.randint(_SEED_MAX, size=len(sizes) + 1)
         curves = {"pretraining": [], "softmax": [], "fine_tuning": []}
         n_iter = {"pretraining": [], "softmax": 0, "fine_tuning": 0}
+        times = {"pretraining": [], "softmax": 0.0, "fine_tuning": 0.0}
+        reasons = {"pretraining": [], "softmax": None, "fine_tuning": None}
         if warm:
             self._check_warm_start(sizes, classes, X.shape[1], np if xp is None else xp)
             autoencoders = self.autoencoders_
             layers = [_cast_layer(layer, X.dtype) for layer in self.layers_]
         else:
-            autoencoders = self._pretrain(X, seeds)
+            autoencoders, times["pretraining"] = self._pretrain(X, seeds)
             curves["pretraining"] = [list(ae.loss_curve_) for ae in autoencoders]
             n_iter["pretraining"] = [int(ae.n_iter_) for ae in autoencoders]
+            reasons["pretraining"] = [ae.stop_reason_ for ae in autoencoders]
             layers = [_autoencoder_layer(ae) for ae in autoencoders]
             rng = np.random.RandomState(seeds[-1])
             # UFLDL's softmax initialisation: small Gaussian weights, zero bias.
@@ -995,17 +1010,23 @@ class StackedAutoencoderClassifier(
             layers.append(Layer(W, b, "softmax"))
 
         k = len(layers)
-        loss = None
+        loss = pretrained = None  # pretrained: stage 2's network and loss
         if not warm:
             # Stage 2: the softmax on the frozen top codes of the labelled rows.
+            start = time.perf_counter()
             self._say(f"softmax on {len(y_index)} labelled rows")
             objective = objective_of(
                 layers, y_index, n_trainable=1, alphas=[self.softmax_alpha]
             )
             result = self._minimise(objective, "softmax")
+            # the encoders are the autoencoders' own arrays: this network costs no copy
+            # beyond its softmax layer
             layers = layers[:-1] + _layers_from(objective, result.theta)
             curves["softmax"], n_iter["softmax"] = list(result.loss_curve), result.n_iter
+            reasons["softmax"] = result.reason
             loss = result.loss
+            times["softmax"] = time.perf_counter() - start
+            pretrained = list(layers), loss
         # Stage 3 (or, warm-started with fine_tune=None, more of stage 2).
         stage, fine_tuned = None, ()
         if self.fine_tune == "all":
@@ -1015,6 +1036,7 @@ class StackedAutoencoderClassifier(
         elif warm:
             stage, n_trainable = "softmax", 1
         if stage is not None:
+            start = time.perf_counter()
             self._say(f"{stage.replace('_', '-')} ({self.fine_tune!r}) on {len(y_index)} "
                       "labelled rows")
             objective = objective_of(
@@ -1026,7 +1048,9 @@ class StackedAutoencoderClassifier(
             result = self._minimise(objective, stage)
             layers = layers[: k - n_trainable] + _layers_from(objective, result.theta)
             curves[stage], n_iter[stage] = list(result.loss_curve), result.n_iter
+            reasons[stage] = result.reason
             loss = result.loss
+            times[stage] = time.perf_counter() - start
 
         if y_namespace is not None and y_namespace[0] is not None:
             y_xp, y_device = y_namespace
@@ -1037,12 +1061,37 @@ class StackedAutoencoderClassifier(
         self.fine_tuned_layers_ = fine_tuned
         self.loss_curves_ = curves
         self.stage_n_iter_ = n_iter
+        self.stage_times_ = times
+        self.stage_stop_reasons_ = reasons
         self.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"] + n_iter["fine_tuning"])
         self.loss_ = float(loss)
+        if pretrained is not None:  # a warm start keeps the record of the fit before it
+            self.pretrained_classifier_ = self._pretrained_record(
+                *pretrained, curves, n_iter, times, reasons
+            )
         return self
 
+    def _pretrained_record(self, layers, loss, curves, n_iter, times, reasons):
+        """The network as stage 2 left it, as a fitted classifier: the fitted attributes of
+        ``fine_tune=None`` with these settings (its arrays shared, not copied)."""
+        record = type(self)(**{**self.get_params(deep=False), "fine_tune": None})
+        record.classes_ = self.classes_
+        record.autoencoders_ = self.autoencoders_
+        record.layers_ = layers
+        record.fine_tuned_layers_ = ()
+        record.loss_curves_ = {**curves, "fine_tuning": []}
+        record.stage_n_iter_ = {**n_iter, "fine_tuning": 0}
+        record.stage_times_ = {**times, "fine_tuning": 0.0}
+        record.stage_stop_reasons_ = {**reasons, "fine_tuning": None}
+        record.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"])
+        record.loss_ = float(loss)
+        record.n_features_in_ = self.n_features_in_
+        if hasattr(self, "feature_names_in_"):
+            record.feature_names_in_ = self.feature_names_in_
+        return record
+
     def _say(self, message):
-        if self.verbose:
+        if self.verbose >= 2:
             print(f"{type(self).__name__}: {message}", flush=True)
 
     def _minimise(self, objective, stage):
