@@ -196,7 +196,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         the loss by a relative 2.2e-9 or less), ``"max_iter"``, ``"evaluation limit"``
         (20 objective evaluations per allowed iteration used up), ``"line search"`` (no
         decrease found along the search direction) or ``"interrupted"`` (Ctrl-C). The
-        last four also raise a warning.
+        last four also raise a warning. None for a model pickled by an earlier version of
+        skae, which did not record it.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -620,6 +621,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 rho=float(state["rho"]),
             )
             state.setdefault("_batch_size_", state.get("batch_size"))
+        if "components_" in state:  # pickled before the stopping rule was recorded
+            state.setdefault("stop_reason_", None)
         super().__setstate__(state)
 
     @property

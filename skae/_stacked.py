@@ -377,7 +377,10 @@ class StackedAutoencoder(
         One seed per layer is drawn from it; layer ``k`` is fitted with
         ``random_state=seed_k`` (``autoencoders_[k].random_state``).
     verbose : int, default=0
-        Print a line per layer, and the layers' per-iteration progress.
+        0 prints nothing; 1 prints one line per layer when its fit ends: the stage
+        ("StackedAutoencoder (pretraining, layer 2 of 3)"), the iterations, the final
+        loss, the time and the rule that stopped it; 2 or more also prints a heading per
+        layer and a line per L-BFGS iteration.
 
     Attributes
     ----------
@@ -386,6 +389,16 @@ class StackedAutoencoder(
     n_iter_ : int
         Total number of L-BFGS iterations over all layers (each layer's is in
         ``autoencoders_[k].n_iter_``, its loss curve in ``autoencoders_[k].loss_curve_``).
+    stage_n_iter_ : dict
+        ``{"pretraining": [iterations of each layer]}``, the key of
+        :class:`StackedAutoencoderClassifier`'s ``stage_n_iter_``.
+    stage_times_ : dict
+        ``{"pretraining": [seconds of each layer]}``: the wall time of each layer's
+        stage (its fit, and its codes for the layer above).
+    stage_stop_reasons_ : dict
+        ``{"pretraining": [reason of each layer]}``: the rule that stopped each layer's
+        L-BFGS, ``autoencoders_[k].stop_reason_`` (its values are listed in
+        :class:`SparseAutoencoder`'s attributes).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -754,6 +767,18 @@ class StackedAutoencoderClassifier(
     {per_layer}
     softmax_alpha : float >= 0, default=1e-4
         Weight decay of the softmax weights (UFLDL's λ), in stage 2 and in fine-tuning.
+        One value serves both stages on purpose. Fine-tuning minimises stage 2's
+        objective ``J(encoders, W) = −(1/m) Σ log P(y_i | x_i) + (λ / 2) ‖W‖²`` over more
+        parameters: its decay term is the same term on the same weights ``W``, which
+        read codes in the same bounded range, so it bounds the logits alike. Fine-tuning
+        thus continues one minimisation: it starts at ``pretrained_classifier_.loss_``
+        and ends with ``loss_`` at most that (to rounding); after a converged stage 2,
+        ``∂J/∂W = 0`` at its start and only the encoders' gradient moves it. With a decay
+        ``λ'`` of its own, the softmax's gradient at its start would be ``(λ' − λ) W``:
+        its first iterations would rescale the softmax that stage 2 fitted to another
+        objective, the losses before and after fine-tuning would not be comparable, and
+        ``fine_tune="top"`` would no longer continue stage 2. To regularise more or less,
+        change ``softmax_alpha``: both stages follow.
     softmax_max_iter : int, default=100
         L-BFGS iterations of stage 2.
     fine_tune : {"all", "top"} or None, default="all"
@@ -789,7 +814,11 @@ class StackedAutoencoderClassifier(
     random_state : int, RandomState instance or None, default=None
         One seed per layer and one for the softmax initialisation are drawn from it.
     verbose : int, default=0
-        Print a line per stage and per layer, and per-iteration progress.
+        0 prints nothing; 1 prints one line per stage when it ends (each pretrained
+        layer, the softmax, fine-tuning): its name as in its warnings
+        ("StackedAutoencoderClassifier (fine-tuning)"), the iterations, the final loss,
+        the time and the rule that stopped it (as ``stage_stop_reasons_``); 2 or more
+        also prints a heading per stage and a line per L-BFGS iteration.
 
     Attributes
     ----------
@@ -810,6 +839,29 @@ class StackedAutoencoderClassifier(
         Total L-BFGS iterations over all stages.
     stage_n_iter_ : dict
         ``{{"pretraining": [per layer], "softmax": int, "fine_tuning": int}}``.
+    stage_times_ : dict
+        The wall time of each stage in seconds, with the keys of ``stage_n_iter_``: a list
+        for pretraining (each layer's fit and its codes for the layer above), a float for
+        the softmax and for fine-tuning (the stage's set-up and its L-BFGS run). A stage
+        this fit did not run has 0.0 (an empty list for pretraining).
+    stage_stop_reasons_ : dict
+        The rule that stopped each stage's L-BFGS, with the keys of ``stage_n_iter_``:
+        ``"converged (tol)"`` (the largest gradient component fell to the stage's
+        tolerance: the layer's ``tol``, or ``fine_tune_tol``), ``"converged (loss
+        change)"`` (an iteration lowered the loss by a relative 2.2e-9 or less),
+        ``"max_iter"`` (the layer's ``max_iter``, ``softmax_max_iter`` or
+        ``fine_tune_max_iter``), ``"evaluation limit"``, ``"line search"`` or
+        ``"interrupted"``; the last four also raise a warning. None for a stage this fit
+        did not run (an empty list for pretraining).
+    pretrained_classifier_ : StackedAutoencoderClassifier
+        The network as stage 2 left it, before fine-tuning, as a fitted classifier: the
+        fitted attributes of this estimator with ``fine_tune=None`` and the same other
+        parameters and ``random_state`` (the same ``layers_``, bit for bit).
+        ``clf.pretrained_classifier_.score(X_test, y_test)`` is the accuracy of the
+        softmax on the pretrained codes, and ``clf.score(X_test, y_test)`` that after
+        fine-tuning, from one fit. Its encoder layers are the arrays of
+        ``autoencoders_``; only its softmax layer is an extra copy. A warm-started fit
+        keeps the record of the fit it continues (it runs no stage 2).
     loss_curves_ : dict
         The loss after each L-BFGS iteration, with the keys of ``stage_n_iter_``
         (a list of curves for pretraining).

@@ -4,6 +4,8 @@ the stopping rule of every stage, one verbose line per stage (every iteration at
 
 import pickle
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,3 +238,15 @@ def test_pretrained_classifier_kept_by_warm_start_and_pickle(digits):
     loaded = pickle.loads(pickle.dumps(model))
     _assert_same_network(loaded.pretrained_classifier_.layers_, record.layers_)
     assert loaded.pretrained_classifier_.score(X, y) == record.score(X, y)
+
+
+def test_a_sparse_autoencoder_pickled_before_stop_reason_loads_without_one(digits):
+    fixture = Path(__file__).resolve().parent / "data" / "sparse_autoencoder_models.pkl"
+    with open(fixture, "rb") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pickled by another skae and scikit-learn version
+        stored = pickle.load(f)
+    for model in stored.values():
+        assert model.stop_reason_ is None
+    with pytest.warns(ConvergenceWarning):
+        fresh = SparseAutoencoder(n_hidden=3, max_iter=2, random_state=0).fit(digits[0])
+    assert pickle.loads(pickle.dumps(fresh)).stop_reason_ == "max_iter"
