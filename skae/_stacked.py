@@ -1131,10 +1131,11 @@ class StackedAutoencoderClassifier(
         record.autoencoders_ = self.autoencoders_
         record.layers_ = layers
         record.fine_tuned_layers_ = ()
-        record.loss_curves_ = {**curves, "fine_tuning": []}
-        record.stage_n_iter_ = {**n_iter, "fine_tuning": 0}
-        record.stage_times_ = {**times, "fine_tuning": 0.0}
-        record.stage_stop_reasons_ = {**reasons, "fine_tuning": None}
+        # its own dicts and lists (the classifier's may be changed by the caller)
+        record.loss_curves_ = copy.deepcopy({**curves, "fine_tuning": []})
+        record.stage_n_iter_ = copy.deepcopy({**n_iter, "fine_tuning": 0})
+        record.stage_times_ = copy.deepcopy({**times, "fine_tuning": 0.0})
+        record.stage_stop_reasons_ = copy.deepcopy({**reasons, "fine_tuning": None})
         record.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"])
         record.loss_ = float(loss)
         record.n_features_in_ = self.n_features_in_

@@ -121,7 +121,7 @@ def test_stop_reason_tells_the_gradient_rule_from_the_loss_change_rule(own_lbfgs
     assert short.reason == "max_iter"
 
 
-def test_stop_reason_of_an_interrupted_fit(digits):
+def test_stop_reason_of_an_interrupted_fit():
     calls = []
 
     def interrupted(x):
