@@ -270,7 +270,7 @@ def main(argv=None):
         n_hidden=args.n_hidden,
         max_iter=args.max_iter,
         random_state=args.random_state,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else 2,
     )
     rbm = BernoulliRBM(
         n_components=args.n_hidden, learning_rate=0.06, n_iter=20, random_state=args.random_state

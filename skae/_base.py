@@ -55,6 +55,7 @@ __all__ = [
     "check_input_array",
     "check_fitted_namespace",
     "FitStage",
+    "STOP_REASONS",
     "fit_stage",
     "run_lbfgs",
     "to_numpy",
@@ -581,6 +582,7 @@ class LBFGSResult:
 
     ``n_iter`` is the number of L-BFGS iterations completed (``len(loss_curve)``; 0 when
     the start already satisfied the stopping rule or an interruption came first).
+    ``reason`` says which rule stopped it, one of :data:`STOP_REASONS`.
     """
 
     theta: np.ndarray
@@ -591,6 +593,30 @@ class LBFGSResult:
     converged: bool
     status: int = 0
     message: str = ""
+    reason: str = ""
+
+
+#: Why an L-BFGS run stopped (``LBFGSResult.reason``): the largest gradient component fell
+#: to ``tol``; the loss decreased by a relative 2.2e-9 or less in an iteration (L-BFGS-B's
+#: ``factr * eps``); the iteration limit; the limit of 20 objective evaluations per allowed
+#: iteration; a line search that found no decrease; Ctrl-C.
+STOP_REASONS = (
+    "converged (tol)",
+    "converged (loss change)",
+    "max_iter",
+    "evaluation limit",
+    "line search",
+    "interrupted",
+)
+
+
+def _stop_reason(status, message, nfev, maxfun):
+    """The :data:`STOP_REASONS` entry of an L-BFGS(-B) ``status`` and ``message``."""
+    if status == 0:
+        return STOP_REASONS[1] if "REDUCTION" in str(message).upper() else STOP_REASONS[0]
+    if status == 1:
+        return STOP_REASONS[3] if nfev >= maxfun else STOP_REASONS[2]
+    return STOP_REASONS[4]
 
 
 class NonFiniteLossError(FloatingPointError, ValueError):
@@ -665,8 +691,11 @@ def run_lbfgs(
 ):
     """Minimise ``fun(theta) -> (J, grad)`` with SciPy's L-BFGS-B, robustly.
 
-    - Progress comes from ``minimize``'s ``callback(intermediate_result)``; with
-      ``verbose`` each iteration prints ``report(intermediate_result)`` (a string).
+    - Progress comes from ``minimize``'s ``callback(intermediate_result)``. With
+      ``verbose >= 1`` the run ends with one line: the stage's name, the iterations, the
+      final loss, the time and the rule that stopped it (:data:`STOP_REASONS`); with
+      ``verbose >= 2`` each iteration also prints a line with ``report(intermediate_result)``
+      (a string).
     - Every non-zero L-BFGS-B status (``max_iter`` reached, the evaluation limit of 20
       per iteration reached, an abnormal line search) warns with ``ConvergenceWarning``
       saying which; warnings point at the first caller outside skae and scikit-learn.
@@ -732,7 +761,7 @@ def run_lbfgs(
         state["theta"] = copy(intermediate_result.x)
         state["loss"] = float(intermediate_result.fun)
         state["curve"].append(state["loss"])
-        if verbose:
+        if verbose >= 2:
             elapsed = time.perf_counter() - state["start"]
             line = report(intermediate_result) if report is not None else ""
             print(
@@ -742,6 +771,16 @@ def run_lbfgs(
             )
 
     maxfun = _EVALUATIONS_PER_ITERATION * max_iter
+
+    def summary(n_iter, loss, reason):
+        if verbose:
+            elapsed = time.perf_counter() - state["start"]
+            print(
+                f"{name}: {n_iter} iterations, loss = {loss:.8g}, time = {elapsed:.2f}s, "
+                f"stopped: {reason}",
+                flush=True,
+            )
+
     try:
         # L-BFGS-B's own linear algebra is vector work on which BLAS threads only add
         # synchronisation; the objective runs its products on its own worker threads.
@@ -773,13 +812,18 @@ def run_lbfgs(
             loss = first["loss"]
         else:  # interrupted during the first evaluation: evaluate the kept start once
             loss = float(fun(theta)[0])
-        return LBFGSResult(theta, loss, state["curve"], n_iter, True, False, -1, "interrupted")
+        summary(n_iter, loss, "interrupted")
+        return LBFGSResult(
+            theta, loss, state["curve"], n_iter, True, False, -1, "interrupted", "interrupted"
+        )
 
+    curve = state["curve"]
+    reason = _stop_reason(result.status, result.message, result.nfev, maxfun)
+    summary(len(curve), float(result.fun), reason)
     if result.status != 0:
         warn_at_caller(
             f"{name}: {_status_message(result, max_iter, maxfun, stage)}", ConvergenceWarning
         )
-    curve = state["curve"]
     return LBFGSResult(
         result.x if xp is not None else np.asarray(result.x, dtype=np.float64),
         float(result.fun),
@@ -789,4 +833,5 @@ def run_lbfgs(
         result.status == 0,
         int(result.status),
         str(result.message),
+        reason,
     )

@@ -165,8 +165,10 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     random_state : int, RandomState instance or None, default=None
         Seeds the weight initialisation and the corruption.
     verbose : int, default=0
-        Print one line per L-BFGS iteration: loss, reconstruction error, mean firing
-        rate, elapsed time.
+        0 prints nothing. 1 prints one line when the fit ends: the iterations, the final
+        loss, the time and the rule that stopped L-BFGS (``stop_reason_``). 2 or more
+        also prints one line per L-BFGS iteration: loss, reconstruction error, mean
+        firing rate, elapsed time.
 
     Attributes
     ----------
@@ -188,6 +190,14 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     n_iter_ : int
         Number of L-BFGS iterations completed, ``len(loss_curve_)`` (0 when the start
         already met ``tol``).
+    stop_reason_ : str
+        The rule that stopped L-BFGS: ``"converged (tol)"`` (the largest gradient
+        component fell to ``tol``), ``"converged (loss change)"`` (an iteration lowered
+        the loss by a relative 2.2e-9 or less), ``"max_iter"``, ``"evaluation limit"``
+        (20 objective evaluations per allowed iteration used up), ``"line search"`` (no
+        decrease found along the search direction) or ``"interrupted"`` (Ctrl-C). The
+        last four also raise a warning. None for a model pickled by an earlier version of
+        skae, which did not record it.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -467,6 +477,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.loss_ = float(result.loss)
         self.loss_curve_ = list(result.loss_curve)
         self.n_iter_ = int(result.n_iter)
+        self.stop_reason_ = result.reason
         return self
 
     def _previous_parameters(self):
@@ -610,6 +621,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 rho=float(state["rho"]),
             )
             state.setdefault("_batch_size_", state.get("batch_size"))
+        if "components_" in state:  # pickled before the stopping rule was recorded
+            state.setdefault("stop_reason_", None)
         super().__setstate__(state)
 
     @property

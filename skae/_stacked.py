@@ -3,6 +3,7 @@ top code, and end-to-end fine-tuning by backpropagation with L-BFGS."""
 
 import copy
 import inspect
+import time
 from numbers import Integral, Real
 
 import numpy as np
@@ -285,7 +286,11 @@ class _StackMixin:
         return settings
 
     def _pretrain(self, X, seeds, previous=None):
-        """Fit one SparseAutoencoder per layer, layer k on the codes of layer k−1."""
+        """Fit one SparseAutoencoder per layer, layer k on the codes of layer k−1.
+
+        Returns the fitted layers and the wall time of each layer's stage (its fit, its
+        codes for the next layer and the check of those codes), in seconds.
+        """
         settings = self._layer_settings()
         if previous is not None and len(previous) != len(settings):
             raise ValueError(
@@ -293,9 +298,10 @@ class _StackMixin:
                 f"{len(previous)} layers, now hidden_layer_sizes has {len(settings)}. Set "
                 "warm_start=False to start afresh."
             )
-        autoencoders, codes = [], X
+        autoencoders, times, codes = [], [], X
         for k, setting in enumerate(settings):
-            if self.verbose:
+            start = time.perf_counter()
+            if self.verbose >= 2:
                 print(
                     f"{type(self).__name__}: pretraining layer {k + 1}/{len(settings)} "
                     f"({codes.shape[1]} -> {setting['n_hidden']} units)",
@@ -317,7 +323,8 @@ class _StackMixin:
             upper = autoencoder.transform(codes)
             _check_constant_codes(self, k, autoencoder, codes, upper, settings)
             codes = upper
-        return autoencoders
+            times.append(time.perf_counter() - start)
+        return autoencoders, times
 
     def _fit_keeping_state(self, fit, *args):
         saved = dict(self.__dict__)
@@ -370,7 +377,10 @@ class StackedAutoencoder(
         One seed per layer is drawn from it; layer ``k`` is fitted with
         ``random_state=seed_k`` (``autoencoders_[k].random_state``).
     verbose : int, default=0
-        Print a line per layer, and the layers' per-iteration progress.
+        0 prints nothing; 1 prints one line per layer when its fit ends: the stage
+        ("StackedAutoencoder (pretraining, layer 2 of 3)"), the iterations, the final
+        loss, the time and the rule that stopped it; 2 or more also prints a heading per
+        layer and a line per L-BFGS iteration.
 
     Attributes
     ----------
@@ -379,6 +389,16 @@ class StackedAutoencoder(
     n_iter_ : int
         Total number of L-BFGS iterations over all layers (each layer's is in
         ``autoencoders_[k].n_iter_``, its loss curve in ``autoencoders_[k].loss_curve_``).
+    stage_n_iter_ : dict
+        ``{"pretraining": [iterations of each layer]}``, the key of
+        :class:`StackedAutoencoderClassifier`'s ``stage_n_iter_``.
+    stage_times_ : dict
+        ``{"pretraining": [seconds of each layer]}``: the wall time of each layer's
+        stage (its fit, and its codes for the layer above).
+    stage_stop_reasons_ : dict
+        ``{"pretraining": [reason of each layer]}``: the rule that stopped each layer's
+        L-BFGS, ``autoencoders_[k].stop_reason_`` (its values are listed in
+        :class:`SparseAutoencoder`'s attributes).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -494,8 +514,13 @@ class StackedAutoencoder(
             )
         random_state = check_random_state(self.random_state)
         seeds = random_state.randint(_SEED_MAX, size=len(self._hidden_sizes()))
-        self.autoencoders_ = self._pretrain(X, seeds, previous)
+        self.autoencoders_, times = self._pretrain(X, seeds, previous)
         self.n_iter_ = int(sum(ae.n_iter_ for ae in self.autoencoders_))
+        self.stage_n_iter_ = {"pretraining": [int(ae.n_iter_) for ae in self.autoencoders_]}
+        self.stage_times_ = {"pretraining": times}
+        self.stage_stop_reasons_ = {
+            "pretraining": [ae.stop_reason_ for ae in self.autoencoders_]
+        }
         return self
 
     def transform(self, X):
@@ -742,6 +767,18 @@ class StackedAutoencoderClassifier(
     {per_layer}
     softmax_alpha : float >= 0, default=1e-4
         Weight decay of the softmax weights (UFLDL's λ), in stage 2 and in fine-tuning.
+        One value serves both stages on purpose. Fine-tuning minimises stage 2's
+        objective ``J(encoders, W) = −(1/m) Σ log P(y_i | x_i) + (λ / 2) ‖W‖²`` over more
+        parameters: its decay term is the same term on the same weights ``W``, which
+        read codes in the same bounded range, so it bounds the logits alike. Fine-tuning
+        thus continues one minimisation: it starts at ``pretrained_classifier_.loss_``
+        and ends with ``loss_`` at most that (to rounding); after a converged stage 2,
+        ``∂J/∂W = 0`` at its start and only the encoders' gradient moves it. With a decay
+        ``λ'`` of its own, the softmax's gradient at its start would be ``(λ' − λ) W``:
+        its first iterations would rescale the softmax that stage 2 fitted to another
+        objective, the losses before and after fine-tuning would not be comparable, and
+        ``fine_tune="top"`` would no longer continue stage 2. To regularise more or less,
+        change ``softmax_alpha``: both stages follow.
     softmax_max_iter : int, default=100
         L-BFGS iterations of stage 2.
     fine_tune : {"all", "top"} or None, default="all"
@@ -777,7 +814,11 @@ class StackedAutoencoderClassifier(
     random_state : int, RandomState instance or None, default=None
         One seed per layer and one for the softmax initialisation are drawn from it.
     verbose : int, default=0
-        Print a line per stage and per layer, and per-iteration progress.
+        0 prints nothing; 1 prints one line per stage when it ends (each pretrained
+        layer, the softmax, fine-tuning): its name as in its warnings
+        ("StackedAutoencoderClassifier (fine-tuning)"), the iterations, the final loss,
+        the time and the rule that stopped it (as ``stage_stop_reasons_``); 2 or more
+        also prints a heading per stage and a line per L-BFGS iteration.
 
     Attributes
     ----------
@@ -798,6 +839,29 @@ class StackedAutoencoderClassifier(
         Total L-BFGS iterations over all stages.
     stage_n_iter_ : dict
         ``{{"pretraining": [per layer], "softmax": int, "fine_tuning": int}}``.
+    stage_times_ : dict
+        The wall time of each stage in seconds, with the keys of ``stage_n_iter_``: a list
+        for pretraining (each layer's fit and its codes for the layer above), a float for
+        the softmax and for fine-tuning (the stage's set-up and its L-BFGS run). A stage
+        this fit did not run has 0.0 (an empty list for pretraining).
+    stage_stop_reasons_ : dict
+        The rule that stopped each stage's L-BFGS, with the keys of ``stage_n_iter_``:
+        ``"converged (tol)"`` (the largest gradient component fell to the stage's
+        tolerance: the layer's ``tol``, or ``fine_tune_tol``), ``"converged (loss
+        change)"`` (an iteration lowered the loss by a relative 2.2e-9 or less),
+        ``"max_iter"`` (the layer's ``max_iter``, ``softmax_max_iter`` or
+        ``fine_tune_max_iter``), ``"evaluation limit"``, ``"line search"`` or
+        ``"interrupted"``; the last four also raise a warning. None for a stage this fit
+        did not run (an empty list for pretraining).
+    pretrained_classifier_ : StackedAutoencoderClassifier
+        The network as stage 2 left it, before fine-tuning, as a fitted classifier: the
+        fitted attributes of this estimator with ``fine_tune=None`` and the same other
+        parameters and ``random_state`` (the same ``layers_``, bit for bit).
+        ``clf.pretrained_classifier_.score(X_test, y_test)`` is the accuracy of the
+        softmax on the pretrained codes, and ``clf.score(X_test, y_test)`` that after
+        fine-tuning, from one fit. Its encoder layers are the arrays of
+        ``autoencoders_``; only its softmax layer is an extra copy. A warm-started fit
+        keeps the record of the fit it continues (it runs no stage 2).
     loss_curves_ : dict
         The loss after each L-BFGS iteration, with the keys of ``stage_n_iter_``
         (a list of curves for pretraining).
@@ -975,14 +1039,17 @@ class StackedAutoencoderClassifier(
         seeds = random_state.randint(_SEED_MAX, size=len(sizes) + 1)
         curves = {"pretraining": [], "softmax": [], "fine_tuning": []}
         n_iter = {"pretraining": [], "softmax": 0, "fine_tuning": 0}
+        times = {"pretraining": [], "softmax": 0.0, "fine_tuning": 0.0}
+        reasons = {"pretraining": [], "softmax": None, "fine_tuning": None}
         if warm:
             self._check_warm_start(sizes, classes, X.shape[1], np if xp is None else xp)
             autoencoders = self.autoencoders_
             layers = [_cast_layer(layer, X.dtype) for layer in self.layers_]
         else:
-            autoencoders = self._pretrain(X, seeds)
+            autoencoders, times["pretraining"] = self._pretrain(X, seeds)
             curves["pretraining"] = [list(ae.loss_curve_) for ae in autoencoders]
             n_iter["pretraining"] = [int(ae.n_iter_) for ae in autoencoders]
+            reasons["pretraining"] = [ae.stop_reason_ for ae in autoencoders]
             layers = [_autoencoder_layer(ae) for ae in autoencoders]
             rng = np.random.RandomState(seeds[-1])
             # UFLDL's softmax initialisation: small Gaussian weights, zero bias.
@@ -995,17 +1062,23 @@ class StackedAutoencoderClassifier(
             layers.append(Layer(W, b, "softmax"))
 
         k = len(layers)
-        loss = None
+        loss = pretrained = None  # pretrained: stage 2's network and loss
         if not warm:
             # Stage 2: the softmax on the frozen top codes of the labelled rows.
+            start = time.perf_counter()
             self._say(f"softmax on {len(y_index)} labelled rows")
             objective = objective_of(
                 layers, y_index, n_trainable=1, alphas=[self.softmax_alpha]
             )
             result = self._minimise(objective, "softmax")
+            # the encoders are the autoencoders' own arrays: this network costs no copy
+            # beyond its softmax layer
             layers = layers[:-1] + _layers_from(objective, result.theta)
             curves["softmax"], n_iter["softmax"] = list(result.loss_curve), result.n_iter
+            reasons["softmax"] = result.reason
             loss = result.loss
+            times["softmax"] = time.perf_counter() - start
+            pretrained = list(layers), loss
         # Stage 3 (or, warm-started with fine_tune=None, more of stage 2).
         stage, fine_tuned = None, ()
         if self.fine_tune == "all":
@@ -1015,6 +1088,7 @@ class StackedAutoencoderClassifier(
         elif warm:
             stage, n_trainable = "softmax", 1
         if stage is not None:
+            start = time.perf_counter()
             self._say(f"{stage.replace('_', '-')} ({self.fine_tune!r}) on {len(y_index)} "
                       "labelled rows")
             objective = objective_of(
@@ -1026,7 +1100,9 @@ class StackedAutoencoderClassifier(
             result = self._minimise(objective, stage)
             layers = layers[: k - n_trainable] + _layers_from(objective, result.theta)
             curves[stage], n_iter[stage] = list(result.loss_curve), result.n_iter
+            reasons[stage] = result.reason
             loss = result.loss
+            times[stage] = time.perf_counter() - start
 
         if y_namespace is not None and y_namespace[0] is not None:
             y_xp, y_device = y_namespace
@@ -1037,12 +1113,38 @@ class StackedAutoencoderClassifier(
         self.fine_tuned_layers_ = fine_tuned
         self.loss_curves_ = curves
         self.stage_n_iter_ = n_iter
+        self.stage_times_ = times
+        self.stage_stop_reasons_ = reasons
         self.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"] + n_iter["fine_tuning"])
         self.loss_ = float(loss)
+        if pretrained is not None:  # a warm start keeps the record of the fit before it
+            self.pretrained_classifier_ = self._pretrained_record(
+                *pretrained, curves, n_iter, times, reasons
+            )
         return self
 
+    def _pretrained_record(self, layers, loss, curves, n_iter, times, reasons):
+        """The network as stage 2 left it, as a fitted classifier: the fitted attributes of
+        ``fine_tune=None`` with these settings (its arrays shared, not copied)."""
+        record = type(self)(**{**self.get_params(deep=False), "fine_tune": None})
+        record.classes_ = self.classes_
+        record.autoencoders_ = self.autoencoders_
+        record.layers_ = layers
+        record.fine_tuned_layers_ = ()
+        # its own dicts and lists (the classifier's may be changed by the caller)
+        record.loss_curves_ = copy.deepcopy({**curves, "fine_tuning": []})
+        record.stage_n_iter_ = copy.deepcopy({**n_iter, "fine_tuning": 0})
+        record.stage_times_ = copy.deepcopy({**times, "fine_tuning": 0.0})
+        record.stage_stop_reasons_ = copy.deepcopy({**reasons, "fine_tuning": None})
+        record.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"])
+        record.loss_ = float(loss)
+        record.n_features_in_ = self.n_features_in_
+        if hasattr(self, "feature_names_in_"):
+            record.feature_names_in_ = self.feature_names_in_
+        return record
+
     def _say(self, message):
-        if self.verbose:
+        if self.verbose >= 2:
             print(f"{type(self).__name__}: {message}", flush=True)
 
     def _minimise(self, objective, stage):

@@ -130,7 +130,7 @@ def test_converged_fit_does_not_warn():
 
 
 def test_verbose_prints_one_line_per_iteration(digits, capsys):
-    _quiet_fit(SparseAutoencoder(n_hidden=5, max_iter=4, verbose=1, random_state=0), digits[0])
+    _quiet_fit(SparseAutoencoder(n_hidden=5, max_iter=4, verbose=2, random_state=0), digits[0])
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Iteration")]
     assert len(lines) == 4
     for word in ("loss", "reconstruction", "mean activation", "time"):

@@ -91,7 +91,7 @@ def test_bad_layer_parameters(Estimator, digits):
 @no_convergence
 def test_float32_sparse_and_verbose(digits, capsys):
     X = digits[0][:200]
-    stack = StackedAutoencoder((6, 4), max_iter=5, random_state=0, verbose=1)
+    stack = StackedAutoencoder((6, 4), max_iter=5, random_state=0, verbose=2)
     H32 = stack.fit(X.astype(np.float32)).transform(X.astype(np.float32))
     assert H32.dtype == np.float32
     out = capsys.readouterr().out
@@ -467,7 +467,7 @@ def test_unlabelled_rows_only_pretrain(digits):
 def test_classifier_float32_sparse_verbose_and_warm_start(digits, capsys):
     X, y = digits[0][:200], digits[1][:200]
     settings = dict(max_iter=5, softmax_max_iter=5, fine_tune_max_iter=5, random_state=0)
-    model = StackedAutoencoderClassifier((8, 6), verbose=1, **settings)
+    model = StackedAutoencoderClassifier((8, 6), verbose=2, **settings)
     model.fit(X.astype(np.float32), y)
     out = capsys.readouterr().out
     assert "pretraining layer 2/2" in out and "softmax on 200 labelled rows" in out
