@@ -547,15 +547,16 @@ class StackedAutoencoder(
         """Minus the reconstruction loss of each sample through the whole stack.
 
         ``X`` is encoded up through every layer and the top codes decoded back down
-        (``inverse_transform(transform(X))``), and each row's reconstruction is compared
-        with the row by the bottom layer's loss: ``−½‖x̂_i − x_i‖²`` for ``loss="squared"``, minus the
-        cross-entropy for ``"cross_entropy"`` (computed from the bottom decoder's
-        pre-activation, so it stays finite). Higher is more typical, as for
-        scikit-learn's outlier detectors; no noise and no penalties are applied. For a
-        one-layer stack it equals that layer's
+        (``inverse_transform(transform(X))``), and each row's reconstruction is
+        compared with the row by the bottom layer's loss: ``−½‖x̂_i − x_i‖²`` for
+        ``loss="squared"``, minus the cross-entropy for ``"cross_entropy"`` (computed
+        from the bottom decoder's pre-activation, so it stays finite). Higher is more
+        typical, as for scikit-learn's outlier detectors; no noise and no penalties are
+        applied. For a one-layer stack it equals that layer's
         :meth:`SparseAutoencoder.score_samples`. The rows are evaluated in blocks (of
         the bottom layer's ``batch_size`` rows if set), so the memory beyond the
-        returned vector does not grow with the number of rows.
+        returned vector does not grow with the number of rows. The stack has no
+        ``score`` method; ``score_samples(X).mean()`` is its mean reconstruction score.
 
         Parameters
         ----------
