@@ -246,29 +246,51 @@ def test_cross_entropy_outside_the_unit_range_is_a_clear_error(make):
 
 
 # --------------------------------------------------------------------------- array API
-@short_fit
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("make", ESTIMATORS, ids=["SparseAutoencoder", "StackedAutoencoder"])
-def test_array_api_dispatch_scores_in_the_namespace(make, dtype):
+def _namespace(name):
+    """``(asarray, array type, float64 dtype, to_numpy)`` of a CPU array namespace."""
+    if name == "torch":
+        torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+        return (
+            lambda a: torch.asarray(np.array(a), device="cpu"),
+            torch.Tensor,
+            torch.float64,
+            lambda a: a.numpy(),
+        )
     xps = pytest.importorskip("array_api_strict")
+    return xps.asarray, type(xps.asarray(0.0)), xps.float64, lambda a: np.asarray(a)
+
+
+@short_fit
+@pytest.mark.parametrize("namespace", ["array_api_strict", "torch"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SparseAutoencoder(n_hidden=4, loss="cross_entropy", max_iter=3, random_state=0),
+        ESTIMATORS[1],
+    ],
+    ids=["SparseAutoencoder-cross_entropy", "StackedAutoencoder"],
+)
+def test_array_api_dispatch_scores_in_the_namespace(make, dtype, namespace):
     from sklearn import config_context
 
     from skae._base import to_numpy
 
-    X = _digits(80, np.float32 if dtype == "float32" else np.float64)
+    asarray, array_type, float64, as_numpy = _namespace(namespace)
+    X = _digits(80, dtype)
     with config_context(array_api_dispatch=True):
-        est = make().fit(xps.asarray(X[:60]))
-        scores = est.score_samples(xps.asarray(X[60:]))
-        score = est.score(xps.asarray(X[60:])) if hasattr(est, "score") else None
+        est = make().fit(asarray(X[:60]))
+        scores = est.score_samples(asarray(X[60:]))
+        score = est.score(asarray(X[60:])) if hasattr(est, "score") else None
         with pytest.raises(ValueError, match="same namespace"):
             est.score_samples(X[60:])
-    assert isinstance(scores, type(xps.asarray(0.0)))
-    assert scores.shape == (20,) and scores.dtype == xps.float64
+    assert isinstance(scores, array_type)
+    assert tuple(scores.shape) == (20,) and scores.dtype == float64
     autoencoders = getattr(est, "autoencoders_", [est])
     layers = [tuple(to_numpy(a) for a in _layer(ae)[:4]) + _layer(ae)[4:] for ae in autoencoders]
-    expected = -_expected_losses(X[60:], layers, "squared")
+    expected = -_expected_losses(X[60:], layers, autoencoders[0].loss)
     np.testing.assert_allclose(
-        to_numpy(scores), expected, rtol=1e-10 if dtype == "float64" else 1e-4
+        as_numpy(scores), expected, rtol=1e-10 if dtype == np.float64 else 1e-4
     )
     if score is not None:
-        assert score == pytest.approx(float(np.mean(to_numpy(scores))), rel=1e-12)
+        assert score == pytest.approx(float(np.mean(as_numpy(scores))), rel=1e-12)
