@@ -155,6 +155,20 @@ def test_higher_is_more_typical():
     assert ae.score(X[y < 5][600:]) > ae.score(X[y >= 5])
 
 
+@short_fit
+def test_a_pipeline_ending_with_the_autoencoder_scores_samples():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    X = load_digits().data[:100]
+    pipeline = make_pipeline(MinMaxScaler(), SparseAutoencoder(6, max_iter=5, random_state=0))
+    pipeline.fit(X)
+    scaler, ae = pipeline[0], pipeline[-1]
+    np.testing.assert_array_equal(
+        pipeline.score_samples(X), ae.score_samples(scaler.transform(X))
+    )
+
+
 # --------------------------------------------------------------------------- stacks
 @short_fit
 @pytest.mark.parametrize(
