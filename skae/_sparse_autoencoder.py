@@ -618,6 +618,11 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         evaluated in blocks (of ``batch_size`` rows if set), so the memory beyond the
         returned vector does not grow with the number of rows.
 
+        With the cross-entropy loss a perfect reconstruction scores minus the row's own
+        entropy ``Σ_k H(x_ik)``, not 0, so rows with many intermediate values score
+        lower whatever their reconstruction; the squared loss has no such offset (see
+        the user guide's section on novelty detection).
+
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
