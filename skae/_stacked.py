@@ -40,7 +40,7 @@ from ._base import (
 )
 from ._network import FineTuneObjective, Layer, _autoencoder_layer, forward
 from ._objective import _cast
-from ._sparse_autoencoder import SparseAutoencoder, _input_namespace
+from ._sparse_autoencoder import SparseAutoencoder, _input_namespace, _negative_losses
 
 __all__ = ["StackedAutoencoder", "StackedAutoencoderClassifier"]
 
@@ -568,6 +568,51 @@ class StackedAutoencoder(
             H = autoencoder.inverse_transform(H)
         return H
 
+    def score_samples(self, X):
+        """Minus the reconstruction loss of each sample through the whole stack.
+
+        ``X`` is encoded up through every layer and the top codes decoded back down
+        (``inverse_transform(transform(X))``), and each row's reconstruction is
+        compared with the row by the bottom layer's loss: ``−½‖x̂_i − x_i‖²`` for
+        ``loss="squared"``, minus the cross-entropy for ``"cross_entropy"`` (computed
+        from the bottom decoder's pre-activation, so it stays finite). Higher is more
+        typical, as for scikit-learn's outlier detectors; no noise and no penalties are
+        applied. For a one-layer stack it equals that layer's
+        :meth:`SparseAutoencoder.score_samples`. The rows are evaluated in blocks (of
+        the bottom layer's ``batch_size`` rows if set), so the memory beyond the
+        returned vector does not grow with the number of rows. The stack has no
+        ``score`` method; ``score_samples(X).mean()`` is its mean reconstruction score.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to reconstruct.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            ``−L(x̂_i, x_i)``, float64 (accumulated in float64 also for float32 input).
+            A dask array for a dask ``X`` (lazy, one task per row chunk); under array
+            API dispatch an array of ``X``'s namespace and device.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skae import StackedAutoencoder
+        >>> X = load_digits().data / 16.0
+        >>> stack = StackedAutoencoder((32, 16), alpha=[3e-3, 1e-4], tol=1e-3,
+        ...                            random_state=0).fit(X[:500])
+        >>> stack.score_samples(X[500:505]).shape
+        (5,)
+        """
+        check_is_fitted(self)
+        if _dask.is_dask_collection(X):
+            return _dask.map_rows(self, X, _negative_losses, self.autoencoders_)  # lazy
+        check_fitted_namespace(X, self, attribute="_bottom_weights", method="score_samples")
+        dtypes = _input_namespace(X)[2]
+        X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
+        return _negative_losses(X, self.autoencoders_)
+
     def _network_layers(self):
         check_is_fitted(self)
         return [_autoencoder_layer(ae) for ae in self.autoencoders_]
@@ -892,6 +937,11 @@ class StackedAutoencoderClassifier(
     the same ``random_state`` the NumPy fit and the fit in another namespace give
     different networks and probabilities, closer as the stages converge (see the
     documentation's array API page).
+
+    The classifier has no ``score_samples``: its ``score`` is accuracy, and fine-tuning
+    changes the encoders of ``layers_`` but no decoder, so the network it predicts with
+    does not reconstruct its input. For per-sample reconstruction scores (novelty
+    detection) use a :class:`StackedAutoencoder` or :class:`SparseAutoencoder`.
 
     Examples
     --------
