@@ -149,7 +149,7 @@ ax_bars.set_xticks(positions, [f"{b}\n({n} labelled)" for b, n in
 low = min(min(s.values()) for s in scores.values())
 ax_bars.set_ylim(max(0.0, low - 0.1), 1.0)
 ax_bars.set_ylabel("test accuracy")
-ax_bars.legend(fontsize=7, loc="lower right")
+ax_bars.legend(fontsize=7, loc="upper left")
 ax_bars.set_title("784-200-200-10 on held-out digits" if shape == (28, 28) else "digits")
 fig.tight_layout()
 plt.show()
