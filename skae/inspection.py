@@ -599,18 +599,21 @@ def _blur(X, image_shape, sigma):
     return gaussian_filter(images, sigmas, mode="constant").reshape(X.shape)
 
 
-def _center_biased_ascent(layers, X, units, radii, bounds, max_iter, tol, image_shape):
+def _center_biased_ascent(
+    layers, X, units, radii, bounds, max_iter, tol, image_shape, blur_start=True
+):
     """Projected gradient ascent in the stages of ``_CENTER_STAGES``.
 
-    The start is blurred by the first stage's blur. In stage ``k`` the input is written
-    ``x = low + c ⊙ (u − low)`` with ``c`` the stage's centred window (``low`` = 0 without
-    ``bounds``), and ``u`` is optimised in the ball ``‖u‖ ≤ radii[k]`` or the box, with
-    the gradient blurred by the stage's blur: ``x`` grows as a smooth object where the
-    window is large, then sharpens with smaller blurs, while pixels far from the centre
-    pay more for their brightness.
+    The start is blurred by the first stage's blur if ``blur_start``. In stage ``k`` the
+    input is written ``x = low + c ⊙ (u − low)`` with ``c`` the stage's centred window
+    (``low`` = 0 without ``bounds``), and ``u`` is optimised in the ball
+    ``‖u‖ ≤ radii[k]`` or the box, with the gradient blurred by the stage's blur: ``x``
+    grows as a smooth object where the window is large, then sharpens with smaller blurs,
+    while pixels far from the centre pay more for their brightness.
     """
     side = max(image_shape[:2])
-    X = _blur(X, image_shape, _CENTER_STAGES[0][0] * side)
+    if blur_start:
+        X = _blur(X, image_shape, _CENTER_STAGES[0][0] * side)
     low = 0.0 if bounds is None else bounds[0]
     project = None if bounds is None else (lambda Z: np.clip(Z, *bounds))
     for (blur, width), radius in zip(_CENTER_STAGES, radii):
@@ -715,7 +718,8 @@ def activation_maximization(
     center_bias : bool, default=False
         Center-biased regularisation (Nguyen, Yosinski & Clune, 2016), against inputs made
         of fragments spread over the whole image: a blurred object is grown in the centre
-        first, then sharpened there. The start is blurred, and the projected ascent (also
+        first, then sharpened there. A random start is blurred (a given ``init`` is kept
+        as it is), and the projected ascent (also
         inside ``bounds``, instead of L-BFGS-B) runs in 4 stages of ``max_iter``
         iterations each. In each stage the input is ``x = low + c ⊙ (u − low)`` with ``c``
         a centred Gaussian window (1 in the middle; ``low`` is 0 without ``bounds``), ``u``
@@ -777,7 +781,8 @@ def activation_maximization(
         else:
             radii = np.full(n_stages, bounds[1] - bounds[0])
         X = _center_biased_ascent(
-            layers, X, units, radii, bounds, int(max_iter), tol, image_shape
+            layers, X, units, radii, bounds, int(max_iter), tol, image_shape,
+            blur_start=isinstance(init, str),
         )
     elif bounds is None:
         # Continuation: maximise in balls of growing radius, each started from the last
@@ -971,9 +976,9 @@ def multifaceted_visualization(
         t-SNE perplexity (reduced to ``(n_top - 1) / 3`` when ``n_top`` is small).
     center_bias : bool, default=False
         Center-biased regularisation of the ascent, see :func:`activation_maximization`:
-        each start is blurred, and the ascent first grows a smooth object in the centre
-        of the image, then sharpens it there (``max_iter`` iterations in each of its 4
-        stages). Needs ``image_shape``.
+        from each facet's mean image, the ascent first adds smooth changes weighted
+        towards the centre of the image, then sharper ones (``max_iter`` iterations in
+        each of its 4 stages). Needs ``image_shape``.
     image_shape : int or tuple of int, default=None
         Shape the inputs were flattened from, for ``center_bias=True``.
     random_state : int, RandomState instance or None, default=None
