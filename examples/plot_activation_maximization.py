@@ -192,4 +192,11 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# RESULTS_INV
+# Every inversion matches its target code closely (median code errors 0.017, 0.021, 0.013
+# and 0.007 for layers 1, 2, 3 and the class probabilities) and is classified like the
+# digit. The layer-1 code (200 numbers for 784 pixels) keeps the digit: its inversion is a
+# grainy copy of it. The layer-2 code (100 numbers) keeps the strokes, thinner and speckled.
+# The layer-3 code (50 numbers) keeps a dim, blurred outline in which some digits turn
+# into others (the slim 8 reads as a 3 or a z). The class probabilities keep only the class:
+# their inversions are faint smudges that barely resemble the digit, yet the network is as
+# sure of their class as of the digit's.
