@@ -198,5 +198,5 @@ plt.show()
 # grainy copy of it. The layer-2 code (100 numbers) keeps the strokes, thinner and speckled.
 # The layer-3 code (50 numbers) keeps a dim, blurred outline in which some digits turn
 # into others (the slim 8 reads as a 3 or a z). The class probabilities keep only the class:
-# their inversions are faint smudges that barely resemble the digit, yet the network is as
-# sure of their class as of the digit's.
+# their inversions are faint smudges that barely resemble the digit, yet the classifier
+# puts every one of them in the digit's class.

@@ -94,7 +94,7 @@ for k in range(3):
 radius = float(np.max(np.linalg.norm(plain.starts, axis=1)))
 random_results = {
     name: activation_maximization(
-        clf, layer="output", units=unit, norm=radius, random_state=0,
+        clf, layer="output", units=unit, norm=radius, max_iter=100, random_state=0,
         center_bias=center_bias, image_shape=shape,
     )
     for name, center_bias in (("plain", False), ("center-biased", True))
@@ -107,8 +107,8 @@ for name, (_, p) in random_results.items():
 # averaged for each facet circled. Right, one column per facet: the mean image the ascent
 # starts from (top), the plain ascent's result (middle) and the center-biased ascent's
 # result (bottom), each with the probability of a 4 it gets. Last column: the results of
-# activation maximisation from a random start (500 iterations per radius, plain and
-# center-biased), for comparison. Every image is drawn with its own grey scale, mid grey at
+# activation maximisation from a random start (plain and center-biased, 100 iterations
+# per radius or stage), for comparison. Every image is drawn with its own grey scale, mid grey at
 # zero.
 fig = plt.figure(figsize=(12, 5.6))
 grid = fig.add_gridspec(3, 6, width_ratios=[3.2, 1, 1, 1, 0.25, 1])
