@@ -154,7 +154,7 @@ plt.show()
 # %%
 # 136 of the 150 digits are labelled 4 and 13 are 9s (and one a 2), and t-SNE spreads
 # their codes into three groups, which are three ways of writing a 4: open and slanted
-# (facet 0), closed at the top like a 9 (facet 1, where the 9s are), and square (facet 2).
+# (facet 0), closed at the top like a 9 (facet 1), and square (facet 2).
 # The classifier gives each mean image a probability of about 0.76 to 0.79 of being a 4.
 # Five steps of plain ascent raise it to 0.887, 0.982 and 0.971 and visibly change each
 # image: dark strokes are carved where a 4 must not have ink and the strokes it needs are
@@ -162,6 +162,6 @@ plt.show()
 # center-biased ascent reaches 0.985, 0.984 and 0.981 with smoother changes, gathered in
 # the middle of the image, and the three shapes are still those of their facets.
 # Activation maximisation from a random start (last column) reaches a higher probability,
-# 0.997, with inputs that look like none of the facets, nor like a 4: a noisy pattern
+# 0.996, with inputs that look like none of the facets, nor like a 4: a noisy pattern
 # spread over the image for the plain ascent, a smoother blob in the centre for the
 # center-biased one. Starting from real inputs is what keeps a facet recognisable.
