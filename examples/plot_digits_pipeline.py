@@ -77,7 +77,7 @@ print(table.to_string(float_format=lambda v: f"{v:.4f}"))
 # regression on the scaled pixels with its ``C`` searched over the same values:
 raw = GridSearchCV(
     Pipeline([("scale", MinMaxScaler()), ("clf", LogisticRegression(max_iter=5000))]),
-    {"clf__C": [0.1, 1.0, 10.0, 100.0]},
+    {"clf__C": [1.0, 10.0]},
     cv=3,
 )
 raw.fit(X_train, y_train)
