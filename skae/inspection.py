@@ -599,6 +599,18 @@ def _blur(X, image_shape, sigma):
     return gaussian_filter(images, sigmas, mode="constant").reshape(X.shape)
 
 
+def _windowed_layers(layers, window, offset):
+    """``layers`` seen as a function of ``u`` where the input is ``x = window ⊙ u + offset``
+    (the window folded into the first layer's weights, the offset into its bias)."""
+    first = layers[0]
+    folded = Layer(
+        first.weights * window[np.newaxis, :],
+        first.bias + first.weights @ offset,
+        first.activation,
+    )
+    return [folded] + list(layers[1:])
+
+
 def _center_biased_ascent(
     layers, X, units, radii, bounds, max_iter, tol, image_shape, blur_start=True
 ):
@@ -619,13 +631,12 @@ def _center_biased_ascent(
     for (blur, width), radius in zip(_CENTER_STAGES, radii):
         window = _center_window(image_shape, width)
         offset = low * (1.0 - window)
-        to_image = Layer(np.diag(window), offset, "identity")
 
         def direction(G, sigma=blur * side):
             return _blur(G, image_shape, sigma)
 
         U, _ = _projected_gradient_ascent(
-            [to_image] + layers,
+            _windowed_layers(layers, window, offset),
             (X - offset) / window,
             units,
             radius,

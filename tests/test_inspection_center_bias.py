@@ -5,7 +5,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from skae import StackedAutoencoder, check_gradient, inspection
-from skae._network import Layer, network_layers
+from skae._network import network_layers
 from skae.inspection import (
     _unit_score,
     activation_maximization,
@@ -106,19 +106,23 @@ def test_center_bias_first_stage_grows_a_smooth_object(stacked, monkeypatch):
 
 
 def test_center_bias_gradient_through_the_window_matches_finite_differences(stacked):
-    # the ascent optimises u with x = c * u + offset: the score's gradient with respect to u
+    # the ascent optimises u with x = c * u + offset: the same network, and the score's
+    # gradient with respect to u
     layers = network_layers(stacked, 2)
     c = inspection._center_window(SHAPE, 2 / 5)
     offset = 0.3 * (1.0 - c)
-    to_image = Layer(np.diag(c), offset, "identity")
+    windowed = inspection._windowed_layers(layers, c, offset)
     units = np.array([0, 3, 5])
-    rng = np.random.default_rng(0)
+    U = np.random.default_rng(0).uniform(0, 1, (3, 64))
+    np.testing.assert_allclose(
+        _unit_score(windowed, U, units)[0], _unit_score(layers, c * U + offset, units)[0]
+    )
 
     def fun(theta):
-        score, grad, _ = _unit_score([to_image] + layers, theta.reshape(3, 64), units)
+        score, grad, _ = _unit_score(windowed, theta.reshape(3, 64), units)
         return float(np.sum(score)), grad.ravel()
 
-    assert check_gradient(fun, rng.uniform(0, 1, 3 * 64)) < 1e-7
+    assert check_gradient(fun, U.ravel()) < 1e-7
 
 
 def test_multifaceted_center_bias_centres_every_facet(stacked, digits):
