@@ -147,7 +147,7 @@ for row, (label, images, proba) in enumerate(rows):
              label if k == 0 else None)
 for row, name in ((1, "plain"), (2, "center-biased")):
     image, p = random_results[name]
-    show(grid[row, 5], image[0], f"random start\n→ p={p[0]:.3f}")
+    show(grid[row, 5], image[0], f"result from a random\nstart: p={p[0]:.3f}")
 fig.tight_layout()
 plt.show()
 
