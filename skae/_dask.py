@@ -1,8 +1,9 @@
 """Dask arrays: fit, transform, inverse_transform and score as map-reduces over row chunks.
 
-The objective is a sum over rows (DESIGN.md, "Beyond one machine"), so an L-BFGS
-evaluation on a dask array is a map-reduce of the per-chunk pieces of
-:class:`skae._objective.AutoencoderObjective`; there is no second copy of the mathematics.
+The objective is a sum over rows (the documentation's architecture page,
+``docs/architecture.rst``), so an L-BFGS evaluation on a dask array is a map-reduce of
+the per-chunk pieces of :class:`skae._objective.AutoencoderObjective`; there is no second
+copy of the mathematics.
 
 Fit:
 
@@ -34,7 +35,6 @@ numbers. Whatever scheduler is active runs the graphs (threads, processes, or a
 import numpy as np
 import scipy.sparse as sp
 
-from ._base import check_input_array, validate_input
 from ._objective import (
     AutoencoderObjective,
     assemble,
@@ -45,6 +45,7 @@ from ._objective import (
     sparsity_term,
 )
 from ._parallel import blas_single_threaded
+from ._validation import check_input_array, validate_input
 
 __all__ = ["is_dask_collection"]
 

@@ -20,27 +20,22 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from . import _dask
-from ._base import (
-    FitStage,
+from ._array import array_device, array_namespace, cast, device_namespace, to_numpy
+from ._network import FineTuneObjective, Layer, autoencoder_layer, forward
+from ._optimize import FitStage, fit_stage, run_lbfgs
+from ._sparse_autoencoder import SparseAutoencoder
+from ._validation import (
     Interval,
     InvalidParameterError,
-    SkaeWarning,
     StrOptions,
-    _fit_context,
-    array_device,
-    array_namespace,
     check_fitted_namespace,
     check_input_array,
-    device_namespace,
-    fit_stage,
-    run_lbfgs,
-    to_numpy,
+    fit_context,
+    input_namespace,
     validate_input,
-    warn_at_caller,
 )
-from ._network import FineTuneObjective, Layer, _autoencoder_layer, forward
-from ._objective import _cast
-from ._sparse_autoencoder import SparseAutoencoder, _input_namespace
+from ._warnings import warn_at_caller
+from .exceptions import ConstantCodesWarning, UnlabelledMarkerWarning
 
 __all__ = ["StackedAutoencoder", "StackedAutoencoderClassifier"]
 
@@ -94,18 +89,6 @@ def _shown(value):
     if isinstance(value, (set, frozenset)):
         return "{" + ", ".join(repr(plain(v)) for v in value) + "}"
     return repr(plain(value))
-
-
-class ConstantCodesWarning(SkaeWarning):
-    """A layer of a stack learned nearly constant codes because its weight decay is too
-    strong for the spread of its input (see :func:`constant_codes_decay`)."""
-
-
-class UnlabelledMarkerWarning(SkaeWarning):
-    """The rows a :class:`StackedAutoencoderClassifier` fit treats as unlabelled (their
-    label is its ``unlabelled`` marker, -1 by default) look like a class: they are no more
-    numerous than the rows of its largest class. If the marker is a class, pass
-    ``unlabelled=None``."""
 
 
 # A layer has learned (nearly) constant codes when its reconstruction explains less than
@@ -499,7 +482,7 @@ class StackedAutoencoder(
         """
         return self._fit_keeping_state(self._fit, X)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X):
         self._layer_settings()  # validate every layer before any work
         previous = (
@@ -508,7 +491,7 @@ class StackedAutoencoder(
         if _dask.is_dask_collection(X):  # persisted once; each layer fits on the cluster
             X = _dask.stack_inputs(self, X, reset=True)
         else:  # under array API dispatch, in X's namespace and on its device
-            dtypes = _input_namespace(X)[2]
+            dtypes = input_namespace(X)[2]
             X = validate_input(
                 self, X, accept_sparse="csr", dtype=dtypes, ensure_min_samples=2, reset=True
             )
@@ -540,7 +523,7 @@ class StackedAutoencoder(
             X = _dask.stack_inputs(self, X, reset=False)  # lazy codes
         else:
             check_fitted_namespace(X, self, attribute="_bottom_weights", method="transform")
-            dtypes = _input_namespace(X)[2]
+            dtypes = input_namespace(X)[2]
             X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         for autoencoder in self.autoencoders_:
             X = autoencoder.transform(X)
@@ -563,14 +546,14 @@ class StackedAutoencoder(
             H = _dask.stack_codes(self, X)  # lazy reconstruction
         else:
             check_fitted_namespace(X, self, attribute="_top_weights", method="inverse_transform")
-            H = check_input_array(X, dtype=_input_namespace(X)[2], input_name="H")
+            H = check_input_array(X, dtype=input_namespace(X)[2], input_name="H")
         for autoencoder in reversed(self.autoencoders_):
             H = autoencoder.inverse_transform(H)
         return H
 
     def _network_layers(self):
         check_is_fitted(self)
-        return [_autoencoder_layer(ae) for ae in self.autoencoders_]
+        return [autoencoder_layer(ae) for ae in self.autoencoders_]
 
     @property
     def _bottom_weights(self):  # the namespace and device of the fit (array API)
@@ -995,7 +978,7 @@ class StackedAutoencoderClassifier(
         """
         return self._fit_keeping_state(self._fit, X, y)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X, y):
         sizes = self._hidden_sizes()
         self._layer_settings()  # validate every layer before any work
@@ -1010,7 +993,7 @@ class StackedAutoencoderClassifier(
         else:
             # array API dispatch: an array of another namespace is fitted in it, on its
             # device (xp is None on the NumPy path, which is unchanged)
-            xp, device, dtypes = _input_namespace(X)
+            xp, device, dtypes = input_namespace(X)
             X, y = validate_input(
                 self,
                 X,
@@ -1050,7 +1033,7 @@ class StackedAutoencoderClassifier(
             curves["pretraining"] = [list(ae.loss_curve_) for ae in autoencoders]
             n_iter["pretraining"] = [int(ae.n_iter_) for ae in autoencoders]
             reasons["pretraining"] = [ae.stop_reason_ for ae in autoencoders]
-            layers = [_autoencoder_layer(ae) for ae in autoencoders]
+            layers = [autoencoder_layer(ae) for ae in autoencoders]
             rng = np.random.RandomState(seeds[-1])
             # UFLDL's softmax initialisation: small Gaussian weights, zero bias.
             W = 0.005 * rng.standard_normal((len(classes), sizes[-1]))
@@ -1207,7 +1190,7 @@ class StackedAutoencoderClassifier(
         if _dask.is_dask_collection(X):
             return _dask.map_rows(self, X, function, self.layers_, self.classes_)
         check_fitted_namespace(X, self, attribute="_bottom_weights", method=method)
-        dtypes = _input_namespace(X)[2]
+        dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return function(X, self.layers_, self.classes_)
 
@@ -1355,7 +1338,7 @@ def _predict(X, layers, classes):
 
 
 def _cast_layer(layer, dtype):
-    return Layer(_cast(layer.weights, dtype), _cast(layer.bias, dtype), layer.activation)
+    return Layer(cast(layer.weights, dtype), cast(layer.bias, dtype), layer.activation)
 
 
 def _copy_as(a, dtype):

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from skae import check_gradient
-from skae._base import kl_divergence
+from skae._activations import kl_divergence
 from skae._objective import (
     _PARALLEL_MIN_SIZE,
     AutoencoderObjective,

@@ -21,10 +21,15 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
-import skae._base as base_module
+import skae._optimize as optimize_module
 from skae import SparseAutoencoder
-from skae._base import ACTIVATIONS, ParameterLayout, kl_divergence, kl_divergence_derivative
-from skae._objective import _PARALLEL_MIN_SIZE, AutoencoderObjective, AutoencoderSpec
+from skae._activations import ACTIVATIONS, kl_divergence, kl_divergence_derivative
+from skae._objective import (
+    _PARALLEL_MIN_SIZE,
+    AutoencoderObjective,
+    AutoencoderSpec,
+    ParameterLayout,
+)
 
 N_SAMPLES, N_FEATURES, N_HIDDEN = 20, 5, 3
 
@@ -663,7 +668,7 @@ def test_non_finite_objective_keeps_previous_model(monkeypatch, warm_start):
 def _interrupt_in_callback(monkeypatch, after_iterations):
     """Raise KeyboardInterrupt from L-BFGS's callback once ``after_iterations`` are done,
     recording the iterates L-BFGS accepted."""
-    original = base_module.minimize
+    original = optimize_module.minimize
     accepted = []
 
     def minimize(*args, callback, **kwargs):
@@ -675,7 +680,7 @@ def _interrupt_in_callback(monkeypatch, after_iterations):
 
         return original(*args, callback=interrupting, **kwargs)
 
-    monkeypatch.setattr(base_module, "minimize", minimize)
+    monkeypatch.setattr(optimize_module, "minimize", minimize)
     return accepted
 
 
@@ -683,7 +688,7 @@ def _interrupt_in_objective(monkeypatch, at_evaluation):
     """Raise KeyboardInterrupt (once) from the objective's evaluation number ``at_evaluation``,
     and record the iterates L-BFGS accepted before it."""
     original_call = AutoencoderObjective.__call__
-    original_minimize = base_module.minimize
+    original_minimize = optimize_module.minimize
     calls = {"n": 0}
     accepted = []
 
@@ -701,7 +706,7 @@ def _interrupt_in_objective(monkeypatch, at_evaluation):
         return original_minimize(*args, callback=recording, **kwargs)
 
     monkeypatch.setattr(AutoencoderObjective, "__call__", interrupting)
-    monkeypatch.setattr(base_module, "minimize", minimize)
+    monkeypatch.setattr(optimize_module, "minimize", minimize)
     return accepted
 
 
@@ -988,12 +993,12 @@ def test_lbfgs_abnormal_line_search_warns_with_the_reason():
         return float(theta @ theta), -2.0 * theta
 
     with pytest.warns(ConvergenceWarning, match=r"status 2: ABNORMAL.*line search"):
-        result = base_module.run_lbfgs(wrong, np.ones(3), max_iter=50, tol=1e-8)
+        result = optimize_module.run_lbfgs(wrong, np.ones(3), max_iter=50, tol=1e-8)
     assert result.status == 2 and not result.converged
 
 
 def test_lbfgs_evaluation_limit_is_not_blamed_on_max_iter(monkeypatch):
-    monkeypatch.setattr(base_module, "_EVALUATIONS_PER_ITERATION", 1)
+    monkeypatch.setattr(optimize_module, "_EVALUATIONS_PER_ITERATION", 1)
     X = _data(40, 6)
     with pytest.warns(ConvergenceWarning, match="limit of 50 objective evaluations") as record:
         _model(max_iter=50).fit(X)
@@ -1125,9 +1130,9 @@ def test_interrupt_returns_without_finishing_the_evaluation(monkeypatch, ctrl_c)
 
         return original_minimize(*args, callback=wrapped, **kwargs)
 
-    original_minimize = base_module.minimize
+    original_minimize = optimize_module.minimize
     monkeypatch.setattr(AutoencoderObjective, "_encode_into", held)
-    monkeypatch.setattr(base_module, "minimize", arm_after_the_first_iteration)
+    monkeypatch.setattr(optimize_module, "minimize", arm_after_the_first_iteration)
     with threadpool_limits(2, user_api="blas"):
         objective = AutoencoderObjective(AutoencoderSpec(64, 8), X)
         if objective.n_workers != 2:

@@ -13,7 +13,8 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
-from skae._base import STOP_REASONS, FitInterruptedWarning, run_lbfgs
+from skae._optimize import STOP_REASONS, run_lbfgs
+from skae.exceptions import FitInterruptedWarning
 
 # Few iterations per stage on purpose; an upper layer's codes may then vary little.
 no_constant_codes = pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
