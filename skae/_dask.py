@@ -327,7 +327,7 @@ def _compute(dask, *collections):
 
 
 def fit_inputs(estimator, X):
-    """``(X, decoder, DaskObjective)`` for ``SparseAutoencoder._fit`` from a dask ``X``.
+    """``(X, decoder, DaskObjective)`` for ``SparseAutoencoder.fit`` from a dask ``X``.
 
     ``X`` is returned row-chunked, float32 or float64, persisted, with known chunk sizes;
     it is checked as ``validate_data`` would check a NumPy array (on the cluster).

@@ -26,7 +26,7 @@ from ._validation import (
     StrOptions,
     check_fitted_namespace,
     check_input_array,
-    fit_context,
+    fit_keeping_state,
     input_namespace,
     validate_input,
 )
@@ -314,6 +314,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return "sigmoid" if in_unit_range else "linear"
 
     # ------------------------------------------------------------------ fitting
+    @fit_keeping_state
     def fit(self, X, y=None):
         """Learn the encoder and decoder from ``X`` with L-BFGS.
 
@@ -334,16 +335,6 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             The fitted estimator. If fitting fails with an error, the estimator keeps
             the state it had before the call.
         """
-        saved = dict(self.__dict__)
-        try:
-            return self._fit(X)
-        except BaseException:  # an error, or Ctrl-C outside the optimiser
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
-
-    @fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X):
         self._check_combinations()
         previous = self._previous_parameters()
         xp = device = None

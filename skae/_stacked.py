@@ -30,7 +30,7 @@ from ._validation import (
     StrOptions,
     check_fitted_namespace,
     check_input_array,
-    fit_context,
+    fit_keeping_state,
     input_namespace,
     validate_input,
 )
@@ -309,14 +309,16 @@ class _StackMixin:
             times.append(time.perf_counter() - start)
         return autoencoders, times
 
-    def _fit_keeping_state(self, fit, *args):
-        saved = dict(self.__dict__)
-        try:
-            return fit(*args)
-        except BaseException:  # an error, or Ctrl-C outside the optimiser
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+    @property
+    def _bottom_weights(self):  # the namespace and device of the fit (array API)
+        return self._network_layers()[0].weights
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.array_api_support = True
+        return tags
 
 
 _STACK_CONSTRAINTS = {
@@ -465,6 +467,7 @@ class StackedAutoencoder(
         self.random_state = random_state
         self.verbose = verbose
 
+    @fit_keeping_state
     def fit(self, X, y=None):
         """Pretrain the layers greedily on ``X``.
 
@@ -480,10 +483,6 @@ class StackedAutoencoder(
         self : StackedAutoencoder
             The fitted estimator; on an error it keeps the state it had before.
         """
-        return self._fit_keeping_state(self._fit, X)
-
-    @fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X):
         self._layer_settings()  # validate every layer before any work
         previous = (
             self.autoencoders_ if self.warm_start and hasattr(self, "autoencoders_") else None
@@ -556,23 +555,12 @@ class StackedAutoencoder(
         return [autoencoder_layer(ae) for ae in self.autoencoders_]
 
     @property
-    def _bottom_weights(self):  # the namespace and device of the fit (array API)
-        return self.autoencoders_[0].components_
-
-    @property
     def _top_weights(self):
         return self.autoencoders_[-1].components_
 
     @property
     def _n_features_out(self):
         return self.autoencoders_[-1].n_hidden
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.array_api_support = True
-        return tags
 
 
 StackedAutoencoder.__doc__ = StackedAutoencoder.__doc__.replace(
@@ -951,6 +939,7 @@ class StackedAutoencoderClassifier(
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
+    @fit_keeping_state
     def fit(self, X, y):
         """Pretrain on all rows, fit the softmax and fine-tune on the labelled rows.
 
@@ -976,10 +965,6 @@ class StackedAutoencoderClassifier(
         self : StackedAutoencoderClassifier
             The fitted estimator; on an error it keeps the state it had before.
         """
-        return self._fit_keeping_state(self._fit, X, y)
-
-    @fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X, y):
         sizes = self._hidden_sizes()
         self._layer_settings()  # validate every layer before any work
         _check_marker(self.unlabelled, self)
@@ -1267,19 +1252,8 @@ class StackedAutoencoderClassifier(
         return list(self.layers_)
 
     @property
-    def _bottom_weights(self):  # the namespace and device of the fit (array API)
-        return self.layers_[0].weights
-
-    @property
     def _n_features_out(self):
         return self.layers_[-2].n_out
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.array_api_support = True
-        return tags
 
 
 StackedAutoencoderClassifier.__doc__ = StackedAutoencoderClassifier.__doc__.replace(

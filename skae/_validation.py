@@ -6,6 +6,8 @@ scikit-learn's validation names the problem; the functions here add how to fix i
 helpers: the estimators import scikit-learn's parameter validation from here.
 """
 
+import functools
+
 import numpy as np
 import sklearn
 from sklearn.base import _fit_context as fit_context
@@ -25,6 +27,7 @@ __all__ = [
     "check_input_array",
     "check_same_namespace",
     "fit_context",
+    "fit_keeping_state",
     "input_namespace",
     "validate_input",
 ]
@@ -151,6 +154,30 @@ def check_dense_on_device(X, xp, *, what="X"):
             "matrix with array API dispatch off (the NumPy path)."
         )
 
+
+
+def fit_keeping_state(fit):
+    """Decorate an estimator's ``fit``: parameters validated, and on failure no change.
+
+    The decorated ``fit`` runs inside scikit-learn's ``_fit_context`` (the parameters are
+    validated first; nested estimators skip their own validation). If it raises anything,
+    an error or ``KeyboardInterrupt`` outside the optimiser (which handles its own), the
+    estimator's attributes are restored to what they were before the call, so a failed
+    ``fit`` leaves a fitted model fitted and an unfitted one unfitted.
+    """
+    fit_in_context = fit_context(prefer_skip_nested_validation=True)(fit)
+
+    @functools.wraps(fit)
+    def fit_or_keep_state(estimator, *args, **kwargs):
+        saved = dict(estimator.__dict__)
+        try:
+            return fit_in_context(estimator, *args, **kwargs)
+        except BaseException:  # an error, or Ctrl-C outside the optimiser
+            estimator.__dict__.clear()
+            estimator.__dict__.update(saved)
+            raise
+
+    return fit_or_keep_state
 
 
 _FLOAT_DTYPES = (np.float64, np.float32)

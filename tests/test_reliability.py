@@ -120,6 +120,17 @@ def _among(*options):
     return r"a str among \{(" + "|".join(f"'{o}'" for o in options) + r"|, )+\}"
 
 
+# Inputs of the wrong number of dimensions, wrong for fit and transform alike:
+# (input builder, message regex, id).
+_WRONG_DIMENSIONS = (
+    (lambda: _data()[0], r"(?s)Expected 2D array, got 1D array.*Reshape your data", "1-D"),
+    (
+        lambda: _data().reshape(N_SAMPLES, N_FEATURES, 1),
+        r"(?s)dim 3.*2-D array of shape \(n_samples, n_features\).*reshape\(len\(X\), -1\)",
+        "3-D",
+    ),
+)
+
 # Each row: (method, hyper-parameters, input builder, exception type, message regex).
 # method: "fit" on a fresh model; "transform"/"inverse_transform"/"score" on a model fitted
 # on _data() (or on a DataFrame with _COLUMNS for "transform_df"); "refit" refits a model
@@ -226,21 +237,10 @@ BAD_INPUT = [
         r"1 sample\(s\).*minimum of 2 is required",
         id="1-row",
     ),
-    pytest.param(
-        "fit",
-        {},
-        lambda: _data()[0],
-        ValueError,
-        r"(?s)Expected 2D array, got 1D array.*Reshape your data",
-        id="1-D",
-    ),
-    pytest.param(
-        "fit",
-        {},
-        lambda: _data().reshape(N_SAMPLES, N_FEATURES, 1),
-        ValueError,
-        r"(?s)dim 3.*2-D array of shape \(n_samples, n_features\).*reshape\(len\(X\), -1\)",
-        id="3-D",
+    *(
+        pytest.param(method, {}, make, ValueError, message, id=name + suffix)
+        for method, suffix in (("fit", ""), ("transform", "-transform"))
+        for make, message, name in _WRONG_DIMENSIONS
     ),
     pytest.param(
         "transform",
@@ -249,22 +249,6 @@ BAD_INPUT = [
         ValueError,
         r"0 sample\(s\).*minimum of 1 is required",
         id="0-rows-transform",
-    ),
-    pytest.param(
-        "transform",
-        {},
-        lambda: _data()[0],
-        ValueError,
-        r"(?s)Expected 2D array, got 1D array.*Reshape your data",
-        id="1-D-transform",
-    ),
-    pytest.param(
-        "transform",
-        {},
-        lambda: _data().reshape(N_SAMPLES, N_FEATURES, 1),
-        ValueError,
-        r"(?s)dim 3.*reshape\(len\(X\), -1\)",
-        id="3-D-transform",
     ),
     pytest.param(
         "transform",
