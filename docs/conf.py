@@ -119,6 +119,7 @@ sphinx_gallery_conf = {
             "plot_digit_filters.py",
             "plot_check_gradient.py",
             "plot_denoising.py",
+            "plot_novelty_detection.py",
             "plot_linear_decoder.py",
             "plot_natural_image_filters.py",
             "plot_stacked_mnist.py",

@@ -103,6 +103,7 @@ __all__ = [
     "encode",
     "partition_block_rows",
     "reconstruction_error",
+    "reconstruction_losses",
     "sparsity_term",
 ]
 
@@ -370,32 +371,81 @@ def _chunk_rows(n_features, itemsize):
     return max(32, _CHUNK_BYTES // max(1, n_features * itemsize))
 
 
-def reconstruction_error(X, W1, b1, W2, b2, *, activation, decoder, loss, batch_size=None):
-    """Mean reconstruction loss per sample, ``(1/m) Σ_i L(x̂_i, x_i)``, chunk by chunk.
+def _row_losses(Z, Xd, decoder, loss):
+    """The loss of each row from the decoder's pre-activation ``Z`` (overwritten on
+    NumPy) and the dense target ``Xd`` (never modified), summed in float64 (where the
+    device has it)."""
+    xp = array_namespace(Z)
+    if loss == "cross_entropy":
+        # log(1 + e^z) − x z, from the pre-activation: finite when σ(z) is 0 or 1
+        if xp is np:
+            S = np.logaddexp(0.0, Z)
+            S -= np.multiply(Xd, Z, out=Z)
+        else:
+            S = xp.logaddexp(xp.zeros_like(Z), Z) - Xd * Z
+        return sum_rows(S, axis=1)
+    R = ACTIVATIONS[decoder].forward(Z)
+    R = subtract(R, Xd, R if xp is np else None)
+    losses = sum_rows(np.square(R, out=R) if xp is np else R * R, axis=1)
+    losses *= 0.5
+    return losses
 
-    The cross-entropy is computed from the decoder's pre-activation ``z`` as
-    ``log(1 + e^z) − x z``, which equals ``−x log σ(z) − (1 − x) log(1 − σ(z))`` and
-    stays finite when ``σ(z)`` rounds to 0 or 1.
+
+def reconstruction_losses(
+    X, W1, b1, W2, b2, *, activation, decoder, loss, batch_size=None, recode=None
+):
+    """The reconstruction loss of each sample, ``L(x̂_i, x_i)``, computed chunk by chunk.
+
+    ``½‖x̂_i − x_i‖²`` for ``loss="squared"``; for ``"cross_entropy"`` it is computed from
+    the decoder's pre-activation ``z`` as ``Σ_k log(1 + e^z_k) − x_k z_k``, which equals
+    ``−Σ_k x_k log σ(z_k) + (1 − x_k) log(1 − σ(z_k))`` and stays finite when ``σ(z)``
+    rounds to 0 or 1. No corruption is applied. ``recode``, if given, maps the hidden
+    codes ``H`` of a chunk to the codes the decoder reads (a stack's upper layers,
+    encoding up and decoding back); None decodes ``H`` itself.
+
+    The rows are processed in chunks of ``batch_size`` rows (None: about 8 MiB per
+    chunk-sized array), so the memory beyond the returned vector does not grow with the
+    number of rows. The vector is float64 (the widest float of the device under array
+    API dispatch); each row's sum over the features is accumulated in it.
     """
     m, n = X.shape
     dtype = X.dtype
     xp = array_namespace(X)
     chunk = batch_size or _chunk_rows(n, _itemsize(dtype))
-    total = 0.0
     W2c, b2c = cast(W2, dtype), cast(b2, dtype)
+    out = np.empty(m) if xp is np else None
+    parts = []
     for start in range(0, m, chunk):
-        Xc = _rows(X, start, min(start + chunk, m))
+        stop = min(start + chunk, m)
+        Xc = _rows(X, start, stop)
         Xd = Xc.toarray() if sp.issparse(Xc) else (np.asarray(Xc) if xp is np else Xc)
-        Z = encode(Xc, W1, b1, activation) @ W2c
+        H = encode(Xc, W1, b1, activation)
+        if recode is not None:
+            H = recode(H)
+        Z = H @ W2c
         Z += b2c
-        if loss == "cross_entropy":
-            total += _softplus_sum(Z)
-            total -= dot(Xd, Z)
+        losses = _row_losses(Z, Xd, decoder, loss)
+        if out is not None:
+            out[start:stop] = losses
         else:
-            Z = ACTIVATIONS[decoder].forward(Z)
-            Z -= Xd
-            total += 0.5 * dot(Z, Z)
-    return total / m
+            parts.append(losses)
+    if out is not None:
+        return out
+    if not parts:
+        device = array_device(X)
+        return xp.zeros(0, dtype=parameter_dtype(xp, device), device=device)
+    return xp.concat(parts) if len(parts) > 1 else parts[0]
+
+
+def reconstruction_error(X, W1, b1, W2, b2, *, activation, decoder, loss, batch_size=None):
+    """Mean reconstruction loss per sample, ``(1/m) Σ_i L(x̂_i, x_i)``: the mean of
+    :func:`reconstruction_losses` (see there), as a float."""
+    losses = reconstruction_losses(
+        X, W1, b1, W2, b2, activation=activation, decoder=decoder, loss=loss,
+        batch_size=batch_size,
+    )
+    xp = array_namespace(losses)
+    return float(np.mean(losses)) if xp is np else float(xp.mean(losses))
 
 
 # --------------------------------------------------------------------------- objective

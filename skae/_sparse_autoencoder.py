@@ -16,7 +16,7 @@ from ._objective import (
     AutoencoderSpec,
     Corruption,
     encode,
-    reconstruction_error,
+    reconstruction_losses,
 )
 from ._objective import decode as _decode
 from ._optimize import run_lbfgs
@@ -55,6 +55,43 @@ def _data_range(X):
     if sp.issparse(X) and values.size < X.shape[0] * X.shape[1]:
         low, high = min(low, 0.0), max(high, 0.0)  # implicit zeros
     return low, high
+
+
+def _autoencoder_losses(X, autoencoders):
+    """The reconstruction loss of each row of checked ``X`` through fitted autoencoders.
+
+    ``autoencoders`` is one SparseAutoencoder in a list, or a stack's layers, bottom
+    first: ``X`` is encoded up through all of them and decoded back down, and the loss
+    is the bottom layer's (after its range check, as in ``fit``).
+    """
+    bottom, upper = autoencoders[0], autoencoders[1:]
+    spec = bottom._spec_
+    bottom._check_cross_entropy_range(X, spec.loss)
+
+    def recode(H):  # the bottom codes through the layers above, and back
+        for ae in upper:
+            H = encode(H, ae.components_, ae.intercept_hidden_, ae._spec_.activation)
+        for ae in reversed(upper):
+            H = _decode(H, ae.decoder_components_, ae.intercept_visible_, ae._spec_.decoder)
+        return H
+
+    return reconstruction_losses(
+        X,
+        bottom.components_,
+        bottom.intercept_hidden_,
+        bottom.decoder_components_,
+        bottom.intercept_visible_,
+        activation=spec.activation,
+        decoder=spec.decoder,
+        loss=spec.loss,
+        batch_size=bottom._batch_size_,
+        recode=recode if upper else None,
+    )
+
+
+def negative_losses(X, autoencoders):
+    """``score_samples`` of checked rows (e.g. one row chunk of a dask array)."""
+    return -_autoencoder_losses(X, autoencoders)
 
 
 class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -498,12 +535,20 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             H, self.decoder_components_, self.intercept_visible_, self._spec_.decoder
         )
 
+    def _reconstruction_losses(self, X, method):
+        """Checked ``X`` (as ``transform`` checks it, plus the loss's range check of
+        ``fit``) and the reconstruction loss of each of its rows."""
+        check_fitted_namespace(X, self, attribute="components_", method=method)
+        dtypes = input_namespace(X)[2]
+        X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
+        return _autoencoder_losses(X, [self])
+
     def score(self, X, y=None):
         """Minus the mean reconstruction loss per sample (higher is better).
 
         This makes :class:`~sklearn.model_selection.GridSearchCV` on the autoencoder
         alone select by reconstruction. The penalties are not included, and the input
-        is not corrupted.
+        is not corrupted. It is the mean of :meth:`score_samples`.
 
         Parameters
         ----------
@@ -520,22 +565,61 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
             return _dask.score(self, X)  # computed on the cluster
-        check_fitted_namespace(X, self, attribute="components_", method="score")
-        dtypes = input_namespace(X)[2]
-        X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
-        spec = self._spec_
-        self._check_cross_entropy_range(X, spec.loss)  # the same range check as fit
-        return -reconstruction_error(
-            X,
-            self.components_,
-            self.intercept_hidden_,
-            self.decoder_components_,
-            self.intercept_visible_,
-            activation=spec.activation,
-            decoder=spec.decoder,
-            loss=spec.loss,
-            batch_size=self._batch_size_,
-        )
+        losses = self._reconstruction_losses(X, "score")
+        xp = array_namespace(losses)
+        return -(float(np.mean(losses)) if xp is np else float(xp.mean(losses)))
+
+    def score_samples(self, X):
+        """Minus the reconstruction loss of each sample (higher is more typical).
+
+        The per-sample term of :meth:`score`, which is its mean: ``−½‖x̂_i − x_i‖²``
+        for ``loss="squared"``, ``Σ_k x_ik log x̂_ik + (1 − x_ik) log(1 − x̂_ik)`` for
+        ``loss="cross_entropy"``, with ``x̂_i`` the reconstruction of the clean row (no
+        noise, no penalties). The sign follows scikit-learn's outlier detectors
+        (:class:`~sklearn.ensemble.IsolationForest`,
+        :class:`~sklearn.svm.OneClassSVM`): rows the autoencoder reconstructs badly,
+        unlike those it was trained on, score low, so ``-score_samples(X)`` is a
+        novelty score (e.g. for :func:`~sklearn.metrics.roc_auc_score`). The rows are
+        evaluated in blocks (of ``batch_size`` rows if set), so the memory beyond the
+        returned vector does not grow with the number of rows.
+
+        With the cross-entropy loss a perfect reconstruction scores minus the row's own
+        entropy ``Σ_k H(x_ik)``, not 0, so rows with many intermediate values score
+        lower whatever their reconstruction; the squared loss has no such offset (see
+        the user guide's section on novelty detection).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to reconstruct.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            ``−L(x̂_i, x_i)``, float64 (each row's loss is accumulated in float64, also
+            for float32 input). A dask array for a dask ``X`` (lazy, one task per row
+            chunk); under array API dispatch an array of ``X``'s namespace and device.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skae import SparseAutoencoder
+        >>> X = load_digits().data / 16.0
+        >>> ae = SparseAutoencoder(n_hidden=32, tol=1e-3, random_state=0).fit(X[:500])
+        >>> scores = ae.score_samples(X[500:510])
+        >>> scores.shape
+        (10,)
+        >>> bool(abs(scores.mean() - ae.score(X[500:510])) < 1e-12)
+        True
+        >>> import numpy as np
+        >>> noise = np.random.RandomState(0).uniform(size=(10, 64))
+        >>> bool(ae.score_samples(noise).max() < scores.min())
+        True
+        """
+        check_is_fitted(self)
+        if _dask.is_dask_collection(X):
+            return _dask.map_rows(self, X, negative_losses, [self])  # lazy
+        return -self._reconstruction_losses(X, "score_samples")
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ may return __dict__

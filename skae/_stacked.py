@@ -23,7 +23,7 @@ from . import _dask
 from ._array import array_device, array_namespace, cast, device_namespace, to_numpy
 from ._network import FineTuneObjective, Layer, autoencoder_layer, forward
 from ._optimize import FitStage, fit_stage, run_lbfgs
-from ._sparse_autoencoder import SparseAutoencoder
+from ._sparse_autoencoder import SparseAutoencoder, negative_losses
 from ._validation import (
     Interval,
     InvalidParameterError,
@@ -550,6 +550,51 @@ class StackedAutoencoder(
             H = autoencoder.inverse_transform(H)
         return H
 
+    def score_samples(self, X):
+        """Minus the reconstruction loss of each sample through the whole stack.
+
+        ``X`` is encoded up through every layer and the top codes decoded back down
+        (``inverse_transform(transform(X))``), and each row's reconstruction is
+        compared with the row by the bottom layer's loss: ``−½‖x̂_i − x_i‖²`` for
+        ``loss="squared"``, minus the cross-entropy for ``"cross_entropy"`` (computed
+        from the bottom decoder's pre-activation, so it stays finite). Higher is more
+        typical, as for scikit-learn's outlier detectors; no noise and no penalties are
+        applied. For a one-layer stack it equals that layer's
+        :meth:`SparseAutoencoder.score_samples`. The rows are evaluated in blocks (of
+        the bottom layer's ``batch_size`` rows if set), so the memory beyond the
+        returned vector does not grow with the number of rows. The stack has no
+        ``score`` method; ``score_samples(X).mean()`` is its mean reconstruction score.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to reconstruct.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            ``−L(x̂_i, x_i)``, float64 (accumulated in float64 also for float32 input).
+            A dask array for a dask ``X`` (lazy, one task per row chunk); under array
+            API dispatch an array of ``X``'s namespace and device.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skae import StackedAutoencoder
+        >>> X = load_digits().data / 16.0
+        >>> stack = StackedAutoencoder((32, 16), alpha=[3e-3, 1e-4], tol=1e-3,
+        ...                            random_state=0).fit(X[:500])
+        >>> stack.score_samples(X[500:505]).shape
+        (5,)
+        """
+        check_is_fitted(self)
+        if _dask.is_dask_collection(X):
+            return _dask.map_rows(self, X, negative_losses, self.autoencoders_)  # lazy
+        check_fitted_namespace(X, self, attribute="_bottom_weights", method="score_samples")
+        dtypes = input_namespace(X)[2]
+        X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
+        return negative_losses(X, self.autoencoders_)
+
     def _network_layers(self):
         check_is_fitted(self)
         return [autoencoder_layer(ae) for ae in self.autoencoders_]
@@ -689,7 +734,7 @@ def _labelled_classes(y, marker):
             "like a class (semi-supervised data have more unlabelled rows than rows of "
             f"any class). If {shown} is a class, pass unlabelled=None. If these rows are "
             "unlabelled, silence this warning with warnings.filterwarnings('ignore', "
-            "category=skae._stacked.UnlabelledMarkerWarning).",
+            "category=skae.exceptions.UnlabelledMarkerWarning).",
             UnlabelledMarkerWarning,
         )
     return labelled, classes, y_index
@@ -770,8 +815,9 @@ class StackedAutoencoderClassifier(
         string among string labels) and some rows carry it: if removing them leaves a
         single class (SVM-style labels {{-1, 1}}), ``fit`` raises a ValueError; if they
         are no more numerous than the rows of the largest class (e.g. ``[-1, 0, 1] *
-        20``), it fits them as unlabelled and raises an ``UnlabelledMarkerWarning``
-        (``skae._stacked``, a ``UserWarning``). Both name ``unlabelled=None``. The
+        20``), it fits them as unlabelled and raises an
+        :class:`~skae.exceptions.UnlabelledMarkerWarning` (a ``UserWarning``). Both name
+        ``unlabelled=None``. The
         reason: semi-supervised data have more unlabelled rows than rows of any one
         class (unlabelled rows are the cheap ones), while a real class labelled -1 is,
         like the other classes, about as frequent as they are, or rarer. A fit with few
@@ -863,6 +909,11 @@ class StackedAutoencoderClassifier(
     the same ``random_state`` the NumPy fit and the fit in another namespace give
     different networks and probabilities, closer as the stages converge (see the
     documentation's array API page).
+
+    The classifier has no ``score_samples``: its ``score`` is accuracy, and fine-tuning
+    changes the encoders of ``layers_`` but no decoder, so the network it predicts with
+    does not reconstruct its input. For per-sample reconstruction scores (novelty
+    detection) use a :class:`StackedAutoencoder` or :class:`SparseAutoencoder`.
 
     Examples
     --------

@@ -558,3 +558,28 @@ def test_dask_dataframe_is_accepted_with_feature_names(X):
     _assert_same_model(fitted, expected)
     assert list(fitted.feature_names_in_) == list(frame.columns)
     np.testing.assert_allclose(H, expected.transform(frame), rtol=1e-7)
+
+
+@short_fit
+@pytest.mark.parametrize("loss", ["squared", "cross_entropy"])
+def test_score_samples_is_lazy_and_equals_numpy(client, X, loss):
+    ae = SparseAutoencoder(n_hidden=12, loss=loss, max_iter=20, random_state=0).fit(X)
+    stack = StackedAutoencoder((12, 6), alpha=[1e-3, 0.0], loss=loss, max_iter=10,
+                               random_state=0).fit(X)
+    Xd = da.from_array(X, chunks=(CHUNKS, -1))
+    for est in (ae, stack):
+        scores = est.score_samples(Xd)
+        assert isinstance(scores, da.Array)  # nothing computed yet
+        assert scores.chunks == (Xd.chunks[0],) and scores.dtype == np.float64
+        computed = scores.compute()
+        assert isinstance(computed, np.ndarray) and computed.shape == (len(X),)
+        np.testing.assert_allclose(computed, est.score_samples(X), rtol=1e-12)
+    assert ae.score(Xd) == pytest.approx(ae.score_samples(Xd).mean().compute(), rel=1e-12)
+    # bad input: the checks of transform, on the cluster when the values are needed
+    with pytest.raises(ValueError, match="is expecting 64 features"):
+        ae.score_samples(da.from_array(X[:, :10]))
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        stack.score_samples(da.from_array(np.where(X > 0.5, np.nan, X))).compute()
+    if loss == "cross_entropy":
+        with pytest.raises(ValueError, match=r"needs data in \[0, 1\]"):
+            ae.score_samples(da.from_array(X * 3, chunks=(CHUNKS, -1))).compute()

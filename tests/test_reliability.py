@@ -564,11 +564,13 @@ def test_extreme_data_no_runtime_warning_and_finite(data, options, dtype):
         H = estimator.transform(X)
         R = estimator.inverse_transform(H)
         score = estimator.score(X)
+        scores = estimator.score_samples(X)
         H_scaled = estimator.transform(X * dtype(1e3))  # far outside the training range
     f = ACTIVATIONS[estimator.activation]
     for array in (*_parameters(estimator), H, R, H_scaled):
         assert np.all(np.isfinite(array))
         assert array.dtype == dtype
+    assert np.all(np.isfinite(scores)) and scores.dtype == np.float64
     assert np.isfinite(score) and np.isfinite(estimator.loss_)
     assert np.all(np.isfinite(estimator.loss_curve_))
     assert H.min() >= f.low and H.max() <= f.high
@@ -838,6 +840,7 @@ def test_shared_inputs_are_never_modified(tmp_path, layout, options, dtype):
         estimator.fit(given)
         H = estimator.transform(given)
         score = estimator.score(given)
+        scores = estimator.score_samples(given)
         H_again = estimator.fit_transform(given)
     # Codes handed back in shared layouts too.
     H_ro = np.asfortranarray(H)
@@ -867,6 +870,7 @@ def test_shared_inputs_are_never_modified(tmp_path, layout, options, dtype):
     assert_allclose(H_again, H)
     assert_allclose(R, R_strided)
     assert np.isfinite(score)
+    assert score == np.mean(scores)
     assert H.dtype == R.dtype == dtype
 
 

@@ -273,6 +273,8 @@ def _calls(model, X, y, H):
         calls["score"] = lambda: model.score(X, y)
     elif hasattr(model, "score"):
         calls["score"] = lambda: model.score(X)
+    if hasattr(model, "score_samples"):
+        calls["score_samples"] = lambda: model.score_samples(X)
     return calls
 
 
