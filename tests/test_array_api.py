@@ -726,7 +726,7 @@ def test_inspection_of_a_device_fit_runs_on_the_host(ns):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")  # 5 iterations
+@pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")  # 5 iterations
 @pytest.mark.parametrize("make", [
     lambda: StackedAutoencoder((8, 4), max_iter=5, random_state=0),
     lambda: StackedAutoencoderClassifier((8,), max_iter=5, fine_tune_max_iter=5,

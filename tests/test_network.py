@@ -270,7 +270,7 @@ def test_activation_accessor_prefers_the_fitted_spec():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")  # 5 iterations
+@pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")  # 5 iterations
 def test_network_layers_of_stacked_estimators(digits):
     X, y = digits
     stack = StackedAutoencoder((8, 5, 4), max_iter=5, random_state=0)

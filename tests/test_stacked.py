@@ -21,7 +21,7 @@ no_convergence = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning"
 )
 # Short fits whose upper layer's codes can collapse; that diagnosis is tested below.
-no_constant_codes = pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
+no_constant_codes = pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")
 
 
 @pytest.fixture(scope="module")

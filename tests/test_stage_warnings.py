@@ -26,7 +26,7 @@ from skae.exceptions import FitInterruptedWarning
 
 # Few iterations per stage on purpose: these tests are about the warnings, and an upper
 # layer's codes may vary little after so few (its ConstantCodesWarning is tested elsewhere).
-no_constant_codes = pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
+no_constant_codes = pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")
 
 
 @pytest.fixture(scope="module")
