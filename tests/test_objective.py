@@ -58,7 +58,7 @@ def test_gradient_matches_finite_differences(combo):
 
 
 def _unpack(theta, n, h, tied):
-    """The flat layout of DESIGN.md, written out here: W1, b1, [W2], b2."""
+    """The flat layout of the parameters, written out here: W1, b1, [W2], b2."""
     W1 = theta[: h * n].reshape(h, n)
     b1 = theta[h * n : h * n + h]
     rest = theta[h * n + h :]
@@ -68,8 +68,8 @@ def _unpack(theta, n, h, tied):
 
 
 def _reference_objective(theta, X_clean, X_input, spec):
-    """J written straight from DESIGN.md §1 with NumPy only (none of skae's helpers), no
-    buffers and no chunks."""
+    """J written straight from the user guide's formula with NumPy only (none of skae's
+    helpers), no buffers and no chunks."""
     X_clean = np.asarray(X_clean.toarray() if sp.issparse(X_clean) else X_clean, float)
     X_input = np.asarray(X_input.toarray() if sp.issparse(X_input) else X_input, float)
     W1, b1, W2, b2 = _unpack(theta, spec.n_features, spec.n_hidden, spec.tied)
