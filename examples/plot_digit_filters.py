@@ -42,7 +42,7 @@ import matplotlib.pyplot as plt
 from skae.inspection import plot_kl_penalty
 
 ax = plot_kl_penalty([0.05, 0.1, 0.2])
-ax.set_title("KL(ρ ‖ ρ̂): the sparsity penalty per hidden unit")
+_ = ax.set_title("KL(ρ ‖ ρ̂): the sparsity penalty per hidden unit")
 
 # %%
 # Training

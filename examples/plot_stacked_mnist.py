@@ -137,11 +137,7 @@ print(f"total time: {time.perf_counter() - start:.0f} s")
 # frozen features: once that softmax has converged it changes nothing.
 import matplotlib.pyplot as plt
 
-from skae.inspection import tile_images
-
-fig, (ax_bars, ax_before, ax_after) = plt.subplots(
-    1, 3, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1.6, 1, 1]}
-)
+fig, ax_bars = plt.subplots(figsize=(7, 4.2))
 width = 0.16
 positions = np.arange(len(scores))
 for i, name in enumerate(methods):
@@ -153,8 +149,10 @@ ax_bars.set_xticks(positions, [f"{b}\n({n} labelled)" for b, n in
 low = min(min(s.values()) for s in scores.values())
 ax_bars.set_ylim(max(0.0, low - 0.1), 1.0)
 ax_bars.set_ylabel("test accuracy")
-ax_bars.legend(fontsize=7, loc="lower right")
+ax_bars.legend(fontsize=7, loc="upper left")
 ax_bars.set_title("784-200-200-10 on held-out digits" if shape == (28, 28) else "digits")
+fig.tight_layout()
+plt.show()
 
 # %%
 # What fine-tuning does to the first layer: the first 64 filters before and after training
@@ -162,12 +160,16 @@ ax_bars.set_title("784-200-200-10 on held-out digits" if shape == (28, 28) else 
 # the softmax is, as in UFLDL; the user guide says why), and with 4 000 labels they move far:
 # the change is several times the norm of the pretrained weights, and the filters trade the
 # pretrained strokes for high-frequency, discriminative detail.
+from skae.inspection import tile_images
+
 tuned = models["all labels"]['fine-tuned "all"']
 before = tuned.autoencoders_[0].components_[:64]
 after = tuned.layers_[0].weights[:64]
 W_before, W_after = tuned.autoencoders_[0].components_, tuned.layers_[0].weights
 change = np.linalg.norm(W_after - W_before) / np.linalg.norm(W_before)
 print(f"layer 1: ||W_fine-tuned - W_pretrained|| / ||W_pretrained|| = {change:.2f}")
+
+fig, (ax_before, ax_after) = plt.subplots(1, 2, figsize=(8, 4.2))
 for ax, weights, title in ((ax_before, before, "layer 1, pretrained"),
                            (ax_after, after, 'layer 1, fine-tuned "all"')):
     ax.imshow(tile_images(weights, shape), cmap="gray")

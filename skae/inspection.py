@@ -111,6 +111,19 @@ def _check_image_shape(image_shape, n_features):
         )
     return image_shape
 
+def _check_center_bias(center_bias, image_shape, n_features):
+    """The checked ``image_shape`` that ``center_bias=True`` needs (None when it is off)."""
+    if not isinstance(center_bias, (bool, np.bool_)):
+        raise ValueError(f"center_bias must be True or False, got {center_bias!r}.")
+    if not center_bias:
+        return None
+    if image_shape is None:
+        raise ValueError(
+            "center_bias=True blurs and centres the input as an image: pass "
+            "image_shape=(height, width), e.g. image_shape=(8, 8) for 64 features."
+        )
+    return _check_image_shape(image_shape, n_features)
+
 
 def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=True, fill=-1.0):
     """Arrange flattened images as tiles of one 2-D array (UFLDL ``display_network``).
@@ -584,33 +597,134 @@ def _check_bounds(bounds):
     return float(pair[0]), float(pair[1])
 
 
-def _projected_gradient_ascent(layers, X, units, radius, max_iter, tol):
-    """Maximise each row's unit score over ``‖x‖ ≤ radius`` (rows are independent)."""
-    X = _project_ball(X, radius)
+def _projected_gradient_ascent(
+    layers, X, units, radius, max_iter, tol, *, project=None, direction=None
+):
+    """Maximise each row's unit score over a convex set (rows are independent).
+
+    The set is the ball ``‖x‖ ≤ radius`` unless ``project`` (a Euclidean projection onto
+    another set, e.g. a box) is given; ``radius`` is then only the length scale of the
+    step and of ``tol``. ``direction(grad) -> d`` turns the gradient into the ascent
+    direction (a symmetric positive semi-definite preconditioner such as a blur); the
+    gradient itself by default. A step is kept when it raises the score by the Armijo
+    amount; the step length then doubles, otherwise it halves.
+    """
+    if project is None:
+
+        def project(Z):
+            return _project_ball(Z, radius)
+
+    if direction is None:
+
+        def direction(G):
+            return G
+
+    X = project(X)
     score, grad, _ = _unit_score(layers, X, units)
-    g_norm = np.linalg.norm(grad, axis=1)
-    step = 0.5 * radius / np.where(g_norm > 0, g_norm, 1.0)
+    d = direction(grad)
+    d_norm = np.linalg.norm(d, axis=1)
+    step = 0.5 * radius / np.where(d_norm > 0, d_norm, 1.0)
     active = np.ones(len(X), dtype=bool)
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        X_new = _project_ball(X[idx] + step[idx, None] * grad[idx], radius)
+        X_new = project(X[idx] + step[idx, None] * d[idx])
         s_new, g_new, _ = _unit_score(layers, X_new, units[idx])
         moved = X_new - X[idx]
         gain = s_new - score[idx]
         accept = gain >= 1e-4 * np.sum(grad[idx] * moved, axis=1)
         acc = idx[accept]
         X[acc], score[acc], grad[acc] = X_new[accept], s_new[accept], g_new[accept]
+        if acc.size:
+            d[acc] = direction(g_new[accept])
         step[acc] *= 2.0
         step[idx[~accept]] *= 0.5
         small = np.linalg.norm(moved, axis=1) <= tol * radius
         done = (accept & small) | (
-            ~accept & (step[idx] * np.linalg.norm(grad[idx], axis=1) <= tol * radius)
+            ~accept & (step[idx] * np.linalg.norm(d[idx], axis=1) <= tol * radius)
         )
         active[idx[done]] = False
     return X, n_iter
+
+
+# Stages of center-biased regularisation: (blur, window) with the standard deviation of
+# the Gaussian blur and of the centred Gaussian window as fractions of the image's side.
+_CENTER_STAGES = ((1 / 8, 1 / 2), (1 / 16, 2 / 5), (1 / 32, 1 / 3), (0.0, 1 / 3))
+
+
+def _center_window(image_shape, width):
+    """Centred Gaussian window of an image (peak 1), of std ``width`` times each side."""
+    h, w = image_shape[:2]
+    i = (np.arange(h) - (h - 1) / 2.0) / (width * h)
+    j = (np.arange(w) - (w - 1) / 2.0) / (width * w)
+    window = np.exp(-0.5 * (i[:, None] ** 2 + j[None, :] ** 2))
+    if len(image_shape) == 3:
+        window = np.repeat(window[:, :, None], image_shape[2], axis=2)
+    return window.ravel()
+
+
+def _blur(X, image_shape, sigma):
+    """Each row of ``X`` seen as an image, blurred by a Gaussian of std ``sigma`` pixels
+    (zero outside the image, so that the blur is a symmetric linear map)."""
+    from scipy.ndimage import gaussian_filter
+
+    if sigma <= 0:
+        return np.array(X)
+    images = X.reshape((len(X),) + tuple(image_shape))
+    sigmas = (0.0, sigma, sigma) + (0.0,) * (len(image_shape) - 2)
+    return gaussian_filter(images, sigmas, mode="constant").reshape(X.shape)
+
+
+def _windowed_layers(layers, window, offset):
+    """``layers`` seen as a function of ``u`` where the input is ``x = window ⊙ u + offset``
+    (the window folded into the first layer's weights, the offset into its bias)."""
+    first = layers[0]
+    folded = Layer(
+        first.weights * window[np.newaxis, :],
+        first.bias + first.weights @ offset,
+        first.activation,
+    )
+    return [folded] + list(layers[1:])
+
+
+def _center_biased_ascent(
+    layers, X, units, radii, bounds, max_iter, tol, image_shape, blur_start=True
+):
+    """Projected gradient ascent in the stages of ``_CENTER_STAGES``.
+
+    The start is blurred by the first stage's blur if ``blur_start``. In stage ``k`` the
+    input is written ``x = low + c ⊙ (u − low)`` with ``c`` the stage's centred window
+    (``low`` = 0 without ``bounds``), and ``u`` is optimised in the ball
+    ``‖u‖ ≤ radii[k]`` or the box, with the gradient blurred by the stage's blur: ``x``
+    grows as a smooth object where the window is large, then sharpens with smaller blurs,
+    while pixels far from the centre pay more for their brightness.
+    """
+    side = max(image_shape[:2])
+    if blur_start:
+        X = _blur(X, image_shape, _CENTER_STAGES[0][0] * side)
+    low = 0.0 if bounds is None else bounds[0]
+    project = None if bounds is None else (lambda Z: np.clip(Z, *bounds))
+    for (blur, width), radius in zip(_CENTER_STAGES, radii):
+        window = _center_window(image_shape, width)
+        offset = low * (1.0 - window)
+
+        def direction(G, sigma=blur * side):
+            return _blur(G, image_shape, sigma)
+
+        U, _ = _projected_gradient_ascent(
+            _windowed_layers(layers, window, offset),
+            (X - offset) / window,
+            units,
+            radius,
+            max_iter,
+            tol,
+            project=project,
+            direction=direction,
+        )
+        X = U * window + offset
+    return X
 
 
 def _lbfgs(fun, X0, bounds, max_iter, tol):
@@ -643,6 +757,8 @@ def activation_maximization(
     init="random",
     max_iter=500,
     tol=1e-6,
+    center_bias=False,
+    image_shape=None,
     random_state=None,
 ):
     """Inputs that maximise the activation of chosen units, by optimisation over the input.
@@ -690,6 +806,25 @@ def activation_maximization(
     tol : float, default=1e-6
         Stop a unit when its step moves the input by less than ``tol * norm`` (projected
         ascent) or when the projected gradient is below ``tol`` (L-BFGS-B).
+    center_bias : bool, default=False
+        Center-biased regularisation (Nguyen, Yosinski & Clune, 2016), against inputs made
+        of fragments spread over the whole image: a blurred object is grown in the centre
+        first, then sharpened there. A random start is blurred (a given ``init`` is kept
+        as it is), and the projected ascent (also
+        inside ``bounds``, instead of L-BFGS-B) runs in 4 stages of ``max_iter``
+        iterations each. In each stage the input is ``x = low + c ⊙ (u − low)`` with ``c``
+        a centred Gaussian window (1 in the middle; ``low`` is 0 without ``bounds``), ``u``
+        is constrained as ``x`` would be (``‖u‖ ≤ norm`` or the box) and its gradient is
+        blurred by a Gaussian filter. The blur's standard deviation is 1/8, 1/16, 1/32
+        and 0 of the image's longer side, the window's 1/2, 2/5, 1/3 and 1/3 of each side:
+        the object starts smooth, then sharpens, and a pixel far from the centre costs
+        more of the norm (or may not reach ``high``) than one in the middle. The result
+        still satisfies ``‖x‖ ≤ norm`` (or the box). Under the norm constraint from
+        ``init="random"`` or ``"zeros"`` the stages run with ``norm / 8``, ..., ``norm``.
+        Needs ``image_shape``.
+    image_shape : int or tuple of int, default=None
+        ``(height, width)`` or ``(height, width, channels)`` the inputs were flattened
+        from (C order), for ``center_bias=True``.
     random_state : int, RandomState instance or None, default=None
         Seed for ``init="random"``.
 
@@ -720,8 +855,20 @@ def activation_maximization(
     tol = _check_real(tol, "tol")
     rng = check_random_state(random_state)
     n_features = layers[0].n_in
-    X = _start(init, len(units), n_features, norm, bounds, rng, "activation_maximization")
-    if bounds is None:
+    image_shape = _check_center_bias(center_bias, image_shape, n_features)
+    X = _start(init, len(units), n_features, float(norm), bounds, rng, "activation_maximization")
+    if center_bias:
+        n_stages = len(_CENTER_STAGES)
+        if bounds is None:
+            shrink = 0.5 ** np.arange(n_stages - 1, -1, -1) if isinstance(init, str) else 1.0
+            radii = float(norm) * np.ones(n_stages) * shrink
+        else:
+            radii = np.full(n_stages, bounds[1] - bounds[0])
+        X = _center_biased_ascent(
+            layers, X, units, radii, bounds, int(max_iter), tol, image_shape,
+            blur_start=isinstance(init, str),
+        )
+    elif bounds is None:
         # Continuation: maximise in balls of growing radius, each started from the last
         # answer. Far from the origin sigmoid units saturate and the landscape has flat
         # plateaus where the ascent would stall; near it the gradient is informative.
@@ -884,6 +1031,8 @@ def multifaceted_visualization(
     bounds=None,
     max_iter=50,
     perplexity=30.0,
+    center_bias=False,
+    image_shape=None,
     random_state=None,
 ):
     """One input per facet of a unit (multifaceted feature visualisation).
@@ -929,6 +1078,13 @@ def multifaceted_visualization(
         Iterations of activation maximisation from each start.
     perplexity : float, default=30.0
         t-SNE perplexity (reduced to ``(n_top - 1) / 3`` when ``n_top`` is small).
+    center_bias : bool, default=False
+        Center-biased regularisation of the ascent, see :func:`activation_maximization`:
+        from each facet's mean image, the ascent first adds smooth changes weighted
+        towards the centre of the image, then sharper ones (``max_iter`` iterations in
+        each of its 4 stages). Needs ``image_shape``.
+    image_shape : int or tuple of int, default=None
+        Shape the inputs were flattened from, for ``center_bias=True``.
     random_state : int, RandomState instance or None, default=None
         Seed for t-SNE and k-means.
 
@@ -971,6 +1127,7 @@ def multifaceted_visualization(
             f"X has {X.shape[1]} features, but the {type(estimator).__name__} was fitted on "
             f"{layers[0].n_in}."
         )
+    image_shape = _check_center_bias(center_bias, image_shape, layers[0].n_in)
     n_facets = _check_int(n_facets, "n_facets", 1)
     n_nearest = _check_int(n_nearest, "n_nearest", 1)
     n_top = min(_check_int(n_top, "n_top", 1), len(X))
@@ -1027,6 +1184,8 @@ def multifaceted_visualization(
         bounds=bounds,
         init=starts,
         max_iter=max_iter,
+        center_bias=center_bias,
+        image_shape=image_shape,
     )
     return Bunch(
         facets=facets,
