@@ -45,14 +45,13 @@ from ._objective import (
     sparsity_term,
 )
 from ._parallel import blas_single_threaded
-from ._validation import check_input_array, validate_input
+from ._validation import FLOAT_DTYPES, check_input_array, validate_input
 
 __all__ = ["is_dask_collection"]
 
 _INSTALL = "pip install 'skae[dask]'"
 # Partial sums are added in groups of this many, in chunk order, then the groups' sums.
 _FAN_IN = 8
-_FLOAT_DTYPES = (np.float64, np.float32)
 
 
 def is_dask_collection(X):
@@ -125,7 +124,7 @@ def _rows_chunked(estimator, X, *, reset=None, input_name="X", n_columns=None):
             f"inverse_transform expects codes with n_hidden={n_columns} columns, got "
             f"{X.shape[1]}; pass the output of transform."
         )
-    if X.dtype not in _FLOAT_DTYPES:
+    if X.dtype not in FLOAT_DTYPES:
         X = X.astype(np.float64)
     return X
 
@@ -133,7 +132,7 @@ def _rows_chunked(estimator, X, *, reset=None, input_name="X", n_columns=None):
 def _checked_chunk(block, name, input_name):
     """``block`` as checked by scikit-learn (finite values; run on the cluster)."""
     return check_input_array(
-        block, dtype=_FLOAT_DTYPES, estimator=name, input_name=input_name, copy=False,
+        block, dtype=FLOAT_DTYPES, estimator=name, input_name=input_name, copy=False,
         ensure_min_samples=0,
     )
 

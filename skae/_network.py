@@ -48,6 +48,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._activations import ACTIVATIONS
 from ._array import array_device, array_namespace, cast, dot, matmul, parameter_dtype, sum_rows
 from ._parallel import (
+    PARALLEL_MIN_SIZE,
     available_threads,
     blas_single_threaded,
     map_blocks,
@@ -67,8 +68,6 @@ __all__ = [
 ]
 
 LAYER_ACTIVATIONS = ("sigmoid", "tanh", "softmax", "identity")
-# Data with fewer elements than this are evaluated by one worker.
-_PARALLEL_MIN_SIZE = 1 << 16
 # Fine-tuning blocks: at least this many flops of products each, at most this many elements
 # in one (rows, n_out) buffer.
 _BLOCK_FLOPS = 1 << 29
@@ -579,7 +578,7 @@ class FineTuneObjective:
         c = min(c, max(m, 1))
         self.blocks = row_blocks(m, c)
         if n_workers is None:
-            n_workers = available_threads() if m * n_in >= _PARALLEL_MIN_SIZE else 1
+            n_workers = available_threads() if m * n_in >= PARALLEL_MIN_SIZE else 1
         self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
         self.workspaces = [
             _FineTuneWorkspace(

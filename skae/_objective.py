@@ -86,6 +86,7 @@ from ._array import (
     sum_rows,
 )
 from ._parallel import (
+    PARALLEL_MIN_SIZE,
     available_threads,
     blas_single_threaded,
     block_rows_for,
@@ -113,8 +114,6 @@ _CHUNK_BYTES = 1 << 23
 # Rows per block of the corruption's random stream; fixed so that the corruption of a row
 # does not depend on how rows are chunked. Blocks of the objective are multiples of it.
 _NOISE_BLOCK = 256
-# Data with fewer elements than this are evaluated by one worker (the result is the same).
-_PARALLEL_MIN_SIZE = 1 << 16
 
 
 # --------------------------------------------------------------------------- parameters
@@ -570,7 +569,7 @@ class AutoencoderObjective:
         if not self.in_place:
             n_workers = 1  # the device runs the work; one thread issues it
         if n_workers is None:
-            n_workers = available_threads() if m * n >= _PARALLEL_MIN_SIZE else 1
+            n_workers = available_threads() if m * n >= PARALLEL_MIN_SIZE else 1
         self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
         # The encoder's input: corrupted once here when everything is in memory; per
         # block (deterministically, the same in every evaluation) in the two-pass

@@ -19,6 +19,7 @@ from sklearn.utils.validation import validate_data
 from ._array import array_device, array_namespace, device_namespace, parameter_dtype
 
 __all__ = [
+    "FLOAT_DTYPES",
     "Interval",
     "InvalidParameterError",
     "StrOptions",
@@ -180,13 +181,14 @@ def fit_keeping_state(fit):
     return fit_or_keep_state
 
 
-_FLOAT_DTYPES = (np.float64, np.float32)
+# The dtypes NumPy data keep (others become float64).
+FLOAT_DTYPES = (np.float64, np.float32)
 
 
 def _float_dtypes(xp, device):
     """The dtypes data keep: NumPy's, or those of a device namespace (array API dispatch)."""
     if xp is None:
-        return _FLOAT_DTYPES
+        return FLOAT_DTYPES
     if parameter_dtype(xp, device) == xp.float64:
         return (xp.float64, xp.float32)
     return (xp.float32,)

@@ -11,12 +11,12 @@ import scipy.sparse as sp
 from skae import check_gradient
 from skae._activations import kl_divergence
 from skae._objective import (
-    _PARALLEL_MIN_SIZE,
     AutoencoderObjective,
     AutoencoderSpec,
     Corruption,
     reconstruction_error,
 )
+from skae._parallel import PARALLEL_MIN_SIZE
 
 N_FEATURES, N_HIDDEN = 6, 4
 
@@ -347,7 +347,7 @@ def _large(dtype=np.float64, sparse=False, seed=0):
         X = sp.random(3000, 40, density=0.3, format="csr", random_state=rng, dtype=dtype)
     else:
         X = rng.uniform(0.05, 0.95, size=(3000, 40)).astype(dtype)
-    assert X.shape[0] * X.shape[1] >= _PARALLEL_MIN_SIZE
+    assert X.shape[0] * X.shape[1] >= PARALLEL_MIN_SIZE
     return X
 
 

@@ -25,11 +25,11 @@ import skae._optimize as optimize_module
 from skae import SparseAutoencoder
 from skae._activations import ACTIVATIONS, kl_divergence, kl_divergence_derivative
 from skae._objective import (
-    _PARALLEL_MIN_SIZE,
     AutoencoderObjective,
     AutoencoderSpec,
     ParameterLayout,
 )
+from skae._parallel import PARALLEL_MIN_SIZE
 
 N_SAMPLES, N_FEATURES, N_HIDDEN = 20, 5, 3
 
@@ -934,7 +934,7 @@ def _digits():
     from sklearn.datasets import load_digits
 
     X = load_digits().data / 16.0  # 1797 x 64: above the parallel threshold
-    assert X.size >= _PARALLEL_MIN_SIZE
+    assert X.size >= PARALLEL_MIN_SIZE
     return X
 
 
