@@ -75,7 +75,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_configure(config):
     # Resolved per test, after pytest has put this checkout first on sys.path, so that the
     # class is the one the doctests and tests import (see pyproject.toml).
-    config.addinivalue_line("filterwarnings", "error::skae._base.SkaeWarning")
+    config.addinivalue_line("filterwarnings", "error::skae.exceptions.SkaeWarning")
 
 
 class _CtrlC:

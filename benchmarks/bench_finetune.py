@@ -129,8 +129,8 @@ def floor_one_thread_ms(X, layers):
 
 
 def skae_ms(X, y, layers, max_iter, inner=5):
-    from skae._base import run_lbfgs
     from skae._network import FineTuneObjective
+    from skae._optimize import run_lbfgs
 
     objective = FineTuneObjective(layers, X, y, n_trainable=3, alphas=[0.0, 0.0, 1e-4])
     serial = FineTuneObjective(
@@ -234,8 +234,8 @@ def decay_study(X, y):
     from sklearn.model_selection import train_test_split
 
     from skae import StackedAutoencoderClassifier
-    from skae._base import run_lbfgs
     from skae._network import FineTuneObjective, Layer, forward
+    from skae._optimize import run_lbfgs
 
     X = X.astype(np.float32)
     X_train, X_test, y_train, y_test = train_test_split(

@@ -1,12 +1,11 @@
 """skae: sparse autoencoders for scikit-learn, trained with NumPy and L-BFGS."""
 
-from . import datasets, inspection, preprocessing
-from ._base import check_gradient
+from . import datasets, exceptions, inspection, preprocessing
+from ._gradient_check import check_gradient
 from ._sparse_autoencoder import SparseAutoencoder
 from ._stacked import StackedAutoencoder, StackedAutoencoderClassifier
+from ._version import __version__
 from .preprocessing import ZCAWhitening
-
-__version__ = "0.1.0"
 
 __all__ = [
     "SparseAutoencoder",
@@ -15,6 +14,7 @@ __all__ = [
     "ZCAWhitening",
     "check_gradient",
     "datasets",
+    "exceptions",
     "inspection",
     "preprocessing",
     "__version__",

@@ -1,8 +1,9 @@
 """Dask arrays: fit, transform, inverse_transform and score as map-reduces over row chunks.
 
-The objective is a sum over rows (DESIGN.md, "Beyond one machine"), so an L-BFGS
-evaluation on a dask array is a map-reduce of the per-chunk pieces of
-:class:`skae._objective.AutoencoderObjective`; there is no second copy of the mathematics.
+The objective is a sum over rows (the documentation's architecture page,
+``docs/architecture.rst``), so an L-BFGS evaluation on a dask array is a map-reduce of
+the per-chunk pieces of :class:`skae._objective.AutoencoderObjective`; there is no second
+copy of the mathematics.
 
 Fit:
 
@@ -34,7 +35,6 @@ numbers. Whatever scheduler is active runs the graphs (threads, processes, or a
 import numpy as np
 import scipy.sparse as sp
 
-from ._base import check_input_array, validate_input
 from ._objective import (
     AutoencoderObjective,
     assemble,
@@ -45,13 +45,13 @@ from ._objective import (
     sparsity_term,
 )
 from ._parallel import blas_single_threaded
+from ._validation import FLOAT_DTYPES, check_input_array, validate_input
 
 __all__ = ["is_dask_collection"]
 
 _INSTALL = "pip install 'skae[dask]'"
 # Partial sums are added in groups of this many, in chunk order, then the groups' sums.
 _FAN_IN = 8
-_FLOAT_DTYPES = (np.float64, np.float32)
 
 
 def is_dask_collection(X):
@@ -124,7 +124,7 @@ def _rows_chunked(estimator, X, *, reset=None, input_name="X", n_columns=None):
             f"inverse_transform expects codes with n_hidden={n_columns} columns, got "
             f"{X.shape[1]}; pass the output of transform."
         )
-    if X.dtype not in _FLOAT_DTYPES:
+    if X.dtype not in FLOAT_DTYPES:
         X = X.astype(np.float64)
     return X
 
@@ -132,7 +132,7 @@ def _rows_chunked(estimator, X, *, reset=None, input_name="X", n_columns=None):
 def _checked_chunk(block, name, input_name):
     """``block`` as checked by scikit-learn (finite values; run on the cluster)."""
     return check_input_array(
-        block, dtype=_FLOAT_DTYPES, estimator=name, input_name=input_name, copy=False,
+        block, dtype=FLOAT_DTYPES, estimator=name, input_name=input_name, copy=False,
         ensure_min_samples=0,
     )
 
@@ -326,7 +326,7 @@ def _compute(dask, *collections):
 
 
 def fit_inputs(estimator, X):
-    """``(X, decoder, DaskObjective)`` for ``SparseAutoencoder._fit`` from a dask ``X``.
+    """``(X, decoder, DaskObjective)`` for ``SparseAutoencoder.fit`` from a dask ``X``.
 
     ``X`` is returned row-chunked, float32 or float64, persisted, with known chunk sizes;
     it is checked as ``validate_data`` would check a NumPy array (on the cluster).

@@ -12,7 +12,7 @@ directional derivatives, step lengths) come back to Python, one synchronisation 
 evaluation.
 
 It stops by the rules of SciPy's L-BFGS-B (without bounds), so that
-:func:`skae._base.run_lbfgs` treats both alike:
+:func:`skae._optimize.run_lbfgs` treats both alike:
 
 - ``status 0``: ``max|g| <= gtol`` (checked at the start and after every iteration), or
   the relative reduction ``(f_k − f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) <= ftol``;
@@ -30,13 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:  # scikit-learn >= 1.7 vendors it
-    from sklearn.externals import array_api_compat
-except ImportError:  # older scikit-learn uses the separate package, when it is installed
-    try:
-        import array_api_compat
-    except ImportError:
-        array_api_compat = None  # NumPy only
+from ._array import array_api_compat
 
 __all__ = ["LBFGSOutcome", "minimize_lbfgs"]
 
@@ -61,10 +55,6 @@ class LBFGSOutcome:
     nfev: int
     status: int
     message: str
-
-    @property
-    def success(self):
-        return self.status == 0
 
 
 @dataclass

@@ -33,8 +33,8 @@ Other array-API namespaces (PyTorch, CuPy, array_api_strict; scikit-learn's arra
 dispatch): every function here runs on their arrays, on their device, as
 :mod:`skae._objective` does. Each step has its NumPy form (products and elementwise work
 into reused buffers, ``out=``) and, where the array API has no ``out=``, the same
-operation returning a new array (:func:`skae._objective._matmul`, :func:`_exp_`, the
-activations of :mod:`skae._base`); the labels of the cross-entropy are picked by fancy
+operation returning a new array (:func:`skae._array.matmul`, :func:`_exp_`, the
+activations of :mod:`skae._activations`); the labels of the cross-entropy are picked by fancy
 indexing on NumPy and by a one-hot matrix elsewhere (the array API has no scatter).
 Sparse matrices are NumPy/SciPy only.
 """
@@ -45,9 +45,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import ACTIVATIONS, array_device, array_namespace, parameter_dtype
-from ._objective import _cast, _dot, _matmul, _sum_rows
+from ._activations import ACTIVATIONS
+from ._array import array_device, array_namespace, cast, dot, matmul, parameter_dtype, sum_rows
 from ._parallel import (
+    PARALLEL_MIN_SIZE,
     available_threads,
     blas_single_threaded,
     map_blocks,
@@ -64,12 +65,9 @@ __all__ = [
     "forward",
     "input_gradient",
     "network_layers",
-    "parameter_gradient",
 ]
 
 LAYER_ACTIVATIONS = ("sigmoid", "tanh", "softmax", "identity")
-# Data with fewer elements than this are evaluated by one worker.
-_PARALLEL_MIN_SIZE = 1 << 16
 # Fine-tuning blocks: at least this many flops of products each, at most this many elements
 # in one (rows, n_out) buffer.
 _BLOCK_FLOPS = 1 << 29
@@ -144,7 +142,7 @@ def estimator_activation(estimator):
     return estimator.activation
 
 
-def _autoencoder_layer(autoencoder):
+def autoencoder_layer(autoencoder):
     return Layer(
         autoencoder.components_,
         autoencoder.intercept_hidden_,
@@ -182,7 +180,7 @@ def network_layers(estimator, layer=None):
         layers = estimator._network_layers()  # checks that it is fitted
     elif hasattr(estimator, "intercept_hidden_") or hasattr(estimator, "n_hidden"):
         check_is_fitted(estimator, "components_")
-        layers = [_autoencoder_layer(estimator)]
+        layers = [autoencoder_layer(estimator)]
     else:
         raise ValueError(
             f"network_layers needs a skae SparseAutoencoder, StackedAutoencoder or "
@@ -226,15 +224,15 @@ def _float_dtype(X):
 def _affine(A, layer, dtype, out=None):
     """``A @ weights.T + bias`` in ``dtype`` (A dense or sparse), into ``out`` if given
     (NumPy; other namespaces return a new array)."""
-    W = _cast(layer.weights, dtype)
+    W = cast(layer.weights, dtype)
     if sp.issparse(A):
         Z = np.asarray(A @ W.T, dtype=dtype)
         if out is not None:
             out[...] = Z
             Z = out
     else:
-        Z = _matmul(A, W.T, out)
-    Z += _cast(layer.bias, dtype)
+        Z = matmul(A, W.T, out)
+    Z += cast(layer.bias, dtype)
     return Z
 
 
@@ -349,20 +347,20 @@ def _backpropagate(
             if gW_out is not None and gW is not gW_out:
                 gW_out[...] = gW
                 gW = gW_out
-            gb = _sum_rows(delta, axis=0)
+            gb = sum_rows(delta, axis=0)
             if gb_out is not None:
                 gb_out[...] = gb
                 gb = gb_out
             elif not wide_bias_sums:
-                gb = _cast(gb, delta.dtype)
+                gb = cast(gb, delta.dtype)
             grads.append((gW, gb))
-        W = _cast(layers[k - 1].weights, delta.dtype)
+        W = cast(layers[k - 1].weights, delta.dtype)
         if k == 1:
             return grads[::-1], (delta @ W if want_input else None)
         if not want_input and k <= first_param:
             break
         target = scratch[k - 2] if scratch is not None else None
-        grad_below = _matmul(delta, W, target)
+        grad_below = matmul(delta, W, target)
         delta = _activation_jvp(layers[k - 2].activation, below, grad_below, consume=True)
     return grads[::-1], None
 
@@ -401,7 +399,7 @@ def _top_delta(layers, activations, grad_output):
     ``dJ/dZ_L`` of the top layer, from ``dJ/dA_L``."""
     _check_activations(layers, activations)
     A_top = activations[-1]
-    grad_output = _cast(grad_output, A_top.dtype)
+    grad_output = cast(grad_output, A_top.dtype)
     if tuple(grad_output.shape) != tuple(A_top.shape):
         raise ValueError(
             f"grad_output must have the shape of the top activations "
@@ -410,28 +408,6 @@ def _top_delta(layers, activations, grad_output):
     delta = _activation_jvp(layers[-1].activation, A_top, grad_output)
     acts = [activations[0]] + [_copy(A) for A in activations[1:-1]] + [A_top]
     return acts, delta
-
-
-def parameter_gradient(layers, activations, grad_output):
-    """Gradient of a scalar objective with respect to every layer's weights and bias.
-
-    Parameters
-    ----------
-    layers : list of Layer
-    activations : list
-        ``forward(layers, X)``; not modified.
-    grad_output : ndarray of shape (m, layers[-1].n_out)
-        ``dJ/dA_L`` (a softmax top layer is handled with its full Jacobian).
-
-    Returns
-    -------
-    grads : list of (grad_weights, grad_bias)
-        One pair per layer, bottom first; shapes (n_out, n_in) and (n_out,).
-    """
-    acts, delta = _top_delta(layers, activations, grad_output)
-    return _backpropagate(
-        layers, acts, delta, n_params=len(layers), want_input=False
-    )[0]
 
 
 # --------------------------------------------------------------------------- parameters
@@ -466,7 +442,7 @@ class NetworkLayout:
         """A new flat float64 vector from Layers (or (W, b) pairs), bottom first.
 
         Arrays of another namespace give a vector of that namespace, on their device, in
-        float64 where the device has it (:func:`skae._base.parameter_dtype`).
+        float64 where the device has it (:func:`skae._array.parameter_dtype`).
         """
         pairs = [(item.weights, item.bias) if isinstance(item, Layer) else item
                  for item in layers]
@@ -551,7 +527,7 @@ class FineTuneObjective:
         xp = array_namespace(X)
         self.in_place = xp is np  # reused buffers and worker threads (NumPy only)
         if not sp.issparse(X):
-            X = np.asarray(X, dtype=dt) if self.in_place else _cast(X, dt)
+            X = np.asarray(X, dtype=dt) if self.in_place else cast(X, dt)
         elif X.dtype != dt:
             X = X.astype(dt)
         if rows is not None:
@@ -602,7 +578,7 @@ class FineTuneObjective:
         c = min(c, max(m, 1))
         self.blocks = row_blocks(m, c)
         if n_workers is None:
-            n_workers = available_threads() if m * n_in >= _PARALLEL_MIN_SIZE else 1
+            n_workers = available_threads() if m * n_in >= PARALLEL_MIN_SIZE else 1
         self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
         self.workspaces = [
             _FineTuneWorkspace(
@@ -622,7 +598,7 @@ class FineTuneObjective:
     def _layers(self, theta):
         acts = [layer.activation for layer in self.trainable]
         return [
-            Layer(_cast(W, self.dtype), _cast(b, self.dtype), a)
+            Layer(cast(W, self.dtype), cast(b, self.dtype), a)
             for (W, b), a in zip(self.layout.unpack(theta), acts)
         ]
 
@@ -654,7 +630,7 @@ class FineTuneObjective:
         loss = -_label_sum(Z, labels)
         Z = _exp_(Z)
         totals = xp.sum(Z, axis=1, keepdims=True)
-        loss += float(_sum_rows(xp.log(totals)))
+        loss += float(sum_rows(xp.log(totals)))
         Z /= totals  # P
         Z = _subtract_labels_(Z, labels)  # δ_L · m = P − Y
         activations.append(Z)
@@ -768,7 +744,7 @@ def assemble_fine_tune(layout, alphas, theta, m, loss_sum, totals):
         gb = _scale(tb, 1.0 / m, gb, theta.dtype)
         if alpha:
             gW += alpha * W
-            decay += 0.5 * alpha * _dot(W, W)
+            decay += 0.5 * alpha * dot(W, W)
         parts += [gW, gb]
     if grad is None:
         grad = xp.concat([xp.reshape(p, (-1,)) for p in parts])
@@ -801,7 +777,7 @@ def _label_sum(Z, labels):
     if isinstance(labels, tuple):
         rows, y = labels
         return float(Z[rows, y].sum(dtype=np.float64))
-    return float(_sum_rows(Z * labels))
+    return float(sum_rows(Z * labels))
 
 
 def _subtract_labels_(Z, labels):

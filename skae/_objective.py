@@ -1,6 +1,7 @@
 """The sparse autoencoder objective: cost and gradient as pure functions of the parameters.
 
-Notation follows the UFLDL notes (DESIGN.md §1); rows of ``X`` are samples::
+Notation follows the UFLDL notes (the user guide's "The objective"; where this module sits
+among the others: ``docs/architecture.rst``); rows of ``X`` are samples::
 
     H    = f(X̃ W1ᵀ + b1)                encoder (X̃ = X, or X corrupted once per fit)
     X̂    = g(H W2 + b2)                 decoder (W2 = W1 when tied)
@@ -54,10 +55,10 @@ data's dtype (float32 stays float32); the gradient is returned as float64 for Sc
 Other array-API namespaces (PyTorch, CuPy, array_api_strict; skae's array API dispatch):
 the same code runs on their arrays, on their device. Each step has the NumPy form above
 (products and elementwise work into the reused buffers) and, where the array API has no
-``out=``, the same operation returning a new array (:func:`_matmul`, :func:`_subtract`,
-the activations of skae._base); no buffers are allocated, the rows form one block (or
-blocks of ``batch_size`` rows), one thread issues the work, and the sums accumulate in
-float64 where the device has it. Sparse input is NumPy/SciPy only.
+``out=``, the same operation returning a new array (``skae._array.matmul``,
+``subtract``, the activations of ``skae._activations``); no buffers are allocated, the rows
+form one block (or blocks of ``batch_size`` rows), one thread issues the work, and the sums
+accumulate in float64 where the device has it. Sparse input is NumPy/SciPy only.
 
 Pieces (used as they are by the map-reduce over the chunks of a dask array, skae._dask):
 an objective built on rows ``row_offset : row_offset + len(X)`` of a larger data set with
@@ -73,16 +74,19 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ._base import (
-    ACTIVATIONS,
-    ParameterLayout,
+from ._activations import ACTIVATIONS, kl_divergence, kl_divergence_derivative
+from ._array import (
     array_device,
     array_namespace,
-    kl_divergence,
-    kl_divergence_derivative,
+    cast,
+    dot,
+    matmul,
     parameter_dtype,
+    subtract,
+    sum_rows,
 )
 from ._parallel import (
+    PARALLEL_MIN_SIZE,
     available_threads,
     blas_single_threaded,
     block_rows_for,
@@ -92,6 +96,7 @@ from ._parallel import (
 
 __all__ = [
     "AutoencoderObjective",
+    "ParameterLayout",
     "AutoencoderSpec",
     "Corruption",
     "assemble",
@@ -109,8 +114,70 @@ _CHUNK_BYTES = 1 << 23
 # Rows per block of the corruption's random stream; fixed so that the corruption of a row
 # does not depend on how rows are chunked. Blocks of the objective are multiples of it.
 _NOISE_BLOCK = 256
-# Data with fewer elements than this are evaluated by one worker (the result is the same).
-_PARALLEL_MIN_SIZE = 1 << 16
+
+
+# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class ParameterLayout:
+    """Where each weight lives in the flat float64 parameter vector.
+
+    The order is ``W1 (n_hidden, n_features), b1 (n_hidden,), [W2 (n_hidden,
+    n_features)], b2 (n_features,)``; ``W2`` is absent when the weights are tied.
+    :meth:`unpack` returns views, never copies.
+    """
+
+    n_features: int
+    n_hidden: int
+    tied: bool = False
+
+    @property
+    def size(self):
+        h, n = self.n_hidden, self.n_features
+        return h * n + h + (0 if self.tied else h * n) + n
+
+    def unpack(self, theta):
+        """Return ``(W1, b1, W2, b2)`` as views into ``theta`` (``W2 is W1`` when tied).
+
+        ``theta`` may be an array of any array-API namespace (views where it has them).
+        """
+        h, n = self.n_hidden, self.n_features
+        xp = array_namespace(theta)
+        W1 = xp.reshape(theta[: h * n], (h, n))
+        b1 = theta[h * n : h * n + h]
+        start = h * n + h
+        if self.tied:
+            W2 = W1
+        else:
+            W2 = xp.reshape(theta[start : start + h * n], (h, n))
+            start += h * n
+        b2 = theta[start : start + n]
+        return W1, b1, W2, b2
+
+    def pack(self, W1, b1, W2, b2):
+        """Concatenate parameters into a new flat float64 vector (the inverse of unpack).
+
+        Arrays of another namespace give a vector of that namespace, on their device, in
+        :func:`parameter_dtype`.
+        """
+        xp = array_namespace(W1, b1, W2, b2)
+        if xp is not np:
+            parts = [W1, b1] + ([] if self.tied else [W2]) + [b2]
+            dtype = parameter_dtype(xp, array_device(W1))
+            return xp.concat([xp.reshape(xp.astype(p, dtype), (-1,)) for p in parts])
+        parts = [W1.ravel(), b1] + ([] if self.tied else [W2.ravel()]) + [b2]
+        return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
+
+    def initialize(self, random_state):
+        """UFLDL initialisation: weights uniform in ±sqrt(6 / (n_in + n_out + 1)), biases 0."""
+        h, n = self.n_hidden, self.n_features
+        r = np.sqrt(6.0 / (n + h + 1))
+        theta = np.zeros(self.size)
+        W1, _, W2, _ = self.unpack(theta)
+        W1[...] = random_state.uniform(-r, r, size=(h, n))
+        if not self.tied:
+            W2[...] = random_state.uniform(-r, r, size=(h, n))
+        return theta
+
 
 
 @dataclass(frozen=True)
@@ -261,34 +328,12 @@ def _numpy_dtype(dtype):
     return np.float64 if "64" in str(dtype) else np.float32
 
 
-# --------------------------------------------------------------------------- primitives
-# NumPy: into ``out`` (a reused buffer). Other namespaces: ``out`` is None, a new array.
-def _matmul(a, b, out):
-    if out is None:
-        return a @ b
-    return np.matmul(a, b, out=out)
-
-
-def _subtract(a, b, out):
-    if out is None:
-        return a - b
-    return np.subtract(a, b, out=out)
-
-
-def _sum_rows(a, axis=None):
-    """Sum (over ``axis``) accumulated in float64 (where the device has it)."""
-    xp = array_namespace(a)
-    if xp is np:
-        return a.sum(axis=axis, dtype=np.float64)
-    return xp.sum(a, axis=axis, dtype=parameter_dtype(xp, array_device(a)))
-
-
 def _softplus_sum(z, out=None):
     """``Σ log(1 + e^z)`` over all elements, as a float (``out``: NumPy scratch)."""
     xp = array_namespace(z)
     if xp is np:
         return float(np.logaddexp(0.0, z, out=out).sum(dtype=np.float64))
-    return float(_sum_rows(xp.logaddexp(xp.zeros_like(z), z)))
+    return float(sum_rows(xp.logaddexp(xp.zeros_like(z), z)))
 
 
 def _rows(X, start, stop):
@@ -303,37 +348,22 @@ def _itemsize(dtype):
 
 
 # --------------------------------------------------------------------------- forward maps
-def _cast(a, dtype):
-    xp = array_namespace(a)
-    if xp is not np:
-        return a if a.dtype == dtype else xp.astype(a, dtype)
-    return np.asarray(a, dtype=dtype)
-
-
 def encode(X, W1, b1, activation="sigmoid"):
     """Hidden activations ``f(X W1ᵀ + b1)`` in the dtype of ``X`` (dense or sparse X)."""
     dtype = X.dtype
-    Z = X @ _cast(W1, dtype).T
+    Z = X @ cast(W1, dtype).T
     if array_namespace(Z) is np:
         Z = np.asarray(Z, dtype=dtype)
-    Z += _cast(b1, dtype)
+    Z += cast(b1, dtype)
     return ACTIVATIONS[activation].forward(Z)
 
 
 def decode(H, W2, b2, decoder="sigmoid"):
     """Reconstruction ``g(H W2 + b2)`` in the dtype of ``H``."""
     dtype = H.dtype
-    Z = H @ _cast(W2, dtype)
-    Z += _cast(b2, dtype)
+    Z = H @ cast(W2, dtype)
+    Z += cast(b2, dtype)
     return ACTIVATIONS[decoder].forward(Z)
-
-
-def _dot(a, b):
-    """Sum of ``a * b`` over all elements of two matrices (no BLAS threads involved)."""
-    xp = array_namespace(a, b)
-    if xp is not np:
-        return float(xp.vecdot(xp.reshape(a, (-1,)), xp.reshape(b, (-1,))))
-    return float(np.einsum("ij,ij->", a, b))
 
 
 def _chunk_rows(n_features, itemsize):
@@ -352,10 +382,10 @@ def _row_losses(Z, Xd, decoder, loss):
             S -= np.multiply(Xd, Z, out=Z)
         else:
             S = xp.logaddexp(xp.zeros_like(Z), Z) - Xd * Z
-        return _sum_rows(S, axis=1)
+        return sum_rows(S, axis=1)
     R = ACTIVATIONS[decoder].forward(Z)
-    R = _subtract(R, Xd, R if xp is np else None)
-    losses = _sum_rows(np.square(R, out=R) if xp is np else R * R, axis=1)
+    R = subtract(R, Xd, R if xp is np else None)
+    losses = sum_rows(np.square(R, out=R) if xp is np else R * R, axis=1)
     losses *= 0.5
     return losses
 
@@ -381,7 +411,7 @@ def reconstruction_losses(
     dtype = X.dtype
     xp = array_namespace(X)
     chunk = batch_size or _chunk_rows(n, _itemsize(dtype))
-    W2c, b2c = _cast(W2, dtype), _cast(b2, dtype)
+    W2c, b2c = cast(W2, dtype), cast(b2, dtype)
     out = np.empty(m) if xp is np else None
     parts = []
     for start in range(0, m, chunk):
@@ -539,7 +569,7 @@ class AutoencoderObjective:
         if not self.in_place:
             n_workers = 1  # the device runs the work; one thread issues it
         if n_workers is None:
-            n_workers = available_threads() if m * n >= _PARALLEL_MIN_SIZE else 1
+            n_workers = available_threads() if m * n >= PARALLEL_MIN_SIZE else 1
         self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
         # The encoder's input: corrupted once here when everything is in memory; per
         # block (deterministically, the same in every evaluation) in the two-pass
@@ -595,7 +625,7 @@ class AutoencoderObjective:
         if sp.issparse(Xc):
             out[...] = Xc @ W1.T
         else:
-            out = _matmul(Xc, W1.T, out)
+            out = matmul(Xc, W1.T, out)
         out += b1
         return self.f.forward(out)
 
@@ -610,8 +640,8 @@ class AutoencoderObjective:
     def _weights(self, theta):
         W1, b1, W2, b2 = self.layout.unpack(theta)
         if theta.dtype != self.dtype:
-            W1, b1, b2 = (_cast(a, self.dtype) for a in (W1, b1, b2))
-            W2 = W1 if self.spec.tied else _cast(W2, self.dtype)
+            W1, b1, b2 = (cast(a, self.dtype) for a in (W1, b1, b2))
+            W2 = W1 if self.spec.tied else cast(W2, self.dtype)
         return W1, b1, W2, b2
 
     # -- the two passes, one block at a time -------------------------------------------
@@ -625,7 +655,7 @@ class AutoencoderObjective:
         H = self._encode_into(self._input_rows(worker, start, stop), W1, b1, out)
         if not self.in_place and not self.two_pass:
             self.H = H  # one block: all rows, kept for pass 2
-        return _sum_rows(H, axis=0)
+        return sum_rows(H, axis=0)
 
     def _backward(self, start, stop, worker, W1, b1, W2, b2, sparsity):
         """Pass 2 on one block: loss sum, bias gradients and weight gradients (times m).
@@ -641,24 +671,24 @@ class AutoencoderObjective:
         Xc = _rows(self.X, start, stop)
         if self.sparse:
             Xc = Xc.toarray(out=D)  # densify this block only, into D
-        R = _matmul(Hc, W2, R)
+        R = matmul(Hc, W2, R)
         R += b2
         if spec.loss == "cross_entropy":
             # log(1 + e^z) − x z, from the pre-activation: finite when σ(z) is 0 or 1
-            recon = _softplus_sum(R, S) - _dot(Xc, R)
+            recon = _softplus_sum(R, S) - dot(Xc, R)
             R = g.forward(R)
-            D = _subtract(R, Xc, D)  # sigmoid + cross-entropy: δ3 · m = X̂ − X
+            D = subtract(R, Xc, D)  # sigmoid + cross-entropy: δ3 · m = X̂ − X
         else:
             R = g.forward(R)
-            D = _subtract(R, Xc, D)
-            recon = 0.5 * _dot(D, D)
+            D = subtract(R, Xc, D)
+            recon = 0.5 * dot(D, D)
             D = g.derivative(R, D)  # δ3 · m = (X̂ − X) ⊙ g'(X̂)
-        gb2 = _sum_rows(D, axis=0)
-        gW2 = _matmul(Hc.T, D, ws.gW2)
-        E = _matmul(D, W2.T, E)
+        gb2 = sum_rows(D, axis=0)
+        gW2 = matmul(Hc.T, D, ws.gW2)
+        E = matmul(D, W2.T, E)
         E += sparsity
         E = self.f.derivative(Hc, E)  # δ2 · m, in E; Hc now holds f'(H) (NumPy)
-        gb1 = _sum_rows(E, axis=0)
+        gb1 = sum_rows(E, axis=0)
         if sp.issparse(Xin):
             contribution = (Xin.T @ E).T
             if spec.tied:
@@ -752,7 +782,7 @@ def assemble(spec, theta, m, rho_hat, recon, gb1, gb2, gW1_sum, gW2_sum):
     layout = spec.layout
     xp = array_namespace(theta)
     tW1, _, tW2, _ = layout.unpack(theta)
-    decay = _dot(tW1, tW1) + (0.0 if spec.tied else _dot(tW2, tW2))
+    decay = dot(tW1, tW1) + (0.0 if spec.tied else dot(tW2, tW2))
     kl = float(xp.sum(kl_divergence(spec.rho, rho_hat))) if spec.beta else 0.0
     J = recon / m + 0.5 * spec.alpha * decay + spec.beta * kl
     if xp is not np:  # the same terms, concatenated in the layout's order

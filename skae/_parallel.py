@@ -42,12 +42,17 @@ from concurrent.futures import wait as _wait_futures
 from contextlib import contextmanager
 
 __all__ = [
+    "PARALLEL_MIN_SIZE",
     "available_threads",
     "blas_single_threaded",
     "block_rows_for",
     "map_blocks",
     "row_blocks",
 ]
+
+# An objective on data with fewer elements than this is evaluated by one worker: threads
+# would cost more than they save (the result is the same either way).
+PARALLEL_MIN_SIZE = 1 << 16
 
 _LOCK = threading.Lock()
 _STATE = {"pid": None, "controller": None, "pools": {}}

@@ -9,22 +9,8 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _dask
-from ._base import (
-    Interval,
-    InvalidParameterError,
-    PickleVersionWarning,
-    StrOptions,
-    _fit_context,
-    array_namespace,
-    check_dense_on_device,
-    check_fitted_namespace,
-    check_input_array,
-    device_namespace,
-    parameter_dtype,
-    run_lbfgs,
-    validate_input,
-)
+from . import _dask, _version
+from ._array import array_namespace, parameter_dtype
 from ._objective import (
     AutoencoderObjective,
     AutoencoderSpec,
@@ -33,34 +19,20 @@ from ._objective import (
     reconstruction_losses,
 )
 from ._objective import decode as _decode
+from ._optimize import run_lbfgs
+from ._validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    check_fitted_namespace,
+    check_input_array,
+    fit_keeping_state,
+    input_namespace,
+    validate_input,
+)
+from .exceptions import PickleVersionWarning
 
 __all__ = ["SparseAutoencoder"]
-
-_FLOAT_DTYPES = (np.float64, np.float32)
-
-
-def _float_dtypes(xp, device):
-    """The dtypes data keep: NumPy's, or those of a device namespace (array API dispatch)."""
-    if xp is None:
-        return _FLOAT_DTYPES
-    if parameter_dtype(xp, device) == xp.float64:
-        return (xp.float64, xp.float32)
-    return (xp.float32,)
-
-
-def _input_namespace(X):
-    """``(xp, device, dtypes)`` of the input: ``xp`` is None on the NumPy path."""
-    xp, device = device_namespace(X)
-    if xp is not None:
-        check_dense_on_device(X, xp)
-    return xp, device, _float_dtypes(xp, device)
-
-
-def _skae_version():
-    from . import __version__
-
-    return __version__
-
 
 # Data within this many machine epsilons (of X's dtype) of [0, 1] count as in [0, 1]:
 # MinMaxScaler can overshoot 1 by one unit in the last place on its own training data.
@@ -117,7 +89,7 @@ def _autoencoder_losses(X, autoencoders):
     )
 
 
-def _negative_losses(X, autoencoders):
+def negative_losses(X, autoencoders):
     """``score_samples`` of checked rows (e.g. one row chunk of a dask array)."""
     return -_autoencoder_losses(X, autoencoders)
 
@@ -134,20 +106,11 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     classifier for unsupervised pretraining.
 
     The defaults suit data scaled to [0, 1], e.g. by
-    :class:`~sklearn.preprocessing.MinMaxScaler` (the decoder is then a sigmoid), and
-    were chosen on measured evidence (``benchmarks/bench_quality.py``; the tables are on
-    the documentation page "Does pretraining help?"): features learned without labels,
-    then a logistic regression with 10, 50 and all labels per class, on scikit-learn's
-    8x8 digits, the same digits nudged by one pixel, and 5 000 28x28 MNIST digits
-    (learned on 5-9, classify 0-4). ``n_hidden=200``, ``alpha=1e-3``, ``rho=0.1``,
-    ``beta=1`` did well on all three. The UFLDL exercise's ``alpha=3e-3`` lost 1-5
-    points of accuracy on both 8x8 sets, ``alpha=1e-4`` up to 2 points on MNIST and the
-    nudged digits, 100 units up to 2 points on MNIST; ``beta=1`` was better than UFLDL's
-    ``beta=3`` on MNIST and within 0.4 points elsewhere. ``alpha=1e-3`` was within 0.5
-    points of the best weight decay tried at 64 and at 784 features alike, so the
-    default does not scale with the number of features. With these
-    defaults L-BFGS usually stops at ``max_iter`` (a ConvergenceWarning): the features
-    are what was measured, not a minimum of the objective.
+    :class:`~sklearn.preprocessing.MinMaxScaler` (the decoder is then a sigmoid). They
+    were chosen on measured accuracies of features learned without labels; the
+    documentation page "Does pretraining help?" shows the measurements. With them L-BFGS
+    usually stops at ``max_iter`` (a ConvergenceWarning): the features are what was
+    measured, not a minimum of the objective.
 
     Parameters
     ----------
@@ -388,6 +351,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return "sigmoid" if in_unit_range else "linear"
 
     # ------------------------------------------------------------------ fitting
+    @fit_keeping_state
     def fit(self, X, y=None):
         """Learn the encoder and decoder from ``X`` with L-BFGS.
 
@@ -408,16 +372,6 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             The fitted estimator. If fitting fails with an error, the estimator keeps
             the state it had before the call.
         """
-        saved = dict(self.__dict__)
-        try:
-            return self._fit(X)
-        except BaseException:  # an error, or Ctrl-C outside the optimiser
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X):
         self._check_combinations()
         previous = self._previous_parameters()
         xp = device = None
@@ -426,7 +380,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         else:
             # array API dispatch: an array of another namespace is fitted in it, on its
             # device (xp is None on the NumPy path, which is unchanged)
-            xp, device, dtypes = _input_namespace(X)
+            xp, device, dtypes = input_namespace(X)
             X = validate_input(
                 self,
                 X,
@@ -549,7 +503,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         if _dask.is_dask_collection(X):
             return _dask.transform(self, X)  # lazy
         check_fitted_namespace(X, self, attribute="components_", method="transform")
-        dtypes = _input_namespace(X)[2]
+        dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return encode(X, self.components_, self.intercept_hidden_, self._spec_.activation)
 
@@ -570,7 +524,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         if _dask.is_dask_collection(X):
             return _dask.inverse_transform(self, X)  # lazy
         check_fitted_namespace(X, self, attribute="components_", method="inverse_transform")
-        H = check_input_array(X, dtype=_input_namespace(X)[2], input_name="H")
+        H = check_input_array(X, dtype=input_namespace(X)[2], input_name="H")
         n_hidden = self.components_.shape[0]
         if H.shape[1] != n_hidden:
             raise ValueError(
@@ -585,7 +539,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """Checked ``X`` (as ``transform`` checks it, plus the loss's range check of
         ``fit``) and the reconstruction loss of each of its rows."""
         check_fitted_namespace(X, self, attribute="components_", method=method)
-        dtypes = _input_namespace(X)[2]
+        dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return _autoencoder_losses(X, [self])
 
@@ -664,12 +618,12 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
-            return _dask.map_rows(self, X, _negative_losses, [self])  # lazy
+            return _dask.map_rows(self, X, negative_losses, [self])  # lazy
         return -self._reconstruction_losses(X, "score_samples")
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ may return __dict__
-        state["_skae_version"] = _skae_version()
+        state["_skae_version"] = _version.__version__
         if "components_" in state and state["decoder_components_"] is state["components_"]:
             # Tied weights: store W1 once and re-tie on load. joblib pickles arrays one by
             # one and would otherwise load two independent copies.
@@ -679,10 +633,10 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def __setstate__(self, state):
         state = dict(state)
         saved_version = state.pop("_skae_version", "unknown")
-        if saved_version != _skae_version():
+        if saved_version != _version.__version__:
             warnings.warn(
                 f"This {type(self).__name__} was pickled with skae {saved_version} and is "
-                f"loaded with skae {_skae_version()}; it may not work the same. Refit it, "
+                f"loaded with skae {_version.__version__}; it may not work the same. Refit it, "
                 "or load it with the version that saved it.",
                 PickleVersionWarning,
                 stacklevel=2,

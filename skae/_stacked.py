@@ -20,27 +20,22 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from . import _dask
-from ._base import (
-    FitStage,
+from ._array import array_device, array_namespace, cast, device_namespace, to_numpy
+from ._network import FineTuneObjective, Layer, autoencoder_layer, forward
+from ._optimize import FitStage, fit_stage, run_lbfgs
+from ._sparse_autoencoder import SparseAutoencoder, negative_losses
+from ._validation import (
     Interval,
     InvalidParameterError,
-    SkaeWarning,
     StrOptions,
-    _fit_context,
-    array_device,
-    array_namespace,
     check_fitted_namespace,
     check_input_array,
-    device_namespace,
-    fit_stage,
-    run_lbfgs,
-    to_numpy,
+    fit_keeping_state,
+    input_namespace,
     validate_input,
-    warn_at_caller,
 )
-from ._network import FineTuneObjective, Layer, _autoencoder_layer, forward
-from ._objective import _cast
-from ._sparse_autoencoder import SparseAutoencoder, _input_namespace, _negative_losses
+from ._warnings import warn_at_caller
+from .exceptions import ConstantCodesWarning, UnlabelledMarkerWarning
 
 __all__ = ["StackedAutoencoder", "StackedAutoencoderClassifier"]
 
@@ -94,18 +89,6 @@ def _shown(value):
     if isinstance(value, (set, frozenset)):
         return "{" + ", ".join(repr(plain(v)) for v in value) + "}"
     return repr(plain(value))
-
-
-class ConstantCodesWarning(SkaeWarning):
-    """A layer of a stack learned nearly constant codes because its weight decay is too
-    strong for the spread of its input (see :func:`constant_codes_decay`)."""
-
-
-class UnlabelledMarkerWarning(SkaeWarning):
-    """The rows a :class:`StackedAutoencoderClassifier` fit treats as unlabelled (their
-    label is its ``unlabelled`` marker, -1 by default) look like a class: they are no more
-    numerous than the rows of its largest class. If the marker is a class, pass
-    ``unlabelled=None``."""
 
 
 # A layer has learned (nearly) constant codes when its reconstruction explains less than
@@ -326,14 +309,16 @@ class _StackMixin:
             times.append(time.perf_counter() - start)
         return autoencoders, times
 
-    def _fit_keeping_state(self, fit, *args):
-        saved = dict(self.__dict__)
-        try:
-            return fit(*args)
-        except BaseException:  # an error, or Ctrl-C outside the optimiser
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+    @property
+    def _bottom_weights(self):  # the namespace and device of the fit (array API)
+        return self._network_layers()[0].weights
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.array_api_support = True
+        return tags
 
 
 _STACK_CONSTRAINTS = {
@@ -482,6 +467,7 @@ class StackedAutoencoder(
         self.random_state = random_state
         self.verbose = verbose
 
+    @fit_keeping_state
     def fit(self, X, y=None):
         """Pretrain the layers greedily on ``X``.
 
@@ -497,10 +483,6 @@ class StackedAutoencoder(
         self : StackedAutoencoder
             The fitted estimator; on an error it keeps the state it had before.
         """
-        return self._fit_keeping_state(self._fit, X)
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X):
         self._layer_settings()  # validate every layer before any work
         previous = (
             self.autoencoders_ if self.warm_start and hasattr(self, "autoencoders_") else None
@@ -508,7 +490,7 @@ class StackedAutoencoder(
         if _dask.is_dask_collection(X):  # persisted once; each layer fits on the cluster
             X = _dask.stack_inputs(self, X, reset=True)
         else:  # under array API dispatch, in X's namespace and on its device
-            dtypes = _input_namespace(X)[2]
+            dtypes = input_namespace(X)[2]
             X = validate_input(
                 self, X, accept_sparse="csr", dtype=dtypes, ensure_min_samples=2, reset=True
             )
@@ -540,7 +522,7 @@ class StackedAutoencoder(
             X = _dask.stack_inputs(self, X, reset=False)  # lazy codes
         else:
             check_fitted_namespace(X, self, attribute="_bottom_weights", method="transform")
-            dtypes = _input_namespace(X)[2]
+            dtypes = input_namespace(X)[2]
             X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         for autoencoder in self.autoencoders_:
             X = autoencoder.transform(X)
@@ -563,7 +545,7 @@ class StackedAutoencoder(
             H = _dask.stack_codes(self, X)  # lazy reconstruction
         else:
             check_fitted_namespace(X, self, attribute="_top_weights", method="inverse_transform")
-            H = check_input_array(X, dtype=_input_namespace(X)[2], input_name="H")
+            H = check_input_array(X, dtype=input_namespace(X)[2], input_name="H")
         for autoencoder in reversed(self.autoencoders_):
             H = autoencoder.inverse_transform(H)
         return H
@@ -607,19 +589,15 @@ class StackedAutoencoder(
         """
         check_is_fitted(self)
         if _dask.is_dask_collection(X):
-            return _dask.map_rows(self, X, _negative_losses, self.autoencoders_)  # lazy
+            return _dask.map_rows(self, X, negative_losses, self.autoencoders_)  # lazy
         check_fitted_namespace(X, self, attribute="_bottom_weights", method="score_samples")
-        dtypes = _input_namespace(X)[2]
+        dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
-        return _negative_losses(X, self.autoencoders_)
+        return negative_losses(X, self.autoencoders_)
 
     def _network_layers(self):
         check_is_fitted(self)
-        return [_autoencoder_layer(ae) for ae in self.autoencoders_]
-
-    @property
-    def _bottom_weights(self):  # the namespace and device of the fit (array API)
-        return self.autoencoders_[0].components_
+        return [autoencoder_layer(ae) for ae in self.autoencoders_]
 
     @property
     def _top_weights(self):
@@ -628,13 +606,6 @@ class StackedAutoencoder(
     @property
     def _n_features_out(self):
         return self.autoencoders_[-1].n_hidden
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.array_api_support = True
-        return tags
 
 
 StackedAutoencoder.__doc__ = StackedAutoencoder.__doc__.replace(
@@ -763,7 +734,7 @@ def _labelled_classes(y, marker):
             "like a class (semi-supervised data have more unlabelled rows than rows of "
             f"any class). If {shown} is a class, pass unlabelled=None. If these rows are "
             "unlabelled, silence this warning with warnings.filterwarnings('ignore', "
-            "category=skae._stacked.UnlabelledMarkerWarning).",
+            "category=skae.exceptions.UnlabelledMarkerWarning).",
             UnlabelledMarkerWarning,
         )
     return labelled, classes, y_index
@@ -844,8 +815,9 @@ class StackedAutoencoderClassifier(
         string among string labels) and some rows carry it: if removing them leaves a
         single class (SVM-style labels {{-1, 1}}), ``fit`` raises a ValueError; if they
         are no more numerous than the rows of the largest class (e.g. ``[-1, 0, 1] *
-        20``), it fits them as unlabelled and raises an ``UnlabelledMarkerWarning``
-        (``skae._stacked``, a ``UserWarning``). Both name ``unlabelled=None``. The
+        20``), it fits them as unlabelled and raises an
+        :class:`~skae.exceptions.UnlabelledMarkerWarning` (a ``UserWarning``). Both name
+        ``unlabelled=None``. The
         reason: semi-supervised data have more unlabelled rows than rows of any one
         class (unlabelled rows are the cheap ones), while a real class labelled -1 is,
         like the other classes, about as frequent as they are, or rarer. A fit with few
@@ -1018,6 +990,7 @@ class StackedAutoencoderClassifier(
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
+    @fit_keeping_state
     def fit(self, X, y):
         """Pretrain on all rows, fit the softmax and fine-tune on the labelled rows.
 
@@ -1043,10 +1016,6 @@ class StackedAutoencoderClassifier(
         self : StackedAutoencoderClassifier
             The fitted estimator; on an error it keeps the state it had before.
         """
-        return self._fit_keeping_state(self._fit, X, y)
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X, y):
         sizes = self._hidden_sizes()
         self._layer_settings()  # validate every layer before any work
         _check_marker(self.unlabelled, self)
@@ -1060,7 +1029,7 @@ class StackedAutoencoderClassifier(
         else:
             # array API dispatch: an array of another namespace is fitted in it, on its
             # device (xp is None on the NumPy path, which is unchanged)
-            xp, device, dtypes = _input_namespace(X)
+            xp, device, dtypes = input_namespace(X)
             X, y = validate_input(
                 self,
                 X,
@@ -1100,7 +1069,7 @@ class StackedAutoencoderClassifier(
             curves["pretraining"] = [list(ae.loss_curve_) for ae in autoencoders]
             n_iter["pretraining"] = [int(ae.n_iter_) for ae in autoencoders]
             reasons["pretraining"] = [ae.stop_reason_ for ae in autoencoders]
-            layers = [_autoencoder_layer(ae) for ae in autoencoders]
+            layers = [autoencoder_layer(ae) for ae in autoencoders]
             rng = np.random.RandomState(seeds[-1])
             # UFLDL's softmax initialisation: small Gaussian weights, zero bias.
             W = 0.005 * rng.standard_normal((len(classes), sizes[-1]))
@@ -1257,7 +1226,7 @@ class StackedAutoencoderClassifier(
         if _dask.is_dask_collection(X):
             return _dask.map_rows(self, X, function, self.layers_, self.classes_)
         check_fitted_namespace(X, self, attribute="_bottom_weights", method=method)
-        dtypes = _input_namespace(X)[2]
+        dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return function(X, self.layers_, self.classes_)
 
@@ -1334,19 +1303,8 @@ class StackedAutoencoderClassifier(
         return list(self.layers_)
 
     @property
-    def _bottom_weights(self):  # the namespace and device of the fit (array API)
-        return self.layers_[0].weights
-
-    @property
     def _n_features_out(self):
         return self.layers_[-2].n_out
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.array_api_support = True
-        return tags
 
 
 StackedAutoencoderClassifier.__doc__ = StackedAutoencoderClassifier.__doc__.replace(
@@ -1405,7 +1363,7 @@ def _predict(X, layers, classes):
 
 
 def _cast_layer(layer, dtype):
-    return Layer(_cast(layer.weights, dtype), _cast(layer.bias, dtype), layer.activation)
+    return Layer(cast(layer.weights, dtype), cast(layer.bias, dtype), layer.activation)
 
 
 def _copy_as(a, dtype):

@@ -18,7 +18,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import ACTIVATIONS, array_namespace, kl_divergence, to_numpy
+from ._activations import ACTIVATIONS, kl_divergence
+from ._array import array_namespace, to_numpy
 from ._network import Layer, forward, input_gradient, network_layers
 
 __all__ = [

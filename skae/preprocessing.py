@@ -6,9 +6,10 @@ PCA whitening is scikit-learn's ``PCA(whiten=True)`` and is not repeated here.
 from numbers import Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._validation import Interval, fit_context
 
 __all__ = ["ZCAWhitening"]
 
@@ -93,7 +94,7 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def __init__(self, epsilon=0.1):
         self.epsilon = epsilon
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Compute the mean and the whitening matrix of ``X``.
 

@@ -21,8 +21,8 @@ from sklearn.utils._array_api import yield_namespace_device_dtype_combinations
 from sklearn.utils.estimator_checks import check_array_api_input
 
 from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
-from skae import _base as base_module
-from skae._base import to_numpy
+from skae import _optimize as optimize_module
+from skae._array import to_numpy
 from skae._lbfgs import minimize_lbfgs
 from skae._network import FineTuneObjective, Layer
 from skae._objective import AutoencoderObjective, AutoencoderSpec, Corruption
@@ -92,7 +92,7 @@ def _skae_lbfgs_for_numpy(monkeypatch):
             callback=callback,
         )
 
-    monkeypatch.setattr(base_module, "minimize", minimize)
+    monkeypatch.setattr(optimize_module, "minimize", minimize)
 
 
 def _fitted_attributes(est):
@@ -726,7 +726,7 @@ def test_inspection_of_a_device_fit_runs_on_the_host(ns):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")  # 5 iterations
+@pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")  # 5 iterations
 @pytest.mark.parametrize("make", [
     lambda: StackedAutoencoder((8, 4), max_iter=5, random_state=0),
     lambda: StackedAutoencoderClassifier((8,), max_iter=5, fine_tune_max_iter=5,

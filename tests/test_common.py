@@ -1,4 +1,5 @@
-"""scikit-learn's estimator checks, for several configurations of each estimator.
+"""scikit-learn's estimator checks, for several configurations of each estimator (all of
+skae's estimators, ZCAWhitening included: the checks are in this one place).
 
 Every estimator passes every check, except the deviations that ``expected_failed_checks``
 declares, each with its reason (and documented in the user guide's stacking page).
@@ -23,13 +24,18 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
+from skae import (
+    SparseAutoencoder,
+    StackedAutoencoder,
+    StackedAutoencoderClassifier,
+    ZCAWhitening,
+)
 
 # The checks are about the API, not convergence: their fits stop early on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 # scikit-learn's checks fit on small arbitrary data (21 blobs) where an upper layer's codes
 # can collapse; that diagnosis is tested in test_stacked.py, the checks are about the API.
-no_constant_codes = pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
+no_constant_codes = pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")
 
 # Small networks and few iterations: the checks are about the API, not about convergence.
 CONFIGURATIONS = [
@@ -63,6 +69,8 @@ CONFIGURATIONS = [
     StackedAutoencoderClassifier(
         (5,), max_iter=15, softmax_max_iter=30, fine_tune_max_iter=40, unlabelled=None
     ),
+    ZCAWhitening(),
+    ZCAWhitening(epsilon=1e-3),
 ]
 
 # With unlabelled=-1 the label -1 marks unlabelled rows, so the binary labels {-1, 1} of
@@ -103,8 +111,8 @@ EXTRA_CHECKS = [
 @pytest.mark.parametrize("check", EXTRA_CHECKS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize(
     "estimator",
-    [CONFIGURATIONS[0], CONFIGURATIONS[1], CONFIGURATIONS[6], CONFIGURATIONS[8]],
-    ids=["default", "tanh-tied", "stack", "classifier"],
+    [CONFIGURATIONS[0], CONFIGURATIONS[1], CONFIGURATIONS[6], CONFIGURATIONS[8], ZCAWhitening()],
+    ids=["default", "tanh-tied", "stack", "classifier", "zca"],
 )
 def test_checks_outside_the_default_set(estimator, check):
     pytest.importorskip("pandas", reason="the pandas output checks need pandas")

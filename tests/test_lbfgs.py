@@ -12,10 +12,12 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
-from skae import _base as base_module
-from skae._base import FitInterruptedWarning, NonFiniteLossError, run_lbfgs, to_numpy
-from skae._lbfgs import array_api_compat, minimize_lbfgs
+from skae import _optimize as optimize_module
+from skae._array import array_api_compat, to_numpy
+from skae._lbfgs import minimize_lbfgs
 from skae._objective import AutoencoderObjective, AutoencoderSpec
+from skae._optimize import run_lbfgs
+from skae.exceptions import FitInterruptedWarning, NonFiniteLossError
 
 xps = pytest.importorskip("array_api_strict")
 # Other namespaces than NumPy need array_api_compat (vendored by scikit-learn >= 1.7).
@@ -217,7 +219,7 @@ def test_run_lbfgs_non_finite_gradient_raises(xp):
 def test_run_lbfgs_interrupt_keeps_the_last_accepted_parameters(monkeypatch, xp, where):
     fun, w0 = _logistic_problem(xp)
     accepted = []
-    original = base_module.minimize_lbfgs
+    original = optimize_module.minimize_lbfgs
 
     def recording(*args, callback, **kwargs):
         def record(intermediate_result):
@@ -236,7 +238,7 @@ def test_run_lbfgs_interrupt_keeps_the_last_accepted_parameters(monkeypatch, xp,
             raise KeyboardInterrupt
         return fun(theta)
 
-    monkeypatch.setattr(base_module, "minimize_lbfgs", recording)
+    monkeypatch.setattr(optimize_module, "minimize_lbfgs", recording)
     with pytest.warns(FitInterruptedWarning, match="interrupted after 4 iterations"):
         result = run_lbfgs(interrupting, w0, max_iter=100, tol=1e-12)
     assert result.interrupted and not result.converged and result.n_iter == 4

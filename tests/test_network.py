@@ -17,14 +17,23 @@ from skae._network import (
     FineTuneObjective,
     Layer,
     NetworkLayout,
+    _backpropagate,
+    _top_delta,
     estimator_activation,
     forward,
     input_gradient,
     network_layers,
-    parameter_gradient,
 )
 
 SIZES = (6, 5, 4, 3)  # input, then up to three layers
+
+
+def parameter_gradient(layers, activations, grad_output):
+    """Gradient of a scalar objective with respect to every layer's weights and bias,
+    given ``dJ/dA_L`` (``grad_output``): one ``(grad_weights, grad_bias)`` pair per layer,
+    bottom first. The backward pass of fine-tuning, for any loss on the top layer."""
+    acts, delta = _top_delta(layers, activations, grad_output)
+    return _backpropagate(layers, acts, delta, n_params=len(layers), want_input=False)[0]
 
 
 def random_layers(activations, rng, sizes=SIZES):
@@ -261,7 +270,7 @@ def test_activation_accessor_prefers_the_fitted_spec():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")  # 5 iterations
+@pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")  # 5 iterations
 def test_network_layers_of_stacked_estimators(digits):
     X, y = digits
     stack = StackedAutoencoder((8, 5, 4), max_iter=5, random_state=0)

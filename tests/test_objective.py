@@ -9,14 +9,14 @@ import pytest
 import scipy.sparse as sp
 
 from skae import check_gradient
-from skae._base import kl_divergence
+from skae._activations import kl_divergence
 from skae._objective import (
-    _PARALLEL_MIN_SIZE,
     AutoencoderObjective,
     AutoencoderSpec,
     Corruption,
     reconstruction_error,
 )
+from skae._parallel import PARALLEL_MIN_SIZE
 
 N_FEATURES, N_HIDDEN = 6, 4
 
@@ -58,7 +58,7 @@ def test_gradient_matches_finite_differences(combo):
 
 
 def _unpack(theta, n, h, tied):
-    """The flat layout of DESIGN.md, written out here: W1, b1, [W2], b2."""
+    """The flat layout of the parameters, written out here: W1, b1, [W2], b2."""
     W1 = theta[: h * n].reshape(h, n)
     b1 = theta[h * n : h * n + h]
     rest = theta[h * n + h :]
@@ -68,8 +68,8 @@ def _unpack(theta, n, h, tied):
 
 
 def _reference_objective(theta, X_clean, X_input, spec):
-    """J written straight from DESIGN.md §1 with NumPy only (none of skae's helpers), no
-    buffers and no chunks."""
+    """J written straight from the user guide's formula with NumPy only (none of skae's
+    helpers), no buffers and no chunks."""
     X_clean = np.asarray(X_clean.toarray() if sp.issparse(X_clean) else X_clean, float)
     X_input = np.asarray(X_input.toarray() if sp.issparse(X_input) else X_input, float)
     W1, b1, W2, b2 = _unpack(theta, spec.n_features, spec.n_hidden, spec.tied)
@@ -347,7 +347,7 @@ def _large(dtype=np.float64, sparse=False, seed=0):
         X = sp.random(3000, 40, density=0.3, format="csr", random_state=rng, dtype=dtype)
     else:
         X = rng.uniform(0.05, 0.95, size=(3000, 40)).astype(dtype)
-    assert X.shape[0] * X.shape[1] >= _PARALLEL_MIN_SIZE
+    assert X.shape[0] * X.shape[1] >= PARALLEL_MIN_SIZE
     return X
 
 

@@ -1,14 +1,9 @@
-"""ZCAWhitening: whitening, its inverse, dtypes, scikit-learn compatibility, bad input."""
+"""ZCAWhitening: whitening, its inverse, dtypes, bad input (scikit-learn's estimator
+checks are in test_common.py)."""
 
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
-from sklearn.utils.estimator_checks import (
-    check_dataframe_column_names_consistency,
-    check_param_validation,
-    check_transformer_get_feature_names_out,
-    parametrize_with_checks,
-)
 
 from skae import ZCAWhitening
 
@@ -18,25 +13,6 @@ def correlated_data(n_samples=2000, n_features=6, seed=0, dtype=np.float64):
     mixing = rng.normal(size=(n_features, n_features))
     X = rng.normal(size=(n_samples, n_features)) @ mixing + rng.normal(size=n_features) * 5
     return X.astype(dtype)
-
-
-@parametrize_with_checks([ZCAWhitening(), ZCAWhitening(epsilon=1e-3)])
-def test_sklearn_compatible_estimator(estimator, check):
-    check(estimator)
-
-
-@pytest.mark.parametrize(
-    "check",
-    [
-        check_param_validation,
-        check_transformer_get_feature_names_out,
-        check_dataframe_column_names_consistency,
-    ],
-    ids=lambda c: c.__name__,
-)
-def test_checks_outside_the_default_set(check):
-    pytest.importorskip("pandas", reason="the column-name checks need pandas")
-    check("ZCAWhitening", ZCAWhitening())
 
 
 def test_epsilon_zero_gives_identity_covariance():

@@ -21,10 +21,15 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
-import skae._base as base_module
+import skae._optimize as optimize_module
 from skae import SparseAutoencoder
-from skae._base import ACTIVATIONS, ParameterLayout, kl_divergence, kl_divergence_derivative
-from skae._objective import _PARALLEL_MIN_SIZE, AutoencoderObjective, AutoencoderSpec
+from skae._activations import ACTIVATIONS, kl_divergence, kl_divergence_derivative
+from skae._objective import (
+    AutoencoderObjective,
+    AutoencoderSpec,
+    ParameterLayout,
+)
+from skae._parallel import PARALLEL_MIN_SIZE
 
 N_SAMPLES, N_FEATURES, N_HIDDEN = 20, 5, 3
 
@@ -114,6 +119,17 @@ def _among(*options):
     # sklearn prints the options of a set, in no fixed order.
     return r"a str among \{(" + "|".join(f"'{o}'" for o in options) + r"|, )+\}"
 
+
+# Inputs of the wrong number of dimensions, wrong for fit and transform alike:
+# (input builder, message regex, id).
+_WRONG_DIMENSIONS = (
+    (lambda: _data()[0], r"(?s)Expected 2D array, got 1D array.*Reshape your data", "1-D"),
+    (
+        lambda: _data().reshape(N_SAMPLES, N_FEATURES, 1),
+        r"(?s)dim 3.*2-D array of shape \(n_samples, n_features\).*reshape\(len\(X\), -1\)",
+        "3-D",
+    ),
+)
 
 # Each row: (method, hyper-parameters, input builder, exception type, message regex).
 # method: "fit" on a fresh model; "transform"/"inverse_transform"/"score" on a model fitted
@@ -221,21 +237,10 @@ BAD_INPUT = [
         r"1 sample\(s\).*minimum of 2 is required",
         id="1-row",
     ),
-    pytest.param(
-        "fit",
-        {},
-        lambda: _data()[0],
-        ValueError,
-        r"(?s)Expected 2D array, got 1D array.*Reshape your data",
-        id="1-D",
-    ),
-    pytest.param(
-        "fit",
-        {},
-        lambda: _data().reshape(N_SAMPLES, N_FEATURES, 1),
-        ValueError,
-        r"(?s)dim 3.*2-D array of shape \(n_samples, n_features\).*reshape\(len\(X\), -1\)",
-        id="3-D",
+    *(
+        pytest.param(method, {}, make, ValueError, message, id=name + suffix)
+        for method, suffix in (("fit", ""), ("transform", "-transform"))
+        for make, message, name in _WRONG_DIMENSIONS
     ),
     pytest.param(
         "transform",
@@ -244,22 +249,6 @@ BAD_INPUT = [
         ValueError,
         r"0 sample\(s\).*minimum of 1 is required",
         id="0-rows-transform",
-    ),
-    pytest.param(
-        "transform",
-        {},
-        lambda: _data()[0],
-        ValueError,
-        r"(?s)Expected 2D array, got 1D array.*Reshape your data",
-        id="1-D-transform",
-    ),
-    pytest.param(
-        "transform",
-        {},
-        lambda: _data().reshape(N_SAMPLES, N_FEATURES, 1),
-        ValueError,
-        r"(?s)dim 3.*reshape\(len\(X\), -1\)",
-        id="3-D-transform",
     ),
     pytest.param(
         "transform",
@@ -665,7 +654,7 @@ def test_non_finite_objective_keeps_previous_model(monkeypatch, warm_start):
 def _interrupt_in_callback(monkeypatch, after_iterations):
     """Raise KeyboardInterrupt from L-BFGS's callback once ``after_iterations`` are done,
     recording the iterates L-BFGS accepted."""
-    original = base_module.minimize
+    original = optimize_module.minimize
     accepted = []
 
     def minimize(*args, callback, **kwargs):
@@ -677,7 +666,7 @@ def _interrupt_in_callback(monkeypatch, after_iterations):
 
         return original(*args, callback=interrupting, **kwargs)
 
-    monkeypatch.setattr(base_module, "minimize", minimize)
+    monkeypatch.setattr(optimize_module, "minimize", minimize)
     return accepted
 
 
@@ -685,7 +674,7 @@ def _interrupt_in_objective(monkeypatch, at_evaluation):
     """Raise KeyboardInterrupt (once) from the objective's evaluation number ``at_evaluation``,
     and record the iterates L-BFGS accepted before it."""
     original_call = AutoencoderObjective.__call__
-    original_minimize = base_module.minimize
+    original_minimize = optimize_module.minimize
     calls = {"n": 0}
     accepted = []
 
@@ -703,7 +692,7 @@ def _interrupt_in_objective(monkeypatch, at_evaluation):
         return original_minimize(*args, callback=recording, **kwargs)
 
     monkeypatch.setattr(AutoencoderObjective, "__call__", interrupting)
-    monkeypatch.setattr(base_module, "minimize", minimize)
+    monkeypatch.setattr(optimize_module, "minimize", minimize)
     return accepted
 
 
@@ -945,7 +934,7 @@ def _digits():
     from sklearn.datasets import load_digits
 
     X = load_digits().data / 16.0  # 1797 x 64: above the parallel threshold
-    assert X.size >= _PARALLEL_MIN_SIZE
+    assert X.size >= PARALLEL_MIN_SIZE
     return X
 
 
@@ -992,12 +981,12 @@ def test_lbfgs_abnormal_line_search_warns_with_the_reason():
         return float(theta @ theta), -2.0 * theta
 
     with pytest.warns(ConvergenceWarning, match=r"status 2: ABNORMAL.*line search"):
-        result = base_module.run_lbfgs(wrong, np.ones(3), max_iter=50, tol=1e-8)
+        result = optimize_module.run_lbfgs(wrong, np.ones(3), max_iter=50, tol=1e-8)
     assert result.status == 2 and not result.converged
 
 
 def test_lbfgs_evaluation_limit_is_not_blamed_on_max_iter(monkeypatch):
-    monkeypatch.setattr(base_module, "_EVALUATIONS_PER_ITERATION", 1)
+    monkeypatch.setattr(optimize_module, "_EVALUATIONS_PER_ITERATION", 1)
     X = _data(40, 6)
     with pytest.warns(ConvergenceWarning, match="limit of 50 objective evaluations") as record:
         _model(max_iter=50).fit(X)
@@ -1129,9 +1118,9 @@ def test_interrupt_returns_without_finishing_the_evaluation(monkeypatch, ctrl_c)
 
         return original_minimize(*args, callback=wrapped, **kwargs)
 
-    original_minimize = base_module.minimize
+    original_minimize = optimize_module.minimize
     monkeypatch.setattr(AutoencoderObjective, "_encode_into", held)
-    monkeypatch.setattr(base_module, "minimize", arm_after_the_first_iteration)
+    monkeypatch.setattr(optimize_module, "minimize", arm_after_the_first_iteration)
     with threadpool_limits(2, user_api="blas"):
         objective = AutoencoderObjective(AutoencoderSpec(64, 8), X)
         if objective.n_workers != 2:

@@ -288,7 +288,7 @@ def _namespace(name):
 def test_array_api_dispatch_scores_in_the_namespace(make, dtype, namespace):
     from sklearn import config_context
 
-    from skae._base import to_numpy
+    from skae._array import to_numpy
 
     asarray, array_type, float64, as_numpy = _namespace(namespace)
     X = _digits(80, dtype)

@@ -95,7 +95,7 @@ def test_fitting_reduces_the_loss_and_learns_sparse_codes(digits):
 def test_initialisation_follows_ufldl(digits):
     X = digits[0][:50]
     ae = SparseAutoencoder(n_hidden=30, max_iter=1, random_state=0)
-    from skae._base import ParameterLayout
+    from skae._objective import ParameterLayout
 
     theta = ParameterLayout(64, 30).initialize(np.random.RandomState(0))
     W1, b1, W2, b2 = ParameterLayout(64, 30).unpack(theta)
@@ -396,7 +396,7 @@ def test_cross_entropy_needs_data_in_unit_range():
 
 
 def test_loading_a_pickle_from_another_version_warns(digits, monkeypatch):
-    import skae
+    from skae import _version
 
     ae = _quiet_fit(SparseAutoencoder(n_hidden=3, max_iter=2), digits[0][:40])
     data = pickle.dumps(ae)
@@ -404,7 +404,7 @@ def test_loading_a_pickle_from_another_version_warns(digits, monkeypatch):
         warnings.simplefilter("error")
         same = pickle.loads(data)  # same version: silent
     assert not hasattr(same, "_skae_version")
-    monkeypatch.setattr(skae, "__version__", "99.0")
+    monkeypatch.setattr(_version, "__version__", "99.0")
     with pytest.warns(UserWarning, match=r"pickled with skae .* loaded with skae 99\.0"):
         pickle.loads(data)
 

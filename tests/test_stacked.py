@@ -21,7 +21,7 @@ no_convergence = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning"
 )
 # Short fits whose upper layer's codes can collapse; that diagnosis is tested below.
-no_constant_codes = pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
+no_constant_codes = pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +302,7 @@ def test_supervised_stages_use_skaes_lbfgs_on_numpy(digits, monkeypatch):
     quarter of L-BFGS-B's at fine-tuning sizes); pretraining keeps SciPy's L-BFGS-B. The
     fine-tuned parameters are what minimize_lbfgs reaches on the objective from the
     network the softmax stage left."""
-    import skae._base as base
+    import skae._optimize as base
     from skae._lbfgs import minimize_lbfgs
     from skae._network import FineTuneObjective
 
@@ -355,8 +355,8 @@ def test_ctrl_c_ends_the_interrupted_layer_and_pretraining_goes_on(digits, monke
     """Ctrl-C during a layer's pretraining ends that layer as it ends a SparseAutoencoder
     fit (last accepted parameters, FitInterruptedWarning); the next layer is then
     pretrained, greedily, on the codes of the layer as it was kept."""
-    from skae._base import FitInterruptedWarning
     from skae._objective import AutoencoderObjective
+    from skae.exceptions import FitInterruptedWarning
 
     X = digits[0][:300]
     _interrupt_evaluation(monkeypatch, AutoencoderObjective, at=4)
@@ -380,8 +380,8 @@ def test_ctrl_c_ends_the_interrupted_layer_and_pretraining_goes_on(digits, monke
 
 
 def test_ctrl_c_during_fine_tuning_keeps_the_last_accepted_network(digits, monkeypatch):
-    from skae._base import FitInterruptedWarning
     from skae._network import FineTuneObjective
+    from skae.exceptions import FitInterruptedWarning
 
     X, y = digits[0][:300], digits[1][:300]
     _interrupt_evaluation(

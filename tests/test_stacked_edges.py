@@ -14,7 +14,7 @@ from skae import StackedAutoencoder, StackedAutoencoderClassifier
 from skae._stacked import UnlabelledMarkerWarning
 
 no_convergence = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-no_constant_codes = pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
+no_constant_codes = pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")
 pytestmark = [no_convergence, no_constant_codes]  # short fits: the labels are tested
 
 SHORT = dict(max_iter=3, softmax_max_iter=3, fine_tune_max_iter=3, random_state=0)

@@ -13,10 +13,11 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
-from skae._base import STOP_REASONS, FitInterruptedWarning, run_lbfgs
+from skae._optimize import STOP_REASONS, run_lbfgs
+from skae.exceptions import FitInterruptedWarning
 
 # Few iterations per stage on purpose; an upper layer's codes may then vary little.
-no_constant_codes = pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
+no_constant_codes = pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")
 
 # Cut short by max_iter in every stage (each stage raises a ConvergenceWarning).
 SHORT = dict(max_iter=4, softmax_max_iter=4, fine_tune_max_iter=4, random_state=0)

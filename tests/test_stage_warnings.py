@@ -17,14 +17,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
 from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
-from skae import _base as base_module
-from skae._base import FitInterruptedWarning, run_lbfgs, to_numpy
+from skae import _optimize as optimize_module
+from skae._array import to_numpy
 from skae._network import FineTuneObjective
 from skae._objective import AutoencoderObjective
+from skae._optimize import run_lbfgs
+from skae.exceptions import FitInterruptedWarning
 
 # Few iterations per stage on purpose: these tests are about the warnings, and an upper
 # layer's codes may vary little after so few (its ConstantCodesWarning is tested elsewhere).
-no_constant_codes = pytest.mark.filterwarnings("ignore::skae._stacked.ConstantCodesWarning")
+no_constant_codes = pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +133,7 @@ def _cosh(theta):
 def test_run_lbfgs_advises_on_the_stage_parameters(fun, max_iter, advice):
     """max_iter reached and a failed line search advise on the parameters of the stage
     given to run_lbfgs, under the stage's name."""
-    stage = base_module.FitStage("Stage", **_STAGE_PARAMETERS)
+    stage = optimize_module.FitStage("Stage", **_STAGE_PARAMETERS)
     with pytest.warns(ConvergenceWarning) as record:
         run_lbfgs(fun, np.linspace(1.0, 3.0, 4), max_iter=max_iter, tol=1e-12, stage=stage)
     (message,) = _messages(record, ConvergenceWarning)
@@ -143,9 +145,9 @@ def test_run_lbfgs_advises_on_the_stage_parameters(fun, max_iter, advice):
 def test_the_evaluation_limit_advises_on_the_stage_parameters():
     """The evaluation limit reached before max_iter (status 1) names the stage's
     iteration parameter, whose value sets the limit, and its tolerance."""
-    stage = base_module.FitStage("Stage", **_STAGE_PARAMETERS)
+    stage = optimize_module.FitStage("Stage", **_STAGE_PARAMETERS)
     result = SimpleNamespace(status=1, nfev=1000, nit=30, message="STOP: EVALUATIONS")
-    message = base_module._status_message(result, 50, 1000, stage)
+    message = optimize_module._status_message(result, 50, 1000, stage)
     assert "(softmax_max_iter=50 allows 20 per iteration)" in message
     assert "raise fine_tune_tol" in message
     assert _names_only_the_stage_parameters(message), message

@@ -1,0 +1,206 @@
+"""Validation: of parameters, of input data (with advice on how to fix it), and of the
+namespace and device of the input against those of a fitted model.
+
+scikit-learn's validation names the problem; the functions here add how to fix it. With
+:mod:`skae._array`, this is the only module that reaches into scikit-learn's private
+helpers: the estimators import scikit-learn's parameter validation from here.
+"""
+
+import functools
+
+import numpy as np
+import sklearn
+from sklearn.base import _fit_context as fit_context
+from sklearn.utils import check_array
+from sklearn.utils._array_api import _is_numpy_namespace, get_namespace_and_device
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.utils.validation import validate_data
+
+from ._array import array_device, array_namespace, device_namespace, parameter_dtype
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "Interval",
+    "InvalidParameterError",
+    "StrOptions",
+    "check_dense_on_device",
+    "check_fitted_namespace",
+    "check_input_array",
+    "check_same_namespace",
+    "fit_context",
+    "fit_keeping_state",
+    "input_namespace",
+    "validate_input",
+]
+
+# --------------------------------------------------------------------------- input data
+# scikit-learn's validation names the problem; these say how to fix it. Each pair is
+# (a piece of sklearn's or NumPy's message, or a tuple of the wordings of the supported
+# versions, and the advice appended to it).
+_INPUT_HINTS = (
+    (
+        "could not convert string to float",
+        "X must be numeric: encode text or categorical columns first, e.g. with "
+        "sklearn's OneHotEncoder or OrdinalEncoder in a ColumnTransformer.",
+    ),
+    (
+        "setting an array element with a sequence",
+        "X must hold one number per cell: build a 2-D numeric array, e.g. with "
+        "numpy.vstack, instead of nesting sequences in an object array.",
+    ),
+    (
+        "Complex data not supported",
+        "skae works on real numbers: pass X.real and X.imag side by side "
+        "(numpy.hstack) or the magnitude numpy.abs(X).",
+    ),
+    (
+        "contains infinity",
+        "Replace or drop the infinite values first, e.g. with numpy.nan_to_num or "
+        "numpy.clip, or scale the data so it fits the dtype.",
+    ),
+    (
+        ("while dim <= 2 is required", "expected <= 2"),  # scikit-learn >= 1.7, 1.6
+        "Pass a 2-D array of shape (n_samples, n_features); flatten images with "
+        "X.reshape(len(X), -1).",
+    ),
+    (
+        "features as input",
+        "Pass data with the same columns as the data given to fit.",
+    ),
+)
+
+
+def _with_advice(validate, *args, **kwargs):
+    try:
+        return validate(*args, **kwargs)
+    except ValueError as exc:
+        message = str(exc)
+        for needles, hint in _INPUT_HINTS:
+            if any(n in message for n in ((needles,) if isinstance(needles, str) else needles)):
+                raise ValueError(f"{message.rstrip()}\n{hint}") from exc
+        raise
+
+
+def validate_input(estimator, X, **kwargs):
+    """``sklearn.utils.validation.validate_data`` with advice added to its errors.
+
+    The keyword arguments are passed on unchanged. A ``ValueError`` whose message
+    matches one of the known problems (text, nested sequences, complex numbers,
+    infinity, more than two dimensions, a wrong number of features) is raised again
+    with a sentence saying how to fix it appended; the original message is kept
+    first, so code matching sklearn's wording still works.
+    """
+    return _with_advice(validate_data, estimator, X, **kwargs)
+
+
+def check_input_array(X, **kwargs):
+    """``sklearn.utils.check_array`` with the advice of :func:`validate_input`."""
+    return _with_advice(check_array, X, **kwargs)
+
+
+try:
+    from sklearn.utils._array_api import check_same_namespace
+except ImportError:  # scikit-learn < 1.8
+
+    def check_same_namespace(X, estimator, *, attribute, method):
+        """The fitted ``attribute`` and ``X`` are of one namespace and device, or an error."""
+        if not sklearn.get_config()["array_api_dispatch"]:
+            return
+        a_xp, _, a_device = get_namespace_and_device(getattr(estimator, attribute))
+        x_xp, _, x_device = get_namespace_and_device(X)
+        if _is_numpy_namespace(a_xp) and _is_numpy_namespace(x_xp):
+            return
+        if a_xp != x_xp or a_device != x_device:
+            raise ValueError(
+                f"Inputs passed to {type(estimator).__name__}.{method}() must use the same "
+                f"namespace and the same device as those passed to fit(): fit used "
+                f"{a_xp.__name__} on {a_device}, {method} got {x_xp.__name__} on {x_device}. "
+                "Convert X, or refit the estimator on X's namespace and device."
+            )
+
+
+def check_fitted_namespace(X, estimator, *, attribute, method):
+    """The fitted ``attribute`` can be used with ``X``, or a clear ``ValueError``.
+
+    A model fitted under array API dispatch on arrays of another namespace than NumPy
+    keeps its weights there; with dispatch off, its methods cannot compute with them (the
+    namespaces' own errors say nothing useful), so this names the two ways out: enable
+    dispatch with input of the model's namespace, or move the model to NumPy. With
+    dispatch on, it is scikit-learn's ``check_same_namespace``.
+    """
+    fitted = getattr(estimator, attribute)
+    if array_namespace(fitted) is not np and not sklearn.get_config()["array_api_dispatch"]:
+        library = type(fitted).__module__.partition(".")[0]  # torch, cupy, array_api_strict
+        device = array_device(fitted)
+        raise ValueError(
+            f"This {type(estimator).__name__} was fitted under scikit-learn's array API "
+            f"dispatch on {library} arrays (device {device!r}), and {method} was "
+            "called with array API dispatch off, where it cannot use the model's "
+            f"weights. Either call {method} inside "
+            "sklearn.config_context(array_api_dispatch=True) with X as an array of "
+            f"{library} on that device, or move the model to NumPy first (scikit-learn "
+            ">= 1.9): 'from sklearn.utils._array_api import move_estimator_to; "
+            "model = move_estimator_to(model, numpy, \"cpu\")'."
+        )
+    check_same_namespace(X, estimator, attribute=attribute, method=method)
+
+
+def check_dense_on_device(X, xp, *, what="X"):
+    """A clear error for sparse arrays of a device namespace (PyTorch sparse tensors)."""
+    layout = getattr(X, "layout", None)
+    if getattr(X, "is_sparse", False) or (layout is not None and "sparse" in str(layout)):
+        raise TypeError(
+            f"{what} is a sparse {xp.__name__} array; skae computes on a device only with "
+            f"dense arrays. Pass a dense array (e.g. {what}.to_dense()), or a SciPy sparse "
+            "matrix with array API dispatch off (the NumPy path)."
+        )
+
+
+
+def fit_keeping_state(fit):
+    """Decorate an estimator's ``fit``: parameters validated, and on failure no change.
+
+    The decorated ``fit`` runs inside scikit-learn's ``_fit_context`` (the parameters are
+    validated first; nested estimators skip their own validation). If it raises anything,
+    an error or ``KeyboardInterrupt`` outside the optimiser (which handles its own), the
+    estimator's attributes are restored to what they were before the call, so a failed
+    ``fit`` leaves a fitted model fitted and an unfitted one unfitted.
+    """
+    fit_in_context = fit_context(prefer_skip_nested_validation=True)(fit)
+
+    @functools.wraps(fit)
+    def fit_or_keep_state(estimator, *args, **kwargs):
+        saved = dict(estimator.__dict__)
+        try:
+            return fit_in_context(estimator, *args, **kwargs)
+        except BaseException:  # an error, or Ctrl-C outside the optimiser
+            estimator.__dict__.clear()
+            estimator.__dict__.update(saved)
+            raise
+
+    return fit_or_keep_state
+
+
+# The dtypes NumPy data keep (others become float64).
+FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def _float_dtypes(xp, device):
+    """The dtypes data keep: NumPy's, or those of a device namespace (array API dispatch)."""
+    if xp is None:
+        return FLOAT_DTYPES
+    if parameter_dtype(xp, device) == xp.float64:
+        return (xp.float64, xp.float32)
+    return (xp.float32,)
+
+
+def input_namespace(X):
+    """``(xp, device, dtypes)`` of the input: ``xp`` is None on the NumPy path.
+
+    ``dtypes`` are the floating dtypes the estimators keep (others are converted to the
+    first); a sparse array of a device namespace raises a clear error.
+    """
+    xp, device = device_namespace(X)
+    if xp is not None:
+        check_dense_on_device(X, xp)
+    return xp, device, _float_dtypes(xp, device)

@@ -1,0 +1,3 @@
+"""skae's version (read by ``skae.__version__``, the pickles and the packaging metadata)."""
+
+__version__ = "0.1.0"
