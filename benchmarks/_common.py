@@ -350,10 +350,14 @@ def check_data(argv=None):
 
     parser = argparse.ArgumentParser(description=check_data.__doc__)
     add_data_dir_argument(parser)
-    parser.add_argument("names", nargs="*", default=sorted(IDX_SETS), choices=sorted(IDX_SETS))
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"data sets among {sorted(IDX_SETS)} (default: all)")
     args = parser.parse_args(argv)
+    unknown = set(args.names) - set(IDX_SETS)
+    if unknown:
+        parser.error(f"unknown data sets {sorted(unknown)}; expected some of {sorted(IDX_SETS)}")
     status = 0
-    for name in args.names:
+    for name in args.names or sorted(IDX_SETS):
         try:
             data = idx_dataset(name, args.data_dir)
         except DataNotFoundError as exc:
