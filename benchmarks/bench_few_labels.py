@@ -33,24 +33,27 @@ Methods (``LR`` is ``LogisticRegression(max_iter=5000)`` with ``C`` chosen from
 * ``top_lr`` -- LR on the pretrained stack's top codes (no fine-tuning);
 * ``all_layers_lr`` -- LR on the pixels and the codes of every layer, concatenated;
 * ``self_taught_raw_lr`` -- LR on the pixels and the self-taught codes, concatenated;
-* ``semi_ft_g`` (``g`` in 0.1, 1, 10 on digits; 1 on MNIST) -- fine-tuning as ``ft``
+* ``semi_ft_g`` (``g`` in 0.1 and 1 on digits, 1 on MNIST; with ``--wide`` also 10 on
+  digits) -- fine-tuning as ``ft``
   plus ``g`` times the bottom autoencoder's reconstruction error (``(1/2n) Σ ‖x̂ − x‖²``
   over every training row, labelled or not; its decoder trained too), so that the
   unlabelled rows keep the bottom layer close to a model of the inputs while the labelled
   rows move it;
-* ``one_layer_ft``, ``one_layer_semi_ft_g`` -- the same two on a one-layer network: the
-  self-taught baseline's encoder (pretrained once, on every training row) and a softmax.
+* ``one_layer_ft`` (and with ``--wide``, ``one_layer_semi_ft_g`` at the same ``g``) -- the
+  same on a one-layer network: the self-taught baseline's encoder (pretrained once, on
+  every training row) and a softmax.
 
 The network sizes are smaller than the classifier's default ``(200, 200)`` on MNIST
 (``(100, 100)``, 200 iterations of pretraining per layer), to keep one run near ten
 minutes on two shared cores; on digits they are the defaults. Every fit runs with BLAS
 on one thread. Usage::
 
-    python benchmarks/bench_few_labels.py                      # both data sets (~10 min)
-    python benchmarks/bench_few_labels.py --datasets digits --draws 2 --json /tmp/f.json
-    python benchmarks/bench_few_labels.py --check              # + the real classifier
+    python benchmarks/bench_few_labels.py --check              # the recorded run (~11 min)
+    python benchmarks/bench_few_labels.py --datasets digits --draws 1 --json /tmp/f.json
+    python benchmarks/bench_few_labels.py --check --wide       # more candidates (~16 min)
 
-Results: ``benchmarks/results/few_labels.json`` (every accuracy, the settings, the machine)
+Results: ``benchmarks/results/few_labels.json`` (``few_labels_wide.json`` with ``--wide``;
+every accuracy, the settings, the machine)
 and a Markdown table on stdout; the reading is on the documentation page "Few labels:
 what pretraining buys".
 """
@@ -69,13 +72,18 @@ LR_MAX_ITER = 5000
 
 DATASETS = {
     # name: test share, dtype, stack sizes, pretraining max_iter, label regimes
-    # (name, per class, fraction), weights of the reconstruction term, label draws
+    # (name, per class, fraction), weights of the reconstruction term for the stack and
+    # the one-layer network (``wide_gammas`` with --wide), label draws
     "digits": dict(test_size=0.25, dtype=np.float64, sizes=(200, 200), max_iter=400,
                    regimes=(("10/class", 10, None), ("10%", None, 0.1)),
-                   gammas=(0.1, 1.0, 10.0), draws=5),
+                   gammas={"stack": (0.1, 1.0), "one_layer": ()},
+                   wide_gammas={"stack": (0.1, 1.0, 10.0), "one_layer": (0.1, 1.0, 10.0)},
+                   draws=5),
     "mnist": dict(test_size=0.2, dtype=np.float32, sizes=(100, 100), max_iter=200,
                   regimes=(("10/class", 10, None), ("100/class", 100, None)),
-                  gammas=(1.0,), draws=3),
+                  gammas={"stack": (1.0,), "one_layer": ()},
+                  wide_gammas={"stack": (1.0,), "one_layer": (1.0,)},
+                  draws=3),
 }
 
 
@@ -280,7 +288,7 @@ def fine_tuned(stack, X_labelled, y_labelled, X_all, X_test, y_test, gamma, draw
 # ----------------------------------------------------------------------------
 
 
-def run_dataset(name, n_draws, check):
+def run_dataset(name, n_draws, check, wide=False):
     from sklearn.exceptions import ConvergenceWarning
 
     from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
@@ -334,8 +342,10 @@ def run_dataset(name, n_draws, check):
             acc, C = lr_cv(np.hstack([X_train[lab], sae_train[lab]]), yl,
                            np.hstack([X_test, sae_test]), y_test)
             record("self_taught_raw_lr", acc, C=C)
-            for prefix, pretrained in (("", stack), ("one_layer_", one_layer)):
-                for gamma in (0.0, *settings["gammas"]):
+            gammas = settings["wide_gammas" if wide else "gammas"]
+            for prefix, net, pretrained in (("", "stack", stack),
+                                            ("one_layer_", "one_layer", one_layer)):
+                for gamma in (0.0, *gammas[net]):
                     acc, info = fine_tuned(pretrained, X_train[lab], yl, X_train, X_test,
                                            y_test, gamma, draw)
                     record(prefix + ("ft" if gamma == 0 else f"semi_ft_{gamma:g}"), acc,
@@ -412,7 +422,11 @@ def main(argv=None):
                         help="label draws (default 5 on digits, 3 on mnist)")
     parser.add_argument("--check", action="store_true",
                         help="also fit StackedAutoencoderClassifier on each regime's first draw")
-    parser.add_argument("--json", default=str(RESULTS / "few_labels.json"))
+    parser.add_argument("--wide", action="store_true",
+                        help="more reconstruction weights, and the one-layer network with them")
+    parser.add_argument("--json", default=None,
+                        help="default benchmarks/results/few_labels.json "
+                             "(few_labels_wide.json with --wide)")
     args = parser.parse_args(argv)
 
     from threadpoolctl import threadpool_limits
@@ -421,15 +435,17 @@ def main(argv=None):
     results = {}
     with threadpool_limits(limits=1, user_api="blas"):
         for name in args.datasets:
-            results[name] = run_dataset(name, args.draws or DATASETS[name]["draws"], args.check)
+            results[name] = run_dataset(name, args.draws or DATASETS[name]["draws"], args.check,
+                                        args.wide)
         environment = machine()
     table = markdown(results)
     print()
     print(table)
-    path = write_json(args.json, {
+    default = "few_labels_wide.json" if args.wide else "few_labels.json"
+    path = write_json(args.json or RESULTS / default, {
         "machine": environment,
         "settings": {"draws": {n: r["n_draws"] for n, r in results.items()},
-                     "C_grid": list(C_GRID), "check": args.check,
+                     "C_grid": list(C_GRID), "check": args.check, "wide": args.wide,
                      "seconds": time.perf_counter() - start},
         "results": results,
         "markdown": table,
