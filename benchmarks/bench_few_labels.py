@@ -48,9 +48,9 @@ The network sizes are smaller than the classifier's default ``(200, 200)`` on MN
 minutes on two shared cores; on digits they are the defaults. Every fit runs with BLAS
 on one thread. Usage::
 
-    python benchmarks/bench_few_labels.py --check              # the recorded run (~11 min)
+    python benchmarks/bench_few_labels.py --check              # the recorded run (7-11 min)
     python benchmarks/bench_few_labels.py --datasets digits --draws 1 --json /tmp/f.json
-    python benchmarks/bench_few_labels.py --check --wide       # more candidates (~16 min)
+    python benchmarks/bench_few_labels.py --check --wide       # more candidates (~16 min loaded)
 
 Results: ``benchmarks/results/few_labels.json`` (``few_labels_wide.json`` with ``--wide``;
 every accuracy, the settings, the machine)
