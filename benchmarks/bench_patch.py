@@ -10,31 +10,20 @@ time per evaluation and per iteration as multiples of that floor.
 """
 
 import argparse
-import json
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_info
+from _common import RESULTS, blas_summary, median_time, patches, write_json
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fit import patches  # noqa: E402  (same data as the main benchmark)
-
-from skae import SparseAutoencoder  # noqa: E402
-from skae._objective import AutoencoderObjective, AutoencoderSpec  # noqa: E402
+from skae import SparseAutoencoder
+from skae._objective import AutoencoderObjective, AutoencoderSpec
 
 PARAMS = dict(n_hidden=25, rho=0.01, beta=3.0, alpha=1e-4, max_iter=400, tol=0.0)
 
 
 def median_ms(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    return 1e3 * median_time(function, repeats)
 
 
 def gemm_floor_ms(X, n_hidden, repeats=21):
@@ -49,17 +38,12 @@ def gemm_floor_ms(X, n_hidden, repeats=21):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", default="benchmarks/results/patch.json")
+    parser.add_argument("--json", default=str(RESULTS / "patch.json"))
     args = parser.parse_args(argv)
 
     X64 = patches()
-    blas = [
-        f"{i['internal_api']} {i.get('version')} ({i.get('architecture')}, "
-        f"{i['num_threads']} threads)"
-        for i in threadpool_info()
-        if i["user_api"] == "blas"
-    ]
-    print(f"UFLDL patch exercise {X64.shape} -> 25, 400 iterations; BLAS: {'; '.join(blas)}")
+    blas = blas_summary()
+    print(f"UFLDL patch exercise {X64.shape} -> 25, 400 iterations; BLAS: {blas}")
     rows = {}
     for dtype in ("float64", "float32"):
         X = X64.astype(dtype)
@@ -95,8 +79,7 @@ def main(argv=None):
             f"({per_iter / floor:.2f}x), {objective.n_workers} workers; "
             f"target < 3 s: {'met' if wall < 3 else 'not met'}"
         )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"blas": blas, "results": rows}, indent=1))
+    write_json(args.json, {"blas": blas, "results": rows})
     return 0
 
 

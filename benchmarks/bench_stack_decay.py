@@ -1,4 +1,4 @@
-"""Weight decay of the upper layers of a StackedAutoencoder (issue 10).
+"""Weight decay of the upper layers of a StackedAutoencoder.
 
 A layer fitted on the codes of a sparse sigmoid layer sees inputs that vary little (their
 mean is ``rho``), and all-zero weights (constant codes) are a local minimum of its objective
@@ -20,16 +20,10 @@ silenced. Usage::
 """
 
 import argparse
-import datetime
-import json
-import platform
 import time
 import warnings
-from pathlib import Path
 
-import numpy as np
-
-HERE = Path(__file__).resolve().parent
+from _common import RESULTS, digits, machine, write_json
 
 # (hidden_layer_sizes, alpha); beta=3 (UFLDL) in these rows. "default" is
 # StackedAutoencoder((200, 200)) with SparseAutoencoder's defaults for every layer.
@@ -47,22 +41,18 @@ SETTINGS = [
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-iter", type=int, default=400)
-    parser.add_argument("--json", default=str(HERE / "results" / "stack_decay.json"))
+    parser.add_argument("--json", default=str(RESULTS / "stack_decay.json"))
     args = parser.parse_args()
 
-    import sklearn
-    from sklearn.datasets import load_digits
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
-    from threadpoolctl import threadpool_info
 
-    import skae
     from skae._stacked import ConstantCodesWarning, StackedAutoencoder, constant_codes_decay
 
-    X, y = load_digits(return_X_y=True)
+    X, y = digits()
     X_train, X_test, y_train, y_test = train_test_split(
-        X / 16.0, y, test_size=0.3, random_state=0, stratify=y
+        X, y, test_size=0.3, random_state=0, stratify=y
     )
 
     def accuracy(F_train, F_test):
@@ -105,25 +95,8 @@ def main():
               + f"; warned: {bool(row['constant_codes_warning'])} ({row['seconds']:.0f} s)",
               flush=True)
 
-    blas = "; ".join(
-        f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)"
-        for i in threadpool_info() if i["user_api"] == "blas"
-    )
-    result = {
-        "environment": {
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "machine": platform.machine(),
-            "blas": blas,
-            "numpy": np.__version__,
-            "sklearn": sklearn.__version__,
-            "skae": skae.__version__,
-        },
-        "args": vars(args),
-        "rows": rows,
-    }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1))
-    print(f"written {args.json}")
+    result = {"environment": machine(), "args": vars(args), "rows": rows}
+    print(f"written {write_json(args.json, result)}")
 
 
 if __name__ == "__main__":

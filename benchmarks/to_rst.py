@@ -1,7 +1,8 @@
-"""Print the table of a results JSON as reStructuredText, for docs/performance.rst.
+"""Print the table of a results JSON as reStructuredText, for the documentation pages.
 
     python benchmarks/to_rst.py benchmarks/results/latest.json
     python benchmarks/to_rst.py benchmarks/results/memory.json
+    python benchmarks/to_rst.py benchmarks/results/few_labels.json
 
 Markdown pipe tables become ``list-table`` directives; other lines become paragraphs.
 """
@@ -43,4 +44,5 @@ def md_to_rst(text):
 
 if __name__ == "__main__":
     with open(sys.argv[1]) as f:
-        print(md_to_rst(json.load(f)["table"]))
+        results = json.load(f)
+    print(md_to_rst(results.get("table") or results["markdown"]))
