@@ -36,6 +36,24 @@ from .exceptions import PickleVersionWarning
 
 __all__ = ["SparseAutoencoder"]
 
+# The hyper-parameters of the mini-batch solvers, with their defaults (for old pickles).
+_MINI_BATCH_DEFAULTS = {
+    "solver": "lbfgs",
+    "mini_batch_size": "auto",
+    "learning_rate": "constant",
+    "learning_rate_init": 0.001,
+    "power_t": 0.5,
+    "momentum": 0.9,
+    "nesterovs_momentum": True,
+    "beta_1": 0.9,
+    "beta_2": 0.999,
+    "epsilon": 1e-8,
+    "shuffle": True,
+    "early_stopping": False,
+    "validation_fraction": 0.1,
+    "n_iter_no_change": 10,
+}
+
 # The fitted attributes of a mini-batch fit only (an L-BFGS fit removes them).
 _STOCHASTIC_ATTRIBUTES = (
     "best_loss_",
@@ -939,6 +957,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             state.setdefault("_batch_size_", state.get("batch_size"))
         if "components_" in state:  # pickled before the stopping rule was recorded
             state.setdefault("stop_reason_", None)
+        # pickled before the mini-batch solvers existed: their defaults (L-BFGS, unused)
+        for name, default in _MINI_BATCH_DEFAULTS.items():
+            state.setdefault(name, default)
         super().__setstate__(state)
 
     @property
@@ -949,5 +970,5 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.array_api_support = True
+        tags.array_api_support = self.solver == "lbfgs"  # the mini-batch solvers: NumPy
         return tags

@@ -358,3 +358,14 @@ def test_caller_data_unchanged(digits):
     before = X.copy()
     _fit(X, n_hidden=4, solver="sgd", noise="mask", noise_level=0.3, max_iter=2)
     np.testing.assert_array_equal(X, before)
+
+
+def test_pickled_model_continues_as_the_original(digits):
+    import pickle
+
+    ae = SparseAutoencoder(n_hidden=6, solver="sgd", mini_batch_size=30, random_state=0)
+    ae.partial_fit(digits[:90])
+    copy = pickle.loads(pickle.dumps(ae))
+    ae.partial_fit(digits[90:180])
+    copy.partial_fit(digits[90:180])
+    _assert_same_model(ae, copy)
