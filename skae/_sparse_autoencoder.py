@@ -37,7 +37,7 @@ from .exceptions import PickleVersionWarning
 __all__ = ["SparseAutoencoder"]
 
 # The hyper-parameters of the mini-batch solvers, with their defaults (for old pickles).
-_MINI_BATCH_DEFAULTS = {
+MINI_BATCH_DEFAULTS = {
     "solver": "lbfgs",
     "mini_batch_size": "auto",
     "learning_rate": "constant",
@@ -126,7 +126,7 @@ def negative_losses(X, autoencoders):
 
 
 class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Sparse autoencoder (UFLDL) trained full-batch with L-BFGS.
+    """Sparse autoencoder (UFLDL) trained with L-BFGS or a mini-batch solver.
 
     One hidden layer learns a code ``H = f(X W1ᵀ + b1)`` from which the input is
     reconstructed as ``X̂ = g(H W2 + b2)``. The objective is the mean reconstruction
@@ -175,7 +175,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         ``"gaussian"`` adds N(0, noise_level²) noise (on sparse input it is drawn chunk by
         chunk, so the matrix is never densified whole). Because
         L-BFGS needs the same objective at every evaluation, the corruption is drawn
-        once per fit from ``random_state``; ``transform`` never corrupts.
+        once per fit from ``random_state``; the mini-batch solvers draw a fresh
+        corruption for every mini-batch. ``transform`` never corrupts.
     noise_level : float, default=0.0
         Masking probability in (0, 1) for ``"mask"``, standard deviation > 0 for
         ``"gaussian"``. Must be 0 when ``noise`` is None.
@@ -186,20 +187,75 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         :class:`numpy.memmap` larger than RAM). Sums run over fixed blocks of rows (256 for
         64 or more features): with ``batch_size`` of at least one block the fitted model is
         identical to ``batch_size=None``; a smaller one gives the same objective to
-        rounding. The number of threads never changes the model.
+        rounding. The number of threads never changes the model. It is a memory setting,
+        not a mini-batch: with the mini-batch solvers it blocks the evaluation of each
+        mini-batch (see ``mini_batch_size``).
+    solver : {"lbfgs", "adam", "sgd"}, default="lbfgs"
+        ``"lbfgs"`` minimises the objective on all rows at every iteration (SciPy's
+        L-BFGS-B). ``"adam"`` and ``"sgd"`` (with momentum, optionally Nesterov's) take
+        one step per mini-batch of rows, as :class:`~sklearn.neural_network.MLPRegressor`'s
+        solvers; they read each row once per epoch and offer :meth:`partial_fit`. They
+        take NumPy arrays, memory maps and CSR matrices (dask arrays and array API
+        dispatch: use ``"lbfgs"``). The sparsity penalty of a mini-batch uses that
+        mini-batch's mean activation ρ̂ (the objective with the mini-batch as its data).
+    mini_batch_size : int or "auto", default="auto"
+        Rows per step of the mini-batch solvers; ``"auto"`` is ``min(200, n_samples)``
+        (the MLPs' ``batch_size``). Ignored by ``"lbfgs"``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Step-size schedule of ``solver="sgd"``, as in the MLPs: ``"constant"`` keeps
+        ``learning_rate_init``; ``"invscaling"`` uses ``learning_rate_init / (t + 1) **
+        power_t`` after each epoch, ``t`` the samples seen; ``"adaptive"`` divides it by
+        5 each time ``n_iter_no_change`` epochs fail to improve by ``tol``, and stops once
+        it is below 1e-6.
+    learning_rate_init : float > 0, default=0.001
+        Initial step size of ``"adam"`` and ``"sgd"``.
+    power_t : float >= 0, default=0.5
+        Exponent of ``learning_rate="invscaling"``.
+    momentum : float in [0, 1], default=0.9
+        Momentum of ``solver="sgd"``.
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for ``solver="sgd"`` (with ``momentum > 0``).
+    beta_1 : float in [0, 1), default=0.9
+        Adam's decay rate of the first-moment estimate.
+    beta_2 : float in [0, 1), default=0.999
+        Adam's decay rate of the second-moment estimate.
+    epsilon : float > 0, default=1e-8
+        Adam's numerical-stability term.
+    shuffle : bool, default=True
+        Whether the mini-batch solvers visit the rows in a new random order each epoch
+        (from ``random_state``); False takes them in order.
+    early_stopping : bool, default=False
+        For the mini-batch solvers' ``fit``: hold out ``validation_fraction`` of the rows
+        (drawn from ``random_state``), score their reconstruction after each epoch
+        (:meth:`score`, recorded in ``validation_scores_``), stop when it has not
+        improved by ``tol`` for more than ``n_iter_no_change`` epochs, and keep the
+        parameters of the best epoch. Not used by ``partial_fit`` or ``"lbfgs"``.
+    validation_fraction : float in (0, 1), default=0.1
+        Share of the rows held out by ``early_stopping``.
+    n_iter_no_change : int, default=10
+        The mini-batch solvers stop when more than this many consecutive epochs fail to
+        improve the training loss (or the validation score with ``early_stopping``) by
+        ``tol``, as the MLPs do.
     max_iter : int, default=400
-        Maximum number of L-BFGS iterations.
+        Maximum number of L-BFGS iterations; for the mini-batch solvers, of epochs
+        (passes over the rows).
     tol : float, default=1e-5
         L-BFGS stops when the largest projected gradient component is below ``tol``.
+        For the mini-batch solvers, the least improvement of the loss (or validation
+        score) per epoch that counts as one (see ``n_iter_no_change``).
     warm_start : bool, default=False
-        Start from the previous fit's parameters instead of a new initialisation.
+        Start from the previous fit's parameters instead of a new initialisation. With a
+        mini-batch solver the fit also continues ``loss_curve_`` and ``n_iter_``, with a
+        new optimiser state (as the MLPs; :meth:`partial_fit` always continues).
     random_state : int, RandomState instance or None, default=None
-        Seeds the weight initialisation and the corruption.
+        Seeds the weight initialisation and the corruption, and for the mini-batch
+        solvers the order of the rows and the held-out rows.
     verbose : int, default=0
-        0 prints nothing. 1 prints one line when the fit ends: the iterations, the final
-        loss, the time and the rule that stopped L-BFGS (``stop_reason_``). 2 or more
-        also prints one line per L-BFGS iteration: loss, reconstruction error, mean
-        firing rate, elapsed time.
+        0 prints nothing. 1 prints one line when the fit ends: the iterations (epochs),
+        the final loss, the time and the rule that stopped the solver
+        (``stop_reason_``). 2 or more also prints one line per L-BFGS iteration (loss,
+        reconstruction error, mean firing rate, elapsed time) or per epoch (mean
+        mini-batch loss, validation score, elapsed time, samples per second).
 
     Attributes
     ----------
@@ -215,20 +271,36 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     decoder_ : str
         The decoder used, ``"sigmoid"`` or ``"linear"``.
     loss_ : float
-        The objective ``J`` at the fitted parameters.
+        The objective ``J`` at the fitted parameters; for the mini-batch solvers the
+        last epoch's mean mini-batch objective (weighted by rows).
     loss_curve_ : list of float
-        ``J`` after each L-BFGS iteration.
+        ``J`` after each L-BFGS iteration, or each epoch's mean mini-batch ``J``.
     n_iter_ : int
         Number of L-BFGS iterations completed, ``len(loss_curve_)`` (0 when the start
-        already met ``tol``).
+        already met ``tol``); for the mini-batch solvers, of epochs (over all calls of
+        :meth:`partial_fit` and warm-started fits).
+    best_loss_ : float or None
+        Mini-batch solvers only: the lowest ``loss_curve_`` entry; None with
+        ``early_stopping``.
+    validation_scores_ : list of float or None
+        Mini-batch solvers only: the held-out score after each epoch of the last fit
+        with ``early_stopping``, else None.
+    best_validation_score_ : float or None
+        Mini-batch solvers only: the best of ``validation_scores_`` (None without
+        ``early_stopping``).
+    t_ : int
+        Mini-batch solvers only: the number of training rows seen (summed over epochs).
     stop_reason_ : str
         The rule that stopped L-BFGS: ``"converged (tol)"`` (the largest gradient
         component fell to ``tol``), ``"converged (loss change)"`` (an iteration lowered
         the loss by a relative 2.2e-9 or less), ``"max_iter"``, ``"evaluation limit"``
         (20 objective evaluations per allowed iteration used up), ``"line search"`` (no
         decrease found along the search direction) or ``"interrupted"`` (Ctrl-C). The
-        last four also raise a warning. None for a model pickled by an earlier version of
-        skae, which did not record it.
+        last four also raise a warning. The mini-batch solvers stop with ``"no
+        improvement"`` (``n_iter_no_change``), ``"max_iter"`` (with a warning),
+        ``"interrupted"`` (Ctrl-C keeps the parameters of the last completed step, with a
+        warning) or, after :meth:`partial_fit`, ``"partial_fit"``. None for a model
+        pickled by an earlier version of skae, which did not record it.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -426,7 +498,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     # ------------------------------------------------------------------ fitting
     @fit_keeping_state
     def fit(self, X, y=None):
-        """Learn the encoder and decoder from ``X`` with L-BFGS.
+        """Learn the encoder and decoder from ``X`` with the ``solver``.
 
         Parameters
         ----------
@@ -958,7 +1030,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         if "components_" in state:  # pickled before the stopping rule was recorded
             state.setdefault("stop_reason_", None)
         # pickled before the mini-batch solvers existed: their defaults (L-BFGS, unused)
-        for name, default in _MINI_BATCH_DEFAULTS.items():
+        for name, default in MINI_BATCH_DEFAULTS.items():
             state.setdefault(name, default)
         super().__setstate__(state)
 
