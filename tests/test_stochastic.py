@@ -369,3 +369,24 @@ def test_pickled_model_continues_as_the_original(digits):
     ae.partial_fit(digits[90:180])
     copy.partial_fit(digits[90:180])
     _assert_same_model(ae, copy)
+
+
+def test_user_guide_example_prints_what_the_page_shows():
+    """The literal block of the user guide's section on mini-batch solvers."""
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "user_guide.rst"
+    if not docs.is_file():
+        pytest.skip("needs the source checkout (docs/)")
+    text = docs.read_text(encoding="utf-8")
+    section = text[text.index("Mini-batch solvers and streams\n") :]
+    block = re.search(r"::\n\n((?:    .*\n|\n)+)", section).group(1)
+    code = "\n".join(line[4:] for line in block.splitlines())
+    shown = [line[2:] for line in code.splitlines() if line.startswith("# ")]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "mini_batch_example.py", "exec"), {"__name__": "__main__"})
+    assert out.getvalue().splitlines() == shown
