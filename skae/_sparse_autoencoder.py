@@ -657,6 +657,17 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self : SparseAutoencoder
             The updated estimator. If the call fails with an error, the estimator keeps
             the state it had before the call.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skae import SparseAutoencoder
+        >>> X = load_digits().data / 16.0
+        >>> ae = SparseAutoencoder(n_hidden=16, solver="adam", random_state=0)
+        >>> for start in range(0, 1200, 400):  # a stream of three chunks
+        ...     ae = ae.partial_fit(X[start : start + 400])
+        >>> ae.n_iter_, ae.t_, ae.stop_reason_
+        (3, 1200, 'partial_fit')
         """
         self._check_combinations()
         return self._fit_stochastic(X, incremental=True)
