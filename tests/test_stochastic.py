@@ -390,3 +390,18 @@ def test_user_guide_example_prints_what_the_page_shows():
     with contextlib.redirect_stdout(out):
         exec(compile(code, "mini_batch_example.py", "exec"), {"__name__": "__main__"})
     assert out.getvalue().splitlines() == shown
+
+
+def test_noise_is_drawn_afresh_for_every_mini_batch(digits, monkeypatch):
+    import skae._stochastic as stochastic
+
+    seeds = []
+
+    def recorded(kind, level, seed):
+        seeds.append(seed)
+        return Corruption(kind, level, seed)
+
+    monkeypatch.setattr(stochastic, "Corruption", recorded)
+    _fit(digits[:300], n_hidden=4, solver="adam", noise="mask", noise_level=0.3,
+         mini_batch_size=100, max_iter=2, random_state=0)
+    assert len(seeds) == 6 and len(set(seeds)) == 6
