@@ -165,14 +165,13 @@ def test_warm_start_and_partial_fit_continue(digits):
 
 def test_lbfgs_fit_drops_the_mini_batch_progress(digits):
     ae = _fit(digits[:200], n_hidden=4, solver="adam", max_iter=1, random_state=0)
-    assert hasattr(ae, "best_loss_")
-    _fit(digits[:200], **{**ae.get_params(), "solver": "lbfgs", "max_iter": 5})
+    assert hasattr(ae, "best_loss_") and hasattr(ae, "t_")
     ae.set_params(solver="lbfgs", max_iter=5)
-    _fit_in_place = ae.fit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        _fit_in_place(digits[:200])
+        ae.fit(digits[:200])
     assert not hasattr(ae, "best_loss_") and not hasattr(ae, "t_")
+    assert not hasattr(ae, "partial_fit")
 
 
 # --------------------------------------------------------------------- early stopping
