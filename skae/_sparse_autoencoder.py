@@ -7,6 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from . import _dask, _version
@@ -20,6 +21,7 @@ from ._objective import (
 )
 from ._objective import decode as _decode
 from ._optimize import run_lbfgs
+from ._stochastic import AdamOptimizer, EpochState, SGDOptimizer, run_epochs
 from ._validation import (
     Interval,
     InvalidParameterError,
@@ -33,6 +35,35 @@ from ._validation import (
 from .exceptions import PickleVersionWarning
 
 __all__ = ["SparseAutoencoder"]
+
+# The hyper-parameters of the mini-batch solvers, with their defaults (for old pickles).
+MINI_BATCH_DEFAULTS = {
+    "solver": "lbfgs",
+    "mini_batch_size": "auto",
+    "learning_rate": "constant",
+    "learning_rate_init": 0.001,
+    "power_t": 0.5,
+    "momentum": 0.9,
+    "nesterovs_momentum": True,
+    "beta_1": 0.9,
+    "beta_2": 0.999,
+    "epsilon": 1e-8,
+    "shuffle": True,
+    "early_stopping": False,
+    "validation_fraction": 0.1,
+    "n_iter_no_change": 10,
+}
+
+# The fitted attributes of a mini-batch fit only (an L-BFGS fit removes them).
+_STOCHASTIC_ATTRIBUTES = (
+    "best_loss_",
+    "validation_scores_",
+    "best_validation_score_",
+    "t_",
+    "_optimizer_",
+    "_epoch_state_",
+    "_random_state_",
+)
 
 # Data within this many machine epsilons (of X's dtype) of [0, 1] count as in [0, 1]:
 # MinMaxScaler can overshoot 1 by one unit in the last place on its own training data.
@@ -95,7 +126,7 @@ def negative_losses(X, autoencoders):
 
 
 class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Sparse autoencoder (UFLDL) trained full-batch with L-BFGS.
+    """Sparse autoencoder (UFLDL) trained with L-BFGS or a mini-batch solver.
 
     One hidden layer learns a code ``H = f(X W1ᵀ + b1)`` from which the input is
     reconstructed as ``X̂ = g(H W2 + b2)``. The objective is the mean reconstruction
@@ -144,7 +175,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         ``"gaussian"`` adds N(0, noise_level²) noise (on sparse input it is drawn chunk by
         chunk, so the matrix is never densified whole). Because
         L-BFGS needs the same objective at every evaluation, the corruption is drawn
-        once per fit from ``random_state``; ``transform`` never corrupts.
+        once per fit from ``random_state``; the mini-batch solvers draw a fresh
+        corruption for every mini-batch. ``transform`` never corrupts.
     noise_level : float, default=0.0
         Masking probability in (0, 1) for ``"mask"``, standard deviation > 0 for
         ``"gaussian"``. Must be 0 when ``noise`` is None.
@@ -155,20 +187,75 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         :class:`numpy.memmap` larger than RAM). Sums run over fixed blocks of rows (256 for
         64 or more features): with ``batch_size`` of at least one block the fitted model is
         identical to ``batch_size=None``; a smaller one gives the same objective to
-        rounding. The number of threads never changes the model.
+        rounding. The number of threads never changes the model. It is a memory setting,
+        not a mini-batch: with the mini-batch solvers it blocks the evaluation of each
+        mini-batch (see ``mini_batch_size``).
+    solver : {"lbfgs", "adam", "sgd"}, default="lbfgs"
+        ``"lbfgs"`` minimises the objective on all rows at every iteration (SciPy's
+        L-BFGS-B). ``"adam"`` and ``"sgd"`` (with momentum, optionally Nesterov's) take
+        one step per mini-batch of rows, as :class:`~sklearn.neural_network.MLPRegressor`'s
+        solvers; they read each row once per epoch and offer :meth:`partial_fit`. They
+        take NumPy arrays, memory maps and CSR matrices (dask arrays and array API
+        dispatch: use ``"lbfgs"``). The sparsity penalty of a mini-batch uses that
+        mini-batch's mean activation ρ̂ (the objective with the mini-batch as its data).
+    mini_batch_size : int or "auto", default="auto"
+        Rows per step of the mini-batch solvers; ``"auto"`` is ``min(200, n_samples)``
+        (the MLPs' ``batch_size``). Ignored by ``"lbfgs"``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Step-size schedule of ``solver="sgd"``, as in the MLPs: ``"constant"`` keeps
+        ``learning_rate_init``; ``"invscaling"`` uses ``learning_rate_init / (t + 1) **
+        power_t`` after each epoch, ``t`` the samples seen; ``"adaptive"`` divides it by
+        5 each time ``n_iter_no_change`` epochs fail to improve by ``tol``, and stops once
+        it is below 1e-6.
+    learning_rate_init : float > 0, default=0.001
+        Initial step size of ``"adam"`` and ``"sgd"``.
+    power_t : float >= 0, default=0.5
+        Exponent of ``learning_rate="invscaling"``.
+    momentum : float in [0, 1], default=0.9
+        Momentum of ``solver="sgd"``.
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for ``solver="sgd"`` (with ``momentum > 0``).
+    beta_1 : float in [0, 1), default=0.9
+        Adam's decay rate of the first-moment estimate.
+    beta_2 : float in [0, 1), default=0.999
+        Adam's decay rate of the second-moment estimate.
+    epsilon : float > 0, default=1e-8
+        Adam's numerical-stability term.
+    shuffle : bool, default=True
+        Whether the mini-batch solvers visit the rows in a new random order each epoch
+        (from ``random_state``); False takes them in order.
+    early_stopping : bool, default=False
+        For the mini-batch solvers' ``fit``: hold out ``validation_fraction`` of the rows
+        (drawn from ``random_state``), score their reconstruction after each epoch
+        (:meth:`score`, recorded in ``validation_scores_``), stop when it has not
+        improved by ``tol`` for more than ``n_iter_no_change`` epochs, and keep the
+        parameters of the best epoch. Not used by ``partial_fit`` or ``"lbfgs"``.
+    validation_fraction : float in (0, 1), default=0.1
+        Share of the rows held out by ``early_stopping``.
+    n_iter_no_change : int, default=10
+        The mini-batch solvers stop when more than this many consecutive epochs fail to
+        improve the training loss (or the validation score with ``early_stopping``) by
+        ``tol``, as the MLPs do.
     max_iter : int, default=400
-        Maximum number of L-BFGS iterations.
+        Maximum number of L-BFGS iterations; for the mini-batch solvers, of epochs
+        (passes over the rows).
     tol : float, default=1e-5
         L-BFGS stops when the largest projected gradient component is below ``tol``.
+        For the mini-batch solvers, the least improvement of the loss (or validation
+        score) per epoch that counts as one (see ``n_iter_no_change``).
     warm_start : bool, default=False
-        Start from the previous fit's parameters instead of a new initialisation.
+        Start from the previous fit's parameters instead of a new initialisation. With a
+        mini-batch solver the fit also continues ``loss_curve_`` and ``n_iter_``, with a
+        new optimiser state (as the MLPs; :meth:`partial_fit` always continues).
     random_state : int, RandomState instance or None, default=None
-        Seeds the weight initialisation and the corruption.
+        Seeds the weight initialisation and the corruption, and for the mini-batch
+        solvers the order of the rows and the held-out rows.
     verbose : int, default=0
-        0 prints nothing. 1 prints one line when the fit ends: the iterations, the final
-        loss, the time and the rule that stopped L-BFGS (``stop_reason_``). 2 or more
-        also prints one line per L-BFGS iteration: loss, reconstruction error, mean
-        firing rate, elapsed time.
+        0 prints nothing. 1 prints one line when the fit ends: the iterations (epochs),
+        the final loss, the time and the rule that stopped the solver
+        (``stop_reason_``). 2 or more also prints one line per L-BFGS iteration (loss,
+        reconstruction error, mean firing rate, elapsed time) or per epoch (mean
+        mini-batch loss, validation score, elapsed time, samples per second).
 
     Attributes
     ----------
@@ -184,20 +271,36 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     decoder_ : str
         The decoder used, ``"sigmoid"`` or ``"linear"``.
     loss_ : float
-        The objective ``J`` at the fitted parameters.
+        The objective ``J`` at the fitted parameters; for the mini-batch solvers the
+        last epoch's mean mini-batch objective (weighted by rows).
     loss_curve_ : list of float
-        ``J`` after each L-BFGS iteration.
+        ``J`` after each L-BFGS iteration, or each epoch's mean mini-batch ``J``.
     n_iter_ : int
         Number of L-BFGS iterations completed, ``len(loss_curve_)`` (0 when the start
-        already met ``tol``).
+        already met ``tol``); for the mini-batch solvers, of epochs (over all calls of
+        :meth:`partial_fit` and warm-started fits).
+    best_loss_ : float or None
+        Mini-batch solvers only: the lowest ``loss_curve_`` entry; None with
+        ``early_stopping``.
+    validation_scores_ : list of float or None
+        Mini-batch solvers only: the held-out score after each epoch of the last fit
+        with ``early_stopping``, else None.
+    best_validation_score_ : float or None
+        Mini-batch solvers only: the best of ``validation_scores_`` (None without
+        ``early_stopping``).
+    t_ : int
+        Mini-batch solvers only: the number of training rows seen (summed over epochs).
     stop_reason_ : str
         The rule that stopped L-BFGS: ``"converged (tol)"`` (the largest gradient
         component fell to ``tol``), ``"converged (loss change)"`` (an iteration lowered
         the loss by a relative 2.2e-9 or less), ``"max_iter"``, ``"evaluation limit"``
         (20 objective evaluations per allowed iteration used up), ``"line search"`` (no
         decrease found along the search direction) or ``"interrupted"`` (Ctrl-C). The
-        last four also raise a warning. None for a model pickled by an earlier version of
-        skae, which did not record it.
+        last four also raise a warning. The mini-batch solvers stop with ``"no
+        improvement"`` (``n_iter_no_change``), ``"max_iter"`` (with a warning),
+        ``"interrupted"`` (Ctrl-C keeps the parameters of the last completed step, with a
+        warning) or, after :meth:`partial_fit`, ``"partial_fit"``. None for a model
+        pickled by an earlier version of skae, which did not record it.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -252,6 +355,20 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         "noise": [None, StrOptions({"mask", "gaussian"})],
         "noise_level": [Interval(Real, 0, None, closed="left")],
         "batch_size": [None, Interval(Integral, 1, None, closed="left")],
+        "solver": [StrOptions({"lbfgs", "adam", "sgd"})],
+        "mini_batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "shuffle": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
@@ -273,6 +390,20 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         noise=None,
         noise_level=0.0,
         batch_size=None,
+        solver="lbfgs",
+        mini_batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        shuffle=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
         max_iter=400,
         tol=1e-5,
         warm_start=False,
@@ -290,6 +421,20 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.noise = noise
         self.noise_level = noise_level
         self.batch_size = batch_size
+        self.solver = solver
+        self.mini_batch_size = mini_batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.shuffle = shuffle
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.max_iter = max_iter
         self.tol = tol
         self.warm_start = warm_start
@@ -299,7 +444,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     # ------------------------------------------------------------------ validation
     def _check_combinations(self):
         """Errors for hyper-parameters that are valid alone but not together."""
-        for name in ("n_hidden", "max_iter", "batch_size"):
+        for name in ("n_hidden", "max_iter", "batch_size", "mini_batch_size", "n_iter_no_change"):
             value = getattr(self, name)
             if isinstance(value, (bool, np.bool_)):
                 raise InvalidParameterError(
@@ -353,7 +498,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     # ------------------------------------------------------------------ fitting
     @fit_keeping_state
     def fit(self, X, y=None):
-        """Learn the encoder and decoder from ``X`` with L-BFGS.
+        """Learn the encoder and decoder from ``X`` with the ``solver``.
 
         Parameters
         ----------
@@ -373,6 +518,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             the state it had before the call.
         """
         self._check_combinations()
+        if self.solver != "lbfgs":
+            return self._fit_stochastic(X, incremental=False)
         previous = self._previous_parameters()
         xp = device = None
         if _dask.is_dask_collection(X):  # map-reduce over its row chunks (skae._dask)
@@ -469,7 +616,239 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.loss_curve_ = list(result.loss_curve)
         self.n_iter_ = int(result.n_iter)
         self.stop_reason_ = result.reason
+        for name in _STOCHASTIC_ATTRIBUTES:  # a former mini-batch fit's progress
+            self.__dict__.pop(name, None)
         return self
+
+    def _check_solver(self):
+        if self.solver not in ("adam", "sgd"):
+            raise AttributeError(
+                f"partial_fit is only available for the mini-batch solvers 'adam' and "
+                f"'sgd'; solver={self.solver!r} is not one. Set solver='adam' or 'sgd'."
+            )
+        return True
+
+    @available_if(_check_solver)
+    @fit_keeping_state
+    def partial_fit(self, X, y=None):
+        """Update the model with one pass over ``X`` in mini-batches.
+
+        Only for ``solver="adam"`` or ``"sgd"`` (as the MLPs' ``partial_fit``). The first
+        call (on an unfitted model) initialises the parameters from ``random_state`` and
+        resolves ``decoder="auto"`` on its data; every call then runs one epoch over
+        ``X``: its rows in mini-batches of ``mini_batch_size`` (shuffled when ``shuffle``),
+        one optimiser step per mini-batch. The optimiser's state (Adam's moments, SGD's
+        velocity and learning rate), ``loss_curve_``, ``n_iter_`` and the random state
+        carry over from call to call, so a sequence of calls is deterministic for a given
+        ``random_state``; with ``shuffle=False`` and chunks whose sizes are multiples of
+        the mini-batch size, the calls over consecutive chunks give the model of one
+        epoch over their concatenation (float64 data; float32 parameters are rounded to
+        float32 between calls). ``early_stopping`` does not apply (as in the MLPs).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            One chunk of training data, with the ``n_features`` of the first call.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : SparseAutoencoder
+            The updated estimator. If the call fails with an error, the estimator keeps
+            the state it had before the call.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skae import SparseAutoencoder
+        >>> X = load_digits().data / 16.0
+        >>> ae = SparseAutoencoder(n_hidden=16, solver="adam", random_state=0)
+        >>> for start in range(0, 1200, 400):  # a stream of three chunks
+        ...     ae = ae.partial_fit(X[start : start + 400])
+        >>> ae.n_iter_, ae.t_, ae.stop_reason_
+        (3, 1200, 'partial_fit')
+        """
+        self._check_combinations()
+        return self._fit_stochastic(X, incremental=True)
+
+    def _fit_stochastic(self, X, incremental):
+        """``fit`` (one run of up to ``max_iter`` epochs) or ``partial_fit`` (one epoch)
+        with the mini-batch solver ``self.solver``."""
+        if _dask.is_dask_collection(X):
+            raise ValueError(
+                f"solver={self.solver!r} does not support dask arrays; use "
+                "solver='lbfgs' (which fits a dask array chunk by chunk), or pass a NumPy "
+                "array, a memmap or a CSR matrix."
+            )
+        xp = input_namespace(X)[0]
+        if xp is not None:
+            raise ValueError(
+                f"solver={self.solver!r} does not support arrays of the namespace "
+                f"{xp.__name__} under array API dispatch; use solver='lbfgs', or pass "
+                "a NumPy array."
+            )
+        fitted = hasattr(self, "components_")
+        continuing = fitted and (incremental or self.warm_start)
+        X = validate_input(
+            self,
+            X,
+            accept_sparse="csr",
+            dtype=(np.float64, np.float32),
+            ensure_min_samples=1 if incremental else 2,
+            reset=not (incremental and fitted),
+        )
+        n_samples, n_features = X.shape
+        if continuing:
+            decoder = self.decoder_ if self.decoder == "auto" else self.decoder
+            self._check_cross_entropy_range(X, self.loss)
+        else:
+            decoder = self._resolve_decoder(X)
+        spec = AutoencoderSpec(
+            n_features=n_features,
+            n_hidden=self.n_hidden,
+            activation=self.activation,
+            decoder=decoder,
+            loss=self.loss,
+            tied=bool(self.tied_weights),
+            alpha=float(self.alpha),
+            beta=float(self.beta),
+            rho=float(self.rho),
+        )
+        layout = spec.layout
+        if continuing:
+            previous = self._spec_.layout
+            if previous != layout:
+                raise ValueError(
+                    "The model cannot continue from its previous fit: it had "
+                    f"n_features={previous.n_features}, n_hidden={previous.n_hidden}, "
+                    f"tied_weights={previous.tied}, now n_features={n_features}, "
+                    f"n_hidden={self.n_hidden}, tied_weights={bool(self.tied_weights)}. "
+                    "Set warm_start=False (fit) or refit from scratch."
+                )
+            theta = np.asarray(self._previous_parameters_always(), dtype=np.float64)
+        if incremental and fitted and hasattr(self, "_random_state_"):
+            random_state = self._random_state_
+        else:
+            random_state = check_random_state(self.random_state)
+        if not continuing:
+            theta = layout.initialize(random_state)
+        theta = np.array(theta, dtype=np.float64)  # the caller's arrays stay untouched
+        mini_batch_size = (
+            min(200, n_samples) if self.mini_batch_size == "auto" else self.mini_batch_size
+        )
+        mini_batch_size = max(1, min(mini_batch_size, n_samples))
+        # The optimiser and the progress carry over between partial_fit calls only, as in
+        # the MLPs (a warm-started fit continues the parameters with a new optimiser).
+        if incremental and fitted and hasattr(self, "_optimizer_"):
+            optimizer = self._optimizer_
+        elif self.solver == "adam":
+            optimizer = AdamOptimizer(
+                layout.size, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon
+            )
+        else:
+            optimizer = SGDOptimizer(
+                layout.size,
+                self.learning_rate_init,
+                self.learning_rate,
+                self.momentum,
+                self.nesterovs_momentum,
+                self.power_t,
+            )
+        if continuing and hasattr(self, "_epoch_state_"):
+            state = self._epoch_state_
+        else:
+            state = EpochState()
+        early_stopping = self.early_stopping and not incremental
+        train_rows = None
+        validation_score = None
+        state.validation_scores = [] if early_stopping else None
+        state.best_validation_score = -np.inf
+        if early_stopping:
+            n_validation = int(np.ceil(self.validation_fraction * n_samples))
+            if n_validation < 1 or n_samples - n_validation < 1:
+                raise ValueError(
+                    f"early_stopping with validation_fraction={self.validation_fraction} "
+                    f"leaves no training or no validation rows of the {n_samples} given; "
+                    "pass more rows or change validation_fraction."
+                )
+            permutation = random_state.permutation(n_samples)
+            validation_rows = np.sort(permutation[:n_validation])
+            train_rows = np.sort(permutation[n_validation:])
+
+            def validation_score(theta):
+                W1, b1, W2, b2 = layout.unpack(theta)
+                total = 0.0
+                for start in range(0, n_validation, 1024):  # a few rows at a time
+                    rows = validation_rows[start : start + 1024]
+                    losses = reconstruction_losses(
+                        X[rows],
+                        W1,
+                        b1,
+                        W2,
+                        b2,
+                        activation=spec.activation,
+                        decoder=spec.decoder,
+                        loss=spec.loss,
+                        batch_size=self.batch_size,
+                    )
+                    total += float(np.sum(losses))
+                return -total / n_validation
+
+        noise = None if self.noise is None else (self.noise, float(self.noise_level))
+        result = run_epochs(
+            spec,
+            X,
+            theta,
+            optimizer=optimizer,
+            state=state,
+            train_rows=train_rows,
+            mini_batch_size=mini_batch_size,
+            max_iter=self.max_iter,
+            tol=float(self.tol),
+            n_iter_no_change=self.n_iter_no_change,
+            shuffle=self.shuffle,
+            random_state=random_state,
+            noise=noise,
+            batch_size=self.batch_size,
+            validation_score=validation_score,
+            incremental=incremental,
+            verbose=self.verbose,
+            name=type(self).__name__,
+        )
+        dtype = X.dtype
+        W1, b1, W2, b2 = (a.astype(dtype) for a in layout.unpack(result.theta))
+        self.components_ = W1
+        self.intercept_hidden_ = b1
+        self.decoder_components_ = self.components_ if spec.tied else W2
+        self.intercept_visible_ = b2
+        self.decoder_ = decoder
+        self._spec_ = spec
+        self._batch_size_ = self.batch_size
+        self.loss_ = result.loss
+        self.loss_curve_ = list(state.loss_curve)
+        self.best_loss_ = None if early_stopping else float(state.best_loss)
+        self.validation_scores_ = (
+            None if state.validation_scores is None else list(state.validation_scores)
+        )
+        self.best_validation_score_ = (
+            float(state.best_validation_score) if early_stopping else None
+        )
+        self.n_iter_ = state.n_iter
+        self.t_ = state.t
+        self.stop_reason_ = result.reason
+        self._optimizer_ = optimizer
+        self._epoch_state_ = state
+        self._random_state_ = random_state
+        return self
+
+    def _previous_parameters_always(self):
+        return self._spec_.layout.pack(
+            self.components_,
+            self.intercept_hidden_,
+            self.decoder_components_,
+            self.intercept_visible_,
+        )
 
     def _previous_parameters(self):
         """``(layout, theta)`` of the current fit when warm starting, else None."""
@@ -661,6 +1040,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             state.setdefault("_batch_size_", state.get("batch_size"))
         if "components_" in state:  # pickled before the stopping rule was recorded
             state.setdefault("stop_reason_", None)
+        # pickled before the mini-batch solvers existed: their defaults (L-BFGS, unused)
+        for name, default in MINI_BATCH_DEFAULTS.items():
+            state.setdefault(name, default)
         super().__setstate__(state)
 
     @property
@@ -671,5 +1053,5 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.array_api_support = True
+        tags.array_api_support = self.solver == "lbfgs"  # the mini-batch solvers: NumPy
         return tags

@@ -23,7 +23,7 @@ from . import _dask
 from ._array import array_device, array_namespace, cast, device_namespace, to_numpy
 from ._network import FineTuneObjective, Layer, autoencoder_layer, forward
 from ._optimize import FitStage, fit_stage, run_lbfgs
-from ._sparse_autoencoder import SparseAutoencoder, negative_losses
+from ._sparse_autoencoder import MINI_BATCH_DEFAULTS, SparseAutoencoder, negative_losses
 from ._validation import (
     Interval,
     InvalidParameterError,
@@ -43,7 +43,9 @@ _SEED_MAX = np.iinfo(np.int32).max
 
 # SparseAutoencoder's hyper-parameters that may be given once or once per layer, with
 # SparseAutoencoder's own defaults (read from its signature, so the two never drift).
-_NOT_PER_LAYER = {"n_hidden", "warm_start", "random_state", "verbose"}
+# The mini-batch solvers' parameters are not (yet) the stacks': their layers are fitted
+# with L-BFGS.
+_NOT_PER_LAYER = {"n_hidden", "warm_start", "random_state", "verbose", *MINI_BATCH_DEFAULTS}
 _AE_DEFAULTS = {
     name: p.default
     for name, p in inspect.signature(SparseAutoencoder.__init__).parameters.items()

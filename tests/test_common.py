@@ -45,6 +45,10 @@ CONFIGURATIONS = [
     SparseAutoencoder(n_hidden=3, max_iter=20, noise="gaussian", noise_level=0.1, batch_size=7),
     SparseAutoencoder(n_hidden=3, max_iter=20, noise="gaussian", noise_level=0.1),
     SparseAutoencoder(n_hidden=6, max_iter=20, batch_size=4, beta=0.0, alpha=0.0),
+    # a mini-batch solver (partial_fit, epochs, early stopping on a held-out score)
+    SparseAutoencoder(
+        n_hidden=4, solver="adam", max_iter=5, mini_batch_size=8, early_stopping=True
+    ),
     StackedAutoencoder((5, 3), max_iter=15),
     StackedAutoencoder(
         (4, 3),
@@ -111,8 +115,15 @@ EXTRA_CHECKS = [
 @pytest.mark.parametrize("check", EXTRA_CHECKS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize(
     "estimator",
-    [CONFIGURATIONS[0], CONFIGURATIONS[1], CONFIGURATIONS[6], CONFIGURATIONS[8], ZCAWhitening()],
-    ids=["default", "tanh-tied", "stack", "classifier", "zca"],
+    [
+        CONFIGURATIONS[0],
+        CONFIGURATIONS[1],
+        CONFIGURATIONS[6],
+        CONFIGURATIONS[7],
+        CONFIGURATIONS[9],
+        ZCAWhitening(),
+    ],
+    ids=["default", "tanh-tied", "adam", "stack", "classifier", "zca"],
 )
 def test_checks_outside_the_default_set(estimator, check):
     pytest.importorskip("pandas", reason="the pandas output checks need pandas")
