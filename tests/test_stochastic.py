@@ -388,7 +388,20 @@ def test_user_guide_example_prints_what_the_page_shows():
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "mini_batch_example.py", "exec"), {"__name__": "__main__"})
-    assert out.getvalue().splitlines() == shown
+    printed = out.getvalue().splitlines()
+    assert len(printed) == len(shown)
+    # Words equal; numbers close (the page shows one machine's run: another BLAS rounds
+    # differently, which moves the epoch at which early stopping ends by a few).
+    for line, expected in zip(printed, shown):
+        got, want = line.split(), expected.split()
+        assert len(got) == len(want), (line, expected)
+        for g, w in zip(got, want):
+            try:
+                g_value, w_value = float(g), float(w)
+            except ValueError:
+                assert g == w, (line, expected)
+                continue
+            assert g_value == pytest.approx(w_value, rel=0.1, abs=0.02), (line, expected)
 
 
 def test_noise_is_drawn_afresh_for_every_mini_batch(digits, monkeypatch):
