@@ -35,8 +35,10 @@ print(f"{source}: {X.shape[0]} images of {shape[0]}x{shape[1]} pixels")
 # --------------------
 # Each hidden unit's mean activation over the training set, ``ρ̂``, is pulled towards the
 # target ``ρ`` by the penalty ``β KL(ρ ‖ ρ̂)`` of the UFLDL notes. It is zero at ``ρ̂ = ρ``
-# and grows without bound as ``ρ̂`` approaches 0 or 1, so a unit cannot be on for most
-# inputs: it must pick out something that only some inputs have.
+# and grows without bound as ``ρ̂`` approaches 1, and also as it approaches 0, but there
+# with weight ``ρ`` instead of ``1 − ρ``, so slowly that the plot's left edge shows small
+# values. A unit cannot be on for most inputs: it must pick out something that only some
+# inputs have.
 import matplotlib.pyplot as plt
 
 from skae.inspection import plot_kl_penalty
