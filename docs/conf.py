@@ -161,9 +161,12 @@ html_theme_options = {
 
 
 # Methods inherited from scikit-learn's mixins (set_output, get_metadata_routing, ...) keep
-# their docstrings, whose :ref: roles point into scikit-learn's own documentation. Without
-# intersphinx (this build is offline) those labels cannot resolve: show their text instead.
+# their docstrings, whose :ref: roles point to labels of scikit-learn's own pages; the
+# offline inventories in _intersphinx/ hold Python objects only, so those labels cannot
+# resolve: show their text instead, and name a gallery example by its file
+# (sphx_glr_auto_examples_miscellaneous_plot_set_output.py -> plot_set_output.py).
 _REF_WITH_TITLE = re.compile(r":ref:`([^`<]+?)\s*<[^`>]+>`")
+_REF_EXAMPLE = re.compile(r":ref:`sphx_glr_auto_examples_\w*?(plot_\w+\.py)`")
 _REF_BARE = re.compile(r":ref:`([^`]+)`")
 
 
@@ -172,6 +175,7 @@ def _plain_sklearn_refs(app, what, name, obj, options, lines):
         return
     for i, line in enumerate(lines):
         line = _REF_WITH_TITLE.sub(r"\1", line)
+        line = _REF_EXAMPLE.sub(r"scikit-learn's example ``\1``", line)
         lines[i] = _REF_BARE.sub(r"``\1``", line)
 
 

@@ -107,11 +107,13 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# Each tile is drawn with mid grey at 0, white positive and black negative. The first-layer
-# units look for pieces of pen strokes (a bar, an arc, a loop) with dark borders where the
-# pen must not be. Second-layer units combine such strokes into larger parts of digits,
-# many of them a recognisable 0, 1, 3, 5, 6 or 9; third-layer tiles are fuzzier whole-digit
-# shapes with dark holes. The ascent agrees with the closed form on layer 1 and reaches a
+# Each tile is drawn with mid grey at 0, white positive and black negative. After this
+# short pretraining most first-layer units are templates of a whole digit or of a large
+# part of one (many an 8, a 9, a 0 or a 6): light where the pen goes, dark beside and inside
+# the strokes, where it must not go (as in the digit filters example). Second-layer tiles
+# are cleaner single digits, many of them a recognisable 0, 1, 3, 5, 6, 7 or 9 with a dark
+# hole where the digit has none; third-layer tiles are fuzzier whole-digit shapes with
+# dark holes. The ascent agrees with the closed form on layer 1 and reaches a
 # median activation of 0.999 on layer 2 and 0.984 on layer 3; a few third-layer units stay
 # low (the least reaches 0.247): within this radius little excites them, or the ascent
 # from a random start stopped at a local maximum. On scikit-learn's 8×8 digits, or after
@@ -197,6 +199,7 @@ plt.show()
 # digit. The layer-1 code (200 numbers for 784 pixels) keeps the digit: its inversion is a
 # grainy copy of it. The layer-2 code (100 numbers) keeps the strokes, thinner and speckled.
 # The layer-3 code (50 numbers) keeps a dim, blurred outline in which some digits turn
-# into others (the slim 8 reads as a 3 or a z). The class probabilities keep only the class:
-# their inversions are faint smudges that barely resemble the digit, yet the classifier
-# puts every one of them in the digit's class.
+# into others (the slim 8 reads as a 3 or a z). The class probabilities keep little more
+# than the class: their inversions are faint, some a rough outline of the digit (the 6, the
+# first 3, the 0), others another shape (the 8s turn into a z and a 5, the last 3 into an
+# oval), yet the classifier puts every one of them in the class it gives the digit.

@@ -33,9 +33,12 @@ print(f"{source}: {X.shape[0]} images of {shape[0]}x{shape[1]} pixels")
 # %%
 # The sparsity penalty
 # --------------------
-# Each hidden unit's mean activation over the training set, ``ρ̂``, is pulled towards the
-# target ``ρ`` by the penalty ``β KL(ρ ‖ ρ̂)`` of the UFLDL notes. It is zero at ``ρ̂ = ρ``
-# and grows without bound as ``ρ̂`` approaches 0 or 1, so a unit cannot be on for most
+# Each hidden unit's mean activation over the training set, :math:`\hat\rho`, is pulled
+# towards the target :math:`\rho` by the penalty
+# :math:`\beta\,\mathrm{KL}(\rho \,\|\, \hat\rho)` of the UFLDL notes. It is zero at
+# :math:`\hat\rho = \rho` and grows without bound as :math:`\hat\rho` approaches 1, and
+# also as it approaches 0, but there with weight :math:`\rho` instead of :math:`1 - \rho`,
+# so slowly that the plot's left edge shows small values. A unit cannot be on for most
 # inputs: it must pick out something that only some inputs have.
 import matplotlib.pyplot as plt
 

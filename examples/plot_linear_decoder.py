@@ -34,7 +34,7 @@ for name, (A, _) in data.items():
 # %%
 # ``decoder="auto"`` picks the decoder from the data
 # --------------------------------------------------
-# ``score`` is minus the mean reconstruction error per sample (higher is better). On the
+# ``score`` is minus the mean reconstruction error per held-out sample (higher is better). On the
 # standardised data we also force a sigmoid decoder, to see what the automatic choice avoids.
 models = {}
 with warnings.catch_warnings():
@@ -52,7 +52,7 @@ with warnings.catch_warnings():
         rel = -ae.score(A_test) / (0.5 * np.mean(np.sum(A_test**2, axis=1)))
         print(
             f"{name:<15} decoder={decoder!r:<10} -> decoder_={ae.decoder_!r:<10} "
-            f"held-out score {ae.score(A_test):8.3f}  (relative error {rel:.3f})"
+            f"score {ae.score(A_test):8.3f} (relative error {rel:.3f})"
         )
 
 # %%

@@ -141,9 +141,9 @@ for gamma in [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]:
 # against 0.955 for PCA's reconstruction error with the same 16 components, 0.79 for
 # IsolationForest and 0.65 for OneClassSVM with ``gamma="scale"``. The spread between the
 # three splits (a standard deviation of 0.002-0.003 for the autoencoders and PCA) is below
-# each of these gaps. The non-linear code buys one to two points of AUC over PCA's linear
-# one; the 200-unit autoencoder takes a few seconds to fit (the last column), the others a
-# fraction of a second.
+# each of these gaps. The non-linear code buys one to two and a half points of AUC over
+# PCA's linear one; the 200-unit autoencoder takes a few seconds to fit (the last column),
+# the 16-unit ones about a second, the other detectors a fraction of a second.
 #
 # IsolationForest isolates rows by splits on single pixels, and a digit is novel in its
 # shape (which pixels go together), not in the range of any one pixel. OneClassSVM's
@@ -159,12 +159,13 @@ for gamma in [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]:
 # autoencoder comes close at its default settings (and changes little between 16 and 200
 # units), and it beats PCA, IsolationForest and the default one-class SVM.
 #
-# The cross-entropy loss ranks worse (0.895). Its value
-# for a row is not zero at a perfect reconstruction: it is the row's own entropy
-# ``Σ_k H(x_k)`` (large for grey pixels, 0 for black and white ones) plus the mismatch. As
-# a novelty score the first part is noise, unrelated to how typical the digit is.
-# Subtracting it (``score_samples`` plus the row's entropy) leaves the mismatch, which
-# ranks as well as the squared loss:
+# The cross-entropy loss ranks worse (0.895 over the three splits). Its value for a row is
+# not zero at a perfect reconstruction: it is the row's own entropy ``Σ_k H(x_k)`` (large
+# for grey pixels, 0 for black and white ones) plus the mismatch. As a novelty score the
+# first part is noise, unrelated to how typical the digit is. Subtracting it
+# (``score_samples`` plus the row's entropy) leaves the mismatch, which ranks as well as the
+# squared loss; on the first split (the printed lines below) it lifts the AUC from 0.908 to
+# 0.977, against at most 0.970 for the squared loss with 16 units:
 from scipy.special import xlogy
 
 entropy = -np.sum(xlogy(X_test, X_test) + xlogy(1 - X_test, 1 - X_test), axis=1)

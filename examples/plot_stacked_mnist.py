@@ -85,8 +85,8 @@ pretrained = StackedAutoencoderClassifier(
     fine_tune_max_iter=ITERATIONS,
     random_state=0,
 ).fit(X_train, y_few)
-print(f"pretraining and softmax: {time.perf_counter() - start:.0f} s, L-BFGS iterations "
-      f"{pretrained.stage_n_iter_}")
+print(f"pretraining and softmax: {time.perf_counter() - start:.0f} s")
+print(f"L-BFGS iterations: {pretrained.stage_n_iter_}")
 
 
 def continue_from(model, y, **params):
@@ -131,10 +131,11 @@ print(f"total time: {time.perf_counter() - start:.0f} s")
 
 # %%
 # With few labels, the pretrained features carry the result: the softmax on frozen codes
-# beats both the raw pixels and the same network trained from scratch, and training every
-# layer on 200 labels adds little or nothing. With every label, fine-tuning all layers
-# gives the largest gain, as in the UFLDL exercise. "top" only continues the softmax on the
-# frozen features: once that softmax has converged it changes nothing.
+# beats both the raw pixels and the same network trained from scratch (0.831 against 0.802
+# and 0.797), and training every layer on 200 labels adds nothing (0.825). With every
+# label, fine-tuning all layers gives the largest gain (0.951, against 0.894 before
+# fine-tuning and 0.940 from scratch), as in the UFLDL exercise. "top" only continues the
+# softmax on the frozen features: once that softmax has converged it changes nothing.
 import matplotlib.pyplot as plt
 
 fig, ax_bars = plt.subplots(figsize=(7, 4.2))
