@@ -396,10 +396,11 @@ def plot_loss_curve(estimator, ax=None, *, log_scale=True):
 
 
 def plot_kl_penalty(rho=0.2, ax=None, *, n_points=500):
-    """Draw the sparsity penalty ``KL(ρ ‖ ρ̂)`` against the mean activation ``ρ̂``.
+    r"""Draw the sparsity penalty :math:`\mathrm{KL}(\rho \| \hat\rho)` against the mean
+    activation :math:`\hat\rho`.
 
-    This is the figure of the UFLDL notes: zero at ``ρ̂ = ρ``, growing without bound as
-    ``ρ̂`` approaches 0 or 1.
+    This is the figure of the UFLDL notes: zero at :math:`\hat\rho = \rho`, growing
+    without bound as :math:`\hat\rho` approaches 0 or 1.
 
     Parameters
     ----------
@@ -408,7 +409,7 @@ def plot_kl_penalty(rho=0.2, ax=None, *, n_points=500):
     ax : matplotlib Axes, default=None
         Where to draw; a new figure when None.
     n_points : int, default=500
-        Number of values of ``ρ̂`` in (0, 1).
+        Number of values of :math:`\hat\rho` in (0, 1).
 
     Returns
     -------
