@@ -1,5 +1,6 @@
 """SparseAutoencoder: the UFLDL sparse autoencoder as a scikit-learn transformer."""
 
+import copy
 import warnings
 from numbers import Integral, Real
 
@@ -639,7 +640,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         ``X``: its rows in mini-batches of ``mini_batch_size`` (shuffled when ``shuffle``),
         one optimiser step per mini-batch. The optimiser's state (Adam's moments, SGD's
         velocity and learning rate), ``loss_curve_``, ``n_iter_`` and the random state
-        carry over from call to call, so a sequence of calls is deterministic for a given
+        carry over from call to call (a ``solver`` changed between calls starts a new
+        optimiser state), so a sequence of calls is deterministic for a given
         ``random_state``; with ``shuffle=False`` and chunks whose sizes are multiples of
         the mini-batch size, the calls over consecutive chunks give the model of one
         epoch over their concatenation (float64 data; float32 parameters are rounded to
@@ -728,7 +730,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 )
             theta = np.asarray(self._previous_parameters_always(), dtype=np.float64)
         if incremental and fitted and hasattr(self, "_random_state_"):
-            random_state = self._random_state_
+            # copies: a call that fails leaves the stored progress as it was
+            random_state = copy.deepcopy(self._random_state_)
         else:
             random_state = check_random_state(self.random_state)
         if not continuing:
@@ -740,8 +743,13 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         mini_batch_size = max(1, min(mini_batch_size, n_samples))
         # The optimiser and the progress carry over between partial_fit calls only, as in
         # the MLPs (a warm-started fit continues the parameters with a new optimiser).
-        if incremental and fitted and hasattr(self, "_optimizer_"):
-            optimizer = self._optimizer_
+        optimizer_class = AdamOptimizer if self.solver == "adam" else SGDOptimizer
+        if (
+            incremental
+            and fitted
+            and isinstance(getattr(self, "_optimizer_", None), optimizer_class)
+        ):
+            optimizer = copy.deepcopy(self._optimizer_)
         elif self.solver == "adam":
             optimizer = AdamOptimizer(
                 layout.size, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon
@@ -756,7 +764,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 self.power_t,
             )
         if continuing and hasattr(self, "_epoch_state_"):
-            state = self._epoch_state_
+            state = copy.deepcopy(self._epoch_state_)
         else:
             state = EpochState()
         early_stopping = self.early_stopping and not incremental
