@@ -107,7 +107,7 @@ def _autoencoder_losses(X, autoencoders):
             H = _decode(H, ae.decoder_components_, ae.intercept_visible_, ae._spec_.decoder)
         return H
 
-    return reconstruction_losses(
+    losses = reconstruction_losses(
         X,
         bottom.components_,
         bottom.intercept_hidden_,
@@ -119,6 +119,15 @@ def _autoencoder_losses(X, autoencoders):
         batch_size=bottom._batch_size_,
         recode=recode if upper else None,
     )
+    xp = array_namespace(losses)
+    if bool(xp.any(xp.isnan(losses))):  # finite X whose products overflow (inf - inf)
+        low, high = _data_range(X)
+        raise ValueError(
+            f"X ranges over [{low!r}, {high!r}]: values this large overflow the "
+            "reconstruction to NaN in float arithmetic. Scale X as the training data were "
+            "scaled (e.g. with the MinMaxScaler or StandardScaler fitted on them)."
+        )
+    return losses
 
 
 def negative_losses(X, autoencoders):
@@ -968,7 +977,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         unlike those it was trained on, score low, so ``-score_samples(X)`` is a
         novelty score (e.g. for :func:`~sklearn.metrics.roc_auc_score`). The rows are
         evaluated in blocks (of ``batch_size`` rows if set), so the memory beyond the
-        returned vector does not grow with the number of rows.
+        returned vector does not grow with the number of rows. A row whose loss overflows
+        scores ``-inf``; values so large that the reconstruction itself overflows to NaN
+        raise a ``ValueError`` (no score is NaN).
 
         With the cross-entropy loss a perfect reconstruction scores minus the row's own
         entropy ``Σ_k H(x_ik)``, not 0, so rows with many intermediate values score

@@ -5,10 +5,11 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
-from skae import SparseAutoencoder, _stochastic
+from skae import SparseAutoencoder, StackedAutoencoder, _stochastic
 from skae.exceptions import NonFiniteLossError
 
 
@@ -112,3 +113,29 @@ def test_step_that_overflows_raises_and_keeps_the_model(digits):
         fitted.partial_fit(X)
     _assert_same_model(fitted, kept)
     assert np.all(np.isfinite(fitted.score_samples(X)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_score_samples_of_overflowing_input_raises_instead_of_nan(digits, dtype):
+    # Finite values near the largest float overflow the products of the reconstruction
+    # to +inf and -inf, whose sum is NaN; score_samples and score must say so rather than
+    # return NaN. Weights of +2 and -2 on two pixels give +inf and -inf products; a CSR
+    # row sums its stored entries in order (a BLAS may skip the NaN by blocking).
+    X = digits.astype(dtype)
+    ae = SparseAutoencoder(n_hidden=16, max_iter=30, random_state=0)
+    stack = StackedAutoencoder((16, 8), max_iter=20, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae.fit(X)
+        stack.fit(X)
+    for W1 in (ae.components_, stack.autoencoders_[0].components_):
+        W1[0, :2] = [2.0, -2.0]
+    huge = np.zeros((3, 64), dtype=dtype)
+    huge[1, :2] = np.finfo(dtype).max
+    huge = sp.csr_matrix(huge)
+    with np.errstate(all="ignore"):
+        for method in (ae.score_samples, ae.score, stack.score_samples):
+            with pytest.raises(ValueError, match="overflow the reconstruction"):
+                method(huge)
+    # large values that do not overflow still score (very low, not NaN)
+    assert np.all(ae.score_samples(X[:3] * 1e3) < ae.score_samples(X[:3]))
