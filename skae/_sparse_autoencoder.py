@@ -649,12 +649,14 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         ``X``: its rows in mini-batches of ``mini_batch_size`` (shuffled when ``shuffle``),
         one optimiser step per mini-batch. The optimiser's state (Adam's moments, SGD's
         velocity and learning rate), ``loss_curve_``, ``n_iter_`` and the random state
-        carry over from call to call (a ``solver`` changed between calls starts a new
-        optimiser state), so a sequence of calls is deterministic for a given
+        carry over from call to call, so a sequence of calls is deterministic for a given
         ``random_state``; with ``shuffle=False`` and chunks whose sizes are multiples of
         the mini-batch size, the calls over consecutive chunks give the model of one
         epoch over their concatenation (float64 data; float32 parameters are rounded to
         float32 between calls). ``early_stopping`` does not apply (as in the MLPs).
+        Settings changed with ``set_params`` between calls apply from the next call: a
+        new ``solver`` starts a new optimiser state; the other solver settings keep it
+        (a new ``learning_rate_init`` restarts the step size from it).
 
         Parameters
         ----------
@@ -752,6 +754,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         mini_batch_size = max(1, min(mini_batch_size, n_samples))
         # The optimiser and the progress carry over between partial_fit calls only, as in
         # the MLPs (a warm-started fit continues the parameters with a new optimiser).
+        carried = False
         optimizer_class = AdamOptimizer if self.solver == "adam" else SGDOptimizer
         if (
             incremental
@@ -759,6 +762,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             and isinstance(getattr(self, "_optimizer_", None), optimizer_class)
         ):
             optimizer = copy.deepcopy(self._optimizer_)
+            carried = True
         elif self.solver == "adam":
             optimizer = AdamOptimizer(
                 layout.size, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon
@@ -776,6 +780,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             state = copy.deepcopy(self._epoch_state_)
         else:
             state = EpochState()
+        if carried:
+            self._apply_optimizer_settings(optimizer, state)
         early_stopping = self.early_stopping and not incremental
         train_rows = None
         validation_score = None
@@ -858,6 +864,23 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self._epoch_state_ = state
         self._random_state_ = random_state
         return self
+
+    def _apply_optimizer_settings(self, optimizer, state):
+        """Give a carried-over optimiser the current hyper-parameters (``set_params``
+        between ``partial_fit`` calls); its moments, velocity and step count are kept, and
+        its step size too unless ``learning_rate_init`` changed."""
+        if isinstance(optimizer, AdamOptimizer):
+            optimizer.beta_1, optimizer.beta_2 = float(self.beta_1), float(self.beta_2)
+            optimizer.epsilon = float(self.epsilon)
+        else:
+            optimizer.schedule = self.learning_rate
+            optimizer.momentum = float(self.momentum)
+            optimizer.nesterov = bool(self.nesterovs_momentum)
+            optimizer.power_t = float(self.power_t)
+        if float(self.learning_rate_init) != optimizer.learning_rate_init:
+            optimizer.learning_rate_init = float(self.learning_rate_init)
+            optimizer.learning_rate = float(self.learning_rate_init)
+        optimizer.iteration_ends(state.t)  # "invscaling": the step size at t rows seen
 
     def _previous_parameters_always(self):
         return self._spec_.layout.pack(

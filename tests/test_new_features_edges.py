@@ -139,3 +139,23 @@ def test_score_samples_of_overflowing_input_raises_instead_of_nan(digits, dtype)
                 method(huge)
     # large values that do not overflow still score (very low, not NaN)
     assert np.all(ae.score_samples(X[:3] * 1e3) < ae.score_samples(X[:3]))
+
+
+@pytest.mark.parametrize(
+    "solver, change",
+    [
+        ("adam", {"learning_rate_init": 1e-12}),
+        ("sgd", {"learning_rate_init": 1e-12, "momentum": 0.0}),
+    ],
+)
+def test_solver_settings_changed_between_partial_fit_calls_are_used(digits, solver, change):
+    # set_params(learning_rate_init=...) (and, for SGD, momentum) between partial_fit
+    # calls must change the next steps: with a tiny step and no momentum the parameters
+    # barely move, where the settings of the first call would move them by about 1e-3.
+    ae = SparseAutoencoder(n_hidden=8, solver=solver, shuffle=False, random_state=0)
+    ae.partial_fit(digits)
+    before = [p.copy() for p in _params(ae)]
+    ae.set_params(**change)
+    ae.partial_fit(digits)
+    for old, new in zip(before, _params(ae)):
+        np.testing.assert_allclose(new, old, rtol=0, atol=1e-9)
