@@ -1,5 +1,7 @@
 """SparseAutoencoder: the UFLDL sparse autoencoder as a scikit-learn transformer."""
 
+import copy
+import dataclasses
 import warnings
 from numbers import Integral, Real
 
@@ -106,7 +108,7 @@ def _autoencoder_losses(X, autoencoders):
             H = _decode(H, ae.decoder_components_, ae.intercept_visible_, ae._spec_.decoder)
         return H
 
-    return reconstruction_losses(
+    losses = reconstruction_losses(
         X,
         bottom.components_,
         bottom.intercept_hidden_,
@@ -118,6 +120,15 @@ def _autoencoder_losses(X, autoencoders):
         batch_size=bottom._batch_size_,
         recode=recode if upper else None,
     )
+    xp = array_namespace(losses)
+    if bool(xp.any(xp.isnan(losses))):  # finite X whose products overflow (inf - inf)
+        low, high = _data_range(X)
+        raise ValueError(
+            f"X ranges over [{low!r}, {high!r}]: values this large overflow the "
+            "reconstruction to NaN in float arithmetic. Scale X as the training data were "
+            "scaled (e.g. with the MinMaxScaler or StandardScaler fitted on them)."
+        )
+    return losses
 
 
 def negative_losses(X, autoencoders):
@@ -644,6 +655,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         the mini-batch size, the calls over consecutive chunks give the model of one
         epoch over their concatenation (float64 data; float32 parameters are rounded to
         float32 between calls). ``early_stopping`` does not apply (as in the MLPs).
+        Settings changed with ``set_params`` between calls apply from the next call: a
+        new ``solver`` starts a new optimiser state; the other solver settings keep it
+        (a new ``learning_rate_init`` restarts the step size from it).
 
         Parameters
         ----------
@@ -728,7 +742,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 )
             theta = np.asarray(self._previous_parameters_always(), dtype=np.float64)
         if incremental and fitted and hasattr(self, "_random_state_"):
-            random_state = self._random_state_
+            # copies: a call that fails leaves the stored progress as it was
+            random_state = copy.deepcopy(self._random_state_)
         else:
             random_state = check_random_state(self.random_state)
         if not continuing:
@@ -740,8 +755,15 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         mini_batch_size = max(1, min(mini_batch_size, n_samples))
         # The optimiser and the progress carry over between partial_fit calls only, as in
         # the MLPs (a warm-started fit continues the parameters with a new optimiser).
-        if incremental and fitted and hasattr(self, "_optimizer_"):
-            optimizer = self._optimizer_
+        carried = False
+        optimizer_class = AdamOptimizer if self.solver == "adam" else SGDOptimizer
+        if (
+            incremental
+            and fitted
+            and isinstance(getattr(self, "_optimizer_", None), optimizer_class)
+        ):
+            optimizer = copy.deepcopy(self._optimizer_)
+            carried = True
         elif self.solver == "adam":
             optimizer = AdamOptimizer(
                 layout.size, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon
@@ -756,9 +778,13 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 self.power_t,
             )
         if continuing and hasattr(self, "_epoch_state_"):
-            state = self._epoch_state_
+            # a copy, its list copied at C speed (a deepcopy costs far more per entry)
+            saved = self._epoch_state_
+            state = dataclasses.replace(saved, loss_curve=list(saved.loss_curve))
         else:
             state = EpochState()
+        if carried:
+            self._apply_optimizer_settings(optimizer, state)
         early_stopping = self.early_stopping and not incremental
         train_rows = None
         validation_score = None
@@ -841,6 +867,23 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self._epoch_state_ = state
         self._random_state_ = random_state
         return self
+
+    def _apply_optimizer_settings(self, optimizer, state):
+        """Give a carried-over optimiser the current hyper-parameters (``set_params``
+        between ``partial_fit`` calls); its moments, velocity and step count are kept, and
+        its step size too unless ``learning_rate_init`` changed."""
+        if isinstance(optimizer, AdamOptimizer):
+            optimizer.beta_1, optimizer.beta_2 = float(self.beta_1), float(self.beta_2)
+            optimizer.epsilon = float(self.epsilon)
+        else:
+            optimizer.schedule = self.learning_rate
+            optimizer.momentum = float(self.momentum)
+            optimizer.nesterov = bool(self.nesterovs_momentum)
+            optimizer.power_t = float(self.power_t)
+        if float(self.learning_rate_init) != optimizer.learning_rate_init:
+            optimizer.learning_rate_init = float(self.learning_rate_init)
+            optimizer.learning_rate = float(self.learning_rate_init)
+        optimizer.iteration_ends(state.t)  # "invscaling": the step size at t rows seen
 
     def _previous_parameters_always(self):
         return self._spec_.layout.pack(
@@ -960,7 +1003,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         unlike those it was trained on, score low, so ``-score_samples(X)`` is a
         novelty score (e.g. for :func:`~sklearn.metrics.roc_auc_score`). The rows are
         evaluated in blocks (of ``batch_size`` rows if set), so the memory beyond the
-        returned vector does not grow with the number of rows.
+        returned vector does not grow with the number of rows. A row whose loss overflows
+        scores ``-inf``; values so large that the reconstruction itself overflows to NaN
+        raise a ``ValueError`` (no score is NaN).
 
         With the cross-entropy loss a perfect reconstruction scores minus the row's own
         entropy ``Σ_k H(x_ik)``, not 0, so rows with many intermediate values score

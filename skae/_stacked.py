@@ -564,8 +564,10 @@ class StackedAutoencoder(
         applied. For a one-layer stack it equals that layer's
         :meth:`SparseAutoencoder.score_samples`. The rows are evaluated in blocks (of
         the bottom layer's ``batch_size`` rows if set), so the memory beyond the
-        returned vector does not grow with the number of rows. The stack has no
-        ``score`` method; ``score_samples(X).mean()`` is its mean reconstruction score.
+        returned vector does not grow with the number of rows. As there, a row whose loss
+        overflows scores ``-inf`` and input that overflows the reconstruction to NaN
+        raises a ``ValueError``. The stack has no ``score`` method;
+        ``score_samples(X).mean()`` is its mean reconstruction score.
 
         Parameters
         ----------

@@ -202,9 +202,10 @@ def run_epochs(
     exactly one epoch runs (``partial_fit``).
 
     The best θ by validation score is returned when early stopping (as the MLPs do). A
-    non-finite loss raises :class:`NonFiniteLossError`; Ctrl-C keeps the parameters after
-    the last completed mini-batch step and warns; ``max_iter`` epochs without the
-    stopping rule warn with :class:`~sklearn.exceptions.ConvergenceWarning`.
+    non-finite loss or gradient, or a step that makes θ non-finite, raises
+    :class:`NonFiniteLossError`; Ctrl-C keeps the parameters after the last completed
+    mini-batch step and warns; ``max_iter`` epochs without the stopping rule warn with
+    :class:`~sklearn.exceptions.ConvergenceWarning`.
     """
     n = X.shape[0] if train_rows is None else len(train_rows)
     start_time = time.perf_counter()
@@ -244,6 +245,13 @@ def run_epochs(
                         "learning_rate_init, lower beta or raise alpha."
                     )
                 optimizer.update_params(theta, grad)
+                if not np.all(np.isfinite(theta)):  # a step too large for float64
+                    raise NonFiniteLossError(
+                        f"{name}: the parameters became non-finite after a mini-batch "
+                        "step (the step overflowed); no parameters were kept from this "
+                        "fit. Lower "
+                        "learning_rate_init, or scale the input (e.g. MinMaxScaler)."
+                    )
                 epoch_loss += float(J) * (stop - start)
                 seen += stop - start
             state.n_iter += 1
