@@ -28,9 +28,7 @@ included) propagate unchanged; ``x0`` is never modified.
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ._array import array_namespace
+from ._array import array_namespace, astype
 
 __all__ = ["LBFGSOutcome", "minimize_lbfgs"]
 
@@ -239,7 +237,7 @@ def minimize_lbfgs(
     xp = array_namespace(x0)
     if maxfun is None:
         maxfun = 20 * maxiter
-    x = np.array(x0, copy=True) if xp is np else xp.asarray(x0, copy=True)
+    x = astype(x0, getattr(x0, "dtype", None), xp)  # a copy: x0 is never modified
 
     def evaluate(point):
         f, g = fun(point)
