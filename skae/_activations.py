@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._array import array_namespace
+from ._array import array_namespace, modify_in_place
 
 __all__ = [
     "ACTIVATIONS",
@@ -20,72 +20,65 @@ __all__ = [
 ]
 
 
-def sigmoid_(z):
-    """Logistic sigmoid computed in place on ``z`` (no temporaries, no overflow).
+def sigmoid_(z, xp=None):
+    """Logistic sigmoid ``1 / (1 + exp(-z))``, in place on ``z`` on NumPy.
 
-    ``1 / (1 + exp(-z))``; ``exp`` may overflow to ``inf`` for very negative ``z``,
-    where ``1 / inf`` is the exact limit 0, so the overflow flag is silenced. On
-    another namespace than NumPy the same operations make a new array.
+    No temporaries and no overflow warning: ``exp`` may overflow to ``inf`` for very
+    negative ``z``, where ``1 / inf`` is the exact limit 0, so the flag is silenced. On
+    another namespace the same operations make a new array.
     """
-    xp = array_namespace(z)
-    if xp is not np:
-        return 1.0 / (xp.exp(-z) + 1.0)
+    xp = xp or array_namespace(z)
     with np.errstate(over="ignore"):
-        np.negative(z, out=z)
-        np.exp(z, out=z)
-        np.add(z, 1.0, out=z)
-        np.reciprocal(z, out=z)
-    return z
+        z = modify_in_place(xp, xp.negative, z, out=z)
+        z = modify_in_place(xp, xp.exp, z, out=z)
+        z = modify_in_place(xp, xp.add, z, 1.0, out=z)
+        return modify_in_place(xp, xp.divide, 1.0, z, out=z)
 
 
-def tanh_(z):
-    """Hyperbolic tangent computed in place on ``z`` (a new array on other namespaces)."""
-    xp = array_namespace(z)
-    if xp is not np:
-        return xp.tanh(z)
-    return np.tanh(z, out=z)
+def tanh_(z, xp=None):
+    """Hyperbolic tangent, in place on ``z`` on NumPy (a new array on other namespaces)."""
+    xp = xp or array_namespace(z)
+    return modify_in_place(xp, xp.tanh, z, out=z)
 
 
-def identity_(z):
+def identity_(z, xp=None):
     """Identity (linear decoder): nothing to do."""
     return z
 
 
-def sigmoid_derivative_(a, out):
-    """``out *= a (1 - a)`` where ``a = sigmoid(z)``; ``a`` is overwritten by ``1 - a``.
+def sigmoid_derivative_(a, out, xp=None):
+    """``out * a (1 - a)`` where ``a = sigmoid(z)``.
 
-    Two in-place passes and no temporary: the caller no longer needs ``a``. On other
-    namespaces than NumPy, ``out * a * (1 - a)`` is returned as a new array.
+    On NumPy two in-place passes and no temporary: ``out`` is multiplied in place and
+    ``a`` is overwritten by ``1 - a`` (the caller no longer needs it). On other
+    namespaces the result is a new array.
     """
-    xp = array_namespace(a, out)
-    if xp is not np:
-        return out * a * (1.0 - a)
-    np.multiply(out, a, out=out)
-    np.subtract(1.0, a, out=a)
-    np.multiply(out, a, out=out)
-    return out
+    xp = xp or array_namespace(a, out)
+    out = modify_in_place(xp, xp.multiply, out, a, out=out)
+    a = modify_in_place(xp, xp.subtract, 1.0, a, out=a)
+    return modify_in_place(xp, xp.multiply, out, a, out=out)
 
 
-def tanh_derivative_(a, out):
-    """``out *= 1 - a**2`` where ``a = tanh(z)``; ``a`` is overwritten by ``1 - a**2``
-    (on other namespaces than NumPy, ``out * (1 - a²)`` is returned as a new array)."""
-    xp = array_namespace(a, out)
-    if xp is not np:
-        return out * (1.0 - a * a)
-    np.multiply(a, a, out=a)
-    np.subtract(1.0, a, out=a)
-    np.multiply(out, a, out=out)
-    return out
+def tanh_derivative_(a, out, xp=None):
+    """``out * (1 - a²)`` where ``a = tanh(z)``; on NumPy in place on ``out``, with ``a``
+    overwritten by ``1 - a²`` (on other namespaces a new array)."""
+    xp = xp or array_namespace(a, out)
+    a = modify_in_place(xp, xp.multiply, a, a, out=a)
+    a = modify_in_place(xp, xp.subtract, 1.0, a, out=a)
+    return modify_in_place(xp, xp.multiply, out, a, out=out)
 
 
-def identity_derivative_(a, out):
+def identity_derivative_(a, out, xp=None):
     """Linear unit: the derivative is 1, ``out`` is unchanged."""
     return out
 
 
 @dataclass(frozen=True)
 class Activation:
-    """An activation with its in-place forward map and in-place derivative.
+    """An activation with its forward map and derivative (in place on NumPy).
+
+    ``forward(z, xp)`` returns ``f(z)``; ``derivative(a, out, xp)`` returns
+    ``out * f'(z)`` from ``a = f(z)``. On NumPy both work in place (``a`` is consumed).
 
     ``firing_scale`` and ``firing_shift`` map the activation to a firing rate in [0, 1]
     for the sparsity penalty: ``p(a) = firing_scale * a + firing_shift``.
@@ -108,28 +101,29 @@ ACTIVATIONS = {
 
 
 # --------------------------------------------------------------------------- sparsity
-def kl_divergence(rho, rho_hat):
+def kl_divergence(rho, rho_hat, xp=None):
     """KL divergence between Bernoulli(``rho``) and Bernoulli(``rho_hat``), elementwise.
 
     ``rho_hat`` is clipped into ``[eps, 1 - eps]`` (float64 machine epsilon) so that a
     unit that is always off or always on gives a large finite penalty, not ``inf``.
     """
-    q = clip_rate(rho_hat)
-    xp = array_namespace(q)
+    xp = xp or array_namespace(rho_hat)
+    q = clip_rate(rho_hat, xp)
     return rho * xp.log(rho / q) + (1.0 - rho) * xp.log((1.0 - rho) / (1.0 - q))
 
 
-def kl_divergence_derivative(rho, rho_hat):
+def kl_divergence_derivative(rho, rho_hat, xp=None):
     """Derivative of :func:`kl_divergence` with respect to ``rho_hat``."""
-    q = clip_rate(rho_hat)
+    q = clip_rate(rho_hat, xp)
     return -rho / q + (1.0 - rho) / (1.0 - q)
 
 
-def clip_rate(rho_hat):
-    """``rho_hat`` clipped into ``[eps, 1 - eps]`` (float64 machine epsilon)."""
-    eps = np.finfo(np.float64).eps
-    xp = array_namespace(rho_hat)
-    if xp is not np:  # in rho_hat's own dtype (float64 unless the device lacks it)
-        return xp.clip(rho_hat, float(eps), float(1.0 - eps))
-    return np.clip(np.asarray(rho_hat, dtype=np.float64), eps, 1.0 - eps)
+def clip_rate(rho_hat, xp=None):
+    """``rho_hat`` clipped into ``[eps, 1 - eps]`` (float64 machine epsilon), as a new
+    array in float64 (where the device has it: in ``rho_hat``'s own dtype elsewhere)."""
+    xp = xp or array_namespace(rho_hat)
+    eps = float(np.finfo(np.float64).eps)
+    if xp is np:  # also for lists and scalars
+        rho_hat = np.asarray(rho_hat, dtype=np.float64)
+    return xp.clip(rho_hat, eps, 1.0 - eps)
 

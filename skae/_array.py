@@ -2,20 +2,18 @@
 
 The rest of skae computes with NumPy arrays, SciPy sparse matrices, or the arrays of an
 array-API library (PyTorch, CuPy, array_api_strict) under scikit-learn's array API
-dispatch. This module is where an array's namespace is found, and it holds the few
-primitives whose NumPy form differs from the array API's (``out=``, ``einsum``). With
+dispatch. This module is where an array's namespace is found (one detector,
+:func:`array_namespace`), and it holds the few primitives whose NumPy form differs from
+the array API's (``out=``, ``einsum``, functions NumPy 1.26 lacks). The code that calls
+them is the same for every namespace; NumPy's in-place and buffered work sits behind
+:func:`modify_in_place` and :func:`buffer`. With
 :mod:`skae._validation`, it is the only module that reaches into scikit-learn's private
 helpers.
 """
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils._array_api import (
-    _convert_to_numpy,
-    _is_numpy_namespace,
-    _max_precision_float_dtype,
-    get_namespace_and_device,
-)
+from sklearn.utils._array_api import _convert_to_numpy, _max_precision_float_dtype
 
 try:  # scikit-learn >= 1.7 vendors it
     from sklearn.externals import array_api_compat
@@ -29,22 +27,27 @@ __all__ = [
     "array_api_compat",
     "array_device",
     "array_namespace",
+    "astype",
+    "buffer",
     "cast",
-    "device_namespace",
+    "concat",
     "dot",
+    "from_numpy",
     "matmul",
+    "modify_in_place",
     "parameter_dtype",
+    "row_dot",
+    "row_slice",
+    "softplus",
     "subtract",
     "sum_rows",
     "to_numpy",
 ]
 
 # --------------------------------------------------------------------------- namespaces
-# The mathematics is written once. Its elementwise primitives below, and the objectives'
-# products, have two forms of the same operations: in place on NumPy arrays (``out=``, no
-# temporaries; what the NumPy path has always done, bit for bit), and out of place on
-# arrays of any other array-API namespace (PyTorch, CuPy, array_api_strict), whose
-# standard has no ``out=``. Callers use the returned array in both cases.
+# One detector, array_namespace: ``numpy`` itself for NumPy (so that ``xp is np`` is the
+# test for NumPy's path), the array-API namespace otherwise. The functions that compute take
+# ``xp`` as an argument; given None they ask array_namespace.
 _NUMPY_LIKE = (np.ndarray, np.generic, float, int)
 
 
@@ -74,6 +77,8 @@ def array_namespace(*arrays):
 
 def array_device(X):
     """The device of an array-API array (``"cpu"`` for NumPy)."""
+    if array_namespace(X) is np:  # also SciPy sparse matrices, lists and scalars
+        return "cpu"
     return array_api_compat.device(X)
 
 
@@ -86,15 +91,6 @@ def to_numpy(a):
     return _convert_to_numpy(a, xp)
 
 
-def device_namespace(X):
-    """``(xp, device)`` when scikit-learn's array API dispatch is on and ``X`` is an array
-    of a namespace other than NumPy; ``(None, None)`` otherwise (the NumPy path)."""
-    xp, is_array_api, device = get_namespace_and_device(X)
-    if not is_array_api or _is_numpy_namespace(xp):
-        return None, None
-    return xp, device
-
-
 def parameter_dtype(xp, device):
     """The dtype of the flat parameter vector on a device: float64 where it exists."""
     return _max_precision_float_dtype(xp, device)
@@ -102,40 +98,124 @@ def parameter_dtype(xp, device):
 
 
 # --------------------------------------------------------------------------- primitives
-# NumPy: into ``out`` (a reused buffer). Other namespaces: ``out`` is None, a new array.
-def matmul(a, b, out):
-    """``a @ b``, into ``out`` when it is given (NumPy), else as a new array."""
+def modify_in_place(xp, function, *args, out=None):
+    """``function(*args)``: written into ``out`` on NumPy, a new array on other namespaces.
+
+    The one place where NumPy's in-place work and the array API's out-of-place work
+    differ, so that the code calling it is the same for every namespace. On NumPy the
+    result is ``out`` (a reused buffer, or one of the arguments, overwritten; a new array
+    when ``out`` is None); the array API has no ``out=``, so elsewhere the result is a new
+    array and ``out`` is left alone. Callers use the returned array in both cases.
+    """
+    if xp is np:
+        return function(*args, out=out)
+    return function(*args)
+
+
+def matmul(a, b, out, xp=None):
+    """``a @ b``, into ``out`` on NumPy when it is given, else as a new array (``a`` may
+    then be a SciPy sparse matrix)."""
     if out is None:
         return a @ b
-    return np.matmul(a, b, out=out)
+    xp = xp or array_namespace(a, b)
+    return modify_in_place(xp, xp.matmul, a, b, out=out)
 
 
-def subtract(a, b, out):
-    """``a - b``, into ``out`` when it is given (NumPy), else as a new array."""
+def subtract(a, b, out, xp=None):
+    """``a - b``, into ``out`` on NumPy when it is given, else as a new array."""
     if out is None:
         return a - b
-    return np.subtract(a, b, out=out)
+    xp = xp or array_namespace(a, b)
+    return modify_in_place(xp, xp.subtract, a, b, out=out)
 
 
-def sum_rows(a, axis=None):
+def sum_rows(a, axis=None, xp=None):
     """Sum (over ``axis``) accumulated in float64 (where the device has it)."""
-    xp = array_namespace(a)
-    if xp is np:
+    xp = xp or array_namespace(a)
+    if xp is np:  # a matrix's own sum: its pairwise summation, as NumPy's ndarray.sum
         return a.sum(axis=axis, dtype=np.float64)
     return xp.sum(a, axis=axis, dtype=parameter_dtype(xp, array_device(a)))
 
 
-def cast(a, dtype):
+def cast(a, dtype, xp=None):
     """``a`` in ``dtype`` (``a`` itself when it already has it)."""
-    xp = array_namespace(a)
-    if xp is not np:
-        return a if a.dtype == dtype else xp.astype(a, dtype)
-    return np.asarray(a, dtype=dtype)
+    xp = xp or array_namespace(a)
+    if xp is np:  # also for lists and NumPy scalars
+        return np.asarray(a, dtype=dtype)
+    return a if a.dtype == dtype else xp.astype(a, dtype)
 
 
-def dot(a, b):
+def dot(a, b, xp=None):
     """Sum of ``a * b`` over all elements of two matrices (no BLAS threads involved)."""
-    xp = array_namespace(a, b)
-    if xp is not np:
-        return float(xp.vecdot(xp.reshape(a, (-1,)), xp.reshape(b, (-1,))))
-    return float(np.einsum("ij,ij->", a, b))
+    xp = xp or array_namespace(a, b)
+    if xp is np:  # einsum: one pass, no temporary, no BLAS
+        return float(np.einsum("ij,ij->", a, b))
+    return float(xp.vecdot(xp.reshape(a, (-1,)), xp.reshape(b, (-1,))))
+
+
+def buffer(xp, shape, dtype):
+    """A reused work buffer: a new uninitialised NumPy array on NumPy; None on other
+    namespaces, whose functions make their results (see :func:`modify_in_place`)."""
+    if xp is np:
+        return np.empty(shape, dtype=dtype)
+    return None
+
+
+def concat(arrays, xp, axis=0):
+    """``arrays`` joined along ``axis`` (NumPy 1.26 has no ``np.concat``)."""
+    if xp is np:
+        return np.concatenate(arrays, axis=axis)
+    return xp.concat(arrays, axis=axis)
+
+
+def astype(a, dtype, xp):
+    """A copy of ``a`` in ``dtype``, which the caller may overwrite."""
+    if xp is np:  # also for lists and NumPy scalars
+        return np.array(a, dtype=dtype)
+    return xp.astype(a, dtype, copy=True)
+
+
+def row_dot(a, b, xp):
+    """``Σ_j a_ij b_ij`` for each row ``i`` of two matrices (no temporary on NumPy)."""
+    if xp is np:
+        return np.einsum("ij,ij->i", a, b)
+    return xp.sum(a * b, axis=1)
+
+
+def softplus(z, xp, out=None):
+    """``log(1 + e^z)`` elementwise without overflow, into ``out`` on NumPy when given."""
+    if xp is np:
+        return np.logaddexp(0.0, z, out=out)
+    return xp.logaddexp(xp.zeros_like(z), z)
+
+
+def assign(value, out, xp):
+    """``value`` copied into ``out`` on NumPy when it is given (``out`` returned), else
+    ``value`` itself (as :func:`modify_in_place`, other namespaces ignore ``out``)."""
+    if xp is not np or out is None:
+        return value
+    np.copyto(out, value)
+    return out
+
+
+def zeros(xp, shape, dtype, device=None):
+    """Zeros of ``shape`` in ``dtype``, on ``device`` for namespaces that have devices."""
+    if xp is np:  # NumPy < 2 has no device argument
+        return np.zeros(shape, dtype=dtype)
+    return xp.zeros(shape, dtype=dtype, device=device)
+
+
+def from_numpy(a, dtype, xp, device=None):
+    """The NumPy array ``a`` in ``dtype`` (a float dtype of ``xp``), on ``device``."""
+    if xp is np:
+        return np.asarray(a, dtype=dtype)
+    host = np.float64 if dtype == xp.float64 else np.float32
+    return xp.asarray(a.astype(host), device=device)
+
+
+def row_slice(X, start, stop):
+    """Rows ``start:stop`` of a 2-D array or SciPy sparse matrix (the array API needs the
+    trailing ``...``, which SciPy sparse matrices do not take)."""
+    if isinstance(X, np.ndarray) or sp.issparse(X):
+        return X[start:stop]
+    return X[start:stop, ...]

@@ -28,9 +28,7 @@ included) propagate unchanged; ``x0`` is never modified.
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ._array import array_api_compat
+from ._array import array_namespace, astype
 
 __all__ = ["LBFGSOutcome", "minimize_lbfgs"]
 
@@ -63,12 +61,6 @@ class _Iterate:
 
     x: object
     fun: float
-
-
-def _namespace(x):
-    if array_api_compat is None:
-        return np
-    return array_api_compat.array_namespace(x)
 
 
 def _dot(a, b):
@@ -146,7 +138,7 @@ def _strong_wolfe(evaluate, t, d, f, g, gtd, max_evaluations, c1=1e-4, c2=0.9, x
     while n_eval < max_evaluations:
         (t0, f0, _, gtd0), (t1, f1, _, gtd1) = bracket
         if d_norm is None:
-            xp = _namespace(d)
+            xp = array_namespace(d)
             d_norm = _max_abs(d, xp)
         if abs(t1 - t0) * d_norm < xtol:
             break
@@ -242,10 +234,10 @@ def minimize_lbfgs(
     LBFGSOutcome
         ``x``, ``fun``, ``jac``, ``nit``, ``nfev``, ``status``, ``message``.
     """
-    xp = _namespace(x0)
+    xp = array_namespace(x0)
     if maxfun is None:
         maxfun = 20 * maxiter
-    x = np.array(x0, copy=True) if xp is np else xp.asarray(x0, copy=True)
+    x = astype(x0, getattr(x0, "dtype", None), xp)  # a copy: x0 is never modified
 
     def evaluate(point):
         f, g = fun(point)

@@ -46,7 +46,23 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
 from ._activations import ACTIVATIONS
-from ._array import array_device, array_namespace, cast, dot, matmul, parameter_dtype, sum_rows
+from ._array import (
+    array_device,
+    array_namespace,
+    assign,
+    astype,
+    buffer,
+    cast,
+    concat,
+    dot,
+    matmul,
+    modify_in_place,
+    parameter_dtype,
+    row_dot,
+    row_slice,
+    sum_rows,
+    zeros,
+)
 from ._parallel import (
     PARALLEL_MIN_SIZE,
     available_threads,
@@ -213,12 +229,10 @@ def _float_dtype(X):
     """The dtype the work runs in: float32 stays float32, other dtypes give float64 (the
     widest float of the device for arrays of another namespace)."""
     xp = array_namespace(X)
-    if xp is not np:
-        if X.dtype in (xp.float32, xp.float64):
-            return X.dtype
-        return parameter_dtype(xp, array_device(X))
-    dtype = np.dtype(getattr(X, "dtype", np.float64))
-    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    dtype = getattr(X, "dtype", None)
+    if dtype in (xp.float32, xp.float64):
+        return dtype
+    return parameter_dtype(xp, array_device(X))
 
 
 def _affine(A, layer, dtype, out=None):
@@ -239,15 +253,12 @@ def _affine(A, layer, dtype, out=None):
 def _exp_(Z):
     """``exp(Z)``, in place on NumPy arrays (a new array on other namespaces)."""
     xp = array_namespace(Z)
-    if xp is not np:
-        return xp.exp(Z)
-    return np.exp(Z, out=Z)
+    return modify_in_place(xp, xp.exp, Z, out=Z)
 
 
 def _copy(A):
-    """A copy that may be overwritten (NumPy); on other namespaces, where nothing here
-    writes into its input, ``A`` itself."""
-    return np.array(A) if array_namespace(A) is np else A
+    """A copy of ``A`` that may be overwritten."""
+    return astype(A, A.dtype, array_namespace(A))
 
 
 def _softmax_(Z):
@@ -301,15 +312,11 @@ def _activation_jvp(activation, A, grad, consume=False):
     """
     xp = array_namespace(A)
     if not consume:
-        grad = np.array(grad, dtype=A.dtype) if xp is np else xp.astype(grad, A.dtype, copy=True)
+        grad = astype(grad, A.dtype, xp)
     if activation == "identity":
         return grad
     if activation == "softmax":
-        if xp is np:
-            inner = np.einsum("ij,ij->i", grad, A)
-        else:
-            inner = xp.sum(grad * A, axis=1)
-        grad -= xp.reshape(inner, (-1, 1))
+        grad -= xp.reshape(row_dot(grad, A, xp), (-1, 1))
         grad *= A
         return grad
     return ACTIVATIONS[activation].derivative(A if consume else _copy(A), grad)
@@ -427,7 +434,10 @@ class NetworkLayout:
         return sum(o * i + o for o, i in self.shapes)
 
     def unpack(self, theta):
-        """``[(W1, b1), (W2, b2), ...]`` as views into ``theta``."""
+        """``[(W1, b1), (W2, b2), ...]`` as views into ``theta``; None (no buffer, see
+        :func:`skae._array.buffer`) gives pairs of Nones."""
+        if theta is None:
+            return [(None, None)] * len(self.shapes)
         xp = array_namespace(theta)
         parts, start = [], 0
         for n_out, n_in in self.shapes:
@@ -447,16 +457,9 @@ class NetworkLayout:
         pairs = [(item.weights, item.bias) if isinstance(item, Layer) else item
                  for item in layers]
         xp = array_namespace(*[a for pair in pairs for a in pair])
-        if xp is not np:
-            dtype = parameter_dtype(xp, array_device(pairs[0][0]))
-            return xp.concat(
-                [xp.reshape(xp.astype(a, dtype), (-1,)) for pair in pairs for a in pair]
-            )
-        parts = []
-        for W, b in pairs:
-            parts += [np.asarray(W, dtype=np.float64).ravel(),
-                      np.asarray(b, dtype=np.float64).ravel()]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        dtype = parameter_dtype(xp, array_device(pairs[0][0]) if pairs else None)
+        parts = [xp.reshape(cast(a, dtype, xp), (-1,)) for pair in pairs for a in pair]
+        return concat(parts, xp) if parts else zeros(xp, (0,), dtype)
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -524,15 +527,17 @@ class FineTuneObjective:
         if len(alphas) != n_trainable:
             raise ValueError(f"need {n_trainable} alphas, got {len(alphas)}.")
         self.dtype = dt = _float_dtype(X)
-        xp = array_namespace(X)
-        self.in_place = xp is np  # reused buffers and worker threads (NumPy only)
+        self.xp = xp = array_namespace(X)
+        # NumPy: reused buffers and worker threads; other namespaces: the device runs the
+        # work (no buffers, one block, one thread issuing it)
+        threaded = xp is np
         if not sp.issparse(X):
-            X = np.asarray(X, dtype=dt) if self.in_place else cast(X, dt)
+            X = cast(X, dt, xp)
         elif X.dtype != dt:
             X = X.astype(dt)
         if rows is not None:
             rows = np.asarray(rows, dtype=np.intp)
-            if not self.in_place:  # gathered once, on the device
+            if not threaded:  # gathered once, on the device
                 X = xp.take(X, xp.asarray(rows, device=array_device(X)), axis=0)
                 rows = None
         self.frozen = list(layers[: L - n_trainable])
@@ -554,46 +559,46 @@ class FineTuneObjective:
         )
         self.theta0 = self.layout.pack(self.trainable)
         self.last_terms = None
-        if not self.in_place:  # one block, no buffers; the labels one-hot on the device
+        self.parameter_dtype = parameter_dtype(xp, array_device(self.inputs))
+        n_in = self.inputs.shape[1]
+        if threaded:
+            c = fine_tune_block_rows(self.layout.shapes)
+            if self.gather is not None:  # a gathered block holds at most _BLOCK_BUFFER elements
+                c = min(c, max(256, _BLOCK_BUFFER // max(n_in, 1) // 256 * 256))
+        else:  # one block
+            c = m
+        c = min(c, max(m, 1))
+        self.blocks = row_blocks(m, c)
+        if not threaded:
+            n_workers = 1
+        elif n_workers is None:
+            n_workers = available_threads() if m * n_in >= PARALLEL_MIN_SIZE else 1
+        self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
+        # Buffers (None on other namespaces than NumPy: every step makes its result).
+        self.workspaces = [
+            _FineTuneWorkspace(
+                A=[buffer(xp, (c, layer.n_out), dt) for layer in self.trainable],
+                D=[buffer(xp, (c, layer.n_out), dt) for layer in self.trainable[:-1]],
+                grads=[
+                    (buffer(xp, shape, dt), buffer(xp, shape[0], np.float64))
+                    for shape in self.layout.shapes
+                ],
+            )
+            for _ in range(k)
+        ]
+        self.totals = [
+            (buffer(xp, shape, dt), buffer(xp, shape[0], np.float64))
+            for shape in self.layout.shapes
+        ]
+        if threaded:  # NumPy picks Z[rows, y]
+            self.rows, self.one_hot = np.arange(c), None
+        else:  # other namespaces multiply by the one-hot labels, on the device
             device = array_device(self.inputs)
             labels = xp.asarray(self.y, device=device)
             classes = xp.arange(self.n_classes, dtype=labels.dtype, device=device)
             self.one_hot = xp.astype(
                 xp.reshape(labels, (-1, 1)) == xp.reshape(classes, (1, -1)), dt
             )
-            self.blocks = [(0, m)] if m else []
-            self.n_workers = 1
-            self.workspaces = [
-                _FineTuneWorkspace(
-                    A=[None] * len(self.trainable), D=[None] * (len(self.trainable) - 1),
-                    grads=None,
-                )
-            ]
-            self.totals = None
-            return
-        n_in = self.inputs.shape[1]
-        c = fine_tune_block_rows(self.layout.shapes)
-        if self.gather is not None:  # a gathered block holds at most _BLOCK_BUFFER elements
-            c = min(c, max(256, _BLOCK_BUFFER // max(n_in, 1) // 256 * 256))
-        c = min(c, max(m, 1))
-        self.blocks = row_blocks(m, c)
-        if n_workers is None:
-            n_workers = available_threads() if m * n_in >= PARALLEL_MIN_SIZE else 1
-        self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
-        self.workspaces = [
-            _FineTuneWorkspace(
-                A=[np.empty((c, layer.n_out), dtype=dt) for layer in self.trainable],
-                D=[np.empty((c, layer.n_out), dtype=dt) for layer in self.trainable[:-1]],
-                grads=[
-                    (np.empty(shape, dtype=dt), np.empty(shape[0])) for shape in self.layout.shapes
-                ],
-            )
-            for _ in range(k)
-        ]
-        self.totals = [
-            (np.empty(shape, dtype=dt), np.empty(shape[0])) for shape in self.layout.shapes
-        ]
-        self.rows = np.arange(c)
 
     def _layers(self, theta):
         acts = [layer.activation for layer in self.trainable]
@@ -605,23 +610,21 @@ class FineTuneObjective:
     def _labels(self, start, stop):
         """The labels of rows start:stop: ``(rows, y)`` for NumPy's fancy indexing, the
         one-hot rows on other namespaces."""
-        if self.in_place:
+        if self.one_hot is None:
             return self.rows[: stop - start], self.y[start:stop]
         return self.one_hot[start:stop, ...]
 
     def _block(self, start, stop, worker, layers):
         """Loss sum and gradients (times m) of the rows start:stop, in the worker's buffers."""
         ws, dt, k = self.workspaces[worker], self.dtype, stop - start
-        xp = np if self.in_place else array_namespace(self.inputs)
-        if not self.in_place:
-            A_in = self.inputs[start:stop, ...]
-        elif self.gather is None:
-            A_in = self.inputs[start:stop]
+        xp = self.xp
+        if self.gather is None:
+            A_in = row_slice(self.inputs, start, stop)
         else:  # the block's labelled rows, gathered (X itself is never copied whole)
             A_in = self.inputs[self.gather[start:stop]]
         activations = [A_in]
-        for layer, buffer in zip(layers[:-1], ws.A[:-1]):
-            A_in = _activate_(_affine(A_in, layer, dt, out=_head(buffer, k)), layer.activation)
+        for layer, A_out in zip(layers[:-1], ws.A[:-1]):
+            A_in = _activate_(_affine(A_in, layer, dt, out=_head(A_out, k)), layer.activation)
             activations.append(A_in)
         Z = _affine(A_in, layers[-1], dt, out=_head(ws.A[-1], k))
         # Cross-entropy from the shifted pre-activation: log Σ exp(z) − z_y.
@@ -656,28 +659,21 @@ class FineTuneObjective:
         dask array, :mod:`skae._dask`) add their sums, and :func:`assemble_fine_tune`
         turns the total into ``(J, grad)``, as :meth:`__call__` does for its own rows.
         """
-        if self.in_place:
-            theta = np.asarray(theta, dtype=np.float64)
+        xp = self.xp
+        theta = cast(theta, self.parameter_dtype, xp)
         layers = self._layers(theta)
-        if self.in_place:
-            for gW, gb in self.totals:
-                gW[...] = 0.0
-                gb[...] = 0.0
-        else:  # no rows: zeros (the blocks' sums replace them otherwise)
-            self.totals = [
-                (_zeros_like(layer.weights), _zeros_like(layer.bias, theta.dtype))
-                for layer in layers
-            ]
         state = {"loss": 0.0, "first": True}
+
+        def add(total, part):  # NumPy: into this object's buffer
+            if state["first"]:
+                return assign(part, total, xp)
+            return modify_in_place(xp, xp.add, total, part, out=total)
 
         def combine(result):
             state["loss"] += result[0]
-            if not self.in_place and state["first"]:
-                self.totals = list(result[1])
-            else:
-                for (tW, tb), (gW, gb) in zip(self.totals, result[1]):
-                    tW += gW
-                    tb += gb
+            self.totals = [
+                (add(tW, gW), add(tb, gb)) for (tW, tb), (gW, gb) in zip(self.totals, result[1])
+            ]
             state["first"] = False
 
         # BLAS on one thread: the workers' products run at once, and the rounding of a
@@ -689,11 +685,17 @@ class FineTuneObjective:
                 self.n_workers,
                 combine=combine,
             )
+        if state["first"]:  # no rows
+            device = array_device(theta)
+            self.totals = [
+                (zeros(xp, layer.weights.shape, layer.weights.dtype, device),
+                 zeros(xp, layer.bias.shape, theta.dtype, device))
+                for layer in layers
+            ]
         return state["loss"], self.totals
 
     def __call__(self, theta):
-        if self.in_place:
-            theta = np.asarray(theta, dtype=np.float64)
+        theta = cast(theta, self.parameter_dtype, self.xp)
         loss, totals = self.sums(theta)
         J, grad, self.last_terms = assemble_fine_tune(
             self.layout, self.alphas, theta, self.m, loss, totals
@@ -735,8 +737,8 @@ def assemble_fine_tune(layout, alphas, theta, m, loss_sum, totals):
     data_loss = loss_sum / m
     xp = array_namespace(theta)
     # NumPy: into views of one new vector; other namespaces: new arrays, concatenated.
-    grad = np.empty(layout.size) if xp is np else None
-    views = layout.unpack(grad) if xp is np else [(None, None)] * len(layout.shapes)
+    grad = buffer(xp, (layout.size,), theta.dtype)
+    views = layout.unpack(grad)
     parts = []
     decay = 0.0
     for (gW, gb), (W, _), (tW, tb), alpha in zip(views, layout.unpack(theta), totals, alphas):
@@ -747,28 +749,20 @@ def assemble_fine_tune(layout, alphas, theta, m, loss_sum, totals):
             decay += 0.5 * alpha * dot(W, W)
         parts += [gW, gb]
     if grad is None:
-        grad = xp.concat([xp.reshape(p, (-1,)) for p in parts])
+        grad = concat([xp.reshape(p, (-1,)) for p in parts], xp)
     J = data_loss + decay
     return J, grad, (J, data_loss)
 
 
 def _scale(a, factor, out, dtype):
-    """``a * factor`` into ``out`` (NumPy), or as a new array of ``dtype``."""
-    if out is not None:
-        return np.multiply(a, factor, out=out)
+    """``a * factor`` in ``dtype``, into ``out`` on NumPy."""
     xp = array_namespace(a)
-    return xp.astype(a * factor, dtype)
+    return cast(modify_in_place(xp, xp.multiply, a, factor, out=out), dtype, xp)
 
 
 def _head(buffer, k):
     """The first ``k`` rows of a worker's buffer (None: no buffers, other namespaces)."""
     return None if buffer is None else buffer[:k]
-
-
-def _zeros_like(a, dtype=None):
-    """Zeros of the shape of ``a``, on its device, in ``dtype`` (default: its own)."""
-    xp = array_namespace(a)
-    return xp.zeros(a.shape, dtype=dtype or a.dtype, device=array_device(a))
 
 
 def _label_sum(Z, labels):

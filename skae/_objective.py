@@ -53,12 +53,12 @@ operation: the objective, and a fitted model, are identical. The heavy work runs
 data's dtype (float32 stays float32); the gradient is returned as float64 for SciPy.
 
 Other array-API namespaces (PyTorch, CuPy, array_api_strict; skae's array API dispatch):
-the same code runs on their arrays, on their device. Each step has the NumPy form above
-(products and elementwise work into the reused buffers) and, where the array API has no
-``out=``, the same operation returning a new array (``skae._array.matmul``,
-``subtract``, the activations of ``skae._activations``); no buffers are allocated, the rows
-form one block (or blocks of ``batch_size`` rows), one thread issues the work, and the sums
-accumulate in float64 where the device has it. Sparse input is NumPy/SciPy only.
+the same code runs on their arrays, on their device. The buffers above are made by
+``skae._array.buffer``, which gives None on those namespaces, and every step that writes
+into a buffer goes through ``skae._array.modify_in_place`` (or a primitive built on it),
+which there returns a new array instead; the rows form one block (or blocks of
+``batch_size`` rows), one thread issues the work, and the sums accumulate in float64 where
+the device has it. Sparse input is NumPy/SciPy only.
 
 Pieces (used as they are by the map-reduce over the chunks of a dask array, skae._dask):
 an objective built on rows ``row_offset : row_offset + len(X)`` of a larger data set with
@@ -78,12 +78,20 @@ from ._activations import ACTIVATIONS, kl_divergence, kl_divergence_derivative
 from ._array import (
     array_device,
     array_namespace,
+    assign,
+    buffer,
     cast,
+    concat,
     dot,
+    from_numpy,
     matmul,
+    modify_in_place,
     parameter_dtype,
+    row_slice,
+    softplus,
     subtract,
     sum_rows,
+    zeros,
 )
 from ._parallel import (
     PARALLEL_MIN_SIZE,
@@ -138,8 +146,11 @@ class ParameterLayout:
     def unpack(self, theta):
         """Return ``(W1, b1, W2, b2)`` as views into ``theta`` (``W2 is W1`` when tied).
 
-        ``theta`` may be an array of any array-API namespace (views where it has them).
+        ``theta`` may be an array of any array-API namespace (views where it has them);
+        None (no buffer, see :func:`skae._array.buffer`) gives four Nones.
         """
+        if theta is None:
+            return None, None, None, None
         h, n = self.n_hidden, self.n_features
         xp = array_namespace(theta)
         W1 = xp.reshape(theta[: h * n], (h, n))
@@ -160,12 +171,9 @@ class ParameterLayout:
         :func:`parameter_dtype`.
         """
         xp = array_namespace(W1, b1, W2, b2)
-        if xp is not np:
-            parts = [W1, b1] + ([] if self.tied else [W2]) + [b2]
-            dtype = parameter_dtype(xp, array_device(W1))
-            return xp.concat([xp.reshape(xp.astype(p, dtype), (-1,)) for p in parts])
-        parts = [W1.ravel(), b1] + ([] if self.tied else [W2.ravel()]) + [b2]
-        return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
+        parts = [W1, b1] + ([] if self.tied else [W2]) + [b2]
+        dtype = parameter_dtype(xp, array_device(W1))
+        return concat([xp.reshape(cast(p, dtype, xp), (-1,)) for p in parts], xp)
 
     def initialize(self, random_state):
         """UFLDL initialisation: weights uniform in ±sqrt(6 / (n_in + n_out + 1)), biases 0."""
@@ -282,65 +290,37 @@ class Corruption:
         if sp.issparse(X) and self.kind == "mask":
             return self._sparse_mask(X, start)
         xp = array_namespace(X)
-        if xp is not np:
-            return self._apply_array_api(X, start, xp)
-        if out is None:
-            out = np.empty((m, n), dtype=X.dtype)
-        B = _NOISE_BLOCK
-        lo = 0
-        while lo < m:  # one noise block (or the part of it in X) at a time
-            hi = min(m, ((start + lo) // B + 1) * B - start)
-            rows = X[lo:hi]
-            rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
-            noise = self._dense_noise(start + lo, start + hi, n)
-            if self.kind == "mask":
-                np.multiply(rows, noise >= self.level, out=out[lo:hi])
-            else:
-                noise *= self.level
-                noise += rows
-                out[lo:hi] = noise
-            lo = hi
-        return out
-
-    def _apply_array_api(self, X, start, xp):
-        """:meth:`apply` for arrays of another namespace: the same noise (drawn by NumPy,
-        then moved to ``X``'s device), the same operations, a new array."""
-        m, n = X.shape
         device = array_device(X)
         wide = parameter_dtype(xp, device)
+        if out is None:
+            out = buffer(xp, (m, n), X.dtype)  # NumPy: filled block by block
         B = _NOISE_BLOCK
         parts = []
         lo = 0
-        while lo < m:
+        while lo < m:  # one noise block (or the part of it in X) at a time
             hi = min(m, ((start + lo) // B + 1) * B - start)
-            rows = X[lo:hi, ...]
+            rows = row_slice(X, lo, hi)
+            rows = rows.toarray() if sp.issparse(rows) else rows
             noise = self._dense_noise(start + lo, start + hi, n)
-            noise = xp.asarray(noise.astype(_numpy_dtype(wide)), device=device)
+            noise = from_numpy(noise, wide, xp, device)  # drawn by NumPy, on X's device
+            block = None if out is None else out[lo:hi]
             if self.kind == "mask":
-                parts.append(rows * xp.astype(noise >= self.level, X.dtype))
+                keep = cast(noise >= self.level, X.dtype, xp)
+                parts.append(modify_in_place(xp, xp.multiply, rows, keep, out=block))
             else:
-                parts.append(xp.astype(noise * self.level + xp.astype(rows, wide), X.dtype))
+                noise *= self.level
+                noise += cast(rows, wide, xp)
+                parts.append(assign(cast(noise, X.dtype, xp), block, xp))
             lo = hi
-        return xp.concat(parts, axis=0) if parts else X[:0, ...]
-
-
-def _numpy_dtype(dtype):
-    return np.float64 if "64" in str(dtype) else np.float32
+        if out is not None:
+            return out
+        return concat(parts, xp) if parts else X[:0, ...]
 
 
 def _softplus_sum(z, out=None):
     """``Σ log(1 + e^z)`` over all elements, as a float (``out``: NumPy scratch)."""
     xp = array_namespace(z)
-    if xp is np:
-        return float(np.logaddexp(0.0, z, out=out).sum(dtype=np.float64))
-    return float(sum_rows(xp.logaddexp(xp.zeros_like(z), z)))
-
-
-def _rows(X, start, stop):
-    """Rows ``start:stop`` of a 2-D array or matrix (the array API needs the ``...``)."""
-    if isinstance(X, np.ndarray) or sp.issparse(X):
-        return X[start:stop]
-    return X[start:stop, ...]
+    return float(sum_rows(softplus(z, xp, out), xp=xp))
 
 
 def _itemsize(dtype):
@@ -351,9 +331,7 @@ def _itemsize(dtype):
 def encode(X, W1, b1, activation="sigmoid"):
     """Hidden activations ``f(X W1ᵀ + b1)`` in the dtype of ``X`` (dense or sparse X)."""
     dtype = X.dtype
-    Z = X @ cast(W1, dtype).T
-    if array_namespace(Z) is np:
-        Z = np.asarray(Z, dtype=dtype)
+    Z = cast(X @ cast(W1, dtype).T, dtype)  # (a sparse product may widen)
     Z += cast(b1, dtype)
     return ACTIVATIONS[activation].forward(Z)
 
@@ -377,15 +355,12 @@ def _row_losses(Z, Xd, decoder, loss):
     xp = array_namespace(Z)
     if loss == "cross_entropy":
         # log(1 + e^z) − x z, from the pre-activation: finite when σ(z) is 0 or 1
-        if xp is np:
-            S = np.logaddexp(0.0, Z)
-            S -= np.multiply(Xd, Z, out=Z)
-        else:
-            S = xp.logaddexp(xp.zeros_like(Z), Z) - Xd * Z
-        return sum_rows(S, axis=1)
+        S = softplus(Z, xp)
+        S -= modify_in_place(xp, xp.multiply, Xd, Z, out=Z)
+        return sum_rows(S, axis=1, xp=xp)
     R = ACTIVATIONS[decoder].forward(Z)
-    R = subtract(R, Xd, R if xp is np else None)
-    losses = sum_rows(np.square(R, out=R) if xp is np else R * R, axis=1)
+    R = subtract(R, Xd, R, xp)
+    losses = sum_rows(modify_in_place(xp, xp.square, R, out=R), axis=1, xp=xp)
     losses *= 0.5
     return losses
 
@@ -412,28 +387,25 @@ def reconstruction_losses(
     xp = array_namespace(X)
     chunk = batch_size or _chunk_rows(n, _itemsize(dtype))
     W2c, b2c = cast(W2, dtype), cast(b2, dtype)
-    out = np.empty(m) if xp is np else None
+    out = buffer(xp, (m,), np.float64)  # NumPy: filled chunk by chunk
     parts = []
     for start in range(0, m, chunk):
         stop = min(start + chunk, m)
-        Xc = _rows(X, start, stop)
-        Xd = Xc.toarray() if sp.issparse(Xc) else (np.asarray(Xc) if xp is np else Xc)
+        Xc = row_slice(X, start, stop)
+        Xd = Xc.toarray() if sp.issparse(Xc) else Xc
         H = encode(Xc, W1, b1, activation)
         if recode is not None:
             H = recode(H)
         Z = H @ W2c
         Z += b2c
-        losses = _row_losses(Z, Xd, decoder, loss)
-        if out is not None:
-            out[start:stop] = losses
-        else:
-            parts.append(losses)
+        block = None if out is None else out[start:stop]
+        parts.append(assign(_row_losses(Z, Xd, decoder, loss), block, xp))
     if out is not None:
         return out
     if not parts:
         device = array_device(X)
-        return xp.zeros(0, dtype=parameter_dtype(xp, device), device=device)
-    return xp.concat(parts) if len(parts) > 1 else parts[0]
+        return zeros(xp, (0,), parameter_dtype(xp, device), device)
+    return concat(parts, xp) if len(parts) > 1 else parts[0]
 
 
 def reconstruction_error(X, W1, b1, W2, b2, *, activation, decoder, loss, batch_size=None):
@@ -443,8 +415,7 @@ def reconstruction_error(X, W1, b1, W2, b2, *, activation, decoder, loss, batch_
         X, W1, b1, W2, b2, activation=activation, decoder=decoder, loss=loss,
         batch_size=batch_size,
     )
-    xp = array_namespace(losses)
-    return float(np.mean(losses)) if xp is np else float(xp.mean(losses))
+    return float(array_namespace(losses).mean(losses))
 
 
 # --------------------------------------------------------------------------- objective
@@ -457,15 +428,10 @@ def _accumulate_product(target, a, b, first, scratch):
     against each other. On other namespaces ``target`` is the previous value (None when
     ``first``) and the sum is returned as a new array.
     """
-    if not isinstance(target, np.ndarray):
-        product = a.T @ b
-        return product if first else target + product
+    xp = array_namespace(a, b)
     if first:
-        np.matmul(a.T, b, out=target)
-    else:
-        np.matmul(a.T, b, out=scratch)
-        target += scratch
-    return target
+        return matmul(a.T, b, target, xp)
+    return modify_in_place(xp, xp.add, target, matmul(a.T, b, scratch, xp), out=target)
 
 
 @dataclass
@@ -486,31 +452,24 @@ class _Workspace:
 class _Totals:
     """The sums over blocks of pass 2, added in block order (``map_blocks``' combine)."""
 
-    def __init__(self, gW1, gW2, tied):
-        self.gW1, self.gW2, self.tied = gW1, gW2, tied
-        self.in_place = gW1 is not None  # NumPy: into the objective's buffers
+    def __init__(self, gW1, gW2, tied, xp):
+        # NumPy: gW1/gW2 are the objective's buffers, added to in place; elsewhere None
+        self.gW1, self.gW2, self.tied, self.xp = gW1, gW2, tied, xp
         self.recon, self.gb1, self.gb2 = 0.0, 0.0, 0.0
         self.first = True
+
+    def _add(self, total, part):
+        if self.first:
+            return assign(part, total, self.xp)
+        return modify_in_place(self.xp, self.xp.add, total, part, out=total)
 
     def __call__(self, part):
         recon, gb1, gb2, gW1, gW2 = part
         self.recon += recon
         self.gb1 = self.gb1 + gb1
         self.gb2 = self.gb2 + gb2
-        if not self.in_place:
-            self.gW1 = gW1 if self.first else self.gW1 + gW1
-            if self.tied:
-                self.gW2 = self.gW1
-            else:
-                self.gW2 = gW2 if self.first else self.gW2 + gW2
-        elif self.first:
-            np.copyto(self.gW1, gW1)
-            if not self.tied:
-                np.copyto(self.gW2, gW2)
-        else:
-            self.gW1 += gW1
-            if not self.tied:
-                self.gW2 += gW2
+        self.gW1 = self._add(self.gW1, gW1)
+        self.gW2 = self.gW1 if self.tied else self._add(self.gW2, gW2)
         self.first = False
 
 
@@ -547,16 +506,19 @@ class AutoencoderObjective:
         self.layout = spec.layout
         self.X = X
         self.sparse = sp.issparse(X)
-        self.xp = array_namespace(X)
-        self.in_place = self.xp is np  # reused buffers and worker threads (NumPy only)
-        self.dtype = dt = np.dtype(X.dtype) if self.in_place else X.dtype
+        self.xp = xp = array_namespace(X)
+        # NumPy: reused buffers and worker threads; other namespaces: the device runs the
+        # work (no buffers, one block unless batch_size cuts it, one thread issuing it)
+        threaded = xp is np
+        self.dtype = dt = X.dtype
+        self.parameter_dtype = parameter_dtype(xp, array_device(X))
         self.m = m = X.shape[0]
         self.corruption = corruption
         self.two_pass = batch_size is not None
         h, n = spec.n_hidden, spec.n_features
         # The fixed partition: it depends on the data's shape and on batch_size only. Rows
         # of a larger data set (row_offset, block_rows given) are cut at its boundaries.
-        if block_rows is None and not self.in_place:
+        if block_rows is None and not threaded:
             block_rows = max(1, min(m, batch_size or m))  # one block without batch_size
         if block_rows is None:
             block_rows = partition_block_rows(m, n, batch_size)
@@ -566,8 +528,8 @@ class AutoencoderObjective:
         self.blocks = [(0, head)] * bool(head) + [
             (start + head, stop + head) for start, stop in row_blocks(m - head, c)
         ]
-        if not self.in_place:
-            n_workers = 1  # the device runs the work; one thread issues it
+        if not threaded:
+            n_workers = 1
         if n_workers is None:
             n_workers = available_threads() if m * n >= PARALLEL_MIN_SIZE else 1
         self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
@@ -587,33 +549,30 @@ class AutoencoderObjective:
         self.f = ACTIVATIONS[spec.activation]
         self.g = ACTIVATIONS[spec.decoder]
         self.last_terms = None
-        if not self.in_place:  # no buffers: every step makes its result
-            self.H = self.gW1 = self.gW2 = None
-            self.workspaces = [_Workspace(*([None] * 9))]
-            return
-        self.H = None if self.two_pass else np.empty((m, h), dtype=dt)
-        self.gW1 = np.empty((h, n), dtype=dt)
-        self.gW2 = self.gW1 if spec.tied else np.empty((h, n), dtype=dt)
+        # Buffers (None on other namespaces than NumPy: every step makes its result).
+        self.H = None if self.two_pass else buffer(xp, (m, h), dt)
+        self.gW1 = buffer(xp, (h, n), dt)
+        self.gW2 = self.gW1 if spec.tied else buffer(xp, (h, n), dt)
         self.workspaces = []
         for _ in range(k):
-            gW1 = np.empty((h, n), dtype=dt)
+            gW1 = buffer(xp, (h, n), dt)
             self.workspaces.append(
                 _Workspace(
-                    H=np.empty((c, h), dtype=dt) if self.two_pass else None,
-                    R=np.empty((c, n), dtype=dt),
-                    D=np.empty((c, n), dtype=dt),
-                    E=np.empty((c, h), dtype=dt),
-                    S=np.empty((c, n), dtype=dt) if spec.loss == "cross_entropy" else None,
-                    C=np.empty((c, n), dtype=dt) if dense_corrupted_blocks else None,
+                    H=buffer(xp, (c, h), dt) if self.two_pass else None,
+                    R=buffer(xp, (c, n), dt),
+                    D=buffer(xp, (c, n), dt),
+                    E=buffer(xp, (c, h), dt),
+                    S=buffer(xp, (c, n), dt) if spec.loss == "cross_entropy" else None,
+                    C=buffer(xp, (c, n), dt) if dense_corrupted_blocks else None,
                     gW1=gW1,
-                    gW2=gW1 if spec.tied else np.empty((h, n), dtype=dt),
-                    T=np.empty((h, n), dtype=dt) if spec.tied else None,
+                    gW2=gW1 if spec.tied else buffer(xp, (h, n), dt),
+                    T=buffer(xp, (h, n), dt) if spec.tied else None,
                 )
             )
 
     # -- pieces -------------------------------------------------------------------------
     def _input_rows(self, worker, start, stop):
-        Xc = _rows(self.X_input, start, stop)
+        Xc = row_slice(self.X_input, start, stop)
         if self.corrupt_per_block:
             C = self.workspaces[worker].C
             out = None if C is None else C[: stop - start]
@@ -635,7 +594,7 @@ class AutoencoderObjective:
             H = self.workspaces[worker].H
             Hc = None if H is None else H[: stop - start]
             return self._encode_into(self._input_rows(worker, start, stop), W1, b1, Hc)
-        return _rows(self.H, start, stop)
+        return row_slice(self.H, start, stop)
 
     def _weights(self, theta):
         W1, b1, W2, b2 = self.layout.unpack(theta)
@@ -648,13 +607,13 @@ class AutoencoderObjective:
     def _forward(self, start, stop, worker, W1, b1):
         """Pass 1 on one block: column sums of H (and H itself when kept)."""
         ws = self.workspaces[worker]
-        if not self.in_place:
-            out = None
+        if self.two_pass:
+            out = None if ws.H is None else ws.H[: stop - start]
         else:
-            out = ws.H[: stop - start] if self.two_pass else self.H[start:stop]
+            out = None if self.H is None else row_slice(self.H, start, stop)
         H = self._encode_into(self._input_rows(worker, start, stop), W1, b1, out)
-        if not self.in_place and not self.two_pass:
-            self.H = H  # one block: all rows, kept for pass 2
+        if not self.two_pass and H is not out:  # no buffer: one block of all rows, kept
+            self.H = H
         return sum_rows(H, axis=0)
 
     def _backward(self, start, stop, worker, W1, b1, W2, b2, sparsity):
@@ -668,7 +627,7 @@ class AutoencoderObjective:
         R, D, E, S = (None if b is None else b[:k] for b in (ws.R, ws.D, ws.E, ws.S))
         Xin = self._input_rows(worker, start, stop)
         Hc = self._hidden(worker, start, stop, W1, b1)
-        Xc = _rows(self.X, start, stop)
+        Xc = row_slice(self.X, start, stop)
         if self.sparse:
             Xc = Xc.toarray(out=D)  # densify this block only, into D
         R = matmul(Hc, W2, R)
@@ -698,14 +657,13 @@ class AutoencoderObjective:
             gW1 = ws.gW1
         else:
             # NumPy: into ws.gW1 (which is ws.gW2, holding Hᵀδ3, when tied)
-            previous = ws.gW1 if self.in_place else (gW2 if spec.tied else None)
+            previous = gW2 if spec.tied else ws.gW1
             gW1 = _accumulate_product(previous, E, Xin, not spec.tied, ws.T)
         return recon, gb1, gb2, gW1, gW1 if spec.tied else gW2
 
     # -- evaluation ---------------------------------------------------------------------
     def __call__(self, theta):
-        if self.in_place:
-            theta = np.asarray(theta, dtype=np.float64)
+        theta = cast(theta, self.parameter_dtype, self.xp)
         # BLAS on one thread: the workers' products run at once, and the rounding of a
         # product does not depend on a thread count.
         with blas_single_threaded():
@@ -725,13 +683,7 @@ class AutoencoderObjective:
         in ``self.H`` for pass 2.
         """
         W1, b1, _, _ = weights
-        if self.in_place:
-            col_sum = np.zeros(self.spec.n_hidden)
-        else:
-            device = array_device(W1)
-            col_sum = self.xp.zeros(
-                self.spec.n_hidden, dtype=parameter_dtype(self.xp, device), device=device
-            )
+        col_sum = zeros(self.xp, self.spec.n_hidden, self.parameter_dtype, array_device(W1))
         for part in map_blocks(
             lambda start, stop, w: self._forward(start, stop, w, W1, b1),
             self.blocks,
@@ -746,7 +698,7 @@ class AutoencoderObjective:
         buffers, ``gW2 is gW1`` when tied). ``sparsity`` comes from :func:`sparsity_term`.
         """
         W1, b1, W2, b2 = weights
-        totals = _Totals(self.gW1, self.gW2, self.spec.tied)
+        totals = _Totals(self.gW1, self.gW2, self.spec.tied, self.xp)
         map_blocks(
             lambda start, stop, w: self._backward(start, stop, w, W1, b1, W2, b2, sparsity),
             self.blocks,
@@ -772,8 +724,7 @@ def sparsity_term(spec, col_sum, m, dtype):
     f = ACTIVATIONS[spec.activation]
     rho_hat = f.firing_scale * (col_sum / m) + f.firing_shift
     sparsity = (spec.beta * f.firing_scale) * kl_divergence_derivative(spec.rho, rho_hat)
-    xp = array_namespace(sparsity)
-    return rho_hat, sparsity.astype(dtype) if xp is np else xp.astype(sparsity, dtype)
+    return rho_hat, cast(sparsity, dtype)
 
 
 def assemble(spec, theta, m, rho_hat, recon, gb1, gb2, gW1_sum, gW2_sum):
@@ -785,22 +736,24 @@ def assemble(spec, theta, m, rho_hat, recon, gb1, gb2, gW1_sum, gW2_sum):
     decay = dot(tW1, tW1) + (0.0 if spec.tied else dot(tW2, tW2))
     kl = float(xp.sum(kl_divergence(spec.rho, rho_hat))) if spec.beta else 0.0
     J = recon / m + 0.5 * spec.alpha * decay + spec.beta * kl
-    if xp is not np:  # the same terms, concatenated in the layout's order
-        dtype = theta.dtype
-        parts = [xp.astype(gW1_sum * (1.0 / m), dtype) + spec.alpha * tW1, gb1 / m]
-        if not spec.tied:
-            parts.append(xp.astype(gW2_sum * (1.0 / m), dtype) + spec.alpha * tW2)
-        parts.append(gb2 / m)
-        grad = xp.concat([xp.reshape(xp.astype(p, dtype), (-1,)) for p in parts])
-        return J, grad, (J, recon / m, float(xp.mean(rho_hat)))
-
-    grad = np.empty(layout.size)
-    gW1, gbias1, gW2, gbias2 = layout.unpack(grad)
-    np.multiply(gW1_sum, 1.0 / m, out=gW1)
-    gW1 += spec.alpha * tW1
-    gbias1[...] = gb1 / m
+    dtype = theta.dtype
+    # NumPy: each term written into its view of a new float64 vector; other namespaces:
+    # the same terms as new arrays, concatenated in the layout's order
+    grad = buffer(xp, (layout.size,), dtype)
+    out_W1, out_b1, out_W2, out_b2 = layout.unpack(grad)
+    parts = [
+        _weight_gradient(gW1_sum, m, spec.alpha, tW1, out_W1, xp),
+        assign(gb1 / m, out_b1, xp),
+    ]
     if not spec.tied:
-        np.multiply(gW2_sum, 1.0 / m, out=gW2)
-        gW2 += spec.alpha * tW2
-    gbias2[...] = gb2 / m
-    return J, grad, (J, recon / m, float(np.mean(rho_hat)))
+        parts.append(_weight_gradient(gW2_sum, m, spec.alpha, tW2, out_W2, xp))
+    parts.append(assign(gb2 / m, out_b2, xp))
+    if grad is None:
+        grad = concat([xp.reshape(cast(p, dtype, xp), (-1,)) for p in parts], xp)
+    return J, grad, (J, recon / m, float(xp.mean(rho_hat)))
+
+
+def _weight_gradient(g_sum, m, alpha, weights, out, xp):
+    """``g_sum / m + alpha * weights`` in the weights' dtype (into ``out`` on NumPy)."""
+    g = cast(modify_in_place(xp, xp.multiply, g_sum, 1.0 / m, out=out), weights.dtype, xp)
+    return modify_in_place(xp, xp.add, g, alpha * weights, out=g)

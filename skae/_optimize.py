@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
-from ._array import array_api_compat
+from ._array import array_device, array_namespace, astype, cast, parameter_dtype
 from ._lbfgs import minimize_lbfgs
 from ._parallel import blas_single_threaded
 from ._warnings import warn_at_caller
@@ -145,26 +145,6 @@ def _status_message(result, max_iter, maxfun, stage=None):
     )
 
 
-def _device_namespace(theta):
-    """The array-API namespace of ``theta`` when it is not a NumPy array, else None."""
-    if (
-        isinstance(theta, np.ndarray)
-        or array_api_compat is None
-        or not array_api_compat.is_array_api_obj(theta)
-    ):
-        return None
-    xp = array_api_compat.array_namespace(theta)
-    return None if array_api_compat.is_numpy_namespace(xp) else xp
-
-
-def _numpy_copy(theta):
-    return np.array(theta, dtype=np.float64)
-
-
-def _device_copy(theta):
-    return array_api_compat.array_namespace(theta).asarray(theta, copy=True)
-
-
 def run_lbfgs(
     fun,
     theta0,
@@ -209,24 +189,21 @@ def run_lbfgs(
     if stage is None:
         stage = _FIT_STAGE.get() or FitStage(name)
     name = stage.name
-    xp = _device_namespace(theta0)
-    if xp is not None:
-        theta0 = xp.asarray(theta0, copy=True)
-        copy = _device_copy
-    else:
-        theta0 = np.array(theta0, dtype=np.float64)
-        copy = _numpy_copy
+    xp = array_namespace(theta0)
+    dtype = parameter_dtype(xp, array_device(theta0))  # float64 where the device has it
+
+    def copy(theta):
+        return astype(theta, dtype, xp)
+
+    theta0 = copy(theta0)
+
     state = {"theta": copy(theta0), "loss": None, "curve": [], "start": time.perf_counter()}
     first = {}  # the objective at theta0, once evaluated
 
     def all_finite(grad):
-        if xp is None:
-            return bool(np.all(np.isfinite(grad)))
         return bool(xp.all(xp.isfinite(grad)))
 
     def at_start(theta):
-        if xp is None:
-            return np.array_equal(theta, theta0)
         return theta.shape == theta0.shape and bool(xp.all(theta == theta0))
 
     def guarded(theta):
@@ -271,7 +248,7 @@ def run_lbfgs(
         # L-BFGS-B's own linear algebra is vector work on which BLAS threads only add
         # synchronisation; the objective runs its products on its own worker threads.
         with blas_single_threaded():
-            if xp is not None or own_lbfgs:
+            if xp is not np or own_lbfgs:
                 result = minimize_lbfgs(
                     guarded, theta0, maxiter=max_iter, gtol=tol, maxfun=maxfun, callback=callback
                 )
@@ -311,7 +288,7 @@ def run_lbfgs(
             f"{name}: {_status_message(result, max_iter, maxfun, stage)}", ConvergenceWarning
         )
     return LBFGSResult(
-        result.x if xp is not None else np.asarray(result.x, dtype=np.float64),
+        cast(result.x, dtype, xp),
         float(result.fun),
         curve,
         len(curve),

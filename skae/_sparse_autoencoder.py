@@ -13,7 +13,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from . import _dask, _version
-from ._array import array_namespace, parameter_dtype
+from ._array import array_namespace, astype, from_numpy, parameter_dtype
 from ._objective import (
     AutoencoderObjective,
     AutoencoderSpec,
@@ -78,13 +78,9 @@ def _data_range(X):
         X.sum_duplicates()
     values = X.data if sp.issparse(X) else X
     xp = array_namespace(values)
-    if xp is not np:  # (a torch tensor's size is a method)
-        if 0 in values.shape:
-            return 0.0, 0.0
-        return float(xp.min(values)), float(xp.max(values))
-    if values.size == 0:
+    if 0 in values.shape:  # (a torch tensor's size is a method: the shape it is)
         return 0.0, 0.0
-    low, high = float(values.min()), float(values.max())
+    low, high = float(xp.min(values)), float(xp.max(values))
     if sp.issparse(X) and values.size < X.shape[0] * X.shape[1]:
         low, high = min(low, 0.0), max(high, 0.0)  # implicit zeros
     return low, high
@@ -532,12 +528,12 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         if self.solver != "lbfgs":
             return self._fit_stochastic(X, incremental=False)
         previous = self._previous_parameters()
-        xp = device = None
+        xp, device = np, None
         if _dask.is_dask_collection(X):  # map-reduce over its row chunks (skae._dask)
             X, decoder, make_objective = _dask.fit_inputs(self, X)
         else:
             # array API dispatch: an array of another namespace is fitted in it, on its
-            # device (xp is None on the NumPy path, which is unchanged)
+            # device (xp is numpy on the NumPy path)
             xp, device, dtypes = input_namespace(X)
             X = validate_input(
                 self,
@@ -573,7 +569,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                     "Set warm_start=False to start afresh."
                 )
             theta0 = previous[1]
-            if (xp is None) != (array_namespace(theta0) is np):
+            if (xp is np) != (array_namespace(theta0) is np):
                 raise ValueError(
                     "warm_start=True cannot continue from the previous fit: it was fitted "
                     "in another array namespace than X's. Fit X in the namespace of the "
@@ -581,12 +577,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 )
         else:
             theta0 = layout.initialize(random_state)
-            if xp is not None:  # the same start, moved to the device
-                dtype = parameter_dtype(xp, device)
-                theta0 = xp.asarray(
-                    theta0.astype(np.float64 if dtype == xp.float64 else np.float32),
-                    device=device,
-                )
+            # the same start in every namespace, on X's device
+            theta0 = from_numpy(theta0, parameter_dtype(xp, device), xp, device)
         corruption = None
         if self.noise is not None:
             seed = int(random_state.randint(np.iinfo(np.int32).max))
@@ -612,10 +604,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
         dtype = X.dtype
         W1, b1, W2, b2 = layout.unpack(result.theta)
-        if xp is not None:  # fitted attributes live in X's namespace, on its device
-            W1, b1, W2, b2 = (xp.astype(a, dtype) for a in (W1, b1, W2, b2))
-        else:
-            W1, b1, W2, b2 = (a.astype(dtype) for a in (W1, b1, W2, b2))
+        # fitted attributes: copies in X's dtype, namespace and device
+        W1, b1, W2, b2 = (astype(a, dtype, xp) for a in (W1, b1, W2, b2))
         self.components_ = W1
         self.intercept_hidden_ = b1
         self.decoder_components_ = self.components_ if spec.tied else W2
@@ -989,7 +979,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             return _dask.score(self, X)  # computed on the cluster
         losses = self._reconstruction_losses(X, "score")
         xp = array_namespace(losses)
-        return -(float(np.mean(losses)) if xp is np else float(xp.mean(losses)))
+        return -float(xp.mean(losses))
 
     def score_samples(self, X):
         """Minus the reconstruction loss of each sample (higher is more typical).

@@ -20,7 +20,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from . import _dask
-from ._array import array_device, array_namespace, cast, device_namespace, to_numpy
+from ._array import array_device, array_namespace, astype, cast, from_numpy, to_numpy
 from ._network import FineTuneObjective, Layer, autoencoder_layer, forward
 from ._optimize import FitStage, fit_stage, run_lbfgs
 from ._sparse_autoencoder import MINI_BATCH_DEFAULTS, SparseAutoencoder, negative_losses
@@ -167,7 +167,7 @@ def _check_constant_codes(estimator, k, autoencoder, X, H, settings):
     """Warn when layer ``k`` (0-based) learned constant codes because of its decay."""
     if sp.issparse(X) or _dask.is_dask_collection(X) or _dask.is_dask_collection(H):
         return
-    if device_namespace(X)[0] is not None:  # array API dispatch: not diagnosed on devices
+    if input_namespace(X)[0] is not np:  # array API dispatch: not diagnosed on devices
         return
     setting = settings[k]
     rho = setting["rho"]
@@ -1027,12 +1027,12 @@ class StackedAutoencoderClassifier(
             y = _dask.compute_labels(y)
         _check_label_types(y, self.unlabelled)
         on_cluster = _dask.is_dask_collection(X)
-        xp = device = None  # another array namespace than NumPy, and its device
+        xp, device = np, None  # X's array namespace and device
         if on_cluster:  # X persisted on the workers; y (one label per row) on the client
             X, y = _dask.classifier_inputs(self, X, y)
         else:
             # array API dispatch: an array of another namespace is fitted in it, on its
-            # device (xp is None on the NumPy path, which is unchanged)
+            # device (xp is numpy on the NumPy path)
             xp, device, dtypes = input_namespace(X)
             X, y = validate_input(
                 self,
@@ -1045,7 +1045,7 @@ class StackedAutoencoderClassifier(
             )
         # The labels are bookkept on the host (one per row); classes_ is returned in y's
         # namespace and on its device, as scikit-learn's array API classifiers do.
-        y_namespace = None if on_cluster else device_namespace(y)
+        y_xp, y_device, _ = (np, None, None) if on_cluster else input_namespace(y)
         y = to_numpy(y)
         labelled, classes, y_index = _labelled_classes(y, self.unlabelled)
         if on_cluster:  # a map-reduce over the chunks' labelled rows (skae._dask)
@@ -1065,7 +1065,7 @@ class StackedAutoencoderClassifier(
         times = {"pretraining": [], "softmax": 0.0, "fine_tuning": 0.0}
         reasons = {"pretraining": [], "softmax": None, "fine_tuning": None}
         if warm:
-            self._check_warm_start(sizes, classes, X.shape[1], np if xp is None else xp)
+            self._check_warm_start(sizes, classes, X.shape[1], xp)
             autoencoders = self.autoencoders_
             layers = [_cast_layer(layer, X.dtype) for layer in self.layers_]
         else:
@@ -1078,10 +1078,8 @@ class StackedAutoencoderClassifier(
             # UFLDL's softmax initialisation: small Gaussian weights, zero bias.
             W = 0.005 * rng.standard_normal((len(classes), sizes[-1]))
             b = np.zeros(len(classes))
-            if xp is None:
-                W, b = W.astype(X.dtype), b.astype(X.dtype)
-            else:  # the same start, moved to X's device in X's dtype
-                W, b = (xp.astype(xp.asarray(a, device=device), X.dtype) for a in (W, b))
+            # the same start in every namespace, on X's device in X's dtype
+            W, b = (from_numpy(a, X.dtype, xp, device) for a in (W, b))
             layers.append(Layer(W, b, "softmax"))
 
         k = len(layers)
@@ -1127,8 +1125,7 @@ class StackedAutoencoderClassifier(
             loss = result.loss
             times[stage] = time.perf_counter() - start
 
-        if y_namespace is not None and y_namespace[0] is not None:
-            y_xp, y_device = y_namespace
+        if y_xp is not np:
             classes = y_xp.asarray(classes, device=y_device)
         self.classes_ = classes
         self.autoencoders_ = autoencoders
@@ -1372,8 +1369,7 @@ def _cast_layer(layer, dtype):
 
 def _copy_as(a, dtype):
     """A copy of ``a`` in ``dtype``, in its own namespace."""
-    xp = array_namespace(a)
-    return a.astype(dtype) if xp is np else xp.astype(a, dtype, copy=True)
+    return astype(a, dtype, array_namespace(a))
 
 
 def _layers_from(objective, theta):

@@ -12,11 +12,10 @@ import numpy as np
 import sklearn
 from sklearn.base import _fit_context as fit_context
 from sklearn.utils import check_array
-from sklearn.utils._array_api import _is_numpy_namespace, get_namespace_and_device
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import validate_data
 
-from ._array import array_device, array_namespace, device_namespace, parameter_dtype
+from ._array import array_device, array_namespace, parameter_dtype
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -106,10 +105,11 @@ except ImportError:  # scikit-learn < 1.8
         """The fitted ``attribute`` and ``X`` are of one namespace and device, or an error."""
         if not sklearn.get_config()["array_api_dispatch"]:
             return
-        a_xp, _, a_device = get_namespace_and_device(getattr(estimator, attribute))
-        x_xp, _, x_device = get_namespace_and_device(X)
-        if _is_numpy_namespace(a_xp) and _is_numpy_namespace(x_xp):
+        fitted = getattr(estimator, attribute)
+        a_xp, x_xp = array_namespace(fitted), array_namespace(X)
+        if a_xp is np and x_xp is np:
             return
+        a_device, x_device = array_device(fitted), array_device(X)
         if a_xp != x_xp or a_device != x_device:
             raise ValueError(
                 f"Inputs passed to {type(estimator).__name__}.{method}() must use the same "
@@ -187,7 +187,7 @@ FLOAT_DTYPES = (np.float64, np.float32)
 
 def _float_dtypes(xp, device):
     """The dtypes data keep: NumPy's, or those of a device namespace (array API dispatch)."""
-    if xp is None:
+    if xp is np:
         return FLOAT_DTYPES
     if parameter_dtype(xp, device) == xp.float64:
         return (xp.float64, xp.float32)
@@ -195,12 +195,18 @@ def _float_dtypes(xp, device):
 
 
 def input_namespace(X):
-    """``(xp, device, dtypes)`` of the input: ``xp`` is None on the NumPy path.
+    """``(xp, device, dtypes)`` of the input: ``numpy``, None and NumPy's float dtypes on
+    the NumPy path.
 
-    ``dtypes`` are the floating dtypes the estimators keep (others are converted to the
-    first); a sparse array of a device namespace raises a clear error.
+    An array of another namespace than NumPy is computed with in its namespace, on its
+    device, when scikit-learn's array API dispatch is on; with dispatch off (or for lists,
+    DataFrames, SciPy sparse matrices) the input takes the NumPy path, where scikit-learn's
+    validation converts it. ``dtypes`` are the floating dtypes the estimators keep (others
+    are converted to the first); a sparse array of a device namespace raises a clear error.
     """
-    xp, device = device_namespace(X)
-    if xp is not None:
-        check_dense_on_device(X, xp)
+    xp = array_namespace(X) if sklearn.get_config()["array_api_dispatch"] else np
+    if xp is np:
+        return np, None, FLOAT_DTYPES
+    check_dense_on_device(X, xp)
+    device = array_device(X)
     return xp, device, _float_dtypes(xp, device)
