@@ -112,17 +112,15 @@ def _check_image_shape(image_shape, n_features):
     return image_shape
 
 def _check_center_bias(center_bias, image_shape, n_features):
-    """The checked ``image_shape`` that ``center_bias=True`` needs (None when it is off)."""
+    """The checked ``image_shape`` (checked whenever given; ``center_bias=True`` needs it)."""
     if not isinstance(center_bias, (bool, np.bool_)):
         raise ValueError(f"center_bias must be True or False, got {center_bias!r}.")
-    if not center_bias:
-        return None
-    if image_shape is None:
+    if image_shape is None and center_bias:
         raise ValueError(
             "center_bias=True blurs and centres the input as an image: pass "
             "image_shape=(height, width), e.g. image_shape=(8, 8) for 64 features."
         )
-    return _check_image_shape(image_shape, n_features)
+    return None if image_shape is None else _check_image_shape(image_shape, n_features)
 
 
 def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=True, fill=-1.0):
@@ -825,7 +823,7 @@ def activation_maximization(
         Needs ``image_shape``.
     image_shape : int or tuple of int, default=None
         ``(height, width)`` or ``(height, width, channels)`` the inputs were flattened
-        from (C order), for ``center_bias=True``.
+        from (C order), for ``center_bias=True``; checked whenever given.
     random_state : int, RandomState instance or None, default=None
         Seed for ``init="random"``.
 
@@ -1085,7 +1083,8 @@ def multifaceted_visualization(
         towards the centre of the image, then sharper ones (``max_iter`` iterations in
         each of its 4 stages). Needs ``image_shape``.
     image_shape : int or tuple of int, default=None
-        Shape the inputs were flattened from, for ``center_bias=True``.
+        Shape the inputs were flattened from, for ``center_bias=True``; checked whenever
+        given.
     random_state : int, RandomState instance or None, default=None
         Seed for t-SNE and k-means.
 

@@ -153,6 +153,7 @@ def test_center_bias_does_not_modify_the_callers_start(stacked):
     [
         ({"center_bias": True}, "pass image_shape"),
         ({"center_bias": True, "image_shape": (7, 7)}, "has 49 pixels"),
+        ({"image_shape": (7, 7)}, "has 49 pixels"),  # checked even when center_bias is off
         ({"center_bias": "yes", "image_shape": SHAPE}, "center_bias must be True or False"),
     ],
 )
