@@ -49,7 +49,6 @@ from ._activations import ACTIVATIONS
 from ._array import (
     array_device,
     array_namespace,
-    assign,
     astype,
     buffer,
     cast,
@@ -65,6 +64,7 @@ from ._array import (
 )
 from ._parallel import (
     PARALLEL_MIN_SIZE,
+    BlockSums,
     available_threads,
     blas_single_threaded,
     map_blocks,
@@ -647,7 +647,7 @@ class FineTuneObjective:
             scratch=[_head(D, k) for D in ws.D],
             wide_bias_sums=True,
         )
-        return loss, grads
+        return [loss] + [a for pair in grads for a in pair]
 
     def sums(self, theta):
         """The per-chunk piece: the loss and gradient *sums* over this object's rows.
@@ -662,19 +662,8 @@ class FineTuneObjective:
         xp = self.xp
         theta = cast(theta, self.parameter_dtype, xp)
         layers = self._layers(theta)
-        state = {"loss": 0.0, "first": True}
-
-        def add(total, part):  # NumPy: into this object's buffer
-            if state["first"]:
-                return assign(part, total, xp)
-            return modify_in_place(xp, xp.add, total, part, out=total)
-
-        def combine(result):
-            state["loss"] += result[0]
-            self.totals = [
-                (add(tW, gW), add(tb, gb)) for (tW, tb), (gW, gb) in zip(self.totals, result[1])
-            ]
-            state["first"] = False
+        # the loss, then (gW, gb) per trainable layer: into this object's buffers on NumPy
+        sums = BlockSums([None] + [a for pair in self.totals for a in pair], xp)
 
         # BLAS on one thread: the workers' products run at once, and the rounding of a
         # product does not depend on a thread count.
@@ -683,16 +672,20 @@ class FineTuneObjective:
                 lambda start, stop, w: self._block(start, stop, w, layers),
                 self.blocks,
                 self.n_workers,
-                combine=combine,
+                combine=sums,
             )
-        if state["first"]:  # no rows
+        if not sums.empty:
+            loss, *flat = sums.totals
+            self.totals = list(zip(flat[::2], flat[1::2]))
+        else:  # no rows
+            loss = 0.0
             device = array_device(theta)
             self.totals = [
                 (zeros(xp, layer.weights.shape, layer.weights.dtype, device),
                  zeros(xp, layer.bias.shape, theta.dtype, device))
                 for layer in layers
             ]
-        return state["loss"], self.totals
+        return loss, self.totals
 
     def __call__(self, theta):
         theta = cast(theta, self.parameter_dtype, self.xp)

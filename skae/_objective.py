@@ -95,6 +95,7 @@ from ._array import (
 )
 from ._parallel import (
     PARALLEL_MIN_SIZE,
+    BlockSums,
     available_threads,
     blas_single_threaded,
     block_rows_for,
@@ -449,30 +450,6 @@ class _Workspace:
     T: np.ndarray | None
 
 
-class _Totals:
-    """The sums over blocks of pass 2, added in block order (``map_blocks``' combine)."""
-
-    def __init__(self, gW1, gW2, tied, xp):
-        # NumPy: gW1/gW2 are the objective's buffers, added to in place; elsewhere None
-        self.gW1, self.gW2, self.tied, self.xp = gW1, gW2, tied, xp
-        self.recon, self.gb1, self.gb2 = 0.0, 0.0, 0.0
-        self.first = True
-
-    def _add(self, total, part):
-        if self.first:
-            return assign(part, total, self.xp)
-        return modify_in_place(self.xp, self.xp.add, total, part, out=total)
-
-    def __call__(self, part):
-        recon, gb1, gb2, gW1, gW2 = part
-        self.recon += recon
-        self.gb1 = self.gb1 + gb1
-        self.gb2 = self.gb2 + gb2
-        self.gW1 = self._add(self.gW1, gW1)
-        self.gW2 = self.gW1 if self.tied else self._add(self.gW2, gW2)
-        self.first = False
-
-
 class AutoencoderObjective:
     """Cost and gradient of one sparse autoencoder on fixed data.
 
@@ -659,7 +636,7 @@ class AutoencoderObjective:
             # NumPy: into ws.gW1 (which is ws.gW2, holding Hᵀδ3, when tied)
             previous = gW2 if spec.tied else ws.gW1
             gW1 = _accumulate_product(previous, E, Xin, not spec.tied, ws.T)
-        return recon, gb1, gb2, gW1, gW1 if spec.tied else gW2
+        return (recon, gb1, gb2, gW1) + (() if spec.tied else (gW2,))
 
     # -- evaluation ---------------------------------------------------------------------
     def __call__(self, theta):
@@ -698,17 +675,21 @@ class AutoencoderObjective:
         buffers, ``gW2 is gW1`` when tied). ``sparsity`` comes from :func:`sparsity_term`.
         """
         W1, b1, W2, b2 = weights
-        totals = _Totals(self.gW1, self.gW2, self.spec.tied, self.xp)
+        tied = self.spec.tied
+        # recon, gb1, gb2, gW1[, gW2]: one total per part (gW2 is gW1 when tied)
+        sums = BlockSums([None, None, None, self.gW1] + ([] if tied else [self.gW2]), self.xp)
         map_blocks(
             lambda start, stop, w: self._backward(start, stop, w, W1, b1, W2, b2, sparsity),
             self.blocks,
             self.n_workers,
-            combine=totals,
+            combine=sums,
         )
-        if totals.first:  # no rows: nothing was added
+        if sums.empty:  # no rows: nothing was added
             self.gW1.fill(0.0)
             self.gW2.fill(0.0)
-        return totals.recon, totals.gb1, totals.gb2, totals.gW1, totals.gW2
+            return 0.0, 0.0, 0.0, self.gW1, self.gW2
+        recon, gb1, gb2, gW1, *gW2 = sums.totals
+        return recon, gb1, gb2, gW1, gW1 if tied else gW2[0]
 
 
 def partition_block_rows(n_rows, n_features, batch_size):

@@ -41,6 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as _wait_futures
 from contextlib import contextmanager
 
+from ._array import assign, modify_in_place
+
 __all__ = [
     "PARALLEL_MIN_SIZE",
     "available_threads",
@@ -310,3 +312,30 @@ def map_blocks(function, blocks, n_workers, *, combine=None):
         for future in futures:
             future.result()  # re-raise a worker's error
     return None if combine is not None else run.results
+
+
+class BlockSums:
+    """The sums over row blocks, added in block order: ``map_blocks``' ``combine``.
+
+    Each block's result is a sequence of parts (floats or arrays). ``buffers`` holds, for
+    each part, the array its total is written into (NumPy: the objective's buffer, which
+    the first block's part is copied into and the others are added to in place) or None
+    (a float, or an array of another namespace: a new total is made). :attr:`totals` are
+    the sums after the last block; :attr:`empty` is True while no block was added.
+    """
+
+    def __init__(self, buffers, xp):
+        self.totals = list(buffers)
+        self.xp = xp
+        self.empty = True
+
+    def _add(self, total, part):
+        if self.empty:
+            return assign(part, total, self.xp)
+        if isinstance(total, float):
+            return total + part
+        return modify_in_place(self.xp, self.xp.add, total, part, out=total)
+
+    def __call__(self, parts):
+        self.totals = [self._add(t, p) for t, p in zip(self.totals, parts)]
+        self.empty = False
