@@ -686,7 +686,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 "array, a memmap or a CSR matrix."
             )
         xp = input_namespace(X)[0]
-        if xp is not None:
+        if xp is not np:
             raise ValueError(
                 f"solver={self.solver!r} does not support arrays of the namespace "
                 f"{xp.__name__} under array API dispatch; use solver='lbfgs', or pass "
