@@ -52,15 +52,9 @@ toc_object_entries_show_parents = "hide"
 # Links to the documentation of Python, NumPy, SciPy, scikit-learn, matplotlib and dask. The
 # inventories are read from docs/_intersphinx/ (no download: the build runs offline);
 # _intersphinx/make_inventories.py writes them from the installed packages.
-_SITES = {
-    "python": "https://docs.python.org/3/",
-    "numpy": "https://numpy.org/doc/stable/",
-    "scipy": "https://docs.scipy.org/doc/scipy/",
-    "sklearn": "https://scikit-learn.org/stable/",
-    "matplotlib": "https://matplotlib.org/stable/",
-    "dask": "https://docs.dask.org/en/stable/",
-    "distributed": "https://distributed.dask.org/en/stable/",
-}
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "_intersphinx"))
+from make_inventories import SITES as _SITES  # noqa: E402  (one list of the sites)
+
 intersphinx_mapping = {
     name: (url, os.path.join("_intersphinx", f"{name}.inv")) for name, url in _SITES.items()
 }

@@ -546,17 +546,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             decoder = self._resolve_decoder(X)
             make_objective = AutoencoderObjective
         n_features = X.shape[1]
-        spec = AutoencoderSpec(
-            n_features=n_features,
-            n_hidden=self.n_hidden,
-            activation=self.activation,
-            decoder=decoder,
-            loss=self.loss,
-            tied=bool(self.tied_weights),
-            alpha=float(self.alpha),
-            beta=float(self.beta),
-            rho=float(self.rho),
-        )
+        spec = self._make_spec(n_features, decoder)
         layout = spec.layout
         random_state = check_random_state(self.random_state)
         if previous is not None:
@@ -676,6 +666,20 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self._check_combinations()
         return self._fit_stochastic(X, incremental=True)
 
+    def _make_spec(self, n_features, decoder):
+        """The objective's settings from this estimator's hyper-parameters."""
+        return AutoencoderSpec(
+            n_features=n_features,
+            n_hidden=self.n_hidden,
+            activation=self.activation,
+            decoder=decoder,
+            loss=self.loss,
+            tied=bool(self.tied_weights),
+            alpha=float(self.alpha),
+            beta=float(self.beta),
+            rho=float(self.rho),
+        )
+
     def _fit_stochastic(self, X, incremental):
         """``fit`` (one run of up to ``max_iter`` epochs) or ``partial_fit`` (one epoch)
         with the mini-batch solver ``self.solver``."""
@@ -708,17 +712,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             self._check_cross_entropy_range(X, self.loss)
         else:
             decoder = self._resolve_decoder(X)
-        spec = AutoencoderSpec(
-            n_features=n_features,
-            n_hidden=self.n_hidden,
-            activation=self.activation,
-            decoder=decoder,
-            loss=self.loss,
-            tied=bool(self.tied_weights),
-            alpha=float(self.alpha),
-            beta=float(self.beta),
-            rho=float(self.rho),
-        )
+        spec = self._make_spec(n_features, decoder)
         layout = spec.layout
         if continuing:
             previous = self._spec_.layout
