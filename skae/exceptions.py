@@ -28,6 +28,12 @@ class SkaeWarning(UserWarning):
     A subclass of :class:`UserWarning`, so existing filters apply. Fits that do not
     converge warn with scikit-learn's :class:`~sklearn.exceptions.ConvergenceWarning`
     instead.
+
+    Examples
+    --------
+    >>> from skae.exceptions import FitInterruptedWarning, SkaeWarning
+    >>> issubclass(FitInterruptedWarning, SkaeWarning), issubclass(SkaeWarning, UserWarning)
+    (True, True)
     """
 
 
@@ -53,6 +59,24 @@ class UnlabelledMarkerWarning(SkaeWarning):
     The rows a :class:`~skae.StackedAutoencoderClassifier` fit treats as unlabelled (their
     label is its ``unlabelled`` marker, -1 by default) are no more numerous than the rows
     of its largest class. If the marker is a class, pass ``unlabelled=None``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from skae import StackedAutoencoderClassifier
+    >>> from skae.exceptions import UnlabelledMarkerWarning
+    >>> X = np.random.default_rng(0).random((60, 8))
+    >>> y = np.array([-1, 0, 1] * 20)  # -1 as frequent as each class: a class?
+    >>> clf = StackedAutoencoderClassifier((4,), max_iter=5, softmax_max_iter=5,
+    ...                                    fine_tune=None)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = clf.fit(X, y)
+    >>> any(issubclass(w.category, UnlabelledMarkerWarning) for w in caught)
+    True
+    >>> clf.classes_.tolist()
+    [0, 1]
     """
 
 
