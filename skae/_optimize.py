@@ -28,6 +28,7 @@ __all__ = [
     "STOP_REASONS",
     "FitStage",
     "LBFGSResult",
+    "current_stage",
     "fit_stage",
     "run_lbfgs",
 ]
@@ -66,6 +67,12 @@ def fit_stage(name, *, max_iter="max_iter", tol="tol"):
         yield
     finally:
         _FIT_STAGE.reset(token)
+
+
+def current_stage(name, *, max_iter="max_iter", tol="tol"):
+    """The stage set by an enclosing :func:`fit_stage`, else ``name`` with these parameter
+    names (how a solver names its warnings and its progress lines)."""
+    return _FIT_STAGE.get() or FitStage(name, max_iter, tol)
 
 
 @dataclass
@@ -298,4 +305,3 @@ def run_lbfgs(
         str(result.message),
         reason,
     )
-

@@ -23,7 +23,15 @@ from ._objective import (
 )
 from ._objective import decode as _decode
 from ._optimize import run_lbfgs
-from ._stochastic import AdamOptimizer, EpochState, SGDOptimizer, run_epochs
+from ._stochastic import (
+    AdamOptimizer,
+    EpochState,
+    SGDOptimizer,
+    apply_optimizer_settings,
+    autoencoder_rows,
+    make_optimizer,
+    run_epochs,
+)
 from ._validation import (
     Interval,
     InvalidParameterError,
@@ -748,19 +756,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         ):
             optimizer = copy.deepcopy(self._optimizer_)
             carried = True
-        elif self.solver == "adam":
-            optimizer = AdamOptimizer(
-                layout.size, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon
-            )
         else:
-            optimizer = SGDOptimizer(
-                layout.size,
-                self.learning_rate_init,
-                self.learning_rate,
-                self.momentum,
-                self.nesterovs_momentum,
-                self.power_t,
-            )
+            optimizer = make_optimizer(self, layout.size)
         if continuing and hasattr(self, "_epoch_state_"):
             # a copy, its list copied at C speed (a deepcopy costs far more per entry)
             saved = self._epoch_state_
@@ -806,9 +803,10 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 return -total / n_validation
 
         noise = None if self.noise is None else (self.noise, float(self.noise_level))
+        objective_of = autoencoder_rows(spec, X, noise=noise, batch_size=self.batch_size)
         result = run_epochs(
-            spec,
-            X,
+            objective_of,
+            n_samples,
             theta,
             optimizer=optimizer,
             state=state,
@@ -819,8 +817,6 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             n_iter_no_change=self.n_iter_no_change,
             shuffle=self.shuffle,
             random_state=random_state,
-            noise=noise,
-            batch_size=self.batch_size,
             validation_score=validation_score,
             incremental=incremental,
             verbose=self.verbose,
@@ -854,20 +850,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _apply_optimizer_settings(self, optimizer, state):
         """Give a carried-over optimiser the current hyper-parameters (``set_params``
-        between ``partial_fit`` calls); its moments, velocity and step count are kept, and
-        its step size too unless ``learning_rate_init`` changed."""
-        if isinstance(optimizer, AdamOptimizer):
-            optimizer.beta_1, optimizer.beta_2 = float(self.beta_1), float(self.beta_2)
-            optimizer.epsilon = float(self.epsilon)
-        else:
-            optimizer.schedule = self.learning_rate
-            optimizer.momentum = float(self.momentum)
-            optimizer.nesterov = bool(self.nesterovs_momentum)
-            optimizer.power_t = float(self.power_t)
-        if float(self.learning_rate_init) != optimizer.learning_rate_init:
-            optimizer.learning_rate_init = float(self.learning_rate_init)
-            optimizer.learning_rate = float(self.learning_rate_init)
-        optimizer.iteration_ends(state.t)  # "invscaling": the step size at t rows seen
+        between ``partial_fit`` calls): :func:`skae._stochastic.apply_optimizer_settings`."""
+        apply_optimizer_settings(optimizer, self, state.t)
 
     def _previous_parameters_always(self):
         return self._spec_.layout.pack(
@@ -937,9 +921,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 f"inverse_transform expects codes with n_hidden={n_hidden} columns, got "
                 f"{H.shape[1]}; pass the output of transform."
             )
-        return _decode(
-            H, self.decoder_components_, self.intercept_visible_, self._spec_.decoder
-        )
+        return _decode(H, self.decoder_components_, self.intercept_visible_, self._spec_.decoder)
 
     def _reconstruction_losses(self, X, method):
         """Checked ``X`` (as ``transform`` checks it, plus the loss's range check of

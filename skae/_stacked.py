@@ -4,6 +4,7 @@ top code, and end-to-end fine-tuning by backpropagation with L-BFGS."""
 import copy
 import inspect
 import time
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,15 +16,25 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from . import _dask
 from ._array import array_device, array_namespace, astype, cast, from_numpy, to_numpy
-from ._network import FineTuneObjective, Layer, autoencoder_layer, forward
+from ._network import FineTuneObjective, Layer, NetworkLayout, autoencoder_layer, forward
 from ._optimize import FitStage, fit_stage, run_lbfgs
 from ._sparse_autoencoder import MINI_BATCH_DEFAULTS, SparseAutoencoder, negative_losses
+from ._stochastic import (
+    AdamOptimizer,
+    EpochState,
+    SGDOptimizer,
+    apply_optimizer_settings,
+    make_optimizer,
+    run_epochs,
+)
 from ._validation import (
     Interval,
     InvalidParameterError,
@@ -43,8 +54,8 @@ _SEED_MAX = np.iinfo(np.int32).max
 
 # SparseAutoencoder's hyper-parameters that may be given once or once per layer, with
 # SparseAutoencoder's own defaults (read from its signature, so the two never drift).
-# The mini-batch solvers' parameters are not (yet) the stacks': their layers are fitted
-# with L-BFGS.
+# The mini-batch solvers' parameters are scalars: one solver, with one set of settings,
+# runs every stage (each layer gets them as they are).
 _NOT_PER_LAYER = {"n_hidden", "warm_start", "random_state", "verbose", *MINI_BATCH_DEFAULTS}
 _AE_DEFAULTS = {
     name: p.default
@@ -54,12 +65,17 @@ _AE_DEFAULTS = {
 PER_LAYER_PARAMETERS = tuple(_AE_DEFAULTS)
 
 
+# The solver's parameters, with SparseAutoencoder's constraints and defaults.
+SOLVER_PARAMETERS = tuple(MINI_BATCH_DEFAULTS)
+_SOLVER_CONSTRAINTS = {
+    name: list(SparseAutoencoder._parameter_constraints[name]) for name in SOLVER_PARAMETERS
+}
+
+
 def _per_layer_constraints():
     constraints = {}
     for name in PER_LAYER_PARAMETERS:
-        constraints[name] = list(SparseAutoencoder._parameter_constraints[name]) + [
-            "array-like"
-        ]
+        constraints[name] = list(SparseAutoencoder._parameter_constraints[name]) + ["array-like"]
     return constraints
 
 
@@ -81,6 +97,7 @@ def _plain(value):
 def _shown(value):
     """``repr`` of ``value`` with NumPy scalars and arrays (nested too) as Python values,
     for messages: ``[3, 2]``, not ``[np.int64(3), np.int64(2)]``."""
+
     def plain(v):
         if isinstance(v, np.ndarray):
             return v.tolist()
@@ -188,9 +205,7 @@ def _check_constant_codes(estimator, k, autoencoder, X, H, settings):
     explained = 1.0 - residual / spread
     if explained >= _CONSTANT_CODES_R2:
         return
-    bound = constant_codes_decay(
-        X, autoencoder._spec_, setting["noise"], setting["noise_level"]
-    )
+    bound = constant_codes_decay(X, autoencoder._spec_, setting["noise"], setting["noise_level"])
     alpha = setting["alpha"]
     if alpha <= bound:
         return  # something else (too few iterations, ...): not this diagnosis
@@ -261,6 +276,8 @@ class _StackMixin:
                 values = [value] * len(sizes)
             for setting, v in zip(settings, values):
                 setting[name] = _plain(v)
+        for setting in settings:  # one solver, with one set of settings, for every layer
+            setting.update({name: getattr(self, name) for name in SOLVER_PARAMETERS})
         for k, setting in enumerate(settings, start=1):
             autoencoder = SparseAutoencoder(**setting)
             try:
@@ -311,21 +328,86 @@ class _StackMixin:
             times.append(time.perf_counter() - start)
         return autoencoders, times
 
+    def _partial_pretrain(self, X, seeds):
+        """One epoch of each layer's autoencoder (``partial_fit``) on ``X`` in turn, layer
+        ``k`` on the codes of the layers below after their update; ``seeds``: the layers'
+        seeds on the first call (None later). Returns the layers (new objects: the former
+        ones are left as they were) and the wall time of each."""
+        settings = self._layer_settings()
+        previous = getattr(self, "autoencoders_", None)
+        if previous is not None and len(previous) != len(settings):
+            raise ValueError(
+                f"partial_fit cannot continue the previous fit: it had {len(previous)} "
+                f"layers, now hidden_layer_sizes has {len(settings)}. Fit from scratch "
+                "(a new estimator, or fit) to change the layers."
+            )
+        autoencoders, times, codes = [], [], X
+        for k, setting in enumerate(settings):
+            start = time.perf_counter()
+            if previous is not None:
+                autoencoder = copy.deepcopy(previous[k])
+                autoencoder.set_params(**setting, verbose=self.verbose)
+            else:
+                autoencoder = SparseAutoencoder(
+                    **setting, random_state=int(seeds[k]), verbose=self.verbose
+                )
+            with fit_stage(
+                f"{type(self).__name__} (pretraining, layer {k + 1} of {len(settings)})"
+            ):
+                autoencoder.partial_fit(codes)
+            autoencoders.append(autoencoder)
+            if k + 1 < len(settings):
+                codes = autoencoder.transform(codes)
+            times.append(time.perf_counter() - start)
+        return autoencoders, times
+
     @property
     def _bottom_weights(self):  # the namespace and device of the fit (array API)
         return self._network_layers()[0].weights
+
+    def _check_stochastic_input(self, X):
+        """The mini-batch solvers take NumPy arrays, memory maps and CSR matrices only."""
+        if _dask.is_dask_collection(X):
+            raise ValueError(
+                f"solver={self.solver!r} does not support dask arrays; use "
+                "solver='lbfgs' (which fits a dask array chunk by chunk), or pass a NumPy "
+                "array, a memmap or a CSR matrix."
+            )
+        xp = input_namespace(X)[0]
+        if xp is not np:
+            raise ValueError(
+                f"solver={self.solver!r} does not support arrays of the namespace "
+                f"{xp.__name__} under array API dispatch; use solver='lbfgs', or pass "
+                "a NumPy array."
+            )
+
+    def _check_solver(self):
+        if self.solver not in ("adam", "sgd"):
+            raise AttributeError(
+                f"partial_fit is only available for the mini-batch solvers 'adam' and "
+                f"'sgd'; solver={self.solver!r} is not one. Set solver='adam' or 'sgd'."
+            )
+        return True
+
+    def __setstate__(self, state):
+        # pickled before the mini-batch solvers existed: their defaults (L-BFGS)
+        state = dict(state)
+        for name, default in MINI_BATCH_DEFAULTS.items():
+            state.setdefault(name, default)
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.array_api_support = True
+        tags.array_api_support = self.solver == "lbfgs"  # the mini-batch solvers: NumPy
         return tags
 
 
 _STACK_CONSTRAINTS = {
     "hidden_layer_sizes": [Interval(Integral, 1, None, closed="left"), "array-like"],
     **_per_layer_constraints(),
+    **_SOLVER_CONSTRAINTS,
     "warm_start": ["boolean"],
     "random_state": ["random_state"],
     "verbose": ["verbose"],
@@ -337,7 +419,23 @@ batch_size, max_iter, tol : scalar or sequence
         The hyper-parameters of :class:`SparseAutoencoder`, with its defaults. A scalar
         applies to every layer; a list or tuple gives one value per layer (its length
         must be ``len(hidden_layer_sizes)``), e.g. ``noise_level=[0.1, 0.2, 0.3]`` for the
-        stacked denoising autoencoder's corruption levels."""
+        stacked denoising autoencoder's corruption levels. With a mini-batch ``solver``,
+        ``max_iter`` counts epochs (passes over the rows) and ``tol`` is the least
+        improvement per epoch, as in :class:`SparseAutoencoder`.
+    solver : {{"lbfgs", "adam", "sgd"}}, default="lbfgs"
+        The solver of every stage. ``"lbfgs"`` minimises each stage's objective on all
+        its rows at every iteration. ``"adam"`` and ``"sgd"`` take one step per
+        mini-batch of rows, as :class:`SparseAutoencoder`'s mini-batch solvers (each
+        layer is fitted by a SparseAutoencoder with these settings), read each row once
+        per epoch and offer ``partial_fit``. They take NumPy arrays, memory maps and CSR
+        matrices (dask arrays and array API dispatch: use ``"lbfgs"``).
+    mini_batch_size, learning_rate, learning_rate_init, power_t, momentum, \
+nesterovs_momentum, beta_1, beta_2, epsilon, shuffle, early_stopping, \
+validation_fraction, n_iter_no_change : scalars
+        The mini-batch solvers' settings, with :class:`SparseAutoencoder`'s names,
+        defaults and meanings (ignored by ``"lbfgs"``); one value for every stage (not
+        one per layer). ``mini_batch_size`` (rows per optimiser step) is not
+        ``batch_size`` (rows per block of an evaluation, a memory setting)."""
 
 
 class StackedAutoencoder(
@@ -446,6 +544,20 @@ class StackedAutoencoder(
         noise=_AE_DEFAULTS["noise"],
         noise_level=_AE_DEFAULTS["noise_level"],
         batch_size=_AE_DEFAULTS["batch_size"],
+        solver=MINI_BATCH_DEFAULTS["solver"],
+        mini_batch_size=MINI_BATCH_DEFAULTS["mini_batch_size"],
+        learning_rate=MINI_BATCH_DEFAULTS["learning_rate"],
+        learning_rate_init=MINI_BATCH_DEFAULTS["learning_rate_init"],
+        power_t=MINI_BATCH_DEFAULTS["power_t"],
+        momentum=MINI_BATCH_DEFAULTS["momentum"],
+        nesterovs_momentum=MINI_BATCH_DEFAULTS["nesterovs_momentum"],
+        beta_1=MINI_BATCH_DEFAULTS["beta_1"],
+        beta_2=MINI_BATCH_DEFAULTS["beta_2"],
+        epsilon=MINI_BATCH_DEFAULTS["epsilon"],
+        shuffle=MINI_BATCH_DEFAULTS["shuffle"],
+        early_stopping=MINI_BATCH_DEFAULTS["early_stopping"],
+        validation_fraction=MINI_BATCH_DEFAULTS["validation_fraction"],
+        n_iter_no_change=MINI_BATCH_DEFAULTS["n_iter_no_change"],
         max_iter=_AE_DEFAULTS["max_iter"],
         tol=_AE_DEFAULTS["tol"],
         warm_start=False,
@@ -463,6 +575,20 @@ class StackedAutoencoder(
         self.noise = noise
         self.noise_level = noise_level
         self.batch_size = batch_size
+        self.solver = solver
+        self.mini_batch_size = mini_batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.shuffle = shuffle
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.max_iter = max_iter
         self.tol = tol
         self.warm_start = warm_start
@@ -486,6 +612,8 @@ class StackedAutoencoder(
             The fitted estimator; on an error it keeps the state it had before.
         """
         self._layer_settings()  # validate every layer before any work
+        if self.solver != "lbfgs":
+            self._check_stochastic_input(X)
         previous = (
             self.autoencoders_ if self.warm_start and hasattr(self, "autoencoders_") else None
         )
@@ -499,13 +627,83 @@ class StackedAutoencoder(
         random_state = check_random_state(self.random_state)
         seeds = random_state.randint(_SEED_MAX, size=len(self._hidden_sizes()))
         self.autoencoders_, times = self._pretrain(X, seeds, previous)
+        self._set_pretraining_record(times)
+        return self
+
+    @available_if(_StackMixin._check_solver)
+    @fit_keeping_state
+    def partial_fit(self, X, y=None):
+        """Update every layer with one epoch of the mini-batch solver on the chunk ``X``.
+
+        Only for ``solver="adam"`` or ``"sgd"``. One call is one epoch of each layer's
+        autoencoder in turn (:meth:`SparseAutoencoder.partial_fit`): layer 1 on ``X``,
+        then layer ``k`` on the codes of the layers below ``k`` after their update in this
+        call. The first call (on an unfitted stack) creates the layers with the seeds
+        ``fit`` would give them (from ``random_state``); each layer's optimiser state,
+        loss curve, epoch count and random state carry over from call to call, so a
+        sequence of calls is deterministic for a given ``random_state``. A call after
+        ``fit`` continues the fitted layers (and their optimisers, for a mini-batch fit),
+        whatever ``warm_start``, as in the MLPs.
+
+        For a one-layer stack the calls are that layer's ``partial_fit``: with
+        ``shuffle=False``, no noise and chunks whose sizes are multiples of
+        ``mini_batch_size``, calls over consecutive chunks give the model of one epoch of
+        ``fit`` (``max_iter=1``) over their concatenation. With several layers they do
+        not: ``fit`` trains layer 2 on the codes of the finished layer 1, while a stream
+        interleaves the layers chunk by chunk, so layer 2 learns from codes that change
+        as layer 1 learns. ``early_stopping`` does not apply (as in the MLPs).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            One chunk of training data (NumPy, a memmap or CSR), with the
+            ``n_features`` of the first call.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : StackedAutoencoder
+            The updated estimator; on an error it keeps the state it had before.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skae import StackedAutoencoder
+        >>> X = load_digits().data / 16.0
+        >>> stack = StackedAutoencoder((32, 16), alpha=[3e-3, 1e-4], solver="adam",
+        ...                            learning_rate_init=0.01, random_state=0)
+        >>> for start in range(0, 1200, 400):  # a stream of three chunks
+        ...     stack = stack.partial_fit(X[start : start + 400])
+        >>> stack.stage_n_iter_, stack.stage_stop_reasons_
+        ({'pretraining': [3, 3]}, {'pretraining': ['partial_fit', 'partial_fit']})
+        >>> stack.transform(X[:2]).shape
+        (2, 16)
+        """
+        self._layer_settings()  # validate every layer before any work
+        self._check_stochastic_input(X)
+        first = not hasattr(self, "autoencoders_")
+        X = validate_input(
+            self,
+            X,
+            accept_sparse="csr",
+            dtype=(np.float64, np.float32),
+            ensure_min_samples=1,
+            reset=first,
+        )
+        seeds = None
+        if first:
+            random_state = check_random_state(self.random_state)
+            seeds = random_state.randint(_SEED_MAX, size=len(self._hidden_sizes()))
+        self.autoencoders_, times = self._partial_pretrain(X, seeds)
+        self._set_pretraining_record(times)
+        return self
+
+    def _set_pretraining_record(self, times):
         self.n_iter_ = int(sum(ae.n_iter_ for ae in self.autoencoders_))
         self.stage_n_iter_ = {"pretraining": [int(ae.n_iter_) for ae in self.autoencoders_]}
         self.stage_times_ = {"pretraining": times}
-        self.stage_stop_reasons_ = {
-            "pretraining": [ae.stop_reason_ for ae in self.autoencoders_]
-        }
-        return self
+        self.stage_stop_reasons_ = {"pretraining": [ae.stop_reason_ for ae in self.autoencoders_]}
 
     def transform(self, X):
         """Codes of the top layer.
@@ -612,8 +810,10 @@ class StackedAutoencoder(
         return self.autoencoders_[-1].n_hidden
 
 
-StackedAutoencoder.__doc__ = StackedAutoencoder.__doc__.replace(
-    "    {per_layer}", _PER_LAYER_DOC
+StackedAutoencoder.__doc__ = (
+    StackedAutoencoder.__doc__.replace("    {per_layer}", _PER_LAYER_DOC)
+    .replace("{{", "{")
+    .replace("}}", "}")
 )
 
 
@@ -742,6 +942,27 @@ def _labelled_classes(y, marker):
             UnlabelledMarkerWarning,
         )
     return labelled, classes, y_index
+
+
+def _labels_of_chunk(y, marker, classes):
+    """The labelled rows of a ``partial_fit`` chunk (a mask) and their class indices in
+    ``classes``; a label that is not one of ``classes`` is an error."""
+    labelled = _split_unlabelled(y, marker)
+    y_labelled = y[labelled]
+    if y_labelled.dtype == object:
+        y_labelled = np.array(y_labelled.tolist())
+    if y_labelled.size:
+        check_classification_targets(y_labelled)
+    classes = to_numpy(classes)
+    unknown = np.setdiff1d(y_labelled, classes)
+    if unknown.size:
+        raise ValueError(
+            f"y holds labels that are not in classes: {unknown.tolist()[:5]} (classes "
+            f"{classes.tolist()}). Every class of the stream must be given in classes on "
+            "the first call of partial_fit; unlabelled rows are marked "
+            f"{_plain(marker)!r}."
+        )
+    return labelled, np.searchsorted(classes, y_labelled)
 
 
 class StackedAutoencoderClassifier(
@@ -958,6 +1179,20 @@ class StackedAutoencoderClassifier(
         noise=_AE_DEFAULTS["noise"],
         noise_level=_AE_DEFAULTS["noise_level"],
         batch_size=_AE_DEFAULTS["batch_size"],
+        solver=MINI_BATCH_DEFAULTS["solver"],
+        mini_batch_size=MINI_BATCH_DEFAULTS["mini_batch_size"],
+        learning_rate=MINI_BATCH_DEFAULTS["learning_rate"],
+        learning_rate_init=MINI_BATCH_DEFAULTS["learning_rate_init"],
+        power_t=MINI_BATCH_DEFAULTS["power_t"],
+        momentum=MINI_BATCH_DEFAULTS["momentum"],
+        nesterovs_momentum=MINI_BATCH_DEFAULTS["nesterovs_momentum"],
+        beta_1=MINI_BATCH_DEFAULTS["beta_1"],
+        beta_2=MINI_BATCH_DEFAULTS["beta_2"],
+        epsilon=MINI_BATCH_DEFAULTS["epsilon"],
+        shuffle=MINI_BATCH_DEFAULTS["shuffle"],
+        early_stopping=MINI_BATCH_DEFAULTS["early_stopping"],
+        validation_fraction=MINI_BATCH_DEFAULTS["validation_fraction"],
+        n_iter_no_change=MINI_BATCH_DEFAULTS["n_iter_no_change"],
         max_iter=_AE_DEFAULTS["max_iter"],
         tol=_AE_DEFAULTS["tol"],
         softmax_alpha=1e-4,
@@ -981,6 +1216,20 @@ class StackedAutoencoderClassifier(
         self.noise = noise
         self.noise_level = noise_level
         self.batch_size = batch_size
+        self.solver = solver
+        self.mini_batch_size = mini_batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.shuffle = shuffle
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.max_iter = max_iter
         self.tol = tol
         self.softmax_alpha = softmax_alpha
@@ -1022,6 +1271,8 @@ class StackedAutoencoderClassifier(
         """
         sizes = self._hidden_sizes()
         self._layer_settings()  # validate every layer before any work
+        if self.solver != "lbfgs":
+            self._check_stochastic_input(X)
         _check_marker(self.unlabelled, self)
         if _dask.is_dask_collection(y):  # one label per row, on the client
             y = _dask.compute_labels(y)
@@ -1049,6 +1300,7 @@ class StackedAutoencoderClassifier(
         y = to_numpy(y)
         labelled, classes, y_index = _labelled_classes(y, self.unlabelled)
         if on_cluster:  # a map-reduce over the chunks' labelled rows (skae._dask)
+
             def objective_of(layers, y_index, **settings):
                 return _dask.DaskFineTuneObjective(layers, X, labelled, y_index, **settings)
         else:  # the labelled rows are gathered block by block: X is not copied
@@ -1060,6 +1312,9 @@ class StackedAutoencoderClassifier(
         warm = self.warm_start and hasattr(self, "layers_")
         random_state = check_random_state(self.random_state)
         seeds = random_state.randint(_SEED_MAX, size=len(sizes) + 1)
+        # the softmax initialisation, then (mini-batch solvers) the supervised stages'
+        # orders of rows and held-out rows
+        rng = np.random.RandomState(seeds[-1])
         curves = {"pretraining": [], "softmax": [], "fine_tuning": []}
         n_iter = {"pretraining": [], "softmax": 0, "fine_tuning": 0}
         times = {"pretraining": [], "softmax": 0.0, "fine_tuning": 0.0}
@@ -1074,31 +1329,41 @@ class StackedAutoencoderClassifier(
             n_iter["pretraining"] = [int(ae.n_iter_) for ae in autoencoders]
             reasons["pretraining"] = [ae.stop_reason_ for ae in autoencoders]
             layers = [autoencoder_layer(ae) for ae in autoencoders]
-            rng = np.random.RandomState(seeds[-1])
-            # UFLDL's softmax initialisation: small Gaussian weights, zero bias.
-            W = 0.005 * rng.standard_normal((len(classes), sizes[-1]))
-            b = np.zeros(len(classes))
-            # the same start in every namespace, on X's device in X's dtype
-            W, b = (from_numpy(a, X.dtype, xp, device) for a in (W, b))
-            layers.append(Layer(W, b, "softmax"))
+            layers.append(_initial_softmax(rng, len(classes), sizes[-1], X.dtype, xp, device))
+
+        def run(stage, layers, n_trainable):
+            start = time.perf_counter()
+            if self.solver == "lbfgs":
+                objective = objective_of(
+                    layers,
+                    y_index,
+                    n_trainable=n_trainable,
+                    alphas=[0.0] * (n_trainable - 1) + [self.softmax_alpha],
+                )
+                result = self._minimise(objective, stage)
+                # the frozen encoders are the autoencoders' own arrays: no copy
+                layers = layers[: k - n_trainable] + _layers_from(objective, result.theta)
+            else:
+                layers, result, self._stage_solver_ = self._stochastic_stage(
+                    X,
+                    rows,
+                    y_index,
+                    layers,
+                    n_trainable=n_trainable,
+                    stage=stage,
+                    random_state=rng,
+                )
+            curves[stage], n_iter[stage] = list(result.loss_curve), result.n_iter
+            reasons[stage] = result.reason
+            times[stage] = time.perf_counter() - start
+            return layers, result.loss
 
         k = len(layers)
         loss = pretrained = None  # pretrained: stage 2's network and loss
         if not warm:
             # Stage 2: the softmax on the frozen top codes of the labelled rows.
-            start = time.perf_counter()
             self._say(f"softmax on {len(y_index)} labelled rows")
-            objective = objective_of(
-                layers, y_index, n_trainable=1, alphas=[self.softmax_alpha]
-            )
-            result = self._minimise(objective, "softmax")
-            # the encoders are the autoencoders' own arrays: this network costs no copy
-            # beyond its softmax layer
-            layers = layers[:-1] + _layers_from(objective, result.theta)
-            curves["softmax"], n_iter["softmax"] = list(result.loss_curve), result.n_iter
-            reasons["softmax"] = result.reason
-            loss = result.loss
-            times["softmax"] = time.perf_counter() - start
+            layers, loss = run("softmax", layers, 1)
             pretrained = list(layers), loss
         # Stage 3 (or, warm-started with fine_tune=None, more of stage 2).
         stage, fine_tuned = None, ()
@@ -1109,21 +1374,10 @@ class StackedAutoencoderClassifier(
         elif warm:
             stage, n_trainable = "softmax", 1
         if stage is not None:
-            start = time.perf_counter()
-            self._say(f"{stage.replace('_', '-')} ({self.fine_tune!r}) on {len(y_index)} "
-                      "labelled rows")
-            objective = objective_of(
-                layers,
-                y_index,
-                n_trainable=n_trainable,
-                alphas=[0.0] * (n_trainable - 1) + [self.softmax_alpha],
+            self._say(
+                f"{stage.replace('_', '-')} ({self.fine_tune!r}) on {len(y_index)} labelled rows"
             )
-            result = self._minimise(objective, stage)
-            layers = layers[: k - n_trainable] + _layers_from(objective, result.theta)
-            curves[stage], n_iter[stage] = list(result.loss_curve), result.n_iter
-            reasons[stage] = result.reason
-            loss = result.loss
-            times[stage] = time.perf_counter() - start
+            layers, loss = run(stage, layers, n_trainable)
 
         if y_xp is not np:
             classes = y_xp.asarray(classes, device=y_device)
@@ -1137,11 +1391,219 @@ class StackedAutoencoderClassifier(
         self.stage_stop_reasons_ = reasons
         self.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"] + n_iter["fine_tuning"])
         self.loss_ = float(loss)
+        if self.solver == "lbfgs":  # a former mini-batch fit's progress
+            self.__dict__.pop("_stage_solver_", None)
+            self.__dict__.pop("_random_state_", None)
+        else:
+            self._random_state_ = rng
+        # partial_fit: whether fine-tuning owns the encoders of layers_ (else they are
+        # the autoencoders' encoders)
+        self._fine_tuned_encoders_ = self.fine_tune == "all"
         if pretrained is not None:  # a warm start keeps the record of the fit before it
             self.pretrained_classifier_ = self._pretrained_record(
                 *pretrained, curves, n_iter, times, reasons
             )
         return self
+
+    @available_if(_StackMixin._check_solver)
+    @fit_keeping_state
+    def partial_fit(self, X, y, classes=None):
+        """Update the network with one epoch of the mini-batch solver on the chunk ``X, y``.
+
+        Only for ``solver="adam"`` or ``"sgd"``. One call is:
+
+        1. one epoch of each layer's autoencoder in turn on every row of the chunk,
+           labelled or not (:meth:`SparseAutoencoder.partial_fit`; layer ``k`` learns
+           from the codes of the layers below ``k`` after their update in this call), as
+           :meth:`StackedAutoencoder.partial_fit`;
+        2. then one epoch of the supervised stage on the labelled rows of the chunk:
+           fine-tuning with the softmax when ``fine_tune`` is not None (``"all"``: every
+           layer of ``layers_``; ``"top"``: the softmax only), else the softmax alone. A
+           chunk with no labelled rows just pretrains.
+
+        The encoders of ``layers_`` are the autoencoders' encoders after this call's
+        pretraining, except with ``fine_tune="all"`` once a fine-tuning epoch has run:
+        fine-tuning then owns them, and later pretraining changes ``autoencoders_`` (what
+        the stack reconstructs with) but not the fine-tuned encoders ``layers_``
+        predicts with (as after ``fit``, where fine-tuning starts from pretraining and
+        does not go back to it). The first call creates the layers and the softmax with
+        the seeds ``fit`` would use; the optimisers' states, the loss curves, the epoch
+        counts and the random states carry over from call to call, so a sequence of
+        calls is deterministic for a given ``random_state``. A call after ``fit``
+        continues the fitted network (and the optimiser of its last supervised stage,
+        for a mini-batch fit), whatever ``warm_start``, as in the MLPs. The stream is
+        not ``fit``: the softmax of a call learns from the codes of this call's
+        encoders, while ``fit`` pretrains on every row before the softmax sees a label.
+        ``early_stopping`` does not apply. ``pretrained_classifier_`` is not recorded
+        (there is no separate stage 2) and one from an earlier ``fit`` is removed.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            One chunk of training data (NumPy, a memmap or CSR), with the
+            ``n_features`` of the first call.
+        y : array-like of shape (n_samples,)
+            Its labels; ``unlabelled`` (default -1) marks an unlabelled row. Every other
+            label must be one of ``classes``.
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the stream (the ``unlabelled`` marker excluded), as in
+            scikit-learn's classifiers: required on the first call (the softmax needs
+            one output per class), and if given later it must be the same classes.
+
+        Returns
+        -------
+        self : StackedAutoencoderClassifier
+            The updated estimator; on an error it keeps the state it had before.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_digits
+        >>> from skae import StackedAutoencoderClassifier
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = X / 16.0
+        >>> clf = StackedAutoencoderClassifier((32,), solver="adam",
+        ...                                    learning_rate_init=0.01, random_state=0)
+        >>> for epoch in range(10):
+        ...     for start in range(0, 1500, 500):  # a stream of chunks, 10 passes
+        ...         chunk = slice(start, start + 500)
+        ...         clf = clf.partial_fit(X[chunk], y[chunk], classes=np.arange(10))
+        >>> clf.stage_n_iter_["fine_tuning"], clf.stage_stop_reasons_["fine_tuning"]
+        (30, 'partial_fit')
+        >>> bool(clf.score(X[1500:], y[1500:]) > 0.8)
+        True
+        """
+        sizes = self._hidden_sizes()
+        self._layer_settings()  # validate every layer before any work
+        self._check_stochastic_input(X)
+        _check_marker(self.unlabelled, self)
+        _check_label_types(y, self.unlabelled)
+        first = not hasattr(self, "layers_")
+        X, y = validate_input(
+            self,
+            X,
+            y=y,
+            accept_sparse="csr",
+            dtype=(np.float64, np.float32),
+            ensure_min_samples=1,
+            reset=first,
+        )
+        classes_ = self._stream_classes(classes, first)
+        labelled, y_index = _labels_of_chunk(to_numpy(y), self.unlabelled, classes_)
+        seeds = check_random_state(self.random_state).randint(_SEED_MAX, size=len(sizes) + 1)
+        if not first and self.layers_[0].n_in != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but partial_fit continues a network of "
+                f"{self.layers_[0].n_in}; pass chunks with the features of the first call."
+            )
+        autoencoders, pretraining_times = self._partial_pretrain(
+            X, None if hasattr(self, "autoencoders_") else seeds
+        )
+        if first:
+            rng = np.random.RandomState(seeds[-1])
+            softmax = _initial_softmax(rng, len(classes_), sizes[-1], X.dtype)
+        else:
+            rng = copy.deepcopy(getattr(self, "_random_state_", None))
+            if rng is None:  # after an L-BFGS fit
+                rng = np.random.RandomState(seeds[-1])
+            softmax = _cast_layer(self.layers_[-1], X.dtype)
+        owned = self.fine_tune == "all" and getattr(self, "_fine_tuned_encoders_", False)
+        if owned:
+            encoders = [_cast_layer(layer, X.dtype) for layer in self.layers_[:-1]]
+        else:
+            encoders = [autoencoder_layer(ae) for ae in autoencoders]
+        layers = encoders + [softmax]
+        k = len(layers)
+        record = self._stream_record(first, autoencoders, pretraining_times)
+        curves, n_iter, times, reasons = record
+        stage = "softmax" if self.fine_tune is None else "fine_tuning"
+        n_trainable = k if self.fine_tune == "all" else 1
+        loss = getattr(self, "loss_", None)
+        if labelled.any():
+            start = time.perf_counter()
+            rows = None if labelled.all() else np.flatnonzero(labelled)
+            layers, result, self._stage_solver_ = self._stochastic_stage(
+                X,
+                rows,
+                y_index,
+                layers,
+                n_trainable=n_trainable,
+                stage=stage,
+                random_state=rng,
+                incremental=True,
+                carried=getattr(self, "_stage_solver_", None),
+            )
+            curves[stage].append(result.loss)
+            n_iter[stage] += 1
+            reasons[stage] = result.reason
+            times[stage] = time.perf_counter() - start
+            loss = result.loss
+            owned = owned or self.fine_tune == "all"
+        self.classes_ = classes_
+        self.autoencoders_ = autoencoders
+        self.layers_ = layers
+        self.fine_tuned_layers_ = {"all": tuple(range(1, k + 1)), "top": (k,)}.get(
+            self.fine_tune, ()
+        )
+        self.loss_curves_ = curves
+        self.stage_n_iter_ = n_iter
+        self.stage_times_ = times
+        self.stage_stop_reasons_ = reasons
+        self.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"] + n_iter["fine_tuning"])
+        self.loss_ = None if loss is None else float(loss)
+        self._random_state_ = rng
+        self._fine_tuned_encoders_ = owned
+        self.__dict__.pop("pretrained_classifier_", None)
+        return self
+
+    def _stream_classes(self, classes, first):
+        """``classes_`` of a ``partial_fit`` call (scikit-learn's convention)."""
+        if classes is None:
+            if first:
+                raise ValueError(
+                    "classes must be passed on the first call to partial_fit: every class "
+                    "the stream will hold (the unlabelled marker excluded), e.g. "
+                    "classes=np.arange(10); the softmax needs one output per class."
+                )
+            return self.classes_
+        classes = np.unique(to_numpy(np.asarray(classes)))
+        if first:
+            marked = [c for c in classes.tolist() if _is_marker(c, self.unlabelled)]
+            if marked:
+                raise ValueError(
+                    f"classes holds {_plain(marked[0])!r}, the marker of unlabelled rows "
+                    f"(unlabelled={_plain(self.unlabelled)!r}). Leave the marker out of "
+                    "classes, or pass unlabelled=None if it is a class."
+                )
+            if len(classes) < 2:
+                raise ValueError(
+                    f"classes must hold at least two classes, got {classes.tolist()}."
+                )
+            return classes
+        before = to_numpy(self.classes_)
+        if not np.array_equal(classes, before):
+            raise ValueError(
+                f"classes={classes.tolist()} is not the classes of the first call, "
+                f"{before.tolist()}. Pass the same classes (or leave classes out after the "
+                "first call); fit from scratch to change them."
+            )
+        return self.classes_
+
+    def _stream_record(self, first, autoencoders, pretraining_times):
+        """The stage records of a ``partial_fit`` call: the former ones continued."""
+        if first or not hasattr(self, "loss_curves_"):
+            curves = {"pretraining": [], "softmax": [], "fine_tuning": []}
+            n_iter = {"pretraining": [], "softmax": 0, "fine_tuning": 0}
+            reasons = {"pretraining": [], "softmax": None, "fine_tuning": None}
+        else:
+            curves = copy.deepcopy(self.loss_curves_)
+            n_iter = copy.deepcopy(self.stage_n_iter_)
+            reasons = copy.deepcopy(self.stage_stop_reasons_)
+        curves["pretraining"] = [list(ae.loss_curve_) for ae in autoencoders]
+        n_iter["pretraining"] = [int(ae.n_iter_) for ae in autoencoders]
+        reasons["pretraining"] = [ae.stop_reason_ for ae in autoencoders]
+        times = {"pretraining": pretraining_times, "softmax": 0.0, "fine_tuning": 0.0}
+        return curves, n_iter, times, reasons
 
     def _pretrained_record(self, layers, loss, curves, n_iter, times, reasons):
         """The network as stage 2 left it, as a fitted classifier: the fitted attributes of
@@ -1162,6 +1624,124 @@ class StackedAutoencoderClassifier(
         if hasattr(self, "feature_names_in_"):
             record.feature_names_in_ = self.feature_names_in_
         return record
+
+    def _stochastic_stage(
+        self,
+        X,
+        rows,
+        y_index,
+        layers,
+        *,
+        n_trainable,
+        stage,
+        random_state,
+        incremental=False,
+        carried=None,
+    ):
+        """A supervised stage (``"softmax"`` or ``"fine_tuning"``) with the mini-batch
+        solver: the top ``n_trainable`` of ``layers`` learn from the labelled rows ``rows``
+        of ``X`` (None: every row), ``y_index`` their class indices.
+
+        The frozen layers' codes of the labelled rows are computed once; each mini-batch
+        is then a :class:`FineTuneObjective` on those rows (the trainable layers only),
+        whose construction costs a few small buffers. With ``early_stopping`` (not in
+        ``partial_fit``) a stratified ``validation_fraction`` of the labelled rows is held
+        out and scored by accuracy after each epoch, as in
+        :class:`~sklearn.neural_network.MLPClassifier`. ``carried`` is a former call's
+        ``(optimizer, state)`` (``partial_fit``). Returns the new layers, the
+        :class:`_StageResult` and the ``(optimizer, state)`` to carry on.
+        """
+        if stage == "softmax":
+            label, max_iter, max_iter_name = "softmax", self.softmax_max_iter, "softmax_max_iter"
+        else:
+            label, max_iter = "fine-tuning", self.fine_tune_max_iter
+            max_iter_name = "fine_tune_max_iter"
+        k = len(layers)
+        frozen, trainable = list(layers[: k - n_trainable]), list(layers[k - n_trainable :])
+        trainable = [_cast_layer(layer, X.dtype) for layer in trainable]
+        alphas = [0.0] * (n_trainable - 1) + [self.softmax_alpha]
+        if frozen:  # their codes of the labelled rows, once
+            data, data_rows = _codes_of_rows(frozen, X, rows, X.dtype), None
+        else:
+            data, data_rows = X, rows
+        m = len(y_index)
+        layout = NetworkLayout(tuple(tuple(layer.weights.shape) for layer in trainable))
+        theta = np.array(layout.pack(trainable), dtype=np.float64)
+        everything = np.arange(m)
+
+        def objective_of(positions, random_state):
+            positions = everything[positions]  # a slice: a view
+            selected = positions if data_rows is None else data_rows[positions]
+            return FineTuneObjective(
+                trainable,
+                data,
+                y_index[positions],
+                n_trainable=n_trainable,
+                alphas=alphas,
+                rows=selected,
+            )
+
+        train_rows = validation_score = None
+        early_stopping = self.early_stopping and not incremental
+        if early_stopping:
+            train_rows, held_out = _stratified_split(
+                y_index, self.validation_fraction, random_state, label
+            )
+
+            def validation_score(theta):
+                network = [
+                    Layer(W.astype(X.dtype), b.astype(X.dtype), layer.activation)
+                    for (W, b), layer in zip(layout.unpack(theta), trainable)
+                ]
+                selected = held_out if data_rows is None else data_rows[held_out]
+                codes = _codes_of_rows(network, data, selected, X.dtype)
+                return float(np.mean(np.argmax(codes, axis=1) == y_index[held_out]))
+
+        if (
+            carried is not None
+            and isinstance(carried[0], _OPTIMIZERS[self.solver])
+            and len(_moments(carried[0])) == layout.size
+        ):
+            optimizer, state = copy.deepcopy(carried[0]), copy.deepcopy(carried[1])
+            apply_optimizer_settings(optimizer, self, state.t)
+        else:
+            optimizer, state = make_optimizer(self, layout.size), EpochState()
+        state.validation_scores = [] if early_stopping else None
+        state.best_validation_score = -np.inf
+        n_train = m if train_rows is None else len(train_rows)
+        size = min(200, n_train) if self.mini_batch_size == "auto" else self.mini_batch_size
+        result = run_epochs(
+            objective_of,
+            m,
+            theta,
+            optimizer=optimizer,
+            state=state,
+            train_rows=train_rows,
+            mini_batch_size=max(1, min(size, n_train)),
+            max_iter=max_iter,
+            tol=float(self.fine_tune_tol),
+            n_iter_no_change=self.n_iter_no_change,
+            shuffle=self.shuffle,
+            random_state=random_state,
+            validation_score=validation_score,
+            incremental=incremental,
+            verbose=self.verbose,
+            name=f"{type(self).__name__} ({label})",
+            max_iter_name=max_iter_name,
+            tol_name="fine_tune_tol",
+        )
+        trained = [
+            Layer(W.astype(X.dtype), b.astype(X.dtype), layer.activation)
+            for (W, b), layer in zip(layout.unpack(result.theta), trainable)
+        ]
+        record = _StageResult(
+            loss=result.loss,
+            loss_curve=list(state.loss_curve),
+            n_iter=state.n_iter,
+            reason=result.reason,
+            validation_scores=state.validation_scores,
+        )
+        return frozen + trained, record, (optimizer, state)
 
     def _say(self, message):
         if self.verbose >= 2:
@@ -1308,9 +1888,11 @@ class StackedAutoencoderClassifier(
         return self.layers_[-2].n_out
 
 
-StackedAutoencoderClassifier.__doc__ = StackedAutoencoderClassifier.__doc__.replace(
-    "    {per_layer}", _PER_LAYER_DOC
-).replace("{{", "{").replace("}}", "}")
+StackedAutoencoderClassifier.__doc__ = (
+    StackedAutoencoderClassifier.__doc__.replace("    {per_layer}", _PER_LAYER_DOC)
+    .replace("{{", "{")
+    .replace("}}", "}")
+)
 
 
 # What the classifier computes from checked rows X (NumPy, sparse, or an array of the
@@ -1363,6 +1945,66 @@ def _predict(X, layers, classes):
     return xp.asarray(labels, device=array_device(Z))
 
 
+_OPTIMIZERS = {"adam": AdamOptimizer, "sgd": SGDOptimizer}
+
+
+def _moments(optimizer):
+    """The optimiser's per-parameter state (its size is the number of parameters)."""
+    return optimizer.ms if isinstance(optimizer, AdamOptimizer) else optimizer.velocity
+
+
+@dataclass
+class _StageResult:
+    """How a supervised stage of the mini-batch solver ended (as :class:`LBFGSResult`)."""
+
+    loss: float
+    loss_curve: list
+    n_iter: int
+    reason: str
+    validation_scores: list = None
+
+
+def _initial_softmax(rng, n_classes, n_in, dtype, xp=np, device=None):
+    """UFLDL's softmax initialisation: small Gaussian weights, zero bias, in ``dtype`` in
+    the namespace ``xp`` on ``device`` (the same start in every namespace)."""
+    W = 0.005 * rng.standard_normal((n_classes, n_in))
+    b = np.zeros(n_classes)
+    W, b = (from_numpy(a, dtype, xp, device) for a in (W, b))
+    return Layer(W, b, "softmax")
+
+
+_CODE_ROWS = 4096  # rows per step of _codes_of_rows
+
+
+def _codes_of_rows(layers, X, rows, dtype):
+    """The top activations of ``X[rows]`` (``rows`` None: every row), a block of rows at a
+    time, so that ``X[rows]`` is never copied whole (X may be a memmap or CSR)."""
+    m = X.shape[0] if rows is None else len(rows)
+    out = np.empty((m, layers[-1].n_out), dtype=dtype)
+    for start in range(0, m, _CODE_ROWS):
+        stop = min(start + _CODE_ROWS, m)
+        block = X[start:stop] if rows is None else X[rows[start:stop]]
+        out[start:stop] = forward(layers, block)[-1]
+    return out
+
+
+def _stratified_split(y_index, fraction, random_state, label):
+    """``(train, held_out)`` positions: a stratified ``fraction`` of the labelled rows held
+    out (as :class:`~sklearn.neural_network.MLPClassifier`'s early stopping), sorted."""
+    positions = np.arange(len(y_index))
+    try:
+        train, held_out = train_test_split(
+            positions, test_size=fraction, stratify=y_index, random_state=random_state
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"early_stopping ({label}) holds out a stratified validation_fraction="
+            f"{fraction} of the {len(y_index)} labelled rows, which fails: {exc} Pass more "
+            "labelled rows, change validation_fraction, or set early_stopping=False."
+        ) from exc
+    return np.sort(train), np.sort(held_out)
+
+
 def _cast_layer(layer, dtype):
     return Layer(cast(layer.weights, dtype), cast(layer.bias, dtype), layer.activation)
 
@@ -1378,4 +2020,3 @@ def _layers_from(objective, theta):
         Layer(_copy_as(W, objective.dtype), _copy_as(b, objective.dtype), layer.activation)
         for (W, b), layer in zip(objective.layout.unpack(theta), objective.trainable)
     ]
-

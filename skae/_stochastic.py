@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ._objective import AutoencoderObjective, Corruption
+from ._optimize import current_stage
 from ._warnings import warn_at_caller
 from .exceptions import FitInterruptedWarning, NonFiniteLossError
 
@@ -23,6 +24,9 @@ __all__ = [
     "AdamOptimizer",
     "EpochState",
     "SGDOptimizer",
+    "apply_optimizer_settings",
+    "autoencoder_rows",
+    "make_optimizer",
     "minibatch_objective",
     "run_epochs",
 ]
@@ -112,6 +116,45 @@ class AdamOptimizer:
         theta -= self.learning_rate * self.ms / (np.sqrt(self.vs) + self.epsilon)
 
 
+def make_optimizer(estimator, size):
+    """A new optimiser for ``size`` parameters from an estimator's solver settings
+    (``solver``, ``learning_rate_init``, ``beta_1``, ... as the MLPs name them)."""
+    if estimator.solver == "adam":
+        return AdamOptimizer(
+            size,
+            estimator.learning_rate_init,
+            estimator.beta_1,
+            estimator.beta_2,
+            estimator.epsilon,
+        )
+    return SGDOptimizer(
+        size,
+        estimator.learning_rate_init,
+        estimator.learning_rate,
+        estimator.momentum,
+        estimator.nesterovs_momentum,
+        estimator.power_t,
+    )
+
+
+def apply_optimizer_settings(optimizer, estimator, t):
+    """Give a carried-over optimiser an estimator's current solver settings (``set_params``
+    between ``partial_fit`` calls); its moments, velocity and step count are kept, and its
+    step size too unless ``learning_rate_init`` changed. ``t``: the rows seen."""
+    if isinstance(optimizer, AdamOptimizer):
+        optimizer.beta_1, optimizer.beta_2 = float(estimator.beta_1), float(estimator.beta_2)
+        optimizer.epsilon = float(estimator.epsilon)
+    else:
+        optimizer.schedule = estimator.learning_rate
+        optimizer.momentum = float(estimator.momentum)
+        optimizer.nesterov = bool(estimator.nesterovs_momentum)
+        optimizer.power_t = float(estimator.power_t)
+    if float(estimator.learning_rate_init) != optimizer.learning_rate_init:
+        optimizer.learning_rate_init = float(estimator.learning_rate_init)
+        optimizer.learning_rate = float(estimator.learning_rate_init)
+    optimizer.iteration_ends(t)  # "invscaling": the step size at t rows seen
+
+
 def minibatch_objective(spec, X, rows, *, corruption=None, batch_size=None):
     """The autoencoder objective on the rows ``rows`` of ``X`` (a slice or an index array).
 
@@ -121,6 +164,24 @@ def minibatch_objective(spec, X, rows, *, corruption=None, batch_size=None):
     ``rows`` covering all of ``X`` in order it is the full objective.
     """
     return AutoencoderObjective(spec, X[rows], corruption=corruption, batch_size=batch_size)
+
+
+def autoencoder_rows(spec, X, *, noise=None, batch_size=None):
+    """The autoencoder's ``objective_of(rows, random_state)`` for :func:`run_epochs`.
+
+    ``objective_of(rows, random_state)`` is :func:`minibatch_objective` on those rows of
+    ``X``; with ``noise`` (``(kind, level)``) a fresh corruption is drawn for it, its seed
+    from ``random_state`` (None: the clean rows, no draw).
+    """
+
+    def objective_of(rows, random_state):
+        corruption = None
+        if noise is not None and random_state is not None:
+            seed = int(random_state.randint(np.iinfo(np.int32).max))
+            corruption = Corruption(noise[0], noise[1], seed)
+        return minibatch_objective(spec, X, rows, corruption=corruption, batch_size=batch_size)
+
+    return objective_of
 
 
 @dataclass
@@ -169,8 +230,8 @@ def _update_no_improvement(state, tol, validation_score, theta, best):
 
 
 def run_epochs(
-    spec,
-    X,
+    objective_of,
+    n_rows,
     theta,
     *,
     optimizer,
@@ -182,20 +243,27 @@ def run_epochs(
     n_iter_no_change,
     shuffle,
     random_state,
-    noise=None,
-    batch_size=None,
     validation_score=None,
     incremental=False,
     verbose=0,
     name="model",
+    max_iter_name="max_iter",
+    tol_name="tol",
 ):
-    """Minimise over mini-batches of ``X``'s rows for up to ``max_iter`` epochs.
+    """Minimise over mini-batches of ``n_rows`` rows for up to ``max_iter`` epochs.
+
+    One epoch loop for every objective: ``objective_of(rows, random_state)`` returns the
+    pure objective ``fun(theta) -> (J, grad)`` of the rows ``rows`` (a slice or an index
+    array into ``range(n_rows)``), e.g. :func:`autoencoder_rows` (which draws a fresh
+    corruption for every mini-batch from ``random_state``) or the classifier's softmax
+    and fine-tuning objectives on a mini-batch of labelled rows. It is called with
+    ``random_state`` None for the clean objective of the start (an interruption before
+    the first step).
 
     ``theta`` (float64) is updated in place. ``train_rows`` is None (all rows, in order)
     or an index array. Each epoch visits the training rows once, in a new order drawn from
     ``random_state`` when ``shuffle``, in mini-batches of ``mini_batch_size`` rows (the
-    last one smaller); ``noise`` (``(kind, level)``) draws a fresh corruption for every
-    mini-batch (its seed from ``random_state``). After each epoch the mean mini-batch loss
+    last one smaller). After each epoch the mean mini-batch loss
     is appended to ``state.loss_curve`` and the MLPs' no-improvement rule is applied: on
     ``validation_score(theta)`` (higher is better; appended to
     ``state.validation_scores``) when given, else on the loss. With ``incremental``
@@ -207,7 +275,9 @@ def run_epochs(
     mini-batch step and warns; ``max_iter`` epochs without the stopping rule warn with
     :class:`~sklearn.exceptions.ConvergenceWarning`.
     """
-    n = X.shape[0] if train_rows is None else len(train_rows)
+    stage = current_stage(name, max_iter=max_iter_name, tol=tol_name)
+    name = stage.name
+    n = n_rows if train_rows is None else len(train_rows)
     start_time = time.perf_counter()
     best = {}
     reason = "partial_fit" if incremental else "max_iter"
@@ -228,14 +298,7 @@ def run_epochs(
             for start in range(0, n, mini_batch_size):
                 stop = min(start + mini_batch_size, n)
                 rows = slice(start, stop) if order is None else order[start:stop]
-                corruption = None
-                if noise is not None:
-                    seed = int(random_state.randint(np.iinfo(np.int32).max))
-                    corruption = Corruption(noise[0], noise[1], seed)
-                fun = minibatch_objective(
-                    spec, X, rows, corruption=corruption, batch_size=batch_size
-                )
-                J, grad = fun(theta)
+                J, grad = objective_of(rows, random_state)(theta)
                 if not (np.isfinite(J) and np.all(np.isfinite(grad))):
                     what = "loss" if not np.isfinite(J) else "gradient"
                     raise NonFiniteLossError(
@@ -289,7 +352,7 @@ def run_epochs(
             rows = slice(0, min(n, mini_batch_size))
             if train_rows is not None:
                 rows = train_rows[rows]
-            last_loss = float(minibatch_objective(spec, X, rows, batch_size=batch_size)(theta)[0])
+            last_loss = float(objective_of(rows, None)(theta)[0])
     if "theta" in best and not interrupted:
         theta[...] = best["theta"]
     if verbose:
@@ -301,8 +364,9 @@ def run_epochs(
         )
     if reason == "max_iter":
         warn_at_caller(
-            f"{name}: the mini-batch solver reached max_iter={max_iter} epochs and the "
-            "optimisation has not converged yet; increase max_iter or tol.",
+            f"{name}: the mini-batch solver reached {stage.max_iter}={max_iter} epochs and "
+            f"the optimisation has not converged yet; increase {stage.max_iter} or "
+            f"{stage.tol}.",
             ConvergenceWarning,
         )
     return EpochResult(theta, float(last_loss), reason, interrupted)
