@@ -1667,19 +1667,7 @@ class StackedAutoencoderClassifier(
         m = len(y_index)
         layout = NetworkLayout(tuple(tuple(layer.weights.shape) for layer in trainable))
         theta = np.array(layout.pack(trainable), dtype=np.float64)
-        everything = np.arange(m)
-
-        def objective_of(positions, random_state):
-            positions = everything[positions]  # a slice: a view
-            selected = positions if data_rows is None else data_rows[positions]
-            return FineTuneObjective(
-                trainable,
-                data,
-                y_index[positions],
-                n_trainable=n_trainable,
-                alphas=alphas,
-                rows=selected,
-            )
+        objective_of = labelled_rows(trainable, data, data_rows, y_index, alphas=alphas)
 
         train_rows = validation_score = None
         early_stopping = self.early_stopping and not incremental
@@ -1971,6 +1959,32 @@ def _initial_softmax(rng, n_classes, n_in, dtype, xp=np, device=None):
     b = np.zeros(n_classes)
     W, b = (from_numpy(a, dtype, xp, device) for a in (W, b))
     return Layer(W, b, "softmax")
+
+
+def labelled_rows(layers, X, rows, y_index, *, alphas):
+    """The supervised stages' ``objective_of(positions, random_state)`` for
+    :func:`skae._stochastic.run_epochs`.
+
+    ``layers`` are the trainable layers (the softmax on top), ``X`` their input (the
+    data, or the frozen layers' codes of the labelled rows), ``rows`` the rows of ``X``
+    that are the labelled rows (None: every row, in order) and ``y_index`` their class
+    indices. ``objective_of(positions, random_state)`` is the :class:`FineTuneObjective`
+    of the labelled rows at ``positions`` (a slice or an index array into
+    ``range(len(y_index))``; ``random_state`` is not used: no noise in these stages).
+    Each mini-batch's rows are gathered block by block, so ``X`` is never copied; the
+    construction costs a few buffers of the mini-batch's size. For ``positions`` covering
+    every labelled row in order it is the stage's full objective.
+    """
+    everything = np.arange(len(y_index))
+
+    def objective_of(positions, random_state):
+        positions = everything[positions]  # a slice: a view
+        selected = positions if rows is None else rows[positions]
+        return FineTuneObjective(
+            layers, X, y_index[positions], n_trainable=len(layers), alphas=alphas, rows=selected
+        )
+
+    return objective_of
 
 
 _CODE_ROWS = 4096  # rows per step of _codes_of_rows

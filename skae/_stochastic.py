@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._objective import AutoencoderObjective, Corruption
 from ._optimize import current_stage
+from ._parallel import blas_single_threaded
 from ._warnings import warn_at_caller
 from .exceptions import FitInterruptedWarning, NonFiniteLossError
 
@@ -286,58 +287,61 @@ def run_epochs(
     epoch_loss = 0.0
     seen = 0
     try:
-        for _ in range(1 if incremental else max_iter):
-            epoch_start = time.perf_counter()
-            if shuffle:
-                order = random_state.permutation(n)
-                if train_rows is not None:
-                    order = train_rows[order]
-            else:
-                order = train_rows
-            epoch_loss, seen = 0.0, 0
-            for start in range(0, n, mini_batch_size):
-                stop = min(start + mini_batch_size, n)
-                rows = slice(start, stop) if order is None else order[start:stop]
-                J, grad = objective_of(rows, random_state)(theta)
-                if not (np.isfinite(J) and np.all(np.isfinite(grad))):
-                    what = "loss" if not np.isfinite(J) else "gradient"
-                    raise NonFiniteLossError(
-                        f"{name}: the {what} became non-finite (loss = {J}) during "
-                        "optimisation; no parameters were kept from this fit. Scale the "
-                        "input (e.g. MinMaxScaler or StandardScaler), or lower "
-                        "learning_rate_init, lower beta or raise alpha."
-                    )
-                optimizer.update_params(theta, grad)
-                if not np.all(np.isfinite(theta)):  # a step too large for float64
-                    raise NonFiniteLossError(
-                        f"{name}: the parameters became non-finite after a mini-batch "
-                        "step (the step overflowed); no parameters were kept from this "
-                        "fit. Lower "
-                        "learning_rate_init, or scale the input (e.g. MinMaxScaler)."
-                    )
-                epoch_loss += float(J) * (stop - start)
-                seen += stop - start
-            state.n_iter += 1
-            state.t += n
-            last_loss = epoch_loss / n
-            state.loss_curve.append(last_loss)
-            _update_no_improvement(state, tol, validation_score, theta, best)
-            optimizer.iteration_ends(state.t)
-            if verbose >= 2:
-                now = time.perf_counter()
-                line = f"Epoch {state.n_iter:4d}, loss = {last_loss:.8g}"
-                if validation_score is not None:
-                    line += f", validation score = {state.validation_scores[-1]:.8g}"
-                rate = n / max(now - epoch_start, 1e-12)
-                line += f", time = {now - start_time:.2f}s, {rate:.0f} samples/s"
-                print(line, flush=True)
-            if state.no_improvement_count > n_iter_no_change:
-                if optimizer.trigger_stopping():
-                    if not incremental:
-                        reason = "no improvement"
-                        break
+        # BLAS on one thread for the whole run: a mini-batch's products are small, and
+        # each objective's own limit is then free (no thread started per mini-batch)
+        with blas_single_threaded():
+            for _ in range(1 if incremental else max_iter):
+                epoch_start = time.perf_counter()
+                if shuffle:
+                    order = random_state.permutation(n)
+                    if train_rows is not None:
+                        order = train_rows[order]
                 else:
-                    state.no_improvement_count = 0
+                    order = train_rows
+                epoch_loss, seen = 0.0, 0
+                for start in range(0, n, mini_batch_size):
+                    stop = min(start + mini_batch_size, n)
+                    rows = slice(start, stop) if order is None else order[start:stop]
+                    J, grad = objective_of(rows, random_state)(theta)
+                    if not (np.isfinite(J) and np.all(np.isfinite(grad))):
+                        what = "loss" if not np.isfinite(J) else "gradient"
+                        raise NonFiniteLossError(
+                            f"{name}: the {what} became non-finite (loss = {J}) during "
+                            "optimisation; no parameters were kept from this fit. Scale the "
+                            "input (e.g. MinMaxScaler or StandardScaler), or lower "
+                            "learning_rate_init, lower beta or raise alpha."
+                        )
+                    optimizer.update_params(theta, grad)
+                    if not np.all(np.isfinite(theta)):  # a step too large for float64
+                        raise NonFiniteLossError(
+                            f"{name}: the parameters became non-finite after a mini-batch "
+                            "step (the step overflowed); no parameters were kept from this "
+                            "fit. Lower "
+                            "learning_rate_init, or scale the input (e.g. MinMaxScaler)."
+                        )
+                    epoch_loss += float(J) * (stop - start)
+                    seen += stop - start
+                state.n_iter += 1
+                state.t += n
+                last_loss = epoch_loss / n
+                state.loss_curve.append(last_loss)
+                _update_no_improvement(state, tol, validation_score, theta, best)
+                optimizer.iteration_ends(state.t)
+                if verbose >= 2:
+                    now = time.perf_counter()
+                    line = f"Epoch {state.n_iter:4d}, loss = {last_loss:.8g}"
+                    if validation_score is not None:
+                        line += f", validation score = {state.validation_scores[-1]:.8g}"
+                    rate = n / max(now - epoch_start, 1e-12)
+                    line += f", time = {now - start_time:.2f}s, {rate:.0f} samples/s"
+                    print(line, flush=True)
+                if state.no_improvement_count > n_iter_no_change:
+                    if optimizer.trigger_stopping():
+                        if not incremental:
+                            reason = "no improvement"
+                            break
+                    else:
+                        state.no_improvement_count = 0
     except KeyboardInterrupt:
         interrupted = True
         reason = "interrupted"

@@ -73,6 +73,17 @@ CONFIGURATIONS = [
     StackedAutoencoderClassifier(
         (5,), max_iter=15, softmax_max_iter=30, fine_tune_max_iter=40, unlabelled=None
     ),
+    # the mini-batch solvers in every stage (partial_fit; few epochs, small layers)
+    StackedAutoencoder((4, 3), solver="sgd", max_iter=5, mini_batch_size=8),
+    StackedAutoencoderClassifier(
+        (6,),
+        solver="adam",
+        learning_rate_init=0.05,
+        mini_batch_size=16,
+        max_iter=5,
+        softmax_max_iter=30,
+        fine_tune_max_iter=30,
+    ),
     ZCAWhitening(),
     ZCAWhitening(epsilon=1e-3),
 ]

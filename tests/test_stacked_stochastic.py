@@ -1,0 +1,609 @@
+"""The stacked estimators with the mini-batch solvers (solver="adam"/"sgd"): every stage,
+early stopping, partial_fit, and the options they support."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+
+from skae import (
+    SparseAutoencoder,
+    StackedAutoencoder,
+    StackedAutoencoderClassifier,
+    check_gradient,
+)
+from skae._network import FineTuneObjective, Layer, autoencoder_layer, forward
+from skae._stacked import labelled_rows
+
+SEED_MAX = np.iinfo(np.int32).max
+
+# A few epochs leave an upper layer's codes nearly constant; that diagnosis is tested in
+# test_stacked.py, these tests are about the solvers.
+pytestmark = pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+def _quiet(function, *args, **kwargs):
+    """Run a fit whose stages may stop at their epoch limit (not the point here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return function(*args, **kwargs)
+
+
+def _assert_same_network(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.weights, y.weights)
+        np.testing.assert_array_equal(x.bias, y.bias)
+
+
+def _assert_same_layers(a, b):
+    for x, y in zip(a, b):
+        for name in ("components_", "intercept_hidden_", "intercept_visible_"):
+            np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
+
+
+# ------------------------------------------------------------------------- parameters
+@pytest.mark.parametrize("cls", [StackedAutoencoder, StackedAutoencoderClassifier])
+def test_the_solver_parameters_are_sparse_autoencoders(cls):
+    ae_params = SparseAutoencoder().get_params()
+    params = cls().get_params()
+    for name in (
+        "solver",
+        "mini_batch_size",
+        "learning_rate",
+        "learning_rate_init",
+        "power_t",
+        "momentum",
+        "nesterovs_momentum",
+        "beta_1",
+        "beta_2",
+        "epsilon",
+        "shuffle",
+        "early_stopping",
+        "validation_fraction",
+        "n_iter_no_change",
+    ):
+        assert params[name] == ae_params[name], name
+    assert params["solver"] == "lbfgs"
+
+
+def test_each_layer_is_the_sparse_autoencoder_with_the_solver_settings(digits):
+    X, _ = digits
+    settings = dict(
+        solver="sgd", mini_batch_size=16, learning_rate_init=0.05, momentum=0.5, max_iter=3
+    )
+    stack = _quiet(StackedAutoencoder((12, 6), random_state=0, **settings).fit, X[:300])
+    codes = X[:300]
+    for ae in stack.autoencoders_:
+        assert (ae.solver, ae.mini_batch_size, ae.momentum) == ("sgd", 16, 0.5)
+        alone = _quiet(
+            SparseAutoencoder(ae.n_hidden, random_state=ae.random_state, **settings).fit, codes
+        )
+        _assert_same_layers([ae], [alone])
+        codes = alone.transform(codes)
+    assert stack.stage_n_iter_ == {"pretraining": [3, 3]}
+    assert stack.stage_stop_reasons_ == {"pretraining": ["max_iter", "max_iter"]}
+
+
+def test_a_layer_that_reaches_max_iter_warns_naming_the_stack_and_layer(digits):
+    X, _ = digits
+    with pytest.warns(ConvergenceWarning) as record:
+        StackedAutoencoder((8, 4), solver="adam", max_iter=2, random_state=0).fit(X[:200])
+    assert [str(w.message).split(":")[0] for w in record] == [
+        "StackedAutoencoder (pretraining, layer 1 of 2)",
+        "StackedAutoencoder (pretraining, layer 2 of 2)",
+    ]
+    assert "the mini-batch solver reached max_iter=2 epochs" in str(record[0].message)
+
+
+# ------------------------------------------------------------------ supervised stages
+def _softmax_start(random_state, sizes, n_classes):
+    """The softmax layer fit starts from (UFLDL's initialisation, from fit's last seed)."""
+    seeds = np.random.RandomState(random_state).randint(SEED_MAX, size=len(sizes) + 1)
+    W = 0.005 * np.random.RandomState(seeds[-1]).standard_normal((n_classes, sizes[-1]))
+    return Layer(W, np.zeros(n_classes), "softmax")
+
+
+ONE_STEP = dict(
+    solver="sgd",
+    momentum=0.0,
+    nesterovs_momentum=False,
+    learning_rate_init=0.5,
+    shuffle=False,
+    mini_batch_size=10_000,  # one mini-batch: all the labelled rows
+    max_iter=2,
+    random_state=0,
+)
+
+
+@pytest.mark.parametrize("unlabelled_rows", [False, True])
+def test_one_softmax_epoch_of_one_batch_is_a_gradient_step_on_the_full_objective(
+    digits, unlabelled_rows
+):
+    # SGD without momentum, every labelled row in one mini-batch: the epoch is one step
+    # θ − η ∇J(θ) of the stage's full objective (what L-BFGS minimises).
+    X, y = digits
+    X, y = X[:400], y[:400].copy()
+    if unlabelled_rows:
+        y[::3] = -1
+    clf = _quiet(
+        StackedAutoencoderClassifier(
+            (10,), fine_tune=None, softmax_max_iter=1, softmax_alpha=1e-3, **ONE_STEP
+        ).fit,
+        X,
+        y,
+    )
+    rows = np.flatnonzero(y != -1)
+    y_index = np.searchsorted(clf.classes_, y[rows])
+    layers = [autoencoder_layer(clf.autoencoders_[0]), _softmax_start(0, (10,), 10)]
+    full = FineTuneObjective(layers, X, y_index, n_trainable=1, alphas=[1e-3], rows=rows)
+    J, grad = full(full.theta0)
+    expected = full.theta0 - 0.5 * grad
+    W, b = clf.layers_[-1].weights, clf.layers_[-1].bias
+    np.testing.assert_allclose(np.concatenate([W.ravel(), b]), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(clf.loss_curves_["softmax"], [J], rtol=1e-12)
+    assert clf.stage_n_iter_["softmax"] == 1
+    assert clf.stage_stop_reasons_["softmax"] == "max_iter"
+
+
+def test_one_fine_tuning_epoch_of_one_batch_is_a_gradient_step_on_the_network(digits):
+    X, y = digits
+    X, y = X[:300], y[:300]
+    clf = _quiet(
+        StackedAutoencoderClassifier(
+            (10, 6),
+            alpha=[1e-3, 1e-4],
+            softmax_max_iter=1,
+            fine_tune="all",
+            fine_tune_max_iter=1,
+            **ONE_STEP,
+        ).fit,
+        X,
+        y,
+    )
+    start = clf.pretrained_classifier_.layers_
+    full = FineTuneObjective(start, X, y, n_trainable=3, alphas=[0.0, 0.0, 1e-4])
+    J, grad = full(full.theta0)
+    expected = full.theta0 - 0.5 * grad
+    got = np.concatenate([a.ravel() for layer in clf.layers_ for a in (layer.weights, layer.bias)])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(clf.loss_curves_["fine_tuning"], [J], rtol=1e-12)
+    assert clf.fine_tuned_layers_ == (1, 2, 3)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("n_trainable", [1, 2])
+def test_the_mini_batch_objective_is_the_full_objective_on_all_rows_and_passes_the_check(
+    digits, activation, sparse, n_trainable
+):
+    X, y = digits
+    X, y = X[:120], y[:120] % 3
+    rows = np.arange(0, 120, 2)  # the labelled rows
+    rng = np.random.RandomState(0)
+    layers = [
+        Layer(rng.normal(0, 0.3, (7, 64)), rng.normal(0, 0.1, 7), activation),
+        Layer(rng.normal(0, 0.3, (3, 7)), rng.normal(0, 0.1, 3), "softmax"),
+    ]
+    data = sp.csr_matrix(X) if sparse else X
+    trainable = layers[2 - n_trainable :]
+    if n_trainable == 1:  # the frozen layer's codes of the labelled rows, as the stage does
+        data, data_rows = forward(layers[:1], X[rows])[-1], None
+    else:
+        data_rows = rows
+    alphas = [0.0] * (n_trainable - 1) + [1e-3]
+    objective_of = labelled_rows(trainable, data, data_rows, y[rows], alphas=alphas)
+    full = FineTuneObjective(
+        layers,
+        sp.csr_matrix(X) if sparse else X,
+        y[rows],
+        n_trainable=n_trainable,
+        alphas=alphas,
+        rows=rows,
+    )
+    theta = full.theta0
+    J, grad = objective_of(slice(0, len(rows)), None)(theta)
+    J_full, grad_full = full(theta)
+    np.testing.assert_allclose(J, J_full, rtol=1e-12)
+    np.testing.assert_allclose(grad, grad_full, rtol=1e-10, atol=1e-14)
+    batch = objective_of(np.array([5, 0, 17, 3, 29, 11]), None)
+    assert check_gradient(batch, theta) < 1e-6
+
+
+def test_early_stopping_scores_accuracy_on_a_stratified_held_out_share(digits):
+    X, y = digits
+    clf = _quiet(
+        StackedAutoencoderClassifier(
+            (16,),
+            solver="adam",
+            learning_rate_init=0.01,
+            max_iter=5,
+            softmax_max_iter=300,
+            fine_tune=None,
+            early_stopping=True,
+            validation_fraction=0.2,
+            n_iter_no_change=3,
+            random_state=0,
+        ).fit,
+        X[:600],
+        y[:600],
+    )
+    # stopped by the rule on the held-out accuracy, long before the epoch limit
+    assert clf.stage_stop_reasons_["softmax"] == "no improvement"
+    assert clf.stage_n_iter_["softmax"] < 300
+
+
+def test_early_stopping_needs_two_rows_of_each_class_to_stratify(digits):
+    X, y = digits
+    y = y[:100].copy()
+    y[y == 3] = 4
+    y[np.flatnonzero(y == 4)[0]] = 3  # class 3: one row
+    clf = StackedAutoencoderClassifier(
+        (8,), solver="adam", max_iter=2, fine_tune=None, early_stopping=True
+    )
+    with pytest.raises(ValueError, match="stratified validation_fraction=0.1"):
+        _quiet(clf.fit, X[:100], y)
+
+
+def test_a_supervised_stage_at_its_epoch_limit_names_its_parameters(digits):
+    X, y = digits
+    clf = StackedAutoencoderClassifier(
+        (8,), solver="adam", max_iter=30, softmax_max_iter=2, fine_tune=None, random_state=0
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(X[:200], y[:200])
+    messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert any(
+        m.startswith(
+            "StackedAutoencoderClassifier (softmax): the mini-batch solver reached "
+            "softmax_max_iter=2"
+        )
+        and "fine_tune_tol" in m
+        for m in messages
+    ), messages
+
+
+def test_verbose_1_prints_a_line_per_stage(digits, capsys):
+    X, y = digits
+    _quiet(
+        StackedAutoencoderClassifier(
+            (8, 4),
+            solver="sgd",
+            max_iter=2,
+            softmax_max_iter=2,
+            fine_tune_max_iter=2,
+            verbose=1,
+            random_state=0,
+        ).fit,
+        X[:100],
+        y[:100],
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith(
+        "StackedAutoencoderClassifier (pretraining, layer 1 of 2): 2 epochs"
+    )
+    assert lines[1].startswith(
+        "StackedAutoencoderClassifier (pretraining, layer 2 of 2): 2 epochs"
+    )
+    assert lines[2].startswith("StackedAutoencoderClassifier (softmax): 2 epochs")
+    assert lines[3].startswith("StackedAutoencoderClassifier (fine-tuning): 2 epochs")
+
+
+def test_the_mini_batch_fit_is_reproducible_and_learns(digits):
+    X, y = digits
+    params = dict(
+        solver="adam",
+        learning_rate_init=0.01,
+        max_iter=20,
+        softmax_max_iter=30,
+        fine_tune_max_iter=30,
+        random_state=0,
+    )
+    a = _quiet(StackedAutoencoderClassifier((32,), **params).fit, X[:1200], y[:1200])
+    b = _quiet(StackedAutoencoderClassifier((32,), **params).fit, X[:1200], y[:1200])
+    _assert_same_network(a.layers_, b.layers_)
+    assert a.score(X[1200:], y[1200:]) > 0.85
+    assert a.score(X[1200:], y[1200:]) > a.pretrained_classifier_.score(X[1200:], y[1200:])
+
+
+def test_lbfgs_fit_keeps_no_mini_batch_state(digits):
+    X, y = digits
+    clf = _quiet(
+        StackedAutoencoderClassifier((8,), max_iter=5, softmax_max_iter=5, fine_tune=None).fit,
+        X[:100],
+        y[:100],
+    )
+    assert not hasattr(clf, "_stage_solver_")
+    assert not hasattr(clf, "partial_fit")
+    assert not hasattr(StackedAutoencoder((8,)), "partial_fit")
+
+
+# ------------------------------------------------------------------------- partial_fit
+def _stream(estimator, X, y=None, chunk=100, **kwargs):
+    for start in range(0, len(X), chunk):
+        if y is None:
+            estimator.partial_fit(X[start : start + chunk])
+        else:
+            estimator.partial_fit(X[start : start + chunk], y[start : start + chunk], **kwargs)
+    return estimator
+
+
+def test_a_one_layer_stream_is_one_epoch_of_fit_over_the_concatenation(digits):
+    X, _ = digits
+    params = dict(solver="sgd", mini_batch_size=20, shuffle=False, random_state=3)
+    stream = _stream(StackedAutoencoder((10,), **params), X[:400], chunk=100)
+    with pytest.warns(ConvergenceWarning, match="max_iter=1"):
+        whole = StackedAutoencoder((10,), max_iter=1, **params).fit(X[:400])
+    _assert_same_layers(stream.autoencoders_, whole.autoencoders_)
+    assert stream.stage_n_iter_ == {"pretraining": [4]}  # one epoch per call
+    assert stream.stage_stop_reasons_ == {"pretraining": ["partial_fit"]}
+
+
+def test_a_two_layer_stream_is_not_fit_above_the_first_layer(digits):
+    # What the docstring says: layer 2 of a stream learns from codes that change chunk by
+    # chunk, so it differs from fit's layer 2 (its layer 1 is the same).
+    X, _ = digits
+    params = dict(solver="sgd", mini_batch_size=20, shuffle=False, random_state=3)
+    stream = _stream(StackedAutoencoder((10, 5), **params), X[:400], chunk=100)
+    whole = _quiet(StackedAutoencoder((10, 5), max_iter=1, **params).fit, X[:400])
+    _assert_same_layers(stream.autoencoders_[:1], whole.autoencoders_[:1])
+    assert not np.allclose(stream.autoencoders_[1].components_, whole.autoencoders_[1].components_)
+
+
+@pytest.mark.parametrize("fine_tune", ["all", "top", None])
+def test_a_stream_is_deterministic_for_a_random_state(digits, fine_tune):
+    X, y = digits
+    y = y.copy()
+    y[::4] = -1
+    params = dict(solver="adam", fine_tune=fine_tune, random_state=0, mini_batch_size=32)
+    a = _stream(
+        StackedAutoencoderClassifier((12, 6), **params), X[:600], y[:600], classes=np.arange(10)
+    )
+    b = _stream(
+        StackedAutoencoderClassifier((12, 6), **params), X[:600], y[:600], classes=np.arange(10)
+    )
+    _assert_same_network(a.layers_, b.layers_)
+    _assert_same_layers(a.autoencoders_, b.autoencoders_)
+    stage = "softmax" if fine_tune is None else "fine_tuning"
+    other = "fine_tuning" if fine_tune is None else "softmax"
+    assert a.stage_n_iter_ == {"pretraining": [6, 6], stage: 6, other: 0}
+    assert len(a.loss_curves_[stage]) == 6
+    assert a.stage_stop_reasons_[stage] == "partial_fit"
+    assert a.n_iter_ == 18
+    k = len(a.layers_)
+    assert a.fine_tuned_layers_ == {"all": (1, 2, 3), "top": (k,), None: ()}[fine_tune]
+    if fine_tune != "all":  # frozen encoders: the autoencoders' own
+        for layer, ae in zip(a.layers_[:-1], a.autoencoders_):
+            assert layer.weights is ae.components_
+
+
+def test_a_stream_learns_to_classify(digits):
+    X, y = digits
+    clf = StackedAutoencoderClassifier(
+        (32,), solver="adam", learning_rate_init=0.01, random_state=0
+    )
+    for _ in range(10):
+        _stream(clf, X[:1500], y[:1500], chunk=500, classes=np.arange(10))
+    assert clf.score(X[1500:], y[1500:]) > 0.8
+
+
+def test_partial_fit_with_the_classes_of_the_first_call(digits):
+    X, y = digits
+    clf = StackedAutoencoderClassifier((8,), solver="adam", random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X[:50], y[:50])
+    assert not hasattr(clf, "classes_")
+    clf.partial_fit(X[:50], y[:50], classes=list(range(10)))
+    np.testing.assert_array_equal(clf.classes_, np.arange(10))
+    clf.partial_fit(X[50:100], y[50:100])  # later calls may leave classes out
+    clf.partial_fit(X[50:100], y[50:100], classes=np.arange(10)[::-1])  # the same set
+    with pytest.raises(ValueError, match="is not the classes of the first call"):
+        clf.partial_fit(X[:50], y[:50], classes=np.arange(11))
+    with pytest.raises(ValueError, match=r"labels that are not in classes: \[11\]"):
+        clf.partial_fit(X[:3], np.array([1, 11, 2]))
+    with pytest.raises(ValueError, match="marker of unlabelled rows"):
+        StackedAutoencoderClassifier((8,), solver="adam").partial_fit(
+            X[:10], y[:10], classes=[-1, 0, 1]
+        )
+
+
+def test_a_chunk_without_labels_just_pretrains(digits):
+    X, y = digits
+    clf = StackedAutoencoderClassifier((8,), solver="sgd", random_state=0)
+    clf.partial_fit(X[:100], y[:100], classes=np.arange(10))
+    softmax = clf.layers_[-1]
+    curves = list(clf.loss_curves_["fine_tuning"])
+    clf.partial_fit(X[100:200], np.full(100, -1))
+    assert clf.stage_n_iter_["pretraining"] == [2]
+    assert clf.stage_n_iter_["fine_tuning"] == 1
+    assert clf.loss_curves_["fine_tuning"] == curves
+    np.testing.assert_array_equal(clf.layers_[-1].weights, softmax.weights)
+
+
+def test_an_unlabelled_first_chunk_gives_a_network_that_predicts(digits):
+    X, _ = digits
+    clf = StackedAutoencoderClassifier((8,), solver="adam", random_state=0)
+    clf.partial_fit(X[:100], np.full(100, -1), classes=[0, 1])
+    assert clf.loss_ is None
+    assert set(clf.predict(X[:10])) <= {0, 1}
+
+
+def test_partial_fit_after_fit_continues_the_fitted_network(digits):
+    X, y = digits
+    clf = _quiet(
+        StackedAutoencoderClassifier(
+            (8,),
+            solver="adam",
+            max_iter=3,
+            softmax_max_iter=3,
+            fine_tune_max_iter=3,
+            random_state=0,
+        ).fit,
+        X[:200],
+        y[:200],
+    )
+    before = [layer.weights.copy() for layer in clf.layers_]
+    clf.partial_fit(X[200:300], y[200:300])  # classes_ known from fit
+    assert clf.stage_n_iter_ == {"pretraining": [4], "softmax": 3, "fine_tuning": 4}
+    assert len(clf.loss_curves_["fine_tuning"]) == 4
+    assert not hasattr(clf, "pretrained_classifier_")
+    assert all(not np.array_equal(a, layer.weights) for a, layer in zip(before, clf.layers_))
+
+
+def test_fine_tuning_owns_the_encoders_once_it_has_run(digits):
+    X, y = digits
+    clf = StackedAutoencoderClassifier((8,), solver="adam", fine_tune="all", random_state=0)
+    clf.partial_fit(X[:100], np.full(100, -1), classes=np.arange(10))
+    # no fine-tuning yet: the network's encoder is the autoencoder's
+    assert clf.layers_[0].weights is clf.autoencoders_[0].components_
+    clf.partial_fit(X[100:200], y[100:200])
+    encoder = clf.layers_[0].weights.copy()
+    clf.partial_fit(X[200:300], np.full(100, -1))  # pretraining only
+    np.testing.assert_array_equal(clf.layers_[0].weights, encoder)
+    assert not np.array_equal(clf.autoencoders_[0].components_, encoder)
+
+
+def test_a_failed_partial_fit_leaves_the_stream_as_it_was(digits, monkeypatch):
+    X, y = digits
+    params = dict(solver="adam", random_state=0, mini_batch_size=20)
+    reference = StackedAutoencoderClassifier((8, 4), **params)
+    _stream(reference, X[:300], y[:300], classes=np.arange(10))
+
+    clf = StackedAutoencoderClassifier((8, 4), **params)
+    _stream(clf, X[:200], y[:200], classes=np.arange(10))
+    import skae._stacked
+
+    calls = []
+    real = skae._stacked.FineTuneObjective
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("simulated failure")
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(skae._stacked, "FineTuneObjective", failing)
+        with pytest.raises(RuntimeError, match="simulated failure"):
+            clf.partial_fit(X[200:300], y[200:300])
+    clf.partial_fit(X[200:300], y[200:300])
+    _assert_same_network(clf.layers_, reference.layers_)
+    _assert_same_layers(clf.autoencoders_, reference.autoencoders_)
+    assert clf.stage_n_iter_ == reference.stage_n_iter_
+
+
+def test_a_stream_of_changed_layers_is_refused(digits):
+    X, _ = digits
+    stack = StackedAutoencoder((8, 4), solver="adam").partial_fit(X[:50])
+    stack.set_params(hidden_layer_sizes=(8, 4, 2))
+    with pytest.raises(ValueError, match="it had 2 layers, now hidden_layer_sizes has 3"):
+        stack.partial_fit(X[:50])
+    assert len(stack.autoencoders_) == 2
+
+
+# --------------------------------------------------------------------------- options
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(tied_weights=True),
+        dict(activation="tanh"),
+        dict(noise="mask", noise_level=0.2),
+        dict(noise=["gaussian", None], noise_level=[0.1, 0.0], solver="sgd"),
+    ],
+    ids=["tied", "tanh", "mask", "gaussian-sgd"],
+)
+def test_options_fit_and_stream(digits, params):
+    X, y = digits
+    params = {"solver": "adam", "random_state": 0, **params}
+    clf = _quiet(
+        StackedAutoencoderClassifier(
+            (10, 6), max_iter=2, softmax_max_iter=2, fine_tune_max_iter=2, **params
+        ).fit,
+        X[:200],
+        y[:200],
+    )
+    assert clf.predict(X[:5]).shape == (5,)
+    stream = _stream(
+        StackedAutoencoderClassifier((10, 6), **params), X[:200], y[:200], classes=np.arange(10)
+    )
+    assert np.all(np.isfinite(stream.predict_proba(X[:5])))
+
+
+@pytest.mark.parametrize("kind", ["csr", "memmap"])
+def test_sparse_and_memmap_input_give_the_dense_model(digits, kind, tmp_path):
+    X, y = digits
+    X, y = X[:200], y[:200]
+    if kind == "csr":
+        data = sp.csr_matrix(X)
+    else:
+        path = tmp_path / "X.npy"
+        np.save(path, X)
+        data = np.load(path, mmap_mode="r")
+    params = dict(
+        solver="adam", max_iter=2, softmax_max_iter=2, fine_tune_max_iter=2, random_state=0
+    )
+    dense = _quiet(StackedAutoencoderClassifier((8,), **params).fit, X, y)
+    other = _quiet(StackedAutoencoderClassifier((8,), **params).fit, data, y)
+    for a, b in zip(dense.layers_, other.layers_):
+        np.testing.assert_allclose(a.weights, b.weights, rtol=1e-9, atol=1e-12)
+    stream = StackedAutoencoderClassifier((8,), solver="sgd", random_state=0)
+    stream.partial_fit(data[:100], y[:100], classes=np.arange(10))
+    stream.partial_fit(data[100:], y[100:])
+    assert stream.stage_n_iter_["fine_tuning"] == 2
+
+
+def test_float32_stays_float32(digits):
+    X, y = digits
+    X32 = X[:200].astype(np.float32)
+    clf = _quiet(
+        StackedAutoencoderClassifier(
+            (8, 4), solver="adam", max_iter=2, softmax_max_iter=2, fine_tune_max_iter=2
+        ).fit,
+        X32,
+        y[:200],
+    )
+    assert all(layer.weights.dtype == np.float32 for layer in clf.layers_)
+    assert clf.transform(X32).dtype == np.float32
+    stream = StackedAutoencoderClassifier((8, 4), solver="adam").partial_fit(
+        X32, y[:200], classes=np.arange(10)
+    )
+    assert all(layer.weights.dtype == np.float32 for layer in stream.layers_)
+    stack = StackedAutoencoder((8, 4), solver="sgd").partial_fit(X32)
+    assert stack.transform(X32).dtype == np.float32
+
+
+@pytest.mark.parametrize("cls", [StackedAutoencoder, StackedAutoencoderClassifier])
+def test_dask_input_asks_for_lbfgs(digits, cls):
+    da = pytest.importorskip("dask.array")
+    X, y = digits
+    with pytest.raises(ValueError, match="does not support dask arrays; use solver='lbfgs'"):
+        cls((4,), solver="adam").fit(da.from_array(X[:100], chunks=50), y[:100])
+
+
+@pytest.mark.parametrize("cls", [StackedAutoencoder, StackedAutoencoderClassifier])
+def test_array_api_input_asks_for_lbfgs(digits, cls):
+    xps = pytest.importorskip("array_api_strict")
+    from sklearn import config_context
+
+    try:  # needs array_api_compat, and SciPy >= 1.14 (scikit-learn < 1.7 checks both)
+        with config_context(array_api_dispatch=True):
+            pass
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(f"scikit-learn's array API dispatch cannot be enabled here: {exc}")
+    X, y = digits
+    with config_context(array_api_dispatch=True):
+        with pytest.raises(ValueError, match="use solver='lbfgs'"):
+            cls((4,), solver="sgd").fit(xps.asarray(X[:100]), y[:100])
+    assert cls(solver="adam").__sklearn_tags__().array_api_support is False
+    assert cls().__sklearn_tags__().array_api_support is True
