@@ -39,6 +39,7 @@ indexing on NumPy and by a one-hot matrix elsewhere (the array API has no scatte
 Sparse matrices are NumPy/SciPy only.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -557,7 +558,6 @@ class FineTuneObjective:
         self.layout = NetworkLayout(
             tuple(tuple(layer.weights.shape) for layer in self.trainable)
         )
-        self.theta0 = self.layout.pack(self.trainable)
         self.last_terms = None
         self.parameter_dtype = parameter_dtype(xp, array_device(self.inputs))
         n_in = self.inputs.shape[1]
@@ -599,6 +599,12 @@ class FineTuneObjective:
             self.one_hot = xp.astype(
                 xp.reshape(labels, (-1, 1)) == xp.reshape(classes, (1, -1)), dt
             )
+
+    @functools.cached_property
+    def theta0(self):
+        """The trainable layers' parameters as given, laid out by :attr:`layout` (packed
+        on first use: a mini-batch objective of the mini-batch solvers never needs it)."""
+        return self.layout.pack(self.trainable)
 
     def _layers(self, theta):
         acts = [layer.activation for layer in self.trainable]

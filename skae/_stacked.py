@@ -465,7 +465,7 @@ class StackedAutoencoder(
         0 prints nothing; 1 prints one line per layer when its fit ends: the stage
         ("StackedAutoencoder (pretraining, layer 2 of 3)"), the iterations, the final
         loss, the time and the rule that stopped it; 2 or more also prints a heading per
-        layer and a line per L-BFGS iteration.
+        layer and a line per L-BFGS iteration (per epoch with a mini-batch ``solver``).
 
     Attributes
     ----------
@@ -473,17 +473,21 @@ class StackedAutoencoder(
         The fitted layers, bottom first.
     n_iter_ : int
         Total number of L-BFGS iterations over all layers (each layer's is in
-        ``autoencoders_[k].n_iter_``, its loss curve in ``autoencoders_[k].loss_curve_``).
+        ``autoencoders_[k].n_iter_``, its loss curve in ``autoencoders_[k].loss_curve_``);
+        of epochs with a mini-batch ``solver`` (over all :meth:`partial_fit` calls).
     stage_n_iter_ : dict
         ``{"pretraining": [iterations of each layer]}``, the key of
-        :class:`StackedAutoencoderClassifier`'s ``stage_n_iter_``.
+        :class:`StackedAutoencoderClassifier`'s ``stage_n_iter_`` (epochs with a
+        mini-batch ``solver``).
     stage_times_ : dict
         ``{"pretraining": [seconds of each layer]}``: the wall time of each layer's
-        stage (its fit, and its codes for the layer above).
+        stage (its fit, and its codes for the layer above) in the last ``fit`` or
+        :meth:`partial_fit` call.
     stage_stop_reasons_ : dict
         ``{"pretraining": [reason of each layer]}``: the rule that stopped each layer's
-        L-BFGS, ``autoencoders_[k].stop_reason_`` (its values are listed in
-        :class:`SparseAutoencoder`'s attributes).
+        solver, ``autoencoders_[k].stop_reason_`` (its values are listed in
+        :class:`SparseAutoencoder`'s attributes; ``"partial_fit"`` after
+        :meth:`partial_fit`).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -998,7 +1002,11 @@ class StackedAutoencoderClassifier(
     applies to pretraining only). Stages 2 and 3 minimise with skae's own L-BFGS (the
     two-loop recursion with a strong-Wolfe line search): with hundreds of thousands of
     parameters SciPy's L-BFGS-B spends a large share of each iteration on its own vector
-    work (see the documentation's performance page).
+    work (see the documentation's performance page). With ``solver="adam"`` or
+    ``"sgd"`` every stage uses that mini-batch solver instead: each layer's
+    SparseAutoencoder, and stages 2 and 3 on mini-batches of the labelled rows (the same
+    objectives, ``softmax_max_iter`` and ``fine_tune_max_iter`` counting epochs); and
+    :meth:`partial_fit` learns from a stream.
 
     Parameters
     ----------
@@ -1060,7 +1068,8 @@ class StackedAutoencoderClassifier(
         layer, the softmax, fine-tuning): its name as in its warnings
         ("StackedAutoencoderClassifier (fine-tuning)"), the iterations, the final loss,
         the time and the rule that stopped it (as ``stage_stop_reasons_``); 2 or more
-        also prints a heading per stage and a line per L-BFGS iteration.
+        also prints a heading per stage and a line per L-BFGS iteration (per epoch with
+        a mini-batch ``solver``).
 
     Attributes
     ----------
@@ -1078,14 +1087,17 @@ class StackedAutoencoderClassifier(
         (``len(hidden_layer_sizes) + 1`` is the softmax), only the softmax for
         ``"top"``, none for None.
     n_iter_ : int
-        Total L-BFGS iterations over all stages.
+        Total L-BFGS iterations over all stages (epochs with a mini-batch ``solver``).
     stage_n_iter_ : dict
-        ``{{"pretraining": [per layer], "softmax": int, "fine_tuning": int}}``.
+        ``{{"pretraining": [per layer], "softmax": int, "fine_tuning": int}}``: L-BFGS
+        iterations, or epochs with a mini-batch ``solver`` (over all :meth:`partial_fit`
+        calls, each one epoch of each stage it runs).
     stage_times_ : dict
         The wall time of each stage in seconds, with the keys of ``stage_n_iter_``: a list
         for pretraining (each layer's fit and its codes for the layer above), a float for
-        the softmax and for fine-tuning (the stage's set-up and its L-BFGS run). A stage
-        this fit did not run has 0.0 (an empty list for pretraining).
+        the softmax and for fine-tuning (the stage's set-up and its solver's run). A
+        stage this fit (or :meth:`partial_fit` call) did not run has 0.0 (an empty list
+        for pretraining).
     stage_stop_reasons_ : dict
         The rule that stopped each stage's L-BFGS, with the keys of ``stage_n_iter_``:
         ``"converged (tol)"`` (the largest gradient component fell to the stage's
@@ -1093,8 +1105,10 @@ class StackedAutoencoderClassifier(
         change)"`` (an iteration lowered the loss by a relative 2.2e-9 or less),
         ``"max_iter"`` (the layer's ``max_iter``, ``softmax_max_iter`` or
         ``fine_tune_max_iter``), ``"evaluation limit"``, ``"line search"`` or
-        ``"interrupted"``; the last four also raise a warning. None for a stage this fit
-        did not run (an empty list for pretraining).
+        ``"interrupted"``; the last four also raise a warning. With a mini-batch
+        ``solver``: ``"no improvement"`` (``n_iter_no_change``), ``"max_iter"`` (with a
+        warning), ``"interrupted"`` or ``"partial_fit"``. None for a stage that has not
+        run (an empty list for pretraining).
     pretrained_classifier_ : StackedAutoencoderClassifier
         The network as stage 2 left it, before fine-tuning, as a fitted classifier: the
         fitted attributes of this estimator with ``fine_tune=None`` and the same other
@@ -1103,12 +1117,16 @@ class StackedAutoencoderClassifier(
         softmax on the pretrained codes, and ``clf.score(X_test, y_test)`` that after
         fine-tuning, from one fit. Its encoder layers are the arrays of
         ``autoencoders_``; only its softmax layer is an extra copy. A warm-started fit
-        keeps the record of the fit it continues (it runs no stage 2).
+        keeps the record of the fit it continues (it runs no stage 2); :meth:`partial_fit`
+        records none and removes this one.
     loss_curves_ : dict
-        The loss after each L-BFGS iteration, with the keys of ``stage_n_iter_``
-        (a list of curves for pretraining).
-    loss_ : float
-        The supervised objective at the end (stage 3, or stage 2 for None).
+        The loss after each L-BFGS iteration (each epoch's mean mini-batch loss with a
+        mini-batch ``solver``), with the keys of ``stage_n_iter_`` (a list of curves for
+        pretraining).
+    loss_ : float or None
+        The supervised objective at the end (stage 3, or stage 2 for None); with a
+        mini-batch ``solver`` the last epoch's mean mini-batch objective. None after
+        :meth:`partial_fit` calls that have not yet seen a labelled row.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)

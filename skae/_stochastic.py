@@ -109,12 +109,31 @@ class AdamOptimizer:
         """One step: ``theta`` (float64) is updated in place by one addition."""
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
+        # the rule of scikit-learn's AdamOptimizer, operation for operation, in two reused
+        # buffers (no temporary vector per step)
+        step, scale = self._buffers(grad.shape)
         self.ms *= b1
-        self.ms += (1 - b1) * grad
+        self.ms += np.multiply(grad, 1 - b1, out=step)
         self.vs *= b2
-        self.vs += (1 - b2) * (grad * grad)
+        np.multiply(grad, grad, out=step)
+        self.vs += np.multiply(step, 1 - b2, out=step)
         self.learning_rate = self.learning_rate_init * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
-        theta -= self.learning_rate * self.ms / (np.sqrt(self.vs) + self.epsilon)
+        np.sqrt(self.vs, out=scale)
+        scale += self.epsilon
+        np.multiply(self.ms, self.learning_rate, out=step)
+        step /= scale
+        theta -= step
+
+    def _buffers(self, shape):
+        buffers = getattr(self, "_scratch", None)
+        if buffers is None or buffers[0].shape != shape:
+            buffers = self._scratch = (np.empty(shape), np.empty(shape))
+        return buffers
+
+    def __getstate__(self):  # the scratch buffers are not state
+        state = dict(self.__dict__)
+        state.pop("_scratch", None)
+        return state
 
 
 def make_optimizer(estimator, size):
