@@ -607,3 +607,47 @@ def test_array_api_input_asks_for_lbfgs(digits, cls):
             cls((4,), solver="sgd").fit(xps.asarray(X[:100]), y[:100])
     assert cls(solver="adam").__sklearn_tags__().array_api_support is False
     assert cls().__sklearn_tags__().array_api_support is True
+
+
+def test_ctrl_c_in_a_supervised_stage_keeps_its_last_step_and_goes_on(digits, monkeypatch):
+    import skae._stacked
+    from skae.exceptions import FitInterruptedWarning
+
+    X, y = digits
+    real = skae._stacked.FineTuneObjective
+    calls = []
+
+    def interrupted_once(layers, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the softmax stage's third mini-batch
+            raise KeyboardInterrupt
+        return real(layers, *args, **kwargs)
+
+    monkeypatch.setattr(skae._stacked, "FineTuneObjective", interrupted_once)
+    clf = StackedAutoencoderClassifier(
+        (8,),
+        solver="sgd",
+        mini_batch_size=20,
+        max_iter=2,
+        softmax_max_iter=2,
+        fine_tune_max_iter=2,
+        random_state=0,
+    )
+    with pytest.warns(FitInterruptedWarning, match=r"\(softmax\): training was interrupted"):
+        _quiet(clf.fit, X[:200], y[:200])
+    assert clf.stage_stop_reasons_["softmax"] == "interrupted"
+    assert clf.stage_stop_reasons_["fine_tuning"] == "max_iter"
+    assert clf.stage_n_iter_["fine_tuning"] == 2
+
+
+def test_a_pickled_stream_continues_as_the_original(digits):
+    import pickle
+
+    X, y = digits
+    clf = StackedAutoencoderClassifier((8, 4), solver="adam", random_state=0)
+    clf.partial_fit(X[:100], y[:100], classes=np.arange(10))
+    copy = pickle.loads(pickle.dumps(clf))
+    clf.partial_fit(X[100:200], y[100:200])
+    copy.partial_fit(X[100:200], y[100:200])
+    _assert_same_network(clf.layers_, copy.layers_)
+    _assert_same_layers(clf.autoencoders_, copy.autoencoders_)
