@@ -78,7 +78,7 @@ autodoc_default_options = {
     # scikit-learn's generated metadata-routing setters link to its glossary, which is not
     # part of these docs.
     "exclude-members": "set_fit_request,set_score_request,set_predict_request,"
-    "set_transform_request,set_inverse_transform_request",
+    "set_transform_request,set_inverse_transform_request,set_partial_fit_request",
 }
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
