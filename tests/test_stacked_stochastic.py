@@ -651,3 +651,19 @@ def test_a_pickled_stream_continues_as_the_original(digits):
     copy.partial_fit(X[100:200], y[100:200])
     _assert_same_network(clf.layers_, copy.layers_)
     _assert_same_layers(clf.autoencoders_, copy.autoencoders_)
+
+
+def test_a_warm_started_mini_batch_fit_continues_the_network(digits):
+    # As the MLPs: warm_start continues the parameters (here: fine-tuning from layers_,
+    # no pretraining, no softmax stage) with a new optimiser.
+    X, y = digits
+    params = dict(solver="adam", max_iter=2, softmax_max_iter=2, fine_tune_max_iter=2)
+    clf = _quiet(
+        StackedAutoencoderClassifier((8,), random_state=0, **params).fit, X[:200], y[:200]
+    )
+    autoencoders, before = clf.autoencoders_, [layer.weights for layer in clf.layers_]
+    clf.set_params(warm_start=True, fine_tune_max_iter=3)
+    _quiet(clf.fit, X[:200], y[:200])
+    assert clf.autoencoders_ is autoencoders
+    assert clf.stage_n_iter_ == {"pretraining": [], "softmax": 0, "fine_tuning": 3}
+    assert all(not np.array_equal(a, layer.weights) for a, layer in zip(before, clf.layers_))
