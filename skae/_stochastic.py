@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ._objective import AutoencoderObjective, Corruption
+from ._parallel import blas_single_threaded
 from ._warnings import warn_at_caller
 from .exceptions import FitInterruptedWarning, NonFiniteLossError
 
@@ -92,6 +93,7 @@ class AdamOptimizer:
         self.t = 0
         self.ms = np.zeros(size)
         self.vs = np.zeros(size)
+        self._work = None  # two scratch vectors of the step, made at the first step
 
     def iteration_ends(self, time_step):
         """Called at the end of each epoch (Adam has no schedule)."""
@@ -100,16 +102,27 @@ class AdamOptimizer:
         """The no-improvement rule triggered: Adam stops."""
         return True
 
+    def __getstate__(self):  # the scratch vectors are not part of a copy or a pickle
+        return {**self.__dict__, "_work": None}
+
     def update_params(self, theta, grad):
         """One step: ``theta`` (float64) is updated in place by one addition."""
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
+        # scikit-learn's operations in its order, into two reused vectors (no temporaries)
+        if getattr(self, "_work", None) is None or self._work[0].shape != grad.shape:
+            self._work = (np.empty_like(self.ms), np.empty_like(self.ms))
+        a, b = self._work
         self.ms *= b1
-        self.ms += (1 - b1) * grad
+        self.ms += np.multiply(grad, 1 - b1, out=a)
         self.vs *= b2
-        self.vs += (1 - b2) * (grad * grad)
+        np.multiply(grad, grad, out=a)
+        self.vs += np.multiply(a, 1 - b2, out=a)
         self.learning_rate = self.learning_rate_init * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
-        theta -= self.learning_rate * self.ms / (np.sqrt(self.vs) + self.epsilon)
+        np.sqrt(self.vs, out=b)
+        b += self.epsilon
+        np.multiply(self.ms, self.learning_rate, out=a)
+        theta -= np.divide(a, b, out=a)
 
 
 def minibatch_objective(spec, X, rows, *, corruption=None, batch_size=None):
@@ -215,6 +228,10 @@ def run_epochs(
     last_loss = state.loss_curve[-1] if state.loss_curve else None
     epoch_loss = 0.0
     seen = 0
+    # BLAS on one thread for the whole run, as in run_lbfgs: each objective would otherwise
+    # limit it and restore it, from two short-lived threads, at every mini-batch step.
+    one_thread = blas_single_threaded()
+    one_thread.__enter__()
     try:
         for _ in range(1 if incremental else max_iter):
             epoch_start = time.perf_counter()
@@ -290,6 +307,8 @@ def run_epochs(
             if train_rows is not None:
                 rows = train_rows[rows]
             last_loss = float(minibatch_objective(spec, X, rows, batch_size=batch_size)(theta)[0])
+    finally:
+        one_thread.__exit__(None, None, None)
     if "theta" in best and not interrupted:
         theta[...] = best["theta"]
     if verbose:
