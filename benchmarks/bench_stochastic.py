@@ -787,6 +787,14 @@ def part_e(args, log):
 # ----------------------------------------------------------------------------
 
 
+def git_state():
+    """The commit measured, and whether the working tree differed from it."""
+    run = {"capture_output": True, "text": True, "cwd": Path(__file__).resolve().parent}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "../skae"], **run).stdout
+    return {"commit": head or None, "skae_modified": bool(dirty.strip())}
+
+
 PARTS = {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e}
 
 
@@ -867,6 +875,7 @@ def main(argv=None):
         env = machine()
         section = PARTS[part](args, log)
         section["machine"] = env
+        section["git"] = git_state()
         section["load_average_after"] = list(os.getloadavg())
         section["quick"] = bool(args.quick)
         section["part_wall_s"] = time.perf_counter() - start
