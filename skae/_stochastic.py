@@ -93,7 +93,6 @@ class AdamOptimizer:
         self.t = 0
         self.ms = np.zeros(size)
         self.vs = np.zeros(size)
-        self._work = None  # two scratch vectors of the step, made at the first step
 
     def iteration_ends(self, time_step):
         """Called at the end of each epoch (Adam has no schedule)."""
@@ -102,27 +101,16 @@ class AdamOptimizer:
         """The no-improvement rule triggered: Adam stops."""
         return True
 
-    def __getstate__(self):  # the scratch vectors are not part of a copy or a pickle
-        return {**self.__dict__, "_work": None}
-
     def update_params(self, theta, grad):
         """One step: ``theta`` (float64) is updated in place by one addition."""
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
-        # scikit-learn's operations in its order, into two reused vectors (no temporaries)
-        if getattr(self, "_work", None) is None or self._work[0].shape != grad.shape:
-            self._work = (np.empty_like(self.ms), np.empty_like(self.ms))
-        a, b = self._work
         self.ms *= b1
-        self.ms += np.multiply(grad, 1 - b1, out=a)
+        self.ms += (1 - b1) * grad
         self.vs *= b2
-        np.multiply(grad, grad, out=a)
-        self.vs += np.multiply(a, 1 - b2, out=a)
+        self.vs += (1 - b2) * (grad * grad)
         self.learning_rate = self.learning_rate_init * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
-        np.sqrt(self.vs, out=b)
-        b += self.epsilon
-        np.multiply(self.ms, self.learning_rate, out=a)
-        theta -= np.divide(a, b, out=a)
+        theta -= self.learning_rate * self.ms / (np.sqrt(self.vs) + self.epsilon)
 
 
 def minibatch_objective(spec, X, rows, *, corruption=None, batch_size=None):

@@ -442,24 +442,6 @@ def test_adam_step_is_scikit_learns_update_bit_for_bit():
     np.testing.assert_array_equal(theta, expected)
 
 
-def test_adam_scratch_vectors_are_not_pickled_nor_copied():
-    import copy
-    import pickle
-
-    optimizer = AdamOptimizer(50_000)
-    fresh = len(pickle.dumps(optimizer))
-    optimizer.update_params(np.zeros(50_000), np.ones(50_000))
-    # the moments are pickled, the two scratch vectors of the step (800 kB) are not
-    assert len(pickle.dumps(optimizer)) < fresh + 1000
-    theta, grad = np.zeros(50_000), np.ones(50_000)
-    for restored in (pickle.loads(pickle.dumps(optimizer)), copy.deepcopy(optimizer)):
-        again = copy.deepcopy(optimizer)
-        a, b = theta.copy(), theta.copy()
-        restored.update_params(a, grad)
-        again.update_params(b, grad)
-        np.testing.assert_array_equal(a, b)
-
-
 def test_blas_is_limited_once_per_run_not_per_mini_batch(digits, monkeypatch):
     import skae._parallel as parallel
 
