@@ -470,12 +470,21 @@ def profile_epoch(X, lr=1e-3):
 def part_b(args, log):
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from skae import SparseAutoencoder
-
-    data = load("fashion-mnist", args.data_dir, args.n_train, np.float64)
+    if args.threads is not None:  # skae's BLAS and torch both limited to this many
+        with threadpool_limits(args.threads):
+            return _part_b(args, log, args.threads)
     threads = max(
         p.get("num_threads", 1) for p in threadpool_info() if p.get("user_api") == "blas"
     )
+    return _part_b(args, log, threads)
+
+
+def _part_b(args, log, threads):
+    from threadpoolctl import threadpool_limits
+
+    from skae import SparseAutoencoder
+
+    data = load("fashion-mnist", args.data_dir, args.n_train, np.float64)
     tv = None if args.no_torch else torch_version()
     out = {
         "threads": threads,
@@ -815,6 +824,13 @@ def main(argv=None):
     parser.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch in part b")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="part b only: limit skae's BLAS and torch to this many threads (the section "
+        "is then written as b_threadsN)",
+    )
+    parser.add_argument(
         "--lbfgs64-iter",
         type=int,
         default=None,
@@ -879,7 +895,9 @@ def main(argv=None):
         section["load_average_after"] = list(os.getloadavg())
         section["quick"] = bool(args.quick)
         section["part_wall_s"] = time.perf_counter() - start
-        results[part] = section
+        section["threads_option"] = args.threads
+        key = f"b_threads{args.threads}" if part == "b" and args.threads else part
+        results[key] = section
         write_json(json_path, results)
         log(
             f"part {part}: {section['part_wall_s']:.0f} s; goals: "
