@@ -888,10 +888,10 @@ def main(argv=None):
 
     for part in parts:
         start = time.perf_counter()
-        env = machine()
+        env, measured = machine(), git_state()
         section = PARTS[part](args, log)
         section["machine"] = env
-        section["git"] = git_state()
+        section["git"] = measured
         section["load_average_after"] = list(os.getloadavg())
         section["quick"] = bool(args.quick)
         section["part_wall_s"] = time.perf_counter() - start
