@@ -422,3 +422,37 @@ def test_noise_is_drawn_afresh_for_every_mini_batch(digits, monkeypatch):
     _fit(digits[:300], n_hidden=4, solver="adam", noise="mask", noise_level=0.3,
          mini_batch_size=100, max_iter=2, random_state=0)
     assert len(seeds) == 6 and len(set(seeds)) == 6
+
+
+# ----------------------------------------------------------------------- the optimisers
+def test_adam_step_is_scikit_learns_update_bit_for_bit():
+    # Adam's rule as scikit-learn's AdamOptimizer writes it, with temporaries
+    rng = np.random.default_rng(0)
+    n, lr, b1, b2, eps = 1000, 0.01, 0.9, 0.999, 1e-8
+    optimizer = AdamOptimizer(n, lr, b1, b2, eps)
+    theta = rng.random(n)
+    expected, ms, vs = theta.copy(), np.zeros(n), np.zeros(n)
+    for t in range(1, 21):
+        grad = rng.standard_normal(n)
+        optimizer.update_params(theta, grad)
+        ms = b1 * ms + (1 - b1) * grad
+        vs = b2 * vs + (1 - b2) * (grad * grad)
+        step_size = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+        expected -= step_size * ms / (np.sqrt(vs) + eps)
+    np.testing.assert_array_equal(theta, expected)
+
+
+def test_blas_is_limited_once_per_run_not_per_mini_batch(digits, monkeypatch):
+    import skae._parallel as parallel
+
+    calls = []
+    original = parallel._in_limiter_thread
+
+    def counting(function):
+        calls.append(function)
+        return original(function)
+
+    monkeypatch.setattr(parallel, "_in_limiter_thread", counting)
+    ae = SparseAutoencoder(n_hidden=8, solver="adam", mini_batch_size=50, random_state=0)
+    ae.partial_fit(digits)  # 36 mini-batches
+    assert len(calls) == 2  # limited once, restored once
