@@ -75,9 +75,9 @@ PUBLISHED = {
 class Recorder:
     """Rows of the results JSON, written after each row (merged into the existing file)."""
 
-    def __init__(self, path, parts):
+    def __init__(self, path):
         self.path = path
-        self.parts = {part: {"machine": None, "rows": []} for part in parts}
+        self.parts = {}  # the parts this run has started: they replace the file's
         self.results = {}
 
     def _merged(self):
@@ -92,7 +92,7 @@ class Recorder:
         return results
 
     def start(self, part, data):
-        self.parts[part]["machine"] = {**machine(), "data": data}
+        self.parts[part] = {"machine": {**machine(), "data": data}, "rows": []}
         self.write()
 
     def add(self, part, row):
@@ -609,7 +609,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     path = args.json or str(RESULTS / ("papers_quick.json" if args.quick else "papers.json"))
     parts = list(dict.fromkeys(args.parts))  # in the order given
-    rec = Recorder(path, parts)
+    rec = Recorder(path)
     cache = {}
 
     def dataset(name):
