@@ -394,23 +394,23 @@ def selftaught(rec, part, data, quick):
         )
 
 
-def ufldl_stack(rec, part, data, quick, codes_experiment):
+def ufldl_stack(rec, part, data, quick, codes_experiment, max_iter=400, fine_tune_max_iter=400):
     from skae import StackedAutoencoderClassifier
 
     Xtr, ytr, Xte, yte = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
     settings = (
         "StackedAutoencoderClassifier((200, 200), rho=0.1, beta=3, alpha=3e-3, "
-        "max_iter=400, softmax_alpha=1e-4, softmax_max_iter=100, fine_tune='all', "
-        "fine_tune_max_iter=400, random_state=0)"
+        f"max_iter={max_iter}, softmax_alpha=1e-4, softmax_max_iter=100, fine_tune='all', "
+        f"fine_tune_max_iter={fine_tune_max_iter}, random_state=0)"
     )
     clf = StackedAutoencoderClassifier(
         (200, 200),
         **UFLDL_AE,
-        max_iter=10 if quick else 400,
+        max_iter=10 if quick else max_iter,
         softmax_alpha=1e-4,
         softmax_max_iter=100,
         fine_tune="all",
-        fine_tune_max_iter=10 if quick else 400,
+        fine_tune_max_iter=10 if quick else fine_tune_max_iter,
         random_state=0,
         verbose=1,
     )
@@ -601,6 +601,18 @@ def main(argv=None):
     parser.add_argument(
         "--json", default=None, help="results file (default: benchmarks/results/papers.json)"
     )
+    parser.add_argument(
+        "--stack-max-iter",
+        type=int,
+        default=400,
+        help="L-BFGS iterations per layer of the UFLDL stack (the exercise: 400)",
+    )
+    parser.add_argument(
+        "--stack-fine-tune-max-iter",
+        type=int,
+        default=400,
+        help="L-BFGS iterations of its fine-tuning (the exercise: 400)",
+    )
     parser.add_argument("--sda-width", type=int, default=1000)
     parser.add_argument("--sda-noise", type=float, default=0.25)
     parser.add_argument("--sda-pretrain-epochs", type=int, default=5)
@@ -626,7 +638,15 @@ def main(argv=None):
         elif part == "selftaught":
             selftaught(rec, part, data, args.quick)
         elif part in ("ufldl-stack", "fashion-stack"):
-            ufldl_stack(rec, part, data, args.quick, codes_experiment=part == "ufldl-stack")
+            ufldl_stack(
+                rec,
+                part,
+                data,
+                args.quick,
+                codes_experiment=part == "ufldl-stack",
+                max_iter=args.stack_max_iter,
+                fine_tune_max_iter=args.stack_fine_tune_max_iter,
+            )
         elif part == "sda":
             epochs = (
                 (1, 1) if args.quick else (args.sda_pretrain_epochs, args.sda_fine_tune_epochs)
