@@ -35,8 +35,8 @@ Results merge into ``benchmarks/results/papers.json`` row by row (a part's rows 
 that part's earlier rows; other parts are kept), so a partial run is never lost. Each row
 has its load average: the 2 cores were shared, the times are under that load.
 
-    python benchmarks/bench_papers.py                       # everything (~60 min, 2 cores)
-    python benchmarks/bench_papers.py --parts selftaught ufldl-stack
+    python benchmarks/bench_papers.py                       # everything as published (hours)
+    python benchmarks/bench_papers.py --parts ufldl-stack --stack-max-iter 100
     python benchmarks/bench_papers.py --quick               # smoke run: 3 000 rows, few iterations
 """
 
