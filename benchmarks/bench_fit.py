@@ -571,7 +571,7 @@ def report(results, sizes, dtypes):
 
     L.append("")
     L.append("Evaluation = one call of the objective (cost and gradient); "
-             "L-BFGS-B makes one per iteration plus the initial one and line-search extras. "
+             "L-BFGS makes one per iteration plus the initial one and line-search extras. "
              "GEMM floor = X W1ᵀ, H W2, Hᵀδ3, δ3 W2ᵀ, δ2ᵀX with numpy matmul, no copies.")
     L.append("")
     L.append(f"Options (m=5000, float64, {K} iterations). Times in ms.")
