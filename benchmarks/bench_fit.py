@@ -134,12 +134,8 @@ _FLOOR_ARRAYS = {}
 _FIT_STATS = []
 
 
-def _install_counting_minimize():
-    """Wrap scipy.optimize.minimize (wherever skae imported it) to count
-    objective evaluations and the time spent inside the objective."""
-    import scipy.optimize
-
-    orig = getattr(scipy.optimize.minimize, "_skae_bench_orig", scipy.optimize.minimize)
+def _counting(orig):
+    """``orig(fun, x0, ...)`` with ``fun`` wrapped to count its evaluations and time."""
 
     def counting_minimize(fun, x0, *args, **kwargs):
         stats = {"nfev": 0, "fun_s": 0.0}
@@ -158,11 +154,26 @@ def _install_counting_minimize():
         return res
 
     counting_minimize._skae_bench_orig = orig
-    scipy.optimize.minimize = counting_minimize
-    for name, mod in list(sys.modules.items()):
-        if name == "skae" or name.startswith("skae."):
-            if getattr(mod, "minimize", None) is orig:
-                mod.minimize = counting_minimize
+    return counting_minimize
+
+
+def _install_counting_minimize():
+    """Wrap the optimisers skae may call (scipy.optimize.minimize and skae's own L-BFGS,
+    ``skae._lbfgs.minimize_lbfgs``), wherever skae imported them, to count objective
+    evaluations and the time spent inside the objective."""
+    import scipy.optimize
+
+    from skae import _lbfgs
+
+    for owner, attr in ((scipy.optimize, "minimize"), (_lbfgs, "minimize_lbfgs")):
+        current = getattr(owner, attr)
+        orig = getattr(current, "_skae_bench_orig", current)
+        wrapped = _counting(orig)
+        setattr(owner, attr, wrapped)
+        for name, mod in list(sys.modules.items()):
+            if name == "skae" or name.startswith("skae."):
+                if getattr(mod, attr, None) in (orig, current):
+                    setattr(mod, attr, wrapped)
 
 
 def skae_run(X, max_iter, **params):
@@ -560,7 +571,7 @@ def report(results, sizes, dtypes):
 
     L.append("")
     L.append("Evaluation = one call of the objective (cost and gradient); "
-             "L-BFGS-B makes one per iteration plus the initial one and line-search extras. "
+             "L-BFGS makes one per iteration plus the initial one and line-search extras. "
              "GEMM floor = X W1ᵀ, H W2, Hᵀδ3, δ3 W2ᵀ, δ2ᵀX with numpy matmul, no copies.")
     L.append("")
     L.append(f"Options (m=5000, float64, {K} iterations). Times in ms.")

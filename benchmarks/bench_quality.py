@@ -37,11 +37,14 @@ Usage::
                                                        # max_iter 100, 200, 800 at the choice
     python benchmarks/bench_quality.py --sweep 2 --rhos 0.05 0.2 --betas 3   # chosen points
     python benchmarks/bench_quality.py --sweep-table   # the sweep so far, as a Markdown table
+    python benchmarks/bench_quality.py --lbfgs-compare # the defaults' rows with SciPy's
+                                                       # L-BFGS-B and with skae's own L-BFGS
 
 The table is printed (Markdown) and written with every number as JSON to
-``benchmarks/results/quality.json`` (``quality_quick.json`` with ``--quick``); sweep results
-are appended to ``benchmarks/results/quality_sweep.json`` (a setting already there is not
-fitted again, so an interrupted sweep resumes).
+``benchmarks/results/quality.json`` (``quality_quick.json`` with ``--quick``;
+``quality_lbfgs.json`` with ``--lbfgs-compare``); sweep results are appended to
+``benchmarks/results/quality_sweep.json`` (a setting already there is not fitted again, so
+an interrupted sweep resumes).
 """
 
 import argparse
@@ -362,6 +365,80 @@ def markdown(results):
     return "\n".join(lines)
 
 
+def use_lbfgs(which):
+    """Make ``SparseAutoencoder(solver="lbfgs")`` minimise NumPy input with SciPy's L-BFGS-B
+    (``"scipy"``) or skae's own L-BFGS (``"own"``): the private switch of the estimator."""
+    from skae import _sparse_autoencoder
+
+    _sparse_autoencoder._OWN_LBFGS = which == "own"
+
+
+def run_lbfgs_compare(args):
+    """The defaults' rows (``sae``) of every data set, fitted with each L-BFGS on the same
+    draws (``SparseAutoencoder(random_state=s)`` for each ``s`` of ``--seeds``); per data
+    set and label count the mean accuracy and its spread (standard deviation) between
+    draws. Other seeds show how much one fit's accuracy moves with the start, the spread
+    of the column ``all`` (one draw: every labelled image)."""
+    from threadpoolctl import threadpool_limits
+
+    from skae import SparseAutoencoder
+
+    labels = {"scipy": "SciPy L-BFGS-B", "own": "skae L-BFGS"}
+    results = {}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for name in args.datasets:
+            data = load(name)
+            rows = {}
+            for seed in args.seeds:
+                for which in ("scipy", "own"):
+                    key = which if seed == 0 else f"{which}, random_state={seed}"
+                    use_lbfgs(which)
+                    ae = SparseAutoencoder(random_state=seed)
+                    row = evaluate(ae, data, args.draws)
+                    row.update(loss=float(ae.loss_), stop_reason=ae.stop_reason_,
+                               random_state=seed, lbfgs=labels[which])
+                    rows[key] = row
+                    print(f"{name:7s} {key:24s} loss={ae.loss_:.6g} iter={ae.n_iter_} "
+                          f"({ae.stop_reason_}) fit={row['fit_seconds']:.1f}s " + " ".join(
+                              f"{label_key(k)}={row[label_key(k)]['accuracy']:.4f}"
+                              f"±{row[label_key(k)]['std']:.4f}"
+                              for k in LABELS_PER_CLASS), flush=True)
+            results[name] = rows
+        environment = machine()
+    lines = ["| data set | L-BFGS | random_state | loss | iterations | fit s | " +
+             " | ".join(label_key(k) for k in LABELS_PER_CLASS) + " |",
+             "|" + "---|" * (6 + len(LABELS_PER_CLASS))]
+    for name, rows in results.items():
+        for row in rows.values():
+            cells = []
+            for k in LABELS_PER_CLASS:
+                cell = f"{row[label_key(k)]['accuracy']:.4f}"
+                if row[label_key(k)]["std"] > 0:
+                    cell += f" ± {row[label_key(k)]['std']:.3f}"
+                cells.append(cell)
+            lines.append(f"| {name} | {row['lbfgs']} | {row['random_state']} | "
+                         f"{row['loss']:.5g} | {row['n_iter']} | {row['fit_seconds']:.1f} | "
+                         + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print()
+    print(table)
+    out = {
+        "machine": environment,
+        "settings": {
+            "estimator": "SparseAutoencoder(random_state=s)",
+            "random_states": list(args.seeds),
+            "labels_per_class": [label_key(k) for k in LABELS_PER_CLASS],
+            "draws": args.draws,
+            "C_grid": list(C_GRID),
+        },
+        "results": results,
+        "markdown": table,
+    }
+    path = args.json or RESULTS / "quality_lbfgs.json"
+    write_json(path, out)
+    print(f"\nwritten to {path}")
+
+
 def run_table(args):
     from threadpoolctl import threadpool_limits
 
@@ -429,6 +506,10 @@ def main(argv=None):
                         help="with --sweep: these rhos (x --betas) at the other given settings")
     parser.add_argument("--betas", type=float, nargs="+",
                         help="with --sweep: these betas (x --rhos) at the other given settings")
+    parser.add_argument("--lbfgs-compare", action="store_true",
+                        help="the defaults' rows with SciPy's and with skae's own L-BFGS")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="with --lbfgs-compare: the autoencoders' random_state values")
     parser.add_argument("--sweep-table", action="store_true",
                         help="print the sweep results as a Markdown table and exit")
     args = parser.parse_args(argv)
@@ -438,7 +519,9 @@ def main(argv=None):
     if args.quick:
         args.datasets, args.draws, args.no_grid = ["digits"], 2, True
     RESULTS.mkdir(exist_ok=True)
-    if args.sweep:
+    if args.lbfgs_compare:
+        run_lbfgs_compare(args)
+    elif args.sweep:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1, user_api="blas"):

@@ -1,12 +1,12 @@
 """The optimiser driver: :func:`run_lbfgs` runs an L-BFGS on a pure objective ``fun(θ) ->
 (J, ∇J)`` and turns how it stopped into the fit's record, its warnings and its errors.
 
-It drives SciPy's L-BFGS-B on NumPy parameters, and skae's own array-API L-BFGS
-(:mod:`skae._lbfgs`, which stops by the same rules) on parameters of another namespace or
-when asked. A new solver goes here: it returns the fields of SciPy's ``OptimizeResult``
-that :func:`run_lbfgs` reads (``x``, ``fun``, ``nit``, ``nfev``, ``status``,
-``message``), and everything else (interruption, non-finite losses, stop reasons, the
-stage's name in warnings) is shared.
+It drives skae's own array-API L-BFGS (:mod:`skae._lbfgs`), on NumPy parameters and on those
+of another namespace alike, and SciPy's L-BFGS-B (which stops by the same rules) on NumPy
+parameters when asked. A new solver goes here: it returns the fields of SciPy's
+``OptimizeResult`` that :func:`run_lbfgs` reads (``x``, ``fun``, ``nit``, ``nfev``,
+``status``, ``message``), and everything else (interruption, non-finite losses, stop
+reasons, the stage's name in warnings) is shared.
 """
 
 import contextlib
@@ -118,13 +118,13 @@ def _stop_reason(status, message, nfev, maxfun):
     return STOP_REASONS[4]
 
 
-# L-BFGS-B stops after at most this many evaluations per allowed iteration (line searches
+# L-BFGS stops after at most this many evaluations per allowed iteration (line searches
 # take about 1.1 on average; 20 is L-BFGS-B's own limit per line search).
 _EVALUATIONS_PER_ITERATION = 20
 
 
 def _status_message(result, max_iter, maxfun, stage=None):
-    """Why L-BFGS-B stopped, in words, for a non-zero ``status``; the advice names the
+    """Why L-BFGS stopped, in words, for a non-zero ``status``; the advice names the
     parameters of ``stage`` (a :class:`FitStage`; ``max_iter`` and ``tol`` by default)."""
     stage = stage if stage is not None else FitStage("model")
     reason = result.message
@@ -162,17 +162,17 @@ def run_lbfgs(
     report=None,
     name="model",
     stage=None,
-    own_lbfgs=False,
+    own_lbfgs=True,
 ):
-    """Minimise ``fun(theta) -> (J, grad)`` with SciPy's L-BFGS-B, robustly.
+    """Minimise ``fun(theta) -> (J, grad)`` with skae's L-BFGS, robustly.
 
-    - Progress comes from ``minimize``'s ``callback(intermediate_result)``. With
+    - Progress comes from the optimiser's ``callback(intermediate_result)``. With
       ``verbose >= 1`` the run ends with one line: the stage's name, the iterations, the
       final loss, the time and the rule that stopped it (:data:`STOP_REASONS`); with
       ``verbose >= 2`` each iteration also prints a line with ``report(intermediate_result)``
       (a string).
-    - Every non-zero L-BFGS-B status (``max_iter`` reached, the evaluation limit of 20
-      per iteration reached, an abnormal line search) warns with ``ConvergenceWarning``
+    - Every non-zero status (``max_iter`` reached, the evaluation limit of 20 per
+      iteration reached, an abnormal line search) warns with ``ConvergenceWarning``
       saying which; warnings point at the first caller outside skae and scikit-learn.
     - A NaN or infinite loss raises :class:`NonFiniteLossError`.
     - ``KeyboardInterrupt`` keeps the last parameters L-BFGS accepted (the start if none)
@@ -185,13 +185,14 @@ def run_lbfgs(
     - BLAS is limited to one thread meanwhile, process-wide but safely when several fits
       run at once (:func:`skae._parallel.blas_single_threaded`).
 
-    ``theta0`` is not modified. A ``theta0`` of another array-API namespace than NumPy
-    (a PyTorch tensor, a CuPy array) is minimised by :func:`skae._lbfgs.minimize_lbfgs`
-    instead, whose vectors stay in that namespace and on its device; it stops by the same
-    rules, and everything above holds for it too (the result's ``theta`` is then an array
-    of that namespace). ``own_lbfgs=True`` uses :func:`~skae._lbfgs.minimize_lbfgs` for a
-    NumPy ``theta0`` too: with hundreds of thousands of parameters its vector work costs a
-    quarter of L-BFGS-B's (``benchmarks/bench_finetune.py``).
+    ``theta0`` is not modified. It is minimised by :func:`skae._lbfgs.minimize_lbfgs`,
+    whose vectors stay in the namespace of ``theta0`` (NumPy, a PyTorch tensor, a CuPy
+    array) and on its device, and which stops by the rules of SciPy's L-BFGS-B (the
+    result's ``theta`` is an array of that namespace). With hundreds of thousands of
+    parameters its vector work costs a quarter of L-BFGS-B's
+    (``benchmarks/bench_finetune.py``). ``own_lbfgs=False`` minimises a NumPy ``theta0``
+    with SciPy's L-BFGS-B instead (``benchmarks/bench_quality.py --lbfgs-compare`` compares
+    the two); everything above holds for both.
     """
     if stage is None:
         stage = _FIT_STAGE.get() or FitStage(name)
@@ -252,7 +253,7 @@ def run_lbfgs(
             )
 
     try:
-        # L-BFGS-B's own linear algebra is vector work on which BLAS threads only add
+        # The optimiser's own linear algebra is vector work on which BLAS threads only add
         # synchronisation; the objective runs its products on its own worker threads.
         with blas_single_threaded():
             if xp is not np or own_lbfgs:

@@ -64,6 +64,11 @@ MINI_BATCH_DEFAULTS = {
     "n_iter_no_change": 10,
 }
 
+# Which L-BFGS minimises the NumPy path of solver="lbfgs": skae's own
+# (skae._lbfgs.minimize_lbfgs, as under array API dispatch) when True, SciPy's L-BFGS-B when
+# False. Private: benchmarks/bench_quality.py sets it to compare the two.
+_OWN_LBFGS = True
+
 # The fitted attributes of a mini-batch fit only (an L-BFGS fit removes them).
 _STOCHASTIC_ATTRIBUTES = (
     "best_loss_",
@@ -206,13 +211,14 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         not a mini-batch: with the mini-batch solvers it blocks the evaluation of each
         mini-batch (see ``mini_batch_size``).
     solver : {"lbfgs", "adam", "sgd"}, default="lbfgs"
-        ``"lbfgs"`` minimises the objective on all rows at every iteration (SciPy's
-        L-BFGS-B). ``"adam"`` and ``"sgd"`` (with momentum, optionally Nesterov's) take
-        one step per mini-batch of rows, as :class:`~sklearn.neural_network.MLPRegressor`'s
-        solvers; they read each row once per epoch and offer :meth:`partial_fit`. They
-        take NumPy arrays, memory maps and CSR matrices (dask arrays and array API
-        dispatch: use ``"lbfgs"``). The sparsity penalty of a mini-batch uses that
-        mini-batch's mean activation ρ̂ (the objective with the mini-batch as its data).
+        ``"lbfgs"`` minimises the objective on all rows at every iteration (skae's L-BFGS,
+        stopped by the rules of SciPy's L-BFGS-B). ``"adam"`` and ``"sgd"`` (with momentum,
+        optionally Nesterov's) take one step per mini-batch of rows, as
+        :class:`~sklearn.neural_network.MLPRegressor`'s solvers; they read each row once per
+        epoch and offer :meth:`partial_fit`. They take NumPy arrays, memory maps and CSR
+        matrices (dask arrays and array API dispatch: use ``"lbfgs"``). The sparsity penalty
+        of a mini-batch uses that mini-batch's mean activation ρ̂ (the objective with the
+        mini-batch as its data).
     mini_batch_size : int or "auto", default="auto"
         Rows per step of the mini-batch solvers; ``"auto"`` is ``min(200, n_samples)``
         (the MLPs' ``batch_size``). Ignored by ``"lbfgs"``.
@@ -328,13 +334,14 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     Notes
     -----
-    On NumPy input (and SciPy sparse matrices) the fit minimises with SciPy's L-BFGS-B;
-    under scikit-learn's array API dispatch, on arrays of another namespace (a PyTorch
-    tensor, a CuPy array), with skae's own L-BFGS, whose vectors stay on the device. Both
-    minimise the same objective from the same start and stop by the same rules, but they
-    take different steps: with the same ``random_state`` the two fits give different
-    weights, by far more than rounding after a few iterations, and closer ones as both
-    converge (see the documentation's array API page).
+    ``solver="lbfgs"`` minimises with skae's own L-BFGS (the two-loop recursion with a
+    strong-Wolfe line search, stopped by the rules of SciPy's L-BFGS-B) on every input: NumPy
+    arrays, SciPy sparse matrices, dask arrays, and under array API dispatch arrays of
+    another namespace (a PyTorch tensor, a CuPy array), whose vectors stay on their device.
+    With the same ``random_state`` a fit on another namespace therefore takes the NumPy
+    fit's steps and gives its weights to rounding in float64 (see the documentation's
+    array API page). It replaced SciPy's L-BFGS-B on NumPy input after the accuracy of the
+    defaults' features was measured with both (the documentation's quality page).
 
     References
     ----------
@@ -598,6 +605,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             verbose=self.verbose,
             report=report,
             name=type(self).__name__,
+            own_lbfgs=_OWN_LBFGS,
         )
 
         dtype = X.dtype

@@ -512,10 +512,9 @@ class StackedAutoencoder(
     the layer, e.g. "StackedAutoencoder (pretraining, layer 2 of 3): ...", and its advice
     names that layer's ``max_iter`` and ``tol`` (a scalar, or one value per layer).
 
-    The layers are fitted as :class:`SparseAutoencoder` fits them: with SciPy's L-BFGS-B on
-    NumPy input and skae's own L-BFGS under array API dispatch on arrays of another
-    namespace, so the two fits differ with the same ``random_state`` (see the Notes of
-    :class:`SparseAutoencoder`).
+    The layers are fitted as :class:`SparseAutoencoder` fits them: with skae's own L-BFGS,
+    on NumPy input and under array API dispatch on arrays of another namespace alike (see
+    the Notes of :class:`SparseAutoencoder`).
 
     Examples
     --------
@@ -999,7 +998,7 @@ class StackedAutoencoderClassifier(
     ``alpha`` (a setting on the scale of a reconstruction error, not of a per-sample
     cross-entropy) would pull them away from the pretrained features they are meant
     to refine. Inputs are never corrupted during stages 2 and 3 (the denoising noise
-    applies to pretraining only). Stages 2 and 3 minimise with skae's own L-BFGS (the
+    applies to pretraining only). Every stage minimises with skae's own L-BFGS (the
     two-loop recursion with a strong-Wolfe line search): with hundreds of thousands of
     parameters SciPy's L-BFGS-B spends a large share of each iteration on its own vector
     work (see the documentation's performance page). With ``solver="adam"`` or
@@ -1146,12 +1145,10 @@ class StackedAutoencoderClassifier(
     ``fine_tune_tol`` for the softmax, ``fine_tune_max_iter`` and ``fine_tune_tol`` for
     fine-tuning.
 
-    Under array API dispatch, on arrays of another namespace than NumPy, pretraining
-    minimises with skae's own L-BFGS instead of SciPy's L-BFGS-B (the softmax and
-    fine-tuning use skae's L-BFGS on both). The optimisers take different steps, so with
-    the same ``random_state`` the NumPy fit and the fit in another namespace give
-    different networks and probabilities, closer as the stages converge (see the
-    documentation's array API page).
+    Under array API dispatch, on arrays of another namespace than NumPy, every stage
+    minimises with the same L-BFGS as on NumPy input, so with the same ``random_state``
+    the fit in another namespace gives the NumPy fit's network and probabilities to
+    rounding in float64 (see the documentation's array API page).
 
     The classifier has no ``score_samples``: its ``score`` is accuracy, and fine-tuning
     changes the encoders of ``layers_`` but no decoder, so the network it predicts with

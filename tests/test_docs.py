@@ -34,8 +34,8 @@ def test_user_guide_walkthrough_prints_what_the_page_shows():
     with contextlib.redirect_stdout(out), pytest.warns(ConvergenceWarning, match="max_iter"):
         exec(compile(code, "walkthrough.py", "exec"), {"__name__": "__main__"})
 
-    # The same text, the numbers to the last printed digit give or take 2 (SciPy's L-BFGS-B
-    # and the BLAS differ slightly between the supported versions).
+    # The same text, the numbers to the last printed digit give or take 2 (the BLAS
+    # differs slightly between the supported versions).
     printed = out.getvalue().splitlines()
     assert len(printed) == len(printed_lines), (printed, printed_lines)
     number = r"-?\d+\.\d+"

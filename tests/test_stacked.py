@@ -297,10 +297,10 @@ def test_fine_tuning_all_beats_no_fine_tuning(split):
     assert model.transform(X_test).shape == (len(X_test), 32)
 
 
-def test_supervised_stages_use_skaes_lbfgs_on_numpy(digits, monkeypatch):
-    """The softmax and fine-tuning stages minimise with skae's L-BFGS (its vector work is a
-    quarter of L-BFGS-B's at fine-tuning sizes); pretraining keeps SciPy's L-BFGS-B. The
-    fine-tuned parameters are what minimize_lbfgs reaches on the objective from the
+def test_every_stage_uses_skaes_lbfgs_on_numpy(digits, monkeypatch):
+    """Pretraining (SparseAutoencoder), the softmax and fine-tuning stages minimise with
+    skae's L-BFGS, as under array API dispatch, never SciPy's L-BFGS-B. The fine-tuned
+    parameters are what minimize_lbfgs reaches on the objective from the
     network the softmax stage left."""
     import skae._optimize as base
     from skae._lbfgs import minimize_lbfgs
@@ -324,7 +324,7 @@ def test_supervised_stages_use_skaes_lbfgs_on_numpy(digits, monkeypatch):
         model = StackedAutoencoderClassifier((8, 6), **settings).fit(X, y)
         before = clone(model).set_params(fine_tune=None).fit(X, y)
     # two pretrained layers, softmax, fine-tuning; then without the fine-tuning stage
-    assert calls == ["scipy", "scipy", "skae", "skae"] + ["scipy", "scipy", "skae"]
+    assert calls == ["skae", "skae", "skae", "skae"] + ["skae", "skae", "skae"]
     objective = FineTuneObjective(
         before.layers_, X, y, n_trainable=3, alphas=[0.0, 0.0, model.softmax_alpha]
     )
