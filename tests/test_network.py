@@ -17,8 +17,8 @@ from skae._network import (
     FineTuneObjective,
     Layer,
     NetworkLayout,
-    _backpropagate,
     _top_delta,
+    backpropagate,
     estimator_activation,
     forward,
     input_gradient,
@@ -33,7 +33,7 @@ def parameter_gradient(layers, activations, grad_output):
     given ``dJ/dA_L`` (``grad_output``): one ``(grad_weights, grad_bias)`` pair per layer,
     bottom first. The backward pass of fine-tuning, for any loss on the top layer."""
     acts, delta = _top_delta(layers, activations, grad_output)
-    return _backpropagate(layers, acts, delta, n_params=len(layers), want_input=False)[0]
+    return backpropagate(layers, acts, delta, n_params=len(layers), want_input=False)[0]
 
 
 def random_layers(activations, rng, sizes=SIZES):
