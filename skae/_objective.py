@@ -333,7 +333,7 @@ def reconstruction_losses(
     dtype = X.dtype
     xp = array_namespace(X)
     chunk = batch_size or _chunk_rows(n, _itemsize(dtype))
-    W2c, b2c = cast(W2, dtype), cast(b2, dtype)
+    decoder_layer = Layer(cast(W2, dtype).T, cast(b2, dtype), decoder)
     out = buffer(xp, (m,), np.float64)  # NumPy: filled chunk by chunk
     parts = []
     for start in range(0, m, chunk):
@@ -343,8 +343,7 @@ def reconstruction_losses(
         H = encode(Xc, W1, b1, activation)
         if recode is not None:
             H = recode(H)
-        Z = H @ W2c
-        Z += b2c
+        Z = affine(H, decoder_layer, dtype)
         block = None if out is None else out[start:stop]
         parts.append(assign(_row_losses(Z, Xd, decoder, loss), block, xp))
     if out is not None:
