@@ -166,8 +166,9 @@ def _add_arrays(a, b):
 
 
 def _add_sums(a, b):
-    """Add pass 2's ``(recon, gb1, gb2, gW1, gW2)`` of two groups of rows."""
-    return tuple(None if x is None else x + y for x, y in zip(a, b))
+    """Add pass 2's ``(recon, totals)`` (or fine-tuning's ``(loss, totals)``) of two
+    groups of rows."""
+    return a[0] + b[0], _add_pairs(a[1], b[1])
 
 
 # --------------------------------------------------------------------------- the objective
@@ -211,7 +212,7 @@ def _chunk_objective(block, offset, spec, corruption, batch_size, block_rows):
 def _pass1(chunk, theta):
     chunk = chunk.objective
     with blas_single_threaded():
-        col_sum = chunk.hidden_sums(chunk._weights(theta))
+        col_sum = chunk.hidden_sums(chunk.network(theta))
     return col_sum, (None if chunk.two_pass else chunk.H.copy())
 
 
@@ -221,8 +222,17 @@ def _pass2(chunk, forward, theta, sparsity):
     if H is not None:
         np.copyto(chunk.H, H)  # the task's input is never modified
     with blas_single_threaded():
-        recon, gb1, gb2, gW1, gW2 = chunk.gradient_sums(chunk._weights(theta), sparsity[1])
-    return recon, gb1, gb2, gW1.copy(), None if chunk.spec.tied else gW2.copy()
+        recon, totals = chunk.gradient_sums(chunk.network(theta), sparsity[1])
+    return recon, _copy_pairs(totals)
+
+
+def _copy_pairs(pairs):
+    """Copies of ``(Σ ∇W, Σ ∇b)`` pairs (a shared layer's ``Σ ∇W`` stays None)."""
+    return [(None if W is None else W.copy(), b.copy()) for W, b in pairs]
+
+
+def _add_pairs(a, b):
+    return [(None if aW is None else aW + bW, ab + bb) for (aW, ab), (bW, bb) in zip(a, b)]
 
 
 def _first(pair):
@@ -299,10 +309,8 @@ class DaskObjective(_ChunkedObjective):
             for c, f in zip(self.chunks, forward)
         ]
         sums, (rho_hat, _) = _compute(dask, _tree(backward, _add_sums), sparsity)
-        recon, gb1, gb2, gW1, gW2 = sums
-        J, grad, self.last_terms = assemble(
-            spec, theta, self.m, rho_hat, recon, gb1, gb2, gW1, gW1 if gW2 is None else gW2
-        )
+        recon, totals = sums
+        J, grad, self.last_terms = assemble(spec, theta, self.m, rho_hat, recon, totals)
         return J, grad
 
 
@@ -503,11 +511,7 @@ def _finetune_chunk(block, rows, y, layers, n_trainable, alphas):
 
 def _finetune_sums(chunk, theta):
     loss, totals = chunk.objective.sums(theta)
-    return loss, [(gW.copy(), gb.copy()) for gW, gb in totals]
-
-
-def _add_finetune_sums(a, b):
-    return a[0] + b[0], [(aW + bW, ab + bb) for (aW, ab), (bW, bb) in zip(a[1], b[1])]
+    return loss, _copy_pairs(totals)
 
 
 class DaskFineTuneObjective(_ChunkedObjective):
@@ -519,7 +523,7 @@ class DaskFineTuneObjective(_ChunkedObjective):
     :class:`~skae._network.FineTuneObjective` of those rows on the worker that holds
     the chunk (the frozen layers' output computed there, once); each evaluation maps
     :meth:`~skae._network.FineTuneObjective.sums` over the chunks, adds the sums in a
-    fixed tree in chunk order, and :func:`~skae._network.assemble_fine_tune` finishes
+    fixed tree in chunk order, and :func:`~skae._network.assemble` finishes
     on the client: the mathematics of the NumPy objective, summed over other row
     groups, so equal to it to rounding. Same interface as FineTuneObjective
     (``__call__``, ``theta0``, ``layout``, ``trainable``, ``dtype``, ``last_terms``).
@@ -556,15 +560,16 @@ class DaskFineTuneObjective(_ChunkedObjective):
     def __call__(self, theta):
         from dask import delayed
 
-        from ._network import assemble_fine_tune
+        from ._network import assemble as assemble_network
 
         dask, _ = _dask()
         theta, theta_key = self._theta(theta)
         parts = [delayed(_finetune_sums, pure=True)(c, theta_key) for c in self.chunks]
-        ((loss, totals),) = _compute(dask, _tree(parts, _add_finetune_sums))
-        J, grad, self.last_terms = assemble_fine_tune(
+        ((loss, totals),) = _compute(dask, _tree(parts, _add_sums))
+        J, grad, data_loss = assemble_network(
             self.layout, self.alphas, theta, self.m, loss, totals
         )
+        self.last_terms = (J, data_loss)
         return J, grad
 
 

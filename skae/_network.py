@@ -50,6 +50,7 @@ from ._activations import ACTIVATIONS
 from ._array import (
     array_device,
     array_namespace,
+    assign,
     astype,
     buffer,
     cast,
@@ -74,9 +75,13 @@ from ._parallel import (
 
 __all__ = [
     "FineTuneObjective",
-    "assemble_fine_tune",
     "Layer",
     "NetworkLayout",
+    "ParameterLayout",
+    "affine",
+    "assemble",
+    "backpropagate",
+    "layer_forward",
     "estimator_activation",
     "fine_tune_block_rows",
     "forward",
@@ -84,7 +89,7 @@ __all__ = [
     "network_layers",
 ]
 
-LAYER_ACTIVATIONS = ("sigmoid", "tanh", "softmax", "identity")
+LAYER_ACTIVATIONS = ("sigmoid", "tanh", "softmax", "identity", "linear")
 # Fine-tuning blocks: at least this many flops of products each, at most this many elements
 # in one (rows, n_out) buffer.
 _BLOCK_FLOPS = 1 << 29
@@ -118,7 +123,8 @@ class Layer:
     weights : ndarray of shape (n_out, n_in)
         One row per unit (the orientation of ``components_``).
     bias : ndarray of shape (n_out,)
-    activation : {"sigmoid", "tanh", "softmax", "identity"}
+    activation : {"sigmoid", "tanh", "softmax", "identity", "linear"}
+        ("linear" is "identity" under the name of the linear decoder).
     """
 
     weights: np.ndarray
@@ -236,7 +242,7 @@ def _float_dtype(X):
     return parameter_dtype(xp, array_device(X))
 
 
-def _affine(A, layer, dtype, out=None):
+def affine(A, layer, dtype, out=None):
     """``A @ weights.T + bias`` in ``dtype`` (A dense or sparse), into ``out`` if given
     (NumPy; other namespaces return a new array)."""
     W = cast(layer.weights, dtype)
@@ -249,6 +255,11 @@ def _affine(A, layer, dtype, out=None):
         Z = matmul(A, W.T, out)
     Z += cast(layer.bias, dtype)
     return Z
+
+
+def layer_forward(A, layer, dtype, out=None):
+    """``act(A @ weights.T + bias)``: one layer's activations, into ``out`` if given."""
+    return _activate_(affine(A, layer, dtype, out), layer.activation)
 
 
 def _exp_(Z):
@@ -300,7 +311,7 @@ def forward(layers, X):
     activations = [X]
     A = X
     for layer in layers:
-        A = _activate_(_affine(A, layer, dtype), layer.activation)
+        A = layer_forward(A, layer, dtype)
         activations.append(A)
     return activations
 
@@ -323,9 +334,9 @@ def _activation_jvp(activation, A, grad, consume=False):
     return ACTIVATIONS[activation].derivative(A if consume else _copy(A), grad)
 
 
-def _backpropagate(
+def backpropagate(
     layers, activations, delta, *, n_params, want_input, out=None, scratch=None,
-    wide_bias_sums=False,
+    wide_bias_sums=False, layout=None, hidden_terms=None, weight_scratch=None,
 ):
     """Backpropagate ``delta`` = dJ/dZ of the top layer down the network.
 
@@ -338,23 +349,38 @@ def _backpropagate(
     ``l`` goes into ``scratch[l-1]``, shape (m, n_out of layer l)); both NumPy only. The
     bias gradients are summed in float64 (where the device has it) and, without ``out``,
     returned in ``delta``'s dtype unless ``wide_bias_sums``.
+
+    The hooks of an autoencoder: ``layout`` (a :class:`NetworkLayout` of the top
+    ``n_params`` layers) says how each weight gradient is stored: a layer stored
+    transposed gets ``A[l-1]ᵀ δ_l`` (the orientation of its slot, which is also a
+    different rounding from ``(δ_lᵀ A[l-1])ᵀ``), and a layer sharing the slot of a lower
+    one hands its product down to be added to that layer's (with ``out``, the shared
+    slot's buffer; the product is formed in ``weight_scratch``, of the slot's shape, and
+    added). ``hidden_terms`` maps a layer index ``l`` (1-based) to a row added to
+    ``dJ/dA_l`` before the activation's derivative (the sparsity term of δ2).
     """
     L = len(layers)
     first_param = L - n_params + 1  # lowest 1-based layer whose gradient is wanted
     grads = []
+    handed_down = {}  # slot owner's index -> the product of a layer that shares its slot
     for k in range(L, 0, -1):
         below = activations[k - 1]
         if k >= first_param:
-            gW_out, gb_out = out[k - first_param] if out is not None else (None, None)
-            if sp.issparse(below):
-                gW = np.asarray((below.T @ delta).T)
-            elif gW_out is not None and gW_out.dtype == delta.dtype:
-                gW = np.matmul(delta.T, below, out=gW_out)
-            else:
-                gW = delta.T @ below
-            if gW_out is not None and gW is not gW_out:
+            j = k - first_param
+            gW_out, gb_out = out[j] if out is not None else (None, None)
+            transposed = layout is not None and layout.is_transposed(j)
+            pending = handed_down.pop(j, None)
+            target = gW_out if pending is None else weight_scratch
+            gW = _weight_product(below, delta, transposed, target)
+            if pending is not None:  # a layer above shares this slot: the sum of both
+                xp = array_namespace(gW)
+                gW = modify_in_place(xp, xp.add, pending, gW, out=pending)
+            elif gW_out is not None and gW is not gW_out:
                 gW_out[...] = gW
                 gW = gW_out
+            owner = None if layout is None else layout.owner(j)
+            if owner is not None:
+                handed_down[owner] = gW
             gb = sum_rows(delta, axis=0)
             if gb_out is not None:
                 gb_out[...] = gb
@@ -369,8 +395,25 @@ def _backpropagate(
             break
         target = scratch[k - 2] if scratch is not None else None
         grad_below = matmul(delta, W, target)
+        if hidden_terms is not None and k - 1 in hidden_terms:
+            xp = array_namespace(grad_below)
+            term = hidden_terms[k - 1]
+            grad_below = modify_in_place(xp, xp.add, grad_below, term, out=grad_below)
         delta = _activation_jvp(layers[k - 2].activation, below, grad_below, consume=True)
     return grads[::-1], None
+
+
+def _weight_product(below, delta, transposed, out):
+    """A layer's weight gradient summed over rows: ``δᵀ A`` of shape (n_out, n_in), or
+    ``Aᵀ δ`` (n_in, n_out) for a layer stored transposed; into ``out`` (NumPy, same
+    dtype) when given."""
+    if sp.issparse(below):
+        product = below.T @ delta
+        return np.asarray(product if transposed else product.T)
+    a, b = (below, delta) if transposed else (delta, below)
+    if out is not None and out.dtype == delta.dtype:
+        return np.matmul(a.T, b, out=out)
+    return a.T @ b
 
 
 def _check_activations(layers, activations):
@@ -399,7 +442,7 @@ def input_gradient(layers, activations, grad_output):
         ``dJ/dX`` (dense, also for sparse ``X``), in the dtype of the activations.
     """
     acts, delta = _top_delta(layers, activations, grad_output)
-    return _backpropagate(layers, acts, delta, n_params=0, want_input=True)[1]
+    return backpropagate(layers, acts, delta, n_params=0, want_input=True)[1]
 
 
 def _top_delta(layers, activations, grad_output):
@@ -426,41 +469,170 @@ class NetworkLayout:
     ``shapes`` is a tuple of ``(n_out, n_in)``, bottom layer first; the vector holds
     ``W1, b1, W2, b2, ...``. :meth:`unpack` returns views, never copies (on namespaces
     that have views). The vector may be an array of any array-API namespace.
+
+    Two options make an autoencoder one of these networks (:class:`ParameterLayout`):
+    ``transposed[l]`` stores layer ``l``'s weights as ``(n_in, n_out)`` (a decoder's
+    ``W2``, in the orientation of ``components_``), and ``shared[l] = j`` (``j < l``)
+    gives layer ``l`` no slot of its own: it reads layer ``j``'s slot (tied weights; it
+    is then also marked transposed) and its gradient is added to layer ``j``'s. Empty
+    tuples mean neither (0-based layer indices).
     """
 
     shapes: tuple
+    transposed: tuple = ()
+    shared: tuple = ()
+
+    def is_transposed(self, layer):
+        """Whether layer ``layer``'s slot holds its weights transposed."""
+        return bool(self.transposed) and bool(self.transposed[layer])
+
+    def owner(self, layer):
+        """The index of the layer whose slot layer ``layer`` reads, or None (its own)."""
+        return self.shared[layer] if self.shared else None
+
+    def stored_shape(self, layer):
+        """The shape of layer ``layer``'s weights as stored in the vector."""
+        n_out, n_in = self.shapes[layer]
+        return (n_in, n_out) if self.is_transposed(layer) else (n_out, n_in)
 
     @property
     def size(self):
-        return sum(o * i + o for o, i in self.shapes)
+        return sum(
+            (0 if self.owner(k) is not None else o * i) + o for k, (o, i) in enumerate(self.shapes)
+        )
 
     def unpack(self, theta):
-        """``[(W1, b1), (W2, b2), ...]`` as views into ``theta``; None (no buffer, see
-        :func:`skae._array.buffer`) gives pairs of Nones."""
+        """``[(W1, b1), (W2, b2), ...]`` as views into ``theta``, each ``W`` as stored (a
+        shared layer's is its owner's); None (no buffer, see :func:`skae._array.buffer`)
+        gives pairs of Nones."""
+        return self.pairs(theta)
+
+    def pairs(self, theta):
+        """:meth:`unpack` of the network (also for :class:`ParameterLayout`)."""
         if theta is None:
             return [(None, None)] * len(self.shapes)
         xp = array_namespace(theta)
         parts, start = [], 0
-        for n_out, n_in in self.shapes:
-            W = xp.reshape(theta[start : start + n_out * n_in], (n_out, n_in))
-            start += n_out * n_in
+        for k, (n_out, n_in) in enumerate(self.shapes):
+            owner = self.owner(k)
+            if owner is None:
+                W = xp.reshape(theta[start : start + n_out * n_in], self.stored_shape(k))
+                start += n_out * n_in
+            else:
+                W = parts[owner][0]
             b = theta[start : start + n_out]
             start += n_out
             parts.append((W, b))
         return parts
 
     def pack(self, layers):
-        """A new flat float64 vector from Layers (or (W, b) pairs), bottom first.
+        """A new flat float64 vector from Layers (or ``(W, b)`` pairs with ``W`` as
+        stored), bottom first; a shared layer's weights are not stored again.
 
         Arrays of another namespace give a vector of that namespace, on their device, in
         float64 where the device has it (:func:`skae._array.parameter_dtype`).
         """
-        pairs = [(item.weights, item.bias) if isinstance(item, Layer) else item
-                 for item in layers]
+        pairs = []
+        for k, item in enumerate(layers):
+            if isinstance(item, Layer):
+                W = item.weights.T if self.is_transposed(k) else item.weights
+                item = (W, item.bias)
+            pairs.append(item)
         xp = array_namespace(*[a for pair in pairs for a in pair])
         dtype = parameter_dtype(xp, array_device(pairs[0][0]) if pairs else None)
-        parts = [xp.reshape(cast(a, dtype, xp), (-1,)) for pair in pairs for a in pair]
+        parts = [
+            xp.reshape(cast(a, dtype, xp), (-1,))
+            for k, pair in enumerate(pairs)
+            for a in (pair if self.owner(k) is None else pair[1:])
+        ]
         return concat(parts, xp) if parts else zeros(xp, (0,), dtype)
+
+    def flatten(self, pairs):
+        """The arrays of per-layer ``(W, b)`` pairs in the vector's order (a shared
+        layer's ``W`` left out)."""
+        return [a for k, pair in enumerate(pairs)
+                for a in (pair if self.owner(k) is None else pair[1:])]
+
+    def unflatten(self, parts):
+        """The inverse of :meth:`flatten`: ``(W, b)`` pairs, a shared layer's ``W`` None."""
+        parts, pairs = list(parts), []
+        for k in range(len(self.shapes)):
+            W = parts.pop(0) if self.owner(k) is None else None
+            pairs.append((W, parts.pop(0)))
+        return pairs
+
+    def network(self, theta, activations, dtype):
+        """The layers of ``theta`` (``Layer`` objects with ``(n_out, n_in)`` weights,
+        views of a copy in ``dtype`` where it differs from the vector's)."""
+        layers, cast_weights = [], {}
+        for k, ((W, b), activation) in enumerate(zip(self.pairs(theta), activations)):
+            owner = self.owner(k)
+            if owner is None:
+                W = cast_weights[k] = cast(W, dtype)
+            else:  # the owner's weights, cast once
+                W = cast_weights[owner]
+            layers.append(Layer(W.T if self.is_transposed(k) else W, cast(b, dtype), activation))
+        return layers
+
+
+class ParameterLayout(NetworkLayout):
+    """The sparse autoencoder's layout: the network encoder, decoder (a
+    :class:`NetworkLayout`) seen as ``W1 (n_hidden, n_features), b1 (n_hidden,),
+    [W2 (n_hidden, n_features)], b2 (n_features,)``.
+
+    ``W2`` is stored in the orientation of ``W1`` (the decoder layer transposed) and is
+    absent when the weights are tied (the decoder reads ``W1``). :meth:`unpack` returns
+    ``(W1, b1, W2, b2)``, views, never copies (``W2 is W1`` when tied).
+    """
+
+    def __init__(self, n_features, n_hidden, tied=False):
+        h, n = int(n_hidden), int(n_features)
+        super().__init__(
+            ((h, n), (n, h)), transposed=(False, True), shared=(None, 0 if tied else None)
+        )
+
+    @property
+    def n_features(self):
+        return self.shapes[0][1]
+
+    @property
+    def n_hidden(self):
+        return self.shapes[0][0]
+
+    @property
+    def tied(self):
+        return self.owner(1) is not None
+
+    def __repr__(self):
+        return f"ParameterLayout({self.n_features}, {self.n_hidden}, tied={self.tied})"
+
+    def unpack(self, theta):
+        """Return ``(W1, b1, W2, b2)`` as views into ``theta`` (``W2 is W1`` when tied).
+
+        ``theta`` may be an array of any array-API namespace (views where it has them);
+        None (no buffer, see :func:`skae._array.buffer`) gives four Nones.
+        """
+        (W1, b1), (W2, b2) = self.pairs(theta)
+        return W1, b1, W2, b2
+
+    def pack(self, W1, b1, W2, b2):
+        """Concatenate parameters into a new flat float64 vector (the inverse of unpack).
+
+        Arrays of another namespace give a vector of that namespace, on their device, in
+        :func:`~skae._array.parameter_dtype`.
+        """
+        return super().pack([(W1, b1), (W2, b2)])
+
+    def initialize(self, random_state):
+        """UFLDL initialisation: weights uniform in ±sqrt(6 / (n_in + n_out + 1)), biases 0."""
+        h, n = self.n_hidden, self.n_features
+        r = np.sqrt(6.0 / (n + h + 1))
+        theta = np.zeros(self.size)
+        W1, _, W2, _ = self.unpack(theta)
+        W1[...] = random_state.uniform(-r, r, size=(h, n))
+        if not self.tied:
+            W2[...] = random_state.uniform(-r, r, size=(h, n))
+        return theta
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -608,10 +780,7 @@ class FineTuneObjective:
 
     def _layers(self, theta):
         acts = [layer.activation for layer in self.trainable]
-        return [
-            Layer(cast(W, self.dtype), cast(b, self.dtype), a)
-            for (W, b), a in zip(self.layout.unpack(theta), acts)
-        ]
+        return self.layout.network(theta, acts, self.dtype)
 
     def _labels(self, start, stop):
         """The labels of rows start:stop: ``(rows, y)`` for NumPy's fancy indexing, the
@@ -630,9 +799,9 @@ class FineTuneObjective:
             A_in = self.inputs[self.gather[start:stop]]
         activations = [A_in]
         for layer, A_out in zip(layers[:-1], ws.A[:-1]):
-            A_in = _activate_(_affine(A_in, layer, dt, out=_head(A_out, k)), layer.activation)
+            A_in = layer_forward(A_in, layer, dt, out=_head(A_out, k))
             activations.append(A_in)
-        Z = _affine(A_in, layers[-1], dt, out=_head(ws.A[-1], k))
+        Z = affine(A_in, layers[-1], dt, out=_head(ws.A[-1], k))
         # Cross-entropy from the shifted pre-activation: log Σ exp(z) − z_y.
         labels = self._labels(start, stop)
         Z -= xp.max(Z, axis=1, keepdims=True)
@@ -643,7 +812,7 @@ class FineTuneObjective:
         Z /= totals  # P
         Z = _subtract_labels_(Z, labels)  # δ_L · m = P − Y
         activations.append(Z)
-        grads, _ = _backpropagate(
+        grads, _ = backpropagate(
             layers,
             activations,
             Z,
@@ -662,7 +831,7 @@ class FineTuneObjective:
         ``(Σ ∇W, Σ ∇b)`` pair per trainable layer (bottom first; sums over rows, not yet
         divided by ``m``, no weight decay). ``totals`` are this object's buffers,
         overwritten by the next call. Objectives over disjoint row sets (the chunks of a
-        dask array, :mod:`skae._dask`) add their sums, and :func:`assemble_fine_tune`
+        dask array, :mod:`skae._dask`) add their sums, and :func:`assemble`
         turns the total into ``(J, grad)``, as :meth:`__call__` does for its own rows.
         """
         xp = self.xp
@@ -696,9 +865,8 @@ class FineTuneObjective:
     def __call__(self, theta):
         theta = cast(theta, self.parameter_dtype, self.xp)
         loss, totals = self.sums(theta)
-        J, grad, self.last_terms = assemble_fine_tune(
-            self.layout, self.alphas, theta, self.m, loss, totals
-        )
+        J, grad, data_loss = assemble(self.layout, self.alphas, theta, self.m, loss, totals)
+        self.last_terms = (J, data_loss)
         return J, grad
 
 
@@ -715,8 +883,13 @@ def _forward_rows(layers, X, rows, dtype):
     return out
 
 
-def assemble_fine_tune(layout, alphas, theta, m, loss_sum, totals):
-    """``(J, grad, (J, data_loss))`` from the sums of :meth:`FineTuneObjective.sums`.
+def assemble(layout, alphas, theta, m, loss_sum, totals, penalty=0.0, divide_biases=False):
+    """``(J, grad, data_loss)`` from an objective's sums over all ``m`` rows.
+
+    ``J = loss_sum / m + Σ (α / 2) ‖W‖² + penalty``: the data term, weight decay of each
+    weight slot (biases are never decayed; the slots that share one α are summed before
+    it scales them) and an extra term (the autoencoder's sparsity penalty, whose gradient
+    is already in the sums); ``grad = totals / m + α W``, laid out by ``layout``.
 
     Parameters
     ----------
@@ -731,26 +904,44 @@ def assemble_fine_tune(layout, alphas, theta, m, loss_sum, totals):
         Number of rows the sums run over.
     loss_sum : float
     totals : list of (ndarray, ndarray)
-        ``(Σ ∇W, Σ ∇b)`` per trainable layer, bottom first.
+        ``(Σ ∇W, Σ ∇b)`` per trainable layer, bottom first, each ``∇W`` as stored (a
+        layer that shares another's slot: its entry is not read, the owner's holds the
+        sum).
+    penalty : float
+        Added to ``J``.
+    divide_biases : bool
+        The bias gradients as ``Σ ∇b / m`` (the autoencoder's rounding) rather than
+        ``Σ ∇b · (1/m)`` (fine-tuning's): the two differ in the last bit, and a fit
+        follows such differences, so each objective keeps its own.
     """
     data_loss = loss_sum / m
     xp = array_namespace(theta)
     # NumPy: into views of one new vector; other namespaces: new arrays, concatenated.
     grad = buffer(xp, (layout.size,), theta.dtype)
-    views = layout.unpack(grad)
-    parts = []
-    decay = 0.0
-    for (gW, gb), (W, _), (tW, tb), alpha in zip(views, layout.unpack(theta), totals, alphas):
-        gW = _scale(tW, 1.0 / m, gW, theta.dtype)
-        gb = _scale(tb, 1.0 / m, gb, theta.dtype)
-        if alpha:
-            gW += alpha * W
-            decay += 0.5 * alpha * dot(W, W)
-        parts += [gW, gb]
+    views = layout.pairs(grad)
+    parts, groups = [], []  # groups: [alpha, Σ ‖W‖²] of consecutive slots with one alpha
+    slots = zip(views, layout.pairs(theta), totals, alphas)
+    for k, ((gW, gb), (W, _), (tW, tb), alpha) in enumerate(slots):
+        if layout.owner(k) is None:
+            gW = _scale(tW, 1.0 / m, gW, theta.dtype)
+            if alpha:
+                gW += alpha * W
+                if groups and groups[-1][0] == alpha:
+                    groups[-1][1] += dot(W, W)
+                else:
+                    groups.append([alpha, dot(W, W)])
+            parts.append(gW)
+        if divide_biases:
+            parts.append(assign(tb / m, gb, xp))
+        else:
+            parts.append(_scale(tb, 1.0 / m, gb, theta.dtype))
     if grad is None:
         grad = concat([xp.reshape(p, (-1,)) for p in parts], xp)
-    J = data_loss + decay
-    return J, grad, (J, data_loss)
+    decay = 0.0
+    for alpha, squares in groups:
+        decay += 0.5 * alpha * squares
+    J = data_loss + decay + penalty
+    return J, grad, data_loss
 
 
 def _scale(a, factor, out, dtype):

@@ -9,8 +9,12 @@ among the others: ``docs/architecture.rst``); rows of ``X`` are samples::
     J    = (1/m) Σ_i L(x̂_i, x_i) + (α/2)(‖W1‖² + ‖W2‖²) + β Σ_j KL(ρ ‖ ρ̂_j)
 
 :class:`AutoencoderObjective` evaluates ``J`` and ``∇J`` for a flat float64 parameter
-vector. It never touches an estimator: for fixed data and settings its output depends
-only on ``theta``. It keeps a fixed set of work buffers between calls.
+vector, laid out by :class:`~skae._network.ParameterLayout`. The autoencoder is the
+two-layer network encoder, decoder of :mod:`skae._network`, evaluated by its layer map
+and :func:`~skae._network.backpropagate`; the sparsity term of δ2, the corrupted input,
+the decoder's output unit and loss, and the tied slot are its hooks there. It never
+touches an estimator: for fixed data and settings its output depends only on ``theta``.
+It keeps a fixed set of work buffers between calls.
 
 Blocks and threads: the rows are cut into a fixed partition of blocks of ``c`` rows
 (:func:`skae._parallel.block_rows_for`: 256 rows for 64 or more features, more for
@@ -34,12 +38,14 @@ buffer      shape       holds
                         into a dense array (two-pass denoising; Gaussian noise
                         on sparse input)
 ``H``       (c, h)      hidden activations of the block (two-pass only)
-``gW1/gW2`` (h, n)      the block's weight-gradient sums (one when tied)
+``grads``   (h, n),     the block's gradient sums, ``(gW, gb)`` per layer
+            (h,), (n,)  (encoder, decoder; one ``gW`` when tied, the biases'
+                        sums in float64)
 ``T``       (h, n)      scratch for adding a product to them (tied only)
 ==========  ==========  =====================================================
 
-and the objective owns ``gW1``/``gW2`` totals (h, n) to which the blocks' sums are added
-in block order. When ``batch_size`` is None, all workers also share ``H`` (m, h), the
+and the objective owns the ``totals`` of the same shapes, to which the blocks' sums are
+added in block order. When ``batch_size`` is None, all workers also share ``H`` (m, h), the
 hidden activations kept from the forward to the backward pass (then overwritten by f'(H));
 with denoising and ``batch_size=None`` the corrupted copy of ``X`` is made once per
 objective, drawn block by block into its output (a sparse copy, of the stored entries
@@ -84,7 +90,6 @@ from ._array import (
     concat,
     dot,
     from_numpy,
-    matmul,
     modify_in_place,
     parameter_dtype,
     row_slice,
@@ -93,6 +98,14 @@ from ._array import (
     sum_rows,
     zeros,
 )
+from ._network import (
+    Layer,
+    ParameterLayout,
+    affine,
+    backpropagate,
+    layer_forward,
+)
+from ._network import assemble as assemble_network
 from ._parallel import (
     PARALLEL_MIN_SIZE,
     BlockSums,
@@ -126,69 +139,6 @@ _NOISE_BLOCK = 256
 
 
 # --------------------------------------------------------------------------- parameters
-@dataclass(frozen=True)
-class ParameterLayout:
-    """Where each weight lives in the flat float64 parameter vector.
-
-    The order is ``W1 (n_hidden, n_features), b1 (n_hidden,), [W2 (n_hidden,
-    n_features)], b2 (n_features,)``; ``W2`` is absent when the weights are tied.
-    :meth:`unpack` returns views, never copies.
-    """
-
-    n_features: int
-    n_hidden: int
-    tied: bool = False
-
-    @property
-    def size(self):
-        h, n = self.n_hidden, self.n_features
-        return h * n + h + (0 if self.tied else h * n) + n
-
-    def unpack(self, theta):
-        """Return ``(W1, b1, W2, b2)`` as views into ``theta`` (``W2 is W1`` when tied).
-
-        ``theta`` may be an array of any array-API namespace (views where it has them);
-        None (no buffer, see :func:`skae._array.buffer`) gives four Nones.
-        """
-        if theta is None:
-            return None, None, None, None
-        h, n = self.n_hidden, self.n_features
-        xp = array_namespace(theta)
-        W1 = xp.reshape(theta[: h * n], (h, n))
-        b1 = theta[h * n : h * n + h]
-        start = h * n + h
-        if self.tied:
-            W2 = W1
-        else:
-            W2 = xp.reshape(theta[start : start + h * n], (h, n))
-            start += h * n
-        b2 = theta[start : start + n]
-        return W1, b1, W2, b2
-
-    def pack(self, W1, b1, W2, b2):
-        """Concatenate parameters into a new flat float64 vector (the inverse of unpack).
-
-        Arrays of another namespace give a vector of that namespace, on their device, in
-        :func:`parameter_dtype`.
-        """
-        xp = array_namespace(W1, b1, W2, b2)
-        parts = [W1, b1] + ([] if self.tied else [W2]) + [b2]
-        dtype = parameter_dtype(xp, array_device(W1))
-        return concat([xp.reshape(cast(p, dtype, xp), (-1,)) for p in parts], xp)
-
-    def initialize(self, random_state):
-        """UFLDL initialisation: weights uniform in ±sqrt(6 / (n_in + n_out + 1)), biases 0."""
-        h, n = self.n_hidden, self.n_features
-        r = np.sqrt(6.0 / (n + h + 1))
-        theta = np.zeros(self.size)
-        W1, _, W2, _ = self.unpack(theta)
-        W1[...] = random_state.uniform(-r, r, size=(h, n))
-        if not self.tied:
-            W2[...] = random_state.uniform(-r, r, size=(h, n))
-        return theta
-
-
-
 @dataclass(frozen=True)
 class AutoencoderSpec:
     """The settings of one autoencoder objective (all validated by the estimator).
@@ -330,19 +280,15 @@ def _itemsize(dtype):
 
 # --------------------------------------------------------------------------- forward maps
 def encode(X, W1, b1, activation="sigmoid"):
-    """Hidden activations ``f(X W1ᵀ + b1)`` in the dtype of ``X`` (dense or sparse X)."""
-    dtype = X.dtype
-    Z = cast(X @ cast(W1, dtype).T, dtype)  # (a sparse product may widen)
-    Z += cast(b1, dtype)
-    return ACTIVATIONS[activation].forward(Z)
+    """Hidden activations ``f(X W1ᵀ + b1)`` in the dtype of ``X`` (dense or sparse X):
+    the encoder layer's forward map."""
+    return layer_forward(X, Layer(W1, b1, activation), X.dtype)
 
 
 def decode(H, W2, b2, decoder="sigmoid"):
-    """Reconstruction ``g(H W2 + b2)`` in the dtype of ``H``."""
-    dtype = H.dtype
-    Z = H @ cast(W2, dtype)
-    Z += cast(b2, dtype)
-    return ACTIVATIONS[decoder].forward(Z)
+    """Reconstruction ``g(H W2 + b2)`` in the dtype of ``H``: the decoder layer's forward
+    map (its weights are ``W2ᵀ``)."""
+    return layer_forward(H, Layer(W2.T, b2, decoder), H.dtype)
 
 
 def _chunk_rows(n_features, itemsize):
@@ -387,7 +333,7 @@ def reconstruction_losses(
     dtype = X.dtype
     xp = array_namespace(X)
     chunk = batch_size or _chunk_rows(n, _itemsize(dtype))
-    W2c, b2c = cast(W2, dtype), cast(b2, dtype)
+    decoder_layer = Layer(cast(W2, dtype).T, cast(b2, dtype), decoder)
     out = buffer(xp, (m,), np.float64)  # NumPy: filled chunk by chunk
     parts = []
     for start in range(0, m, chunk):
@@ -397,8 +343,7 @@ def reconstruction_losses(
         H = encode(Xc, W1, b1, activation)
         if recode is not None:
             H = recode(H)
-        Z = H @ W2c
-        Z += b2c
+        Z = affine(H, decoder_layer, dtype)
         block = None if out is None else out[start:stop]
         parts.append(assign(_row_losses(Z, Xd, decoder, loss), block, xp))
     if out is not None:
@@ -420,19 +365,23 @@ def reconstruction_error(X, W1, b1, W2, b2, *, activation, decoder, loss, batch_
 
 
 # --------------------------------------------------------------------------- objective
-def _accumulate_product(target, a, b, first, scratch):
-    """``target += aᵀ b`` (``target = aᵀ b`` when ``first``), without a new allocation.
+def _reconstruction_delta(Z, target, out, scratch, decoder, loss):
+    """The output unit and the loss of a block: ``(loss sum, δ3 · m)`` from the decoder's
+    pre-activation ``Z`` (overwritten by ``X̂`` on NumPy) and the dense ``target``.
 
-    NumPy's matmul hands the transposed view to BLAS (no copy). It has no ``beta``, so
-    a second product goes through ``scratch`` (shape of ``target``). Only NumPy's BLAS is
-    used: mixing it with SciPy's separately bundled OpenBLAS makes two thread pools spin
-    against each other. On other namespaces ``target`` is the previous value (None when
-    ``first``) and the sum is returned as a new array.
+    ``δ3 · m`` is written into ``out`` (which may be ``target`` itself: a sparse block
+    densified there); ``scratch`` (shape of ``Z``) is used for the cross-entropy value.
     """
-    xp = array_namespace(a, b)
-    if first:
-        return matmul(a.T, b, target, xp)
-    return modify_in_place(xp, xp.add, target, matmul(a.T, b, scratch, xp), out=target)
+    g = ACTIVATIONS[decoder]
+    if loss == "cross_entropy":
+        # log(1 + e^z) − x z, from the pre-activation: finite when σ(z) is 0 or 1
+        value = _softplus_sum(Z, scratch) - dot(target, Z)
+        Z = g.forward(Z)
+        return value, subtract(Z, target, out)  # sigmoid + cross-entropy: δ3 · m = X̂ − X
+    Z = g.forward(Z)
+    D = subtract(Z, target, out)
+    value = 0.5 * dot(D, D)
+    return value, g.derivative(Z, D)  # δ3 · m = (X̂ − X) ⊙ g'(X̂)
 
 
 @dataclass
@@ -445,13 +394,30 @@ class _Workspace:
     E: np.ndarray
     S: np.ndarray | None
     C: np.ndarray | None
-    gW1: np.ndarray
-    gW2: np.ndarray
+    grads: list
     T: np.ndarray | None
+
+
+def _gradient_buffers(layout, xp, dtype):
+    """``(gW, gb)`` buffers per layer of ``layout`` (a shared slot's ``gW`` is its
+    owner's buffer; bias sums in float64)."""
+    pairs = []
+    for k in range(len(layout.shapes)):
+        owner = layout.owner(k)
+        gW = pairs[owner][0] if owner is not None else buffer(xp, layout.stored_shape(k), dtype)
+        pairs.append((gW, buffer(xp, layout.shapes[k][0], np.float64)))
+    return pairs
 
 
 class AutoencoderObjective:
     """Cost and gradient of one sparse autoencoder on fixed data.
+
+    The autoencoder is the two-layer network (encoder, decoder) of ``spec.layout`` (a
+    :class:`~skae._network.ParameterLayout`), run through :mod:`skae._network`'s layer
+    forward map and :func:`~skae._network.backpropagate`; what makes it an autoencoder
+    is added there: the corrupted input rows, the decoder's output unit and loss
+    (:func:`_reconstruction_delta`), the sparsity term added to ``dJ/dH`` and the tied
+    slot.
 
     Parameters
     ----------
@@ -523,29 +489,24 @@ class AutoencoderObjective:
             self.X_input = corruption.apply(X, self.row_offset)
         else:
             self.X_input = X
-        self.f = ACTIVATIONS[spec.activation]
-        self.g = ACTIVATIONS[spec.decoder]
+        self.activations = (spec.activation, spec.decoder)
         self.last_terms = None
         # Buffers (None on other namespaces than NumPy: every step makes its result).
         self.H = None if self.two_pass else buffer(xp, (m, h), dt)
-        self.gW1 = buffer(xp, (h, n), dt)
-        self.gW2 = self.gW1 if spec.tied else buffer(xp, (h, n), dt)
-        self.workspaces = []
-        for _ in range(k):
-            gW1 = buffer(xp, (h, n), dt)
-            self.workspaces.append(
-                _Workspace(
-                    H=buffer(xp, (c, h), dt) if self.two_pass else None,
-                    R=buffer(xp, (c, n), dt),
-                    D=buffer(xp, (c, n), dt),
-                    E=buffer(xp, (c, h), dt),
-                    S=buffer(xp, (c, n), dt) if spec.loss == "cross_entropy" else None,
-                    C=buffer(xp, (c, n), dt) if dense_corrupted_blocks else None,
-                    gW1=gW1,
-                    gW2=gW1 if spec.tied else buffer(xp, (h, n), dt),
-                    T=buffer(xp, (h, n), dt) if spec.tied else None,
-                )
+        self.totals = _gradient_buffers(self.layout, xp, dt)
+        self.workspaces = [
+            _Workspace(
+                H=buffer(xp, (c, h), dt) if self.two_pass else None,
+                R=buffer(xp, (c, n), dt),
+                D=buffer(xp, (c, n), dt),
+                E=buffer(xp, (c, h), dt),
+                S=buffer(xp, (c, n), dt) if spec.loss == "cross_entropy" else None,
+                C=buffer(xp, (c, n), dt) if dense_corrupted_blocks else None,
+                grads=_gradient_buffers(self.layout, xp, dt),
+                T=buffer(xp, (h, n), dt) if spec.tied else None,
             )
+            for _ in range(k)
+        ]
 
     # -- pieces -------------------------------------------------------------------------
     def _input_rows(self, worker, start, stop):
@@ -557,86 +518,50 @@ class AutoencoderObjective:
         return Xc
 
     def _encode_into(self, Xc, W1, b1, out):
-        """``out = f(Xc W1ᵀ + b1)``, returned (a new array when ``out`` is None)."""
-        if sp.issparse(Xc):
-            out[...] = Xc @ W1.T
-        else:
-            out = matmul(Xc, W1.T, out)
-        out += b1
-        return self.f.forward(out)
+        """``out = f(Xc W1ᵀ + b1)``, the encoder layer's forward map, returned (a new
+        array when ``out`` is None)."""
+        return layer_forward(Xc, Layer(W1, b1, self.spec.activation), self.dtype, out)
 
-    def _hidden(self, worker, start, stop, W1, b1):
-        """The hidden activations of rows start:stop: kept from pass 1, or recomputed."""
-        if self.two_pass:
-            H = self.workspaces[worker].H
-            Hc = None if H is None else H[: stop - start]
-            return self._encode_into(self._input_rows(worker, start, stop), W1, b1, Hc)
-        return row_slice(self.H, start, stop)
-
-    def _weights(self, theta):
-        W1, b1, W2, b2 = self.layout.unpack(theta)
-        if theta.dtype != self.dtype:
-            W1, b1, b2 = (cast(a, self.dtype) for a in (W1, b1, b2))
-            W2 = W1 if self.spec.tied else cast(W2, self.dtype)
-        return W1, b1, W2, b2
+    def network(self, theta):
+        """The encoder and decoder layers of ``theta``, in the data's dtype (views of
+        ``theta`` when it has that dtype; the decoder's weights are ``W2ᵀ``)."""
+        return self.layout.network(theta, self.activations, self.dtype)
 
     # -- the two passes, one block at a time -------------------------------------------
-    def _forward(self, start, stop, worker, W1, b1):
+    def _forward(self, start, stop, worker, encoder_weights):
         """Pass 1 on one block: column sums of H (and H itself when kept)."""
         ws = self.workspaces[worker]
         if self.two_pass:
             out = None if ws.H is None else ws.H[: stop - start]
         else:
             out = None if self.H is None else row_slice(self.H, start, stop)
-        H = self._encode_into(self._input_rows(worker, start, stop), W1, b1, out)
+        H = self._encode_into(self._input_rows(worker, start, stop), *encoder_weights, out)
         if not self.two_pass and H is not out:  # no buffer: one block of all rows, kept
             self.H = H
         return sum_rows(H, axis=0)
 
-    def _backward(self, start, stop, worker, W1, b1, W2, b2, sparsity):
-        """Pass 2 on one block: loss sum, bias gradients and weight gradients (times m).
-
-        The weight gradients are written to the worker's ``gW1``/``gW2``, which stay
-        untouched until the block's sums have been added to the totals.
-        """
-        spec, g, ws = self.spec, self.g, self.workspaces[worker]
-        k = stop - start
+    def _backward(self, start, stop, worker, layers, sparsity):
+        """Pass 2 on one block: loss sum and the gradient sums (times m), in the layout's
+        order, in the worker's buffers (untouched until they are added to the totals)."""
+        ws, k = self.workspaces[worker], stop - start
         R, D, E, S = (None if b is None else b[:k] for b in (ws.R, ws.D, ws.E, ws.S))
         Xin = self._input_rows(worker, start, stop)
-        Hc = self._hidden(worker, start, stop, W1, b1)
-        Xc = row_slice(self.X, start, stop)
+        if self.two_pass:  # recomputed
+            out = None if ws.H is None else ws.H[:k]
+            Hc = self._encode_into(Xin, layers[0].weights, layers[0].bias, out)
+        else:  # kept from pass 1
+            Hc = row_slice(self.H, start, stop)
+        target = row_slice(self.X, start, stop)
         if self.sparse:
-            Xc = Xc.toarray(out=D)  # densify this block only, into D
-        R = matmul(Hc, W2, R)
-        R += b2
-        if spec.loss == "cross_entropy":
-            # log(1 + e^z) − x z, from the pre-activation: finite when σ(z) is 0 or 1
-            recon = _softplus_sum(R, S) - dot(Xc, R)
-            R = g.forward(R)
-            D = subtract(R, Xc, D)  # sigmoid + cross-entropy: δ3 · m = X̂ − X
-        else:
-            R = g.forward(R)
-            D = subtract(R, Xc, D)
-            recon = 0.5 * dot(D, D)
-            D = g.derivative(R, D)  # δ3 · m = (X̂ − X) ⊙ g'(X̂)
-        gb2 = sum_rows(D, axis=0)
-        gW2 = matmul(Hc.T, D, ws.gW2)
-        E = matmul(D, W2.T, E)
-        E += sparsity
-        E = self.f.derivative(Hc, E)  # δ2 · m, in E; Hc now holds f'(H) (NumPy)
-        gb1 = sum_rows(E, axis=0)
-        if sp.issparse(Xin):
-            contribution = (Xin.T @ E).T
-            if spec.tied:
-                ws.gW1 += contribution
-            else:
-                ws.gW1[...] = contribution
-            gW1 = ws.gW1
-        else:
-            # NumPy: into ws.gW1 (which is ws.gW2, holding Hᵀδ3, when tied)
-            previous = gW2 if spec.tied else ws.gW1
-            gW1 = _accumulate_product(previous, E, Xin, not spec.tied, ws.T)
-        return (recon, gb1, gb2, gW1) + (() if spec.tied else (gW2,))
+            target = target.toarray(out=D)  # densify this block only, into D
+        Z = affine(Hc, layers[1], self.dtype, out=R)
+        recon, D = _reconstruction_delta(Z, target, D, S, self.spec.decoder, self.spec.loss)
+        grads, _ = backpropagate(
+            layers, [Xin, Hc, Z], D, n_params=2, want_input=False, out=ws.grads,
+            scratch=[E], wide_bias_sums=True, layout=self.layout,
+            hidden_terms={1: sparsity}, weight_scratch=ws.T,
+        )  # Hc now holds f'(H) (NumPy)
+        return [recon] + self.layout.flatten(grads)
 
     # -- evaluation ---------------------------------------------------------------------
     def __call__(self, theta):
@@ -647,49 +572,49 @@ class AutoencoderObjective:
             return self._evaluate(theta)
 
     def _evaluate(self, theta):
-        weights = self._weights(theta)
-        rho_hat, sparsity = sparsity_term(self.spec, self.hidden_sums(weights), self.m, self.dtype)
-        parts = self.gradient_sums(weights, sparsity)
-        J, grad, self.last_terms = assemble(self.spec, theta, self.m, rho_hat, *parts)
+        layers = self.network(theta)
+        rho_hat, sparsity = sparsity_term(self.spec, self.hidden_sums(layers), self.m, self.dtype)
+        recon, totals = self.gradient_sums(layers, sparsity)
+        J, grad, self.last_terms = assemble(self.spec, theta, self.m, rho_hat, recon, totals)
         return J, grad
 
-    def hidden_sums(self, weights):
+    def hidden_sums(self, layers):
         """Pass 1: the column sums of ``H`` over this object's rows (float64, (h,)).
 
-        ``weights`` is ``self._weights(theta)``. With ``batch_size=None`` ``H`` is kept
-        in ``self.H`` for pass 2.
+        ``layers`` is ``self.network(theta)``. With ``batch_size=None`` ``H`` is kept in
+        ``self.H`` for pass 2.
         """
-        W1, b1, _, _ = weights
-        col_sum = zeros(self.xp, self.spec.n_hidden, self.parameter_dtype, array_device(W1))
+        encoder_weights = (layers[0].weights, layers[0].bias)
+        device = array_device(layers[0].weights)
+        col_sum = zeros(self.xp, self.spec.n_hidden, self.parameter_dtype, device)
         for part in map_blocks(
-            lambda start, stop, w: self._forward(start, stop, w, W1, b1),
+            lambda start, stop, w: self._forward(start, stop, w, encoder_weights),
             self.blocks,
             self.n_workers,
         ):
             col_sum += part
         return col_sum
 
-    def gradient_sums(self, weights, sparsity):
-        """Pass 2: ``(recon, gb1, gb2, gW1, gW2)`` summed over this object's rows, block
-        by block in block order (all times ``m``; ``gW1``/``gW2`` are this object's
-        buffers, ``gW2 is gW1`` when tied). ``sparsity`` comes from :func:`sparsity_term`.
+    def gradient_sums(self, layers, sparsity):
+        """Pass 2: ``(recon, totals)`` summed over this object's rows, block by block in
+        block order (all times ``m``): ``totals`` are ``(Σ ∇W, Σ ∇b)`` per layer
+        (encoder, decoder; the decoder's ``∇W`` as stored, ``(h, n)``, None when tied),
+        this object's buffers. ``sparsity`` comes from :func:`sparsity_term`.
         """
-        W1, b1, W2, b2 = weights
-        tied = self.spec.tied
-        # recon, gb1, gb2, gW1[, gW2]: one total per part (gW2 is gW1 when tied)
-        sums = BlockSums([None, None, None, self.gW1] + ([] if tied else [self.gW2]), self.xp)
+        flat_totals = self.layout.flatten(self.totals)
+        sums = BlockSums([None] + flat_totals, self.xp)
         map_blocks(
-            lambda start, stop, w: self._backward(start, stop, w, W1, b1, W2, b2, sparsity),
+            lambda start, stop, w: self._backward(start, stop, w, layers, sparsity),
             self.blocks,
             self.n_workers,
             combine=sums,
         )
         if sums.empty:  # no rows: nothing was added
-            self.gW1.fill(0.0)
-            self.gW2.fill(0.0)
-            return 0.0, 0.0, 0.0, self.gW1, self.gW2
-        recon, gb1, gb2, gW1, *gW2 = sums.totals
-        return recon, gb1, gb2, gW1, gW1 if tied else gW2[0]
+            for total in flat_totals:
+                total.fill(0.0)
+            return 0.0, self.layout.unflatten(flat_totals)
+        recon, *flat = sums.totals
+        return recon, self.layout.unflatten(flat)
 
 
 def partition_block_rows(n_rows, n_features, batch_size):
@@ -708,33 +633,17 @@ def sparsity_term(spec, col_sum, m, dtype):
     return rho_hat, cast(sparsity, dtype)
 
 
-def assemble(spec, theta, m, rho_hat, recon, gb1, gb2, gW1_sum, gW2_sum):
-    """``(J, grad, terms)`` from pass 2's sums over all ``m`` rows: adds weight decay and
-    the KL penalty; ``grad`` is float64, ``terms`` is ``(J, reconstruction, mean ρ̂)``."""
-    layout = spec.layout
+def assemble(spec, theta, m, rho_hat, recon, totals):
+    """``(J, grad, terms)`` from pass 2's sums over all ``m`` rows: the network's
+    :func:`~skae._network.assemble` (weight decay, the gradient) with the KL penalty
+    added to ``J``; ``grad`` is float64, ``terms`` is ``(J, reconstruction, mean ρ̂)``.
+    ``totals`` are the ``(Σ ∇W, Σ ∇b)`` pairs of :meth:`AutoencoderObjective.gradient_sums`.
+    """
     xp = array_namespace(theta)
-    tW1, _, tW2, _ = layout.unpack(theta)
-    decay = dot(tW1, tW1) + (0.0 if spec.tied else dot(tW2, tW2))
     kl = float(xp.sum(kl_divergence(spec.rho, rho_hat))) if spec.beta else 0.0
-    J = recon / m + 0.5 * spec.alpha * decay + spec.beta * kl
-    dtype = theta.dtype
-    # NumPy: each term written into its view of a new float64 vector; other namespaces:
-    # the same terms as new arrays, concatenated in the layout's order
-    grad = buffer(xp, (layout.size,), dtype)
-    out_W1, out_b1, out_W2, out_b2 = layout.unpack(grad)
-    parts = [
-        _weight_gradient(gW1_sum, m, spec.alpha, tW1, out_W1, xp),
-        assign(gb1 / m, out_b1, xp),
-    ]
-    if not spec.tied:
-        parts.append(_weight_gradient(gW2_sum, m, spec.alpha, tW2, out_W2, xp))
-    parts.append(assign(gb2 / m, out_b2, xp))
-    if grad is None:
-        grad = concat([xp.reshape(cast(p, dtype, xp), (-1,)) for p in parts], xp)
-    return J, grad, (J, recon / m, float(xp.mean(rho_hat)))
-
-
-def _weight_gradient(g_sum, m, alpha, weights, out, xp):
-    """``g_sum / m + alpha * weights`` in the weights' dtype (into ``out`` on NumPy)."""
-    g = cast(modify_in_place(xp, xp.multiply, g_sum, 1.0 / m, out=out), weights.dtype, xp)
-    return modify_in_place(xp, xp.add, g, alpha * weights, out=g)
+    alphas = (spec.alpha, spec.alpha)
+    J, grad, recon_mean = assemble_network(
+        spec.layout, alphas, theta, m, recon, totals, penalty=spec.beta * kl,
+        divide_biases=True,
+    )
+    return J, grad, (J, recon_mean, float(xp.mean(rho_hat)))

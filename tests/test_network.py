@@ -17,8 +17,8 @@ from skae._network import (
     FineTuneObjective,
     Layer,
     NetworkLayout,
-    _backpropagate,
     _top_delta,
+    backpropagate,
     estimator_activation,
     forward,
     input_gradient,
@@ -33,7 +33,7 @@ def parameter_gradient(layers, activations, grad_output):
     given ``dJ/dA_L`` (``grad_output``): one ``(grad_weights, grad_bias)`` pair per layer,
     bottom first. The backward pass of fine-tuning, for any loss on the top layer."""
     acts, delta = _top_delta(layers, activations, grad_output)
-    return _backpropagate(layers, acts, delta, n_params=len(layers), want_input=False)[0]
+    return backpropagate(layers, acts, delta, n_params=len(layers), want_input=False)[0]
 
 
 def random_layers(activations, rng, sizes=SIZES):
@@ -301,3 +301,55 @@ def test_network_layers_of_stacked_estimators(digits):
     )
     with pytest.raises(ValueError, match="3 is the output layer"):
         network_layers(clf, 4)
+
+
+def _tied_autoencoder_network(X, layout, offsets):
+    """``fun(θ)`` of an autoencoder written as a network (tied: the decoder reads the
+    encoder's slot transposed); ``J = ½‖X̂ − X‖² + offsets · Σ_i H_i`` (a term on the
+    hidden activations, added to dJ/dH by the hidden_terms hook, as the sparsity term is)."""
+
+    def fun(theta):
+        layers = layout.network(theta, ("sigmoid", "linear"), np.float64)
+        _, H, X_hat = forward(layers, X)
+        J = 0.5 * np.sum((X_hat - X) ** 2) + offsets @ H.sum(axis=0)
+        grads, _ = backpropagate(
+            layers, [X, H.copy(), X_hat], X_hat - X, n_params=2, want_input=False,
+            layout=layout, hidden_terms={1: offsets},
+        )
+        return J, np.concatenate([a.ravel() for a in layout.flatten(grads)])
+
+    return fun
+
+
+def test_backpropagate_sums_a_shared_transposed_slot_and_adds_hidden_terms():
+    rng = np.random.default_rng(0)
+    n, h = 5, 3
+    X = rng.random((7, n))
+    layout = NetworkLayout(((h, n), (n, h)), transposed=(False, True), shared=(None, 0))
+    assert layout.size == h * n + h + n  # one weight slot, two biases
+    theta = rng.uniform(-0.5, 0.5, layout.size)
+    (W1, b1), (W2, b2) = layout.unpack(theta)
+    assert W2 is W1 and W1.shape == (h, n) and b2.shape == (n,)
+    layers = layout.network(theta, ("sigmoid", "linear"), np.float64)
+    np.testing.assert_array_equal(layers[1].weights, W1.T)
+    np.testing.assert_array_equal(layout.pack(layers), theta)
+    fun = _tied_autoencoder_network(X, layout, rng.standard_normal(h))
+    assert check_gradient(fun, theta) < 1e-8
+
+
+def test_a_slot_stored_transposed_keeps_its_orientation():
+    rng = np.random.default_rng(1)
+    n, h = 5, 3
+    layout = NetworkLayout(((h, n), (n, h)), transposed=(False, True))
+    theta = rng.uniform(-0.5, 0.5, layout.size)
+    (_, _), (W2, _) = layout.unpack(theta)
+    assert W2.shape == (h, n) and layout.stored_shape(1) == (h, n)
+    assert np.shares_memory(W2, theta)
+    unpacked = layout.unpack(theta)
+    flat = layout.flatten(unpacked)
+    assert [a.shape for a in flat] == [(h, n), (h,), (h, n), (n,)]
+    for (a, b), (c, d) in zip(layout.unflatten(flat), unpacked):
+        assert a is c or (a is None and c is None)
+        assert b is d
+    fun = _tied_autoencoder_network(rng.random((7, n)), layout, rng.standard_normal(h))
+    assert check_gradient(fun, theta) < 1e-8
