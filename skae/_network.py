@@ -335,8 +335,18 @@ def _activation_jvp(activation, A, grad, consume=False):
 
 
 def backpropagate(
-    layers, activations, delta, *, n_params, want_input, out=None, scratch=None,
-    wide_bias_sums=False, layout=None, hidden_terms=None, weight_scratch=None,
+    layers,
+    activations,
+    delta,
+    *,
+    n_params,
+    want_input,
+    out=None,
+    scratch=None,
+    wide_bias_sums=False,
+    layout=None,
+    hidden_terms=None,
+    weight_scratch=None,
 ):
     """Backpropagate ``delta`` = dJ/dZ of the top layer down the network.
 
@@ -550,8 +560,11 @@ class NetworkLayout:
     def flatten(self, pairs):
         """The arrays of per-layer ``(W, b)`` pairs in the vector's order (a shared
         layer's ``W`` left out)."""
-        return [a for k, pair in enumerate(pairs)
-                for a in (pair if self.owner(k) is None else pair[1:])]
+        return [
+            a
+            for k, pair in enumerate(pairs)
+            for a in (pair if self.owner(k) is None else pair[1:])
+        ]
 
     def unflatten(self, parts):
         """The inverse of :meth:`flatten`: ``(W, b)`` pairs, a shared layer's ``W`` None."""
@@ -665,6 +678,14 @@ class FineTuneObjective:
         block gathers its own rows (on NumPy; another namespace gathers them once), so
         the semi-supervised classifier hands over its whole, possibly memory-mapped,
         ``X``.
+    block_rows : int or None
+        Rows per block; None chooses them from the layers' shapes
+        (:func:`fine_tune_block_rows`). The mini-batch solvers pass
+        :func:`skae._parallel.minibatch_block_rows` of the mini-batch, so that two
+        workers share one mini-batch.
+    buffers : BufferPool or None
+        Where the work buffers come from (NumPy): a mini-batch solver's pool, so that
+        the objectives of successive mini-batches reuse them; None: new arrays.
 
     Calling the object with a flat float64 ``theta`` (laid out by :attr:`layout`)
     returns ``(J, grad)`` with ``grad`` float64. For fixed data and settings the result
@@ -691,7 +712,19 @@ class FineTuneObjective:
     that dtype, as on NumPy.
     """
 
-    def __init__(self, layers, X, y, *, n_trainable, alphas, n_workers=None, rows=None):
+    def __init__(
+        self,
+        layers,
+        X,
+        y,
+        *,
+        n_trainable,
+        alphas,
+        n_workers=None,
+        rows=None,
+        block_rows=None,
+        buffers=None,
+    ):
         L = len(layers)
         if layers[-1].activation != "softmax":
             raise ValueError("the top layer of a fine-tuned network must be a softmax.")
@@ -727,14 +760,12 @@ class FineTuneObjective:
         self.m = m = self.inputs.shape[0] if rows is None else len(rows)
         self.n_classes = layers[-1].n_out
         self.alphas = tuple(float(a) for a in alphas)
-        self.layout = NetworkLayout(
-            tuple(tuple(layer.weights.shape) for layer in self.trainable)
-        )
+        self.layout = NetworkLayout(tuple(tuple(layer.weights.shape) for layer in self.trainable))
         self.last_terms = None
         self.parameter_dtype = parameter_dtype(xp, array_device(self.inputs))
         n_in = self.inputs.shape[1]
         if threaded:
-            c = fine_tune_block_rows(self.layout.shapes)
+            c = fine_tune_block_rows(self.layout.shapes) if block_rows is None else block_rows
             if self.gather is not None:  # a gathered block holds at most _BLOCK_BUFFER elements
                 c = min(c, max(256, _BLOCK_BUFFER // max(n_in, 1) // 256 * 256))
         else:  # one block
@@ -747,19 +778,20 @@ class FineTuneObjective:
             n_workers = available_threads() if m * n_in >= PARALLEL_MIN_SIZE else 1
         self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
         # Buffers (None on other namespaces than NumPy: every step makes its result).
+        pool = buffers
         self.workspaces = [
             _FineTuneWorkspace(
-                A=[buffer(xp, (c, layer.n_out), dt) for layer in self.trainable],
-                D=[buffer(xp, (c, layer.n_out), dt) for layer in self.trainable[:-1]],
+                A=[buffer(xp, (c, layer.n_out), dt, pool) for layer in self.trainable],
+                D=[buffer(xp, (c, layer.n_out), dt, pool) for layer in self.trainable[:-1]],
                 grads=[
-                    (buffer(xp, shape, dt), buffer(xp, shape[0], np.float64))
+                    (buffer(xp, shape, dt, pool), buffer(xp, shape[0], np.float64, pool))
                     for shape in self.layout.shapes
                 ],
             )
             for _ in range(k)
         ]
         self.totals = [
-            (buffer(xp, shape, dt), buffer(xp, shape[0], np.float64))
+            (buffer(xp, shape, dt, pool), buffer(xp, shape[0], np.float64, pool))
             for shape in self.layout.shapes
         ]
         if threaded:  # NumPy picks Z[rows, y]
@@ -856,8 +888,10 @@ class FineTuneObjective:
             loss = 0.0
             device = array_device(theta)
             self.totals = [
-                (zeros(xp, layer.weights.shape, layer.weights.dtype, device),
-                 zeros(xp, layer.bias.shape, theta.dtype, device))
+                (
+                    zeros(xp, layer.weights.shape, layer.weights.dtype, device),
+                    zeros(xp, layer.bias.shape, theta.dtype, device),
+                )
                 for layer in layers
             ]
         return loss, self.totals

@@ -358,7 +358,14 @@ def reconstruction_error(X, W1, b1, W2, b2, *, activation, decoder, loss, batch_
     """Mean reconstruction loss per sample, ``(1/m) Σ_i L(x̂_i, x_i)``: the mean of
     :func:`reconstruction_losses` (see there), as a float."""
     losses = reconstruction_losses(
-        X, W1, b1, W2, b2, activation=activation, decoder=decoder, loss=loss,
+        X,
+        W1,
+        b1,
+        W2,
+        b2,
+        activation=activation,
+        decoder=decoder,
+        loss=loss,
         batch_size=batch_size,
     )
     return float(array_namespace(losses).mean(losses))
@@ -398,14 +405,17 @@ class _Workspace:
     T: np.ndarray | None
 
 
-def _gradient_buffers(layout, xp, dtype):
+def _gradient_buffers(layout, xp, dtype, pool=None):
     """``(gW, gb)`` buffers per layer of ``layout`` (a shared slot's ``gW`` is its
     owner's buffer; bias sums in float64)."""
     pairs = []
     for k in range(len(layout.shapes)):
         owner = layout.owner(k)
-        gW = pairs[owner][0] if owner is not None else buffer(xp, layout.stored_shape(k), dtype)
-        pairs.append((gW, buffer(xp, layout.shapes[k][0], np.float64)))
+        if owner is not None:
+            gW = pairs[owner][0]
+        else:
+            gW = buffer(xp, layout.stored_shape(k), dtype, pool)
+        pairs.append((gW, buffer(xp, layout.shapes[k][0], np.float64, pool)))
     return pairs
 
 
@@ -436,14 +446,29 @@ class AutoencoderObjective:
         BLAS on one thread. None uses as many as BLAS may use (which honours
         threadpoolctl limits and joblib's), and 1 for small data. The result does not
         depend on it.
+    row_offset, block_rows : int and int or None
+        For rows of a larger data set (a dask chunk): where they start in it, and its
+        block size, so that the blocks are cut at its boundaries. The mini-batch solvers
+        pass ``block_rows`` (:func:`skae._parallel.minibatch_block_rows`) alone.
+    buffers : BufferPool or None
+        Where the work buffers come from (NumPy): a mini-batch solver's pool, so that
+        the objectives of successive mini-batches reuse them; None: new arrays.
 
     Calling the object with a flat float64 ``theta`` returns ``(J, grad)``; the parts of
     the last evaluation are in :attr:`last_terms` (for progress reports).
     """
 
     def __init__(
-        self, spec, X, *, corruption=None, batch_size=None, n_workers=None, row_offset=0,
+        self,
+        spec,
+        X,
+        *,
+        corruption=None,
+        batch_size=None,
+        n_workers=None,
+        row_offset=0,
         block_rows=None,
+        buffers=None,
     ):
         self.spec = spec
         self.layout = spec.layout
@@ -492,18 +517,19 @@ class AutoencoderObjective:
         self.activations = (spec.activation, spec.decoder)
         self.last_terms = None
         # Buffers (None on other namespaces than NumPy: every step makes its result).
-        self.H = None if self.two_pass else buffer(xp, (m, h), dt)
-        self.totals = _gradient_buffers(self.layout, xp, dt)
+        pool = buffers
+        self.H = None if self.two_pass else buffer(xp, (m, h), dt, pool)
+        self.totals = _gradient_buffers(self.layout, xp, dt, pool)
         self.workspaces = [
             _Workspace(
-                H=buffer(xp, (c, h), dt) if self.two_pass else None,
-                R=buffer(xp, (c, n), dt),
-                D=buffer(xp, (c, n), dt),
-                E=buffer(xp, (c, h), dt),
-                S=buffer(xp, (c, n), dt) if spec.loss == "cross_entropy" else None,
-                C=buffer(xp, (c, n), dt) if dense_corrupted_blocks else None,
-                grads=_gradient_buffers(self.layout, xp, dt),
-                T=buffer(xp, (h, n), dt) if spec.tied else None,
+                H=buffer(xp, (c, h), dt, pool) if self.two_pass else None,
+                R=buffer(xp, (c, n), dt, pool),
+                D=buffer(xp, (c, n), dt, pool),
+                E=buffer(xp, (c, h), dt, pool),
+                S=buffer(xp, (c, n), dt, pool) if spec.loss == "cross_entropy" else None,
+                C=buffer(xp, (c, n), dt, pool) if dense_corrupted_blocks else None,
+                grads=_gradient_buffers(self.layout, xp, dt, pool),
+                T=buffer(xp, (h, n), dt, pool) if spec.tied else None,
             )
             for _ in range(k)
         ]
@@ -557,9 +583,17 @@ class AutoencoderObjective:
         Z = affine(Hc, layers[1], self.dtype, out=R)
         recon, D = _reconstruction_delta(Z, target, D, S, self.spec.decoder, self.spec.loss)
         grads, _ = backpropagate(
-            layers, [Xin, Hc, Z], D, n_params=2, want_input=False, out=ws.grads,
-            scratch=[E], wide_bias_sums=True, layout=self.layout,
-            hidden_terms={1: sparsity}, weight_scratch=ws.T,
+            layers,
+            [Xin, Hc, Z],
+            D,
+            n_params=2,
+            want_input=False,
+            out=ws.grads,
+            scratch=[E],
+            wide_bias_sums=True,
+            layout=self.layout,
+            hidden_terms={1: sparsity},
+            weight_scratch=ws.T,
         )  # Hc now holds f'(H) (NumPy)
         return [recon] + self.layout.flatten(grads)
 
@@ -643,7 +677,13 @@ def assemble(spec, theta, m, rho_hat, recon, totals):
     kl = float(xp.sum(kl_divergence(spec.rho, rho_hat))) if spec.beta else 0.0
     alphas = (spec.alpha, spec.alpha)
     J, grad, recon_mean = assemble_network(
-        spec.layout, alphas, theta, m, recon, totals, penalty=spec.beta * kl,
+        spec.layout,
+        alphas,
+        theta,
+        m,
+        recon,
+        totals,
+        penalty=spec.beta * kl,
         divide_biases=True,
     )
     return J, grad, (J, recon_mean, float(xp.mean(rho_hat)))

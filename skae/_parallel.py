@@ -14,6 +14,10 @@ API
 ``block_rows_for(n_features, minimum=256) -> int``
     A block size that depends only on the number of columns: a multiple of ``minimum`` rows
     with at least about 16 384 elements per block.
+``minibatch_block_rows(n_rows) -> int``
+    The block size of a mini-batch's objective: half its rows (rounded up) from 64 rows
+    on, so that two workers share every mini-batch step; it too depends on the row count
+    only.
 ``map_blocks(function, blocks, n_workers, *, combine=None)``
     Calls ``function(start, stop, worker)`` for every block; ``worker`` in
     ``range(n_workers)`` identifies the calling thread's buffers (no two blocks run on the
@@ -49,6 +53,7 @@ __all__ = [
     "blas_single_threaded",
     "block_rows_for",
     "map_blocks",
+    "minibatch_block_rows",
     "row_blocks",
 ]
 
@@ -73,6 +78,25 @@ def block_rows_for(n_features, minimum=256):
     """Rows per block: a multiple of ``minimum`` with at least ~16 384 elements per block."""
     per_block = -(-(1 << 14) // max(1, int(n_features)))
     return minimum * max(1, -(-per_block // minimum))
+
+
+# A mini-batch's objective is cut in two blocks from this many rows on.
+MINIBATCH_SPLIT_MIN_ROWS = 64
+
+
+def minibatch_block_rows(n_rows):
+    """Rows per block of one mini-batch's objective: ``ceil(n_rows / 2)`` from
+    ``MINIBATCH_SPLIT_MIN_ROWS`` rows on, else ``n_rows`` (one block).
+
+    A mini-batch (200 rows by default) is smaller than one block of the full-batch
+    partition, and one BLAS call on 200 rows barely uses a second core; two blocks let two
+    workers share each step. The size depends on ``n_rows`` only, so the result does not
+    depend on the thread count.
+    """
+    n_rows = max(1, int(n_rows))
+    if n_rows < MINIBATCH_SPLIT_MIN_ROWS:
+        return n_rows
+    return -(-n_rows // 2)
 
 
 # --------------------------------------------------------------------------- BLAS limits

@@ -23,9 +23,18 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from . import _dask
-from ._array import array_device, array_namespace, astype, cast, from_numpy, to_numpy
+from ._array import (
+    BufferPool,
+    array_device,
+    array_namespace,
+    astype,
+    cast,
+    from_numpy,
+    to_numpy,
+)
 from ._network import FineTuneObjective, Layer, NetworkLayout, autoencoder_layer, forward
 from ._optimize import FitStage, fit_stage, run_lbfgs
+from ._parallel import minibatch_block_rows
 from ._sparse_autoencoder import MINI_BATCH_DEFAULTS, SparseAutoencoder, negative_losses
 from ._stochastic import (
     AdamOptimizer,
@@ -1991,12 +2000,21 @@ def labelled_rows(layers, X, rows, y_index, *, alphas):
     every labelled row in order it is the stage's full objective.
     """
     everything = np.arange(len(y_index))
+    pool = BufferPool()  # each mini-batch's objective reuses the previous one's buffers
 
     def objective_of(positions, random_state):
+        pool.rewind()
         positions = everything[positions]  # a slice: a view
         selected = positions if rows is None else rows[positions]
         return FineTuneObjective(
-            layers, X, y_index[positions], n_trainable=len(layers), alphas=alphas, rows=selected
+            layers,
+            X,
+            y_index[positions],
+            n_trainable=len(layers),
+            alphas=alphas,
+            rows=selected,
+            block_rows=minibatch_block_rows(len(selected)),
+            buffers=pool,
         )
 
     return objective_of

@@ -14,9 +14,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ._array import BufferPool
 from ._objective import AutoencoderObjective, Corruption
 from ._optimize import current_stage
-from ._parallel import blas_single_threaded
+from ._parallel import (
+    available_threads,
+    blas_single_threaded,
+    map_blocks,
+    minibatch_block_rows,
+    row_blocks,
+)
 from ._warnings import warn_at_caller
 from .exceptions import FitInterruptedWarning, NonFiniteLossError
 
@@ -36,6 +43,18 @@ __all__ = [
 #: early stopping) did not improve by ``tol`` for ``n_iter_no_change`` epochs; the epoch
 #: limit; Ctrl-C; the one epoch of a ``partial_fit`` call.
 STOCHASTIC_STOP_REASONS = ("no improvement", "max_iter", "interrupted", "partial_fit")
+
+
+# A parameter vector with at least this many entries is updated by the worker threads, a
+# slice each (the update is elementwise: the result is the same for any split).
+_SPLIT_UPDATE_MIN = 1 << 16
+
+
+def elementwise(part, size):
+    """Run ``part(start, stop, worker)`` over ``range(size)``: in slices on the worker
+    threads from ``_SPLIT_UPDATE_MIN`` entries on, else in one call here."""
+    n = available_threads() if size >= _SPLIT_UPDATE_MIN else 1
+    map_blocks(part, row_blocks(size, -(-size // max(n, 1))), n)
 
 
 class SGDOptimizer:
@@ -78,13 +97,20 @@ class SGDOptimizer:
 
     def update_params(self, theta, grad):
         """One step: ``theta`` (float64) is updated in place by one addition."""
-        v = self.velocity
-        v *= self.momentum
-        v -= self.learning_rate * grad
-        if self.nesterov:
-            theta += self.momentum * v - self.learning_rate * grad
-        else:
-            theta += v
+        lr, momentum, nesterov = self.learning_rate, self.momentum, self.nesterov
+        velocity = self.velocity
+
+        def part(start, stop, worker):  # elementwise: slices updated at once, same result
+            sl = slice(start, stop)
+            v, g = velocity[sl], grad[sl]
+            v *= momentum
+            v -= lr * g
+            if nesterov:
+                theta[sl] += momentum * v - lr * g
+            else:
+                theta[sl] += v
+
+        elementwise(part, theta.shape[0])
 
 
 class AdamOptimizer:
@@ -109,20 +135,28 @@ class AdamOptimizer:
         """One step: ``theta`` (float64) is updated in place by one addition."""
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
-        # the rule of scikit-learn's AdamOptimizer, operation for operation, in two reused
-        # buffers (no temporary vector per step)
-        step, scale = self._buffers(grad.shape)
-        self.ms *= b1
-        self.ms += np.multiply(grad, 1 - b1, out=step)
-        self.vs *= b2
-        np.multiply(grad, grad, out=step)
-        self.vs += np.multiply(step, 1 - b2, out=step)
         self.learning_rate = self.learning_rate_init * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
-        np.sqrt(self.vs, out=scale)
-        scale += self.epsilon
-        np.multiply(self.ms, self.learning_rate, out=step)
-        step /= scale
-        theta -= step
+        step, scale = self._buffers(grad.shape)
+        lr, eps, ms, vs = self.learning_rate, self.epsilon, self.ms, self.vs
+
+        # the rule of scikit-learn's AdamOptimizer, operation for operation, in two reused
+        # buffers (no temporary vector per step); elementwise, so cut into slices that the
+        # worker threads update at once with the same result
+        def part(start, stop, worker):
+            sl = slice(start, stop)
+            g, m, v, st, sc = grad[sl], ms[sl], vs[sl], step[sl], scale[sl]
+            m *= b1
+            m += np.multiply(g, 1 - b1, out=st)
+            v *= b2
+            np.multiply(g, g, out=st)
+            v += np.multiply(st, 1 - b2, out=st)
+            np.sqrt(v, out=sc)
+            sc += eps
+            np.multiply(m, lr, out=st)
+            st /= sc
+            theta[sl] -= st
+
+        elementwise(part, theta.shape[0])
 
     def _buffers(self, shape):
         buffers = getattr(self, "_scratch", None)
@@ -175,15 +209,29 @@ def apply_optimizer_settings(optimizer, estimator, t):
     optimizer.iteration_ends(t)  # "invscaling": the step size at t rows seen
 
 
-def minibatch_objective(spec, X, rows, *, corruption=None, batch_size=None):
+def minibatch_objective(
+    spec, X, rows, *, corruption=None, batch_size=None, block_rows=None, buffers=None
+):
     """The autoencoder objective on the rows ``rows`` of ``X`` (a slice or an index array).
 
     Only the selected rows are read (a slice of a memmap is a view; an index array copies
     those rows only). The sparsity penalty's mean activation ρ̂ is the mini-batch's own
     mean: the objective is the full objective with the mini-batch as its data, so for
-    ``rows`` covering all of ``X`` in order it is the full objective.
+    ``rows`` covering all of ``X`` in order it is the full objective (bit for bit with
+    the same ``block_rows``; the solvers pass :func:`skae._parallel.minibatch_block_rows`,
+    two blocks that two workers share, which changes only the rounding of the sums).
     """
-    return AutoencoderObjective(spec, X[rows], corruption=corruption, batch_size=batch_size)
+    X_rows = X[rows]
+    if block_rows is not None and batch_size is not None:
+        block_rows = min(block_rows, batch_size)
+    return AutoencoderObjective(
+        spec,
+        X_rows,
+        corruption=corruption,
+        batch_size=batch_size,
+        block_rows=block_rows,
+        buffers=buffers,
+    )
 
 
 def autoencoder_rows(spec, X, *, noise=None, batch_size=None):
@@ -194,12 +242,24 @@ def autoencoder_rows(spec, X, *, noise=None, batch_size=None):
     from ``random_state`` (None: the clean rows, no draw).
     """
 
+    pool = BufferPool()  # each mini-batch's objective reuses the previous one's buffers
+
     def objective_of(rows, random_state):
+        pool.rewind()
         corruption = None
         if noise is not None and random_state is not None:
             seed = int(random_state.randint(np.iinfo(np.int32).max))
             corruption = Corruption(noise[0], noise[1], seed)
-        return minibatch_objective(spec, X, rows, corruption=corruption, batch_size=batch_size)
+        n_rows = len(range(X.shape[0])[rows]) if isinstance(rows, slice) else len(rows)
+        return minibatch_objective(
+            spec,
+            X,
+            rows,
+            corruption=corruption,
+            batch_size=batch_size,
+            block_rows=minibatch_block_rows(n_rows),
+            buffers=pool,
+        )
 
     return objective_of
 

@@ -10,8 +10,15 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 from skae import SparseAutoencoder, check_gradient
+from skae._array import BufferPool
 from skae._objective import AutoencoderObjective, AutoencoderSpec, Corruption
-from skae._stochastic import AdamOptimizer, minibatch_objective
+from skae._parallel import minibatch_block_rows
+from skae._stochastic import (
+    AdamOptimizer,
+    SGDOptimizer,
+    autoencoder_rows,
+    minibatch_objective,
+)
 from skae.exceptions import FitInterruptedWarning
 
 
@@ -75,9 +82,7 @@ def test_lbfgs_is_the_default_solver():
     assert not hasattr(ae, "partial_fit")
 
 
-@pytest.mark.parametrize(
-    "solver,learning_rate_init", [("adam", 0.01), ("sgd", 0.5)]
-)
+@pytest.mark.parametrize("solver,learning_rate_init", [("adam", 0.01), ("sgd", 0.5)])
 def test_solvers_reduce_the_loss_and_approach_lbfgs(digits, solver, learning_rate_init):
     """60 epochs on all 1797 digits, 32 hidden units, mini-batches of 200: the mean
     reconstruction error comes within 0.35 of L-BFGS's after 400 iterations (about 0.62;
@@ -107,8 +112,15 @@ def test_max_iter_epochs_warn_convergence(digits):
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_fits_are_deterministic(digits, solver):
-    params = dict(n_hidden=8, solver=solver, max_iter=3, random_state=0, noise="mask",
-                  noise_level=0.2, mini_batch_size=50)
+    params = dict(
+        n_hidden=8,
+        solver=solver,
+        max_iter=3,
+        random_state=0,
+        noise="mask",
+        noise_level=0.2,
+        mini_batch_size=50,
+    )
     _assert_same_model(_fit(digits[:400], **params), _fit(digits[:400], **params))
 
     def stream():
@@ -137,8 +149,15 @@ def test_partial_fit_over_chunks_equals_one_epoch_over_their_concatenation(digit
     """Chunks of 64, 128 and 192 rows with mini-batches of 32: the same mini-batches, the
     same fresh corruption per mini-batch, the same optimiser state carried over."""
     X = digits[:384]
-    params = dict(n_hidden=8, solver=solver, shuffle=False, mini_batch_size=32,
-                  noise="mask", noise_level=0.25, random_state=7)
+    params = dict(
+        n_hidden=8,
+        solver=solver,
+        shuffle=False,
+        mini_batch_size=32,
+        noise="mask",
+        noise_level=0.25,
+        random_state=7,
+    )
     one = SparseAutoencoder(**params).partial_fit(X)
     chunks = SparseAutoencoder(**params)
     for start, stop in [(0, 64), (64, 192), (192, 384)]:
@@ -205,8 +224,14 @@ def test_no_improvement_on_the_training_loss(digits):
 
 def test_adaptive_learning_rate_divides_by_five(digits):
     ae = SparseAutoencoder(
-        n_hidden=8, solver="sgd", learning_rate="adaptive", learning_rate_init=0.1,
-        n_iter_no_change=1, tol=10.0, max_iter=6, random_state=0,
+        n_hidden=8,
+        solver="sgd",
+        learning_rate="adaptive",
+        learning_rate_init=0.1,
+        n_iter_no_change=1,
+        tol=10.0,
+        max_iter=6,
+        random_state=0,
     )
     with pytest.warns(ConvergenceWarning):
         ae.fit(digits[:300])
@@ -350,8 +375,9 @@ def test_array_api_input_asks_for_lbfgs(digits):
 )
 def test_options_work_with_the_mini_batch_solvers(digits, params):
     X = digits[:300]
-    ae = _fit(X, n_hidden=8, solver="adam", learning_rate_init=0.01, max_iter=5,
-              random_state=0, **params)
+    ae = _fit(
+        X, n_hidden=8, solver="adam", learning_rate_init=0.01, max_iter=5, random_state=0, **params
+    )
     assert ae.loss_curve_[-1] < ae.loss_curve_[0]
     if params.get("tied_weights"):
         assert ae.decoder_components_ is ae.components_
@@ -419,16 +445,26 @@ def test_noise_is_drawn_afresh_for_every_mini_batch(digits, monkeypatch):
         return Corruption(kind, level, seed)
 
     monkeypatch.setattr(stochastic, "Corruption", recorded)
-    _fit(digits[:300], n_hidden=4, solver="adam", noise="mask", noise_level=0.3,
-         mini_batch_size=100, max_iter=2, random_state=0)
+    _fit(
+        digits[:300],
+        n_hidden=4,
+        solver="adam",
+        noise="mask",
+        noise_level=0.3,
+        mini_batch_size=100,
+        max_iter=2,
+        random_state=0,
+    )
     assert len(seeds) == 6 and len(set(seeds)) == 6
 
 
 # ----------------------------------------------------------------------- the optimisers
-def test_adam_step_is_scikit_learns_update_bit_for_bit():
+# 70 000 parameters: the update is cut into slices for the worker threads
+@pytest.mark.parametrize("n", [1000, 70_000])
+def test_adam_step_is_scikit_learns_update_bit_for_bit(n):
     # Adam's rule as scikit-learn's AdamOptimizer writes it, with temporaries
     rng = np.random.default_rng(0)
-    n, lr, b1, b2, eps = 1000, 0.01, 0.9, 0.999, 1e-8
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
     optimizer = AdamOptimizer(n, lr, b1, b2, eps)
     theta = rng.random(n)
     expected, ms, vs = theta.copy(), np.zeros(n), np.zeros(n)
@@ -440,6 +476,81 @@ def test_adam_step_is_scikit_learns_update_bit_for_bit():
         step_size = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
         expected -= step_size * ms / (np.sqrt(vs) + eps)
     np.testing.assert_array_equal(theta, expected)
+
+
+@pytest.mark.parametrize("n", [1000, 70_000])
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_sgd_step_is_scikit_learns_update_bit_for_bit(n, nesterov):
+    # the rule of scikit-learn's SGDOptimizer, with temporaries
+    rng = np.random.default_rng(1)
+    lr, momentum = 0.05, 0.9
+    optimizer = SGDOptimizer(n, lr, "constant", momentum, nesterov)
+    theta = rng.random(n)
+    expected, velocity = theta.copy(), np.zeros(n)
+    for _ in range(10):
+        grad = rng.standard_normal(n)
+        optimizer.update_params(theta, grad)
+        velocity = momentum * velocity - lr * grad
+        expected += momentum * velocity - lr * grad if nesterov else velocity
+    np.testing.assert_array_equal(theta, expected)
+
+
+def test_a_mini_batch_is_cut_in_two_blocks_whatever_the_thread_count(digits):
+    assert minibatch_block_rows(200) == 100
+    assert minibatch_block_rows(201) == 101
+    assert minibatch_block_rows(63) == 63  # small: one block
+    X = np.ascontiguousarray(digits[:200])
+    spec = AutoencoderSpec(64, 32, alpha=1e-3, beta=1.0, rho=0.1)
+    theta = spec.layout.initialize(np.random.RandomState(0))
+    objectives = [
+        AutoencoderObjective(spec, X, block_rows=100, n_workers=workers) for workers in (1, 2)
+    ]
+    assert objectives[1].blocks == [(0, 100), (100, 200)] and objectives[1].n_workers == 2
+    (J1, g1), (J2, g2) = (objective(theta) for objective in objectives)
+    assert J1 == J2
+    np.testing.assert_array_equal(g1, g2)
+    J3, g3 = minibatch_objective(spec, X, slice(None), block_rows=100)(theta)
+    assert J3 == J1
+    np.testing.assert_array_equal(g3, g1)
+    # two blocks change only the rounding of the sums
+    J, grad = AutoencoderObjective(spec, X)(theta)
+    np.testing.assert_allclose(J1, J, rtol=1e-12)
+    np.testing.assert_allclose(g1, grad, rtol=1e-10, atol=1e-15)
+
+
+def test_objectives_of_successive_mini_batches_reuse_buffers_with_the_same_results(digits):
+    X = np.ascontiguousarray(digits[:300])
+    spec = AutoencoderSpec(64, 16, alpha=1e-3, beta=3.0, rho=0.1)
+    theta = spec.layout.initialize(np.random.RandomState(0))
+    objective_of = autoencoder_rows(spec, X)
+
+    def arrays(objective):
+        pairs = objective.totals + [g for ws in objective.workspaces for g in ws.grads]
+        return {id(a) for pair in pairs for a in pair} | {id(objective.H)}
+
+    first = objective_of(slice(0, 100), None)
+    J, grad = first(theta)
+    second = objective_of(slice(100, 200), None)
+    assert arrays(second) == arrays(first)  # reused, not new arrays
+    J2, grad2 = second(theta)
+    fresh = [
+        minibatch_objective(spec, X, rows, block_rows=50)
+        for rows in (slice(0, 100), slice(100, 200))
+    ]
+    assert J == fresh[0](theta)[0] and J2 == fresh[1](theta)[0]
+    np.testing.assert_array_equal(grad2, fresh[1](theta)[1])
+
+
+def test_buffer_pool_hands_out_each_array_once_until_rewound():
+    pool = BufferPool()
+    a, b = pool.take((3, 4), np.float32), pool.take((3, 4), np.float32)
+    assert a is not b and a.shape == (3, 4) and a.dtype == np.float32
+    c = pool.take(5, np.float64)
+    pool.rewind()
+    again = [pool.take((3, 4), np.float32), pool.take((3, 4), np.float32)]
+    assert {id(x) for x in again} == {id(a), id(b)}
+    assert pool.take(5, np.float64) is c
+    assert pool.take(5, np.float32) is not c  # another dtype: another array
 
 
 def test_blas_is_limited_once_per_run_not_per_mini_batch(digits, monkeypatch):
