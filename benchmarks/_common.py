@@ -95,11 +95,8 @@ def mnist_rows(n_rows, seed=0, jitter=0.02):
         copy = X if jitter == 0 else np.clip(X + rng.normal(0.0, jitter, X.shape), 0.0, 1.0)
         parts.append(copy)
     if n_copies > 1:
-        source += (
-            " tiled"
-            if jitter == 0
-            else f" + copies jittered by N(0, {jitter}^2), clipped to [0, 1]"
-        )
+        source += (" tiled" if jitter == 0 else
+                   f" + copies jittered by N(0, {jitter}^2), clipped to [0, 1]")
     return np.ascontiguousarray(np.concatenate(parts)[:n_rows]), source
 
 
@@ -193,11 +190,8 @@ def read_idx(path):
         raise ValueError(
             f"{path}: {len(data)} bytes, but its header {shape} of {dtype} needs {expected}"
         )
-    return (
-        np.frombuffer(data, dtype=dtype, offset=header)
-        .reshape(shape)
-        .astype(dtype.newbyteorder("="))
-    )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(
+        dtype.newbyteorder("="))
 
 
 def _idx_file(folder, stem):
@@ -249,11 +243,8 @@ def idx_dataset(name, data_dir=None):
         if all(files.values()):
             break
     else:
-        raise DataNotFoundError(
-            INSTALL_HINT.format(
-                name=name, places=", ".join(str(f) for f in folders), variable=DATA_DIR_VARIABLE
-            )
-        )
+        raise DataNotFoundError(INSTALL_HINT.format(
+            name=name, places=", ".join(str(f) for f in folders), variable=DATA_DIR_VARIABLE))
     out = {key: read_idx(path) for key, path in files.items()}
     for part in ("train", "test"):
         X, y = out[f"X_{part}"], out[f"y_{part}"]
@@ -271,11 +262,9 @@ def idx_dataset(name, data_dir=None):
 def add_data_dir_argument(parser):
     """Add ``--data-dir`` (where the IDX files are) to an argparse parser."""
     parser.add_argument(
-        "--data-dir",
-        default=None,
+        "--data-dir", default=None,
         help=f"folder of the MNIST / Fashion-MNIST IDX files (default: ${DATA_DIR_VARIABLE}, "
-        "else the install locations of benchmarks/README.md)",
-    )
+             "else the install locations of benchmarks/README.md)")
 
 
 # ----------------------------------------------------------------------------
@@ -301,15 +290,12 @@ def blas_summary(threadpools=None):
         from threadpoolctl import threadpool_info
 
         threadpools = threadpool_info()
-    return (
-        "; ".join(
-            f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture', '?')} kernel, "
-            f"{p.get('threading_layer', '?')}, {p.get('num_threads')} threads)"
-            for p in threadpools
-            if p.get("user_api") == "blas"
-        )
-        or "unknown"
-    )
+    return "; ".join(
+        f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture', '?')} kernel, "
+        f"{p.get('threading_layer', '?')}, {p.get('num_threads')} threads)"
+        for p in threadpools
+        if p.get("user_api") == "blas"
+    ) or "unknown"
 
 
 def machine():
@@ -344,12 +330,8 @@ def machine():
         "threadpools": threadpools,
         "env": {
             k: os.environ[k]
-            for k in (
-                "OPENBLAS_CORETYPE",
-                "OPENBLAS_NUM_THREADS",
-                "OMP_NUM_THREADS",
-                "MKL_NUM_THREADS",
-            )
+            for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                      "MKL_NUM_THREADS")
             if k in os.environ
         },
     }
@@ -404,12 +386,8 @@ def check_data(argv=None):
 
     parser = argparse.ArgumentParser(description=check_data.__doc__)
     add_data_dir_argument(parser)
-    parser.add_argument(
-        "names",
-        nargs="*",
-        metavar="NAME",
-        help=f"data sets among {sorted(IDX_SETS)} (default: all)",
-    )
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"data sets among {sorted(IDX_SETS)} (default: all)")
     args = parser.parse_args(argv)
     unknown = set(args.names) - set(IDX_SETS)
     if unknown:
@@ -425,10 +403,8 @@ def check_data(argv=None):
         print(f"{name}: {data['source']}")
         for part in ("train", "test"):
             X, y = data[f"X_{part}"], data[f"y_{part}"]
-            print(
-                f"  {part}: images {X.shape} {X.dtype}, labels {y.shape}; per class "
-                f"{np.bincount(y).tolist()}"
-            )
+            print(f"  {part}: images {X.shape} {X.dtype}, labels {y.shape}; per class "
+                  f"{np.bincount(y).tolist()}")
         print(f"  sha256 of the four arrays: {data['sha256']}")
     return status
 

@@ -126,17 +126,10 @@ def run_dask(X, max_iter, n_workers, chunk):
     from distributed import Client, LocalCluster
     from distributed import wait as distributed_wait
 
-    with (
-        LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None, silence_logs=logging.ERROR,
+    ) as cluster, Client(cluster) as client:
         # The data are put on the workers first, so that the bytes counted during the fit
         # are those of the evaluations (and of the fit's small set-up: range check, chunk
         # objectives), not the one-off transfer of the data.
@@ -159,8 +152,7 @@ def run_dask(X, max_iter, n_workers, chunk):
             8 * P * (1 + n_workers)  # theta: client -> scheduler -> worker -> the others
             + n_workers * 8 * h  # the sparsity term to each worker
             + n_chunks * (8 * h + itemsize * P)  # partial sums (upper bound: all move)
-            + itemsize * P
-            + 8 * h  # totals to the client
+            + itemsize * P + 8 * h  # totals to the client
         )
         result.update(
             n_workers=n_workers,
@@ -187,10 +179,8 @@ def main():
     print(f"data: {X.shape[0]} x {X.shape[1]} float64 ({X.nbytes / 1e6:.1f} MB), {source}")
     print(f"SparseAutoencoder(n_hidden={N_HIDDEN}, max_iter={args.max_iter}, tol=0)")
     environment = machine()
-    print(
-        f"BLAS: {environment['blas']}; CPUs: {environment['n_cpus']}; "
-        f"load: {environment['load_average']}"
-    )
+    print(f"BLAS: {environment['blas']}; CPUs: {environment['n_cpus']}; "
+          f"load: {environment['load_average']}")
 
     rows, models = [], {}
     for threads in (1, None):
@@ -205,11 +195,9 @@ def main():
     reference = rows[0]
     first = next(iter(models.values()))
     print()
-    print(
-        "| setup | s / iteration | median s / evaluation | evals / iter | "
-        "vs numpy 1 thread (median eval) | bytes / eval: stated | worker outgoing | "
-        "loopback |"
-    )
+    print("| setup | s / iteration | median s / evaluation | evals / iter | "
+          "vs numpy 1 thread (median eval) | bytes / eval: stated | worker outgoing | "
+          "loopback |")
     print("|---|---|---|---|---|---|---|---|")
     for row, model in zip(rows, models.values()):
         ratio = row["median_eval_s"] / reference["median_eval_s"]
@@ -227,14 +215,10 @@ def main():
             / np.max(np.abs(first.components_))
         )
     P = rows[-1].get("n_parameters", 0)
-    print(
-        f"\ndata: {X.nbytes / 1e6:.1f} MB, put on the workers once (persist, before the "
-        f"timed fit); parameters: {P} ({8 * P / 1e6:.2f} MB in float64)"
-    )
-    print(
-        "max relative difference of components_ from the NumPy fit: "
-        + ", ".join(f"{r['max_rel_diff_components_vs_numpy']:.1e}" for r in rows)
-    )
+    print(f"\ndata: {X.nbytes / 1e6:.1f} MB, put on the workers once (persist, before the "
+          f"timed fit); parameters: {P} ({8 * P / 1e6:.2f} MB in float64)")
+    print("max relative difference of components_ from the NumPy fit: "
+          + ", ".join(f"{r['max_rel_diff_components_vs_numpy']:.1e}" for r in rows))
     out = {
         "date": environment["date"],
         "machine": environment,

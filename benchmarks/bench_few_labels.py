@@ -86,37 +86,22 @@ DATASETS = {
     # name: test share, dtype, stack sizes, pretraining max_iter, label regimes
     # (name, per class, fraction), weights of the reconstruction term for the stack and
     # the one-layer network (``wide_gammas`` with --wide), label draws
-    "digits": dict(
-        test_size=0.25,
-        dtype=np.float64,
-        sizes=(200, 200),
-        max_iter=400,
-        regimes=(("10/class", 10, None), ("10%", None, 0.1)),
-        gammas={"stack": (0.1, 1.0), "one_layer": ()},
-        wide_gammas={"stack": (0.1, 1.0, 10.0), "one_layer": (0.1, 1.0, 10.0)},
-        draws=5,
-    ),
-    "mnist": dict(
-        test_size=0.2,
-        dtype=np.float32,
-        sizes=(100, 100),
-        max_iter=200,
-        regimes=(("10/class", 10, None), ("100/class", 100, None)),
-        gammas={"stack": (1.0,), "one_layer": ()},
-        wide_gammas={"stack": (1.0,), "one_layer": (1.0,)},
-        draws=3,
-    ),
+    "digits": dict(test_size=0.25, dtype=np.float64, sizes=(200, 200), max_iter=400,
+                   regimes=(("10/class", 10, None), ("10%", None, 0.1)),
+                   gammas={"stack": (0.1, 1.0), "one_layer": ()},
+                   wide_gammas={"stack": (0.1, 1.0, 10.0), "one_layer": (0.1, 1.0, 10.0)},
+                   draws=5),
+    "mnist": dict(test_size=0.2, dtype=np.float32, sizes=(100, 100), max_iter=200,
+                  regimes=(("10/class", 10, None), ("100/class", 100, None)),
+                  gammas={"stack": (1.0,), "one_layer": ()},
+                  wide_gammas={"stack": (1.0,), "one_layer": (1.0,)},
+                  draws=3),
     # 5 000 rows of Fashion-MNIST's training set, as the MNIST rows above
-    "fashion": dict(
-        test_size=0.2,
-        dtype=np.float32,
-        sizes=(100, 100),
-        max_iter=200,
-        regimes=(("10/class", 10, None), ("100/class", 100, None)),
-        gammas={"stack": (1.0,), "one_layer": ()},
-        wide_gammas={"stack": (1.0,), "one_layer": (1.0,)},
-        draws=3,
-    ),
+    "fashion": dict(test_size=0.2, dtype=np.float32, sizes=(100, 100), max_iter=200,
+                    regimes=(("10/class", 10, None), ("100/class", 100, None)),
+                    gammas={"stack": (1.0,), "one_layer": ()},
+                    wide_gammas={"stack": (1.0,), "one_layer": (1.0,)},
+                    draws=3),
 }
 
 
@@ -133,12 +118,8 @@ def load(name, data_dir=None):
         description = "sklearn digits (8x8), 75/25 split"
     elif name == "fashion":
         data = idx_dataset("fashion-mnist", data_dir)
-        _, rows = train_test_split(
-            np.arange(len(data["y_train"])),
-            test_size=5000,
-            stratify=data["y_train"],
-            random_state=0,
-        )
+        _, rows = train_test_split(np.arange(len(data["y_train"])), test_size=5000,
+                                   stratify=data["y_train"], random_state=0)
         X, y = data["X_train"][rows] / 255.0, data["y_train"][rows].astype(np.int64)
         description = "Fashion-MNIST, 5000 of its training images, 80/20 split"
     else:
@@ -176,10 +157,8 @@ def lr_cv(F_labelled, y_labelled, F_test, y_test):
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
     search = GridSearchCV(
-        LogisticRegression(max_iter=LR_MAX_ITER),
-        {"C": list(C_GRID)},
-        cv=StratifiedKFold(3, shuffle=True, random_state=0),
-        n_jobs=1,
+        LogisticRegression(max_iter=LR_MAX_ITER), {"C": list(C_GRID)},
+        cv=StratifiedKFold(3, shuffle=True, random_state=0), n_jobs=1,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
@@ -242,12 +221,8 @@ class Network:
             out, at = [], 0
             for w_shape, b_shape in shapes:
                 nw, nb = int(np.prod(w_shape)), int(np.prod(b_shape))
-                out.append(
-                    (
-                        theta[at : at + nw].reshape(w_shape).astype(dtype),
-                        theta[at + nw : at + nw + nb].astype(dtype),
-                    )
-                )
+                out.append((theta[at:at + nw].reshape(w_shape).astype(dtype),
+                            theta[at + nw:at + nw + nb].astype(dtype)))
                 at += nw + nb
             return out
 
@@ -255,7 +230,8 @@ class Network:
             params = list(self.params)
             for i, p in zip(slots, unpack(theta)):
                 params[i] = p
-            grads = {i: [np.zeros_like(params[i][0]), np.zeros_like(params[i][1])] for i in slots}
+            grads = {i: [np.zeros_like(params[i][0]), np.zeros_like(params[i][1])]
+                     for i in slots}
             # supervised part, labelled rows
             acts = [X_labelled]
             for W, b in params[:n_encoders]:
@@ -293,21 +269,15 @@ class Network:
                 dH = (dZ @ V.T) * H * (1.0 - H)
                 grads[0][0] += dH.T @ X_all
                 grads[0][1] += dH.sum(axis=0)
-            flat = np.concatenate(
-                [np.concatenate([g[0].ravel(), g[1].ravel()]) for g in (grads[i] for i in slots)]
-            )
+            flat = np.concatenate([np.concatenate([g[0].ravel(), g[1].ravel()])
+                                   for g in (grads[i] for i in slots)])
             return float(loss), flat.astype(np.float64)
 
-        theta0 = np.concatenate(
-            [np.concatenate([self.params[i][0].ravel(), self.params[i][1].ravel()]) for i in slots]
-        ).astype(np.float64)
-        result = minimize(
-            objective,
-            theta0,
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": max_iter, "gtol": tol, "maxfun": 20 * max_iter},
-        )
+        theta0 = np.concatenate([np.concatenate([self.params[i][0].ravel(),
+                                                 self.params[i][1].ravel()])
+                                 for i in slots]).astype(np.float64)
+        result = minimize(objective, theta0, jac=True, method="L-BFGS-B",
+                          options={"maxiter": max_iter, "gtol": tol, "maxfun": 20 * max_iter})
         for i, p in zip(slots, unpack(result.x)):
             self.params[i] = p
         return int(result.nit)
@@ -315,10 +285,8 @@ class Network:
 
 def network_from(stack, n_classes, seed, dtype):
     """The pretrained encoders of ``stack``, a UFLDL-initialised softmax, the bottom decoder."""
-    encoders = [
-        (ae.components_.astype(dtype), ae.intercept_hidden_.astype(dtype))
-        for ae in stack.autoencoders_
-    ]
+    encoders = [(ae.components_.astype(dtype), ae.intercept_hidden_.astype(dtype))
+                for ae in stack.autoencoders_]
     rng = np.random.RandomState(seed)
     W = (0.005 * rng.standard_normal((n_classes, encoders[-1][0].shape[0]))).astype(dtype)
     bottom = stack.autoencoders_[0]
@@ -331,26 +299,10 @@ def fine_tuned(stack, X_labelled, y_labelled, X_all, X_test, y_test, gamma, draw
     classes = np.unique(y_labelled)
     Y = (y_labelled[:, None] == classes[None, :]).astype(X_labelled.dtype)
     net = network_from(stack, len(classes), seed=draw, dtype=X_labelled.dtype)
-    n_softmax = net.fit(
-        X_labelled,
-        Y,
-        X_all,
-        trainable="softmax",
-        softmax_alpha=1e-4,
-        gamma=0.0,
-        max_iter=100,
-        tol=1e-5,
-    )
-    n_fine = net.fit(
-        X_labelled,
-        Y,
-        X_all,
-        trainable="all",
-        softmax_alpha=1e-4,
-        gamma=gamma,
-        max_iter=400,
-        tol=1e-5,
-    )
+    n_softmax = net.fit(X_labelled, Y, X_all, trainable="softmax", softmax_alpha=1e-4,
+                        gamma=0.0, max_iter=100, tol=1e-5)
+    n_fine = net.fit(X_labelled, Y, X_all, trainable="all", softmax_alpha=1e-4,
+                     gamma=gamma, max_iter=400, tol=1e-5)
     accuracy = float(np.mean(classes[net.predict_proba(X_test).argmax(axis=1)] == y_test))
     return accuracy, {"softmax_iter": n_softmax, "fine_tune_iter": n_fine}
 
@@ -367,29 +319,21 @@ def run_dataset(name, n_draws, check, wide=False, data_dir=None):
 
     settings = DATASETS[name]
     X_train, X_test, y_train, y_test, description = load(name, data_dir)
-    print(
-        f"== {name}: {description}; {len(X_train)} training rows (unlabelled pool), "
-        f"{len(X_test)} test rows; stack {settings['sizes']}",
-        flush=True,
-    )
+    print(f"== {name}: {description}; {len(X_train)} training rows (unlabelled pool), "
+          f"{len(X_test)} test rows; stack {settings['sizes']}", flush=True)
     times = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # fixed iteration budgets
         start = time.perf_counter()
-        stack = StackedAutoencoder(
-            settings["sizes"], max_iter=settings["max_iter"], random_state=0
-        ).fit(X_train)
+        stack = StackedAutoencoder(settings["sizes"], max_iter=settings["max_iter"],
+                                   random_state=0).fit(X_train)
         times["pretraining_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        sae = SparseAutoencoder(
-            settings["sizes"][0], max_iter=settings["max_iter"], random_state=0
-        ).fit(X_train)
+        sae = SparseAutoencoder(settings["sizes"][0], max_iter=settings["max_iter"],
+                                random_state=0).fit(X_train)
         times["self_taught_s"] = time.perf_counter() - start
-    print(
-        f"   pretraining {times['pretraining_s']:.0f} s, self-taught features "
-        f"{times['self_taught_s']:.0f} s",
-        flush=True,
-    )
+    print(f"   pretraining {times['pretraining_s']:.0f} s, self-taught features "
+          f"{times['self_taught_s']:.0f} s", flush=True)
     codes_train, codes_test = [X_train], [X_test]
     for ae in stack.autoencoders_:
         codes_train.append(ae.transform(codes_train[-1]))
@@ -419,23 +363,17 @@ def run_dataset(name, n_draws, check, wide=False, data_dir=None):
             record("top_lr", acc, C=C)
             acc, C = lr_cv(all_train[lab], yl, all_test, y_test)
             record("all_layers_lr", acc, C=C)
-            acc, C = lr_cv(
-                np.hstack([X_train[lab], sae_train[lab]]),
-                yl,
-                np.hstack([X_test, sae_test]),
-                y_test,
-            )
+            acc, C = lr_cv(np.hstack([X_train[lab], sae_train[lab]]), yl,
+                           np.hstack([X_test, sae_test]), y_test)
             record("self_taught_raw_lr", acc, C=C)
             gammas = settings["wide_gammas" if wide else "gammas"]
-            for prefix, net, pretrained in (
-                ("", "stack", stack),
-                ("one_layer_", "one_layer", one_layer),
-            ):
+            for prefix, net, pretrained in (("", "stack", stack),
+                                            ("one_layer_", "one_layer", one_layer)):
                 for gamma in (0.0, *gammas[net]):
-                    acc, info = fine_tuned(
-                        pretrained, X_train[lab], yl, X_train, X_test, y_test, gamma, draw
-                    )
-                    record(prefix + ("ft" if gamma == 0 else f"semi_ft_{gamma:g}"), acc, **info)
+                    acc, info = fine_tuned(pretrained, X_train[lab], yl, X_train, X_test,
+                                           y_test, gamma, draw)
+                    record(prefix + ("ft" if gamma == 0 else f"semi_ft_{gamma:g}"), acc,
+                           **info)
             if check and draw == 0:
                 y_semi = np.full_like(y_train, -1)
                 y_semi[lab] = yl
@@ -444,36 +382,20 @@ def run_dataset(name, n_draws, check, wide=False, data_dir=None):
                     clf = StackedAutoencoderClassifier(
                         settings["sizes"], max_iter=settings["max_iter"], random_state=0
                     ).fit(X_train, y_semi)
-                record(
-                    "classifier_check",
-                    float(clf.score(X_test, y_test)),
-                    stage_n_iter=clf.stage_n_iter_,
-                )
-            print(
-                f"   {regime} draw {draw} ({len(lab)} labels, "
-                f"{time.perf_counter() - start:.0f} s): "
-                + ", ".join(
-                    f"{k} {v['accuracies'][-1]:.3f}"
-                    for k, v in rows.items()
-                    if len(v["accuracies"]) == draw + 1
-                ),
-                flush=True,
-            )
+                record("classifier_check", float(clf.score(X_test, y_test)),
+                       stage_n_iter=clf.stage_n_iter_)
+            print(f"   {regime} draw {draw} ({len(lab)} labels, "
+                  f"{time.perf_counter() - start:.0f} s): "
+                  + ", ".join(f"{k} {v['accuracies'][-1]:.3f}" for k, v in rows.items()
+                              if len(v["accuracies"]) == draw + 1), flush=True)
         for v in rows.values():
             v["mean"] = float(np.mean(v["accuracies"]))
             v["std"] = float(np.std(v["accuracies"]))
         results[regime] = {"n_labelled": int(len(lab)), "methods": rows}
-    return {
-        "description": description,
-        "n_draws": n_draws,
-        "n_train": int(len(X_train)),
-        "n_test": int(len(X_test)),
-        "sizes": list(settings["sizes"]),
-        "pretraining_max_iter": settings["max_iter"],
-        "dtype": np.dtype(settings["dtype"]).name,
-        "times": times,
-        "regimes": results,
-    }
+    return {"description": description, "n_draws": n_draws, "n_train": int(len(X_train)),
+            "n_test": int(len(X_test)), "sizes": list(settings["sizes"]),
+            "pretraining_max_iter": settings["max_iter"], "dtype": np.dtype(
+                settings["dtype"]).name, "times": times, "regimes": results}
 
 
 NAMES = {
@@ -500,25 +422,18 @@ def markdown(results):
     lines = []
     for name, data in results.items():
         regimes = list(data["regimes"])
-        lines += [
-            f"{name} ({data['description']}, stack {tuple(data['sizes'])})",
-            "",
-            "| method | "
-            + " | ".join(f"{r} ({data['regimes'][r]['n_labelled']} labels)" for r in regimes)
-            + " |",
-            "|---" * (len(regimes) + 1) + "|",
-        ]
+        lines += [f"{name} ({data['description']}, stack {tuple(data['sizes'])})", "",
+                  "| method | " + " | ".join(
+                      f"{r} ({data['regimes'][r]['n_labelled']} labels)" for r in regimes)
+                  + " |", "|---" * (len(regimes) + 1) + "|"]
         methods = data["regimes"][regimes[0]]["methods"]
         for method in methods:
             label = method_name(method)
             cells = []
             for r in regimes:
                 v = data["regimes"][r]["methods"][method]
-                cells.append(
-                    f"{v['mean']:.3f} ± {v['std']:.3f}"
-                    if len(v["accuracies"]) > 1
-                    else f"{v['mean']:.3f}"
-                )
+                cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if len(v["accuracies"]) > 1
+                             else f"{v['mean']:.3f}")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -526,32 +441,19 @@ def markdown(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--datasets",
-        nargs="+",
-        default=["digits", "mnist"],
-        choices=list(DATASETS),
-        help="default: digits mnist (fashion needs the Fashion-MNIST files)",
-    )
+    parser.add_argument("--datasets", nargs="+", default=["digits", "mnist"],
+                        choices=list(DATASETS),
+                        help="default: digits mnist (fashion needs the Fashion-MNIST files)")
     add_data_dir_argument(parser)
-    parser.add_argument(
-        "--draws", type=int, default=None, help="label draws (default 5 on digits, 3 on mnist)"
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="also fit StackedAutoencoderClassifier on each regime's first draw",
-    )
-    parser.add_argument(
-        "--wide",
-        action="store_true",
-        help="more reconstruction weights, and the one-layer network with them",
-    )
-    parser.add_argument(
-        "--json",
-        default=None,
-        help="default benchmarks/results/few_labels.json (few_labels_wide.json with --wide)",
-    )
+    parser.add_argument("--draws", type=int, default=None,
+                        help="label draws (default 5 on digits, 3 on mnist)")
+    parser.add_argument("--check", action="store_true",
+                        help="also fit StackedAutoencoderClassifier on each regime's first draw")
+    parser.add_argument("--wide", action="store_true",
+                        help="more reconstruction weights, and the one-layer network with them")
+    parser.add_argument("--json", default=None,
+                        help="default benchmarks/results/few_labels.json "
+                             "(few_labels_wide.json with --wide)")
     args = parser.parse_args(argv)
 
     from threadpoolctl import threadpool_limits
@@ -560,29 +462,21 @@ def main(argv=None):
     results = {}
     with threadpool_limits(limits=1, user_api="blas"):
         for name in args.datasets:
-            results[name] = run_dataset(
-                name, args.draws or DATASETS[name]["draws"], args.check, args.wide, args.data_dir
-            )
+            results[name] = run_dataset(name, args.draws or DATASETS[name]["draws"], args.check,
+                                        args.wide, args.data_dir)
         environment = machine()
     table = markdown(results)
     print()
     print(table)
     default = "few_labels_wide.json" if args.wide else "few_labels.json"
-    path = write_json(
-        args.json or RESULTS / default,
-        {
-            "machine": environment,
-            "settings": {
-                "draws": {n: r["n_draws"] for n, r in results.items()},
-                "C_grid": list(C_GRID),
-                "check": args.check,
-                "wide": args.wide,
-                "seconds": time.perf_counter() - start,
-            },
-            "results": results,
-            "markdown": table,
-        },
-    )
+    path = write_json(args.json or RESULTS / default, {
+        "machine": environment,
+        "settings": {"draws": {n: r["n_draws"] for n, r in results.items()},
+                     "C_grid": list(C_GRID), "check": args.check, "wide": args.wide,
+                     "seconds": time.perf_counter() - start},
+        "results": results,
+        "markdown": table,
+    })
     print(f"written to {path}")
 
 

@@ -105,7 +105,9 @@ def skae_ms(X, y, layers, max_iter, inner=5):
     from skae._optimize import run_lbfgs
 
     objective = FineTuneObjective(layers, X, y, n_trainable=3, alphas=[0.0, 0.0, 1e-4])
-    serial = FineTuneObjective(layers, X, y, n_trainable=3, alphas=[0.0, 0.0, 1e-4], n_workers=1)
+    serial = FineTuneObjective(
+        layers, X, y, n_trainable=3, alphas=[0.0, 0.0, 1e-4], n_workers=1
+    )
     theta0 = objective.theta0
     objective(theta0)  # warm the buffers and the thread pool
     serial(theta0)
@@ -165,13 +167,8 @@ def optimiser_ms(n, max_iter):
         with nullcontext() if name == "scipy" else blas_single_threaded():
             t = time.perf_counter()
             if name == "scipy":
-                r = minimize(
-                    quadratic,
-                    x0,
-                    jac=True,
-                    method="L-BFGS-B",
-                    options={"maxiter": max_iter, "gtol": 0.0, "ftol": 0.0},
-                )
+                r = minimize(quadratic, x0, jac=True, method="L-BFGS-B",
+                             options={"maxiter": max_iter, "gtol": 0.0, "ftol": 0.0})
             else:
                 r = minimize_lbfgs(quadratic, x0, maxiter=max_iter, gtol=0.0, ftol=0.0)
             wall = time.perf_counter() - t
@@ -220,38 +217,28 @@ def decay_study(X, y):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         base = StackedAutoencoderClassifier(  # UFLDL's settings, as the docstring says
-            SIZES[1:-1],
-            alpha=3e-3,
-            beta=3.0,
-            max_iter=100,
-            softmax_max_iter=100,
-            fine_tune=None,
-            random_state=0,
+            SIZES[1:-1], alpha=3e-3, beta=3.0, max_iter=100, softmax_max_iter=100,
+            fine_tune=None, random_state=0,
         ).fit(X_train, y_train)
-        rows.append({"encoder_alpha": None, "accuracy": base.score(X_test, y_test), "change": 0.0})
+        rows.append({"encoder_alpha": None, "accuracy": base.score(X_test, y_test),
+                     "change": 0.0})
         W0 = base.layers_[0].weights
         for alpha in (0.0, 1e-4, 1e-3, 3e-3):
             objective = FineTuneObjective(
-                base.layers_,
-                X_train,
-                np.searchsorted(base.classes_, y_train),
-                n_trainable=3,
-                alphas=[alpha, alpha, 1e-4],
+                base.layers_, X_train, np.searchsorted(base.classes_, y_train),
+                n_trainable=3, alphas=[alpha, alpha, 1e-4],
             )
-            result = run_lbfgs(objective, objective.theta0, max_iter=100, tol=1e-5, own_lbfgs=True)
+            result = run_lbfgs(
+                objective, objective.theta0, max_iter=100, tol=1e-5, own_lbfgs=True
+            )
             layers = [
                 Layer(W.astype(np.float32), b.astype(np.float32), layer.activation)
                 for (W, b), layer in zip(objective.layout.unpack(result.theta), base.layers_)
             ]
             predicted = base.classes_[forward(layers, X_test)[-1].argmax(axis=1)]
             change = np.linalg.norm(layers[0].weights - W0) / np.linalg.norm(W0)
-            rows.append(
-                {
-                    "encoder_alpha": alpha,
-                    "accuracy": float(np.mean(predicted == y_test)),
-                    "change": float(change),
-                }
-            )
+            rows.append({"encoder_alpha": alpha, "accuracy": float(np.mean(predicted == y_test)),
+                         "change": float(change)})
     print("\n| encoder decay during fine-tuning | test accuracy | ‖ΔW1‖ / ‖W1‖ |")
     print("|---|---|---|")
     for row in rows:
@@ -271,11 +258,8 @@ def main(argv=None):
     X64, y, source = mnist_5000()
     env = {**machine(), "data": source}
     print(f"{env['cpu']} ({env['n_cpus']} CPUs); BLAS: {env['blas']}; data: {source}")
-    print(
-        f"784-200-200-10, m = {len(X64)}, fine_tune='all', K = {args.max_iter}, "
-        f"{args.repeats} rounds",
-        flush=True,
-    )
+    print(f"784-200-200-10, m = {len(X64)}, fine_tune='all', K = {args.max_iter}, "
+          f"{args.repeats} rounds", flush=True)
 
     runs = {}
     for dtype in (np.float64, np.float32):
@@ -294,10 +278,8 @@ def main(argv=None):
     opt = [optimiser_ms(n_params, 4 * args.max_iter) for _ in range(args.repeats)]
     scipy_own = statistics.median(o["scipy"] for o in opt)
     skae_own = statistics.median(o["skae"] for o in opt)
-    print(
-        f"optimisers' own work per iteration, {n_params} parameters: SciPy L-BFGS-B "
-        f"{scipy_own:.1f} ms, skae's L-BFGS {skae_own:.1f} ms"
-    )
+    print(f"optimisers' own work per iteration, {n_params} parameters: SciPy L-BFGS-B "
+          f"{scipy_own:.1f} ms, skae's L-BFGS {skae_own:.1f} ms")
 
     rows = []
     for name, r in runs.items():
@@ -311,75 +293,50 @@ def main(argv=None):
         it = statistics.median(s["iter_ms"] for s in r["skae"])
         epi = statistics.median(s["evals_per_iter"] for s in r["skae"])
         mlp = statistics.median(s["iter_ms"] for s in r["mlp"])
-        rows.append(
-            {
-                "dtype": name,
-                "floor_ms": floor,
-                "skae_eval_ms": ev,
-                "skae_iter_ms": it,
-                "evals_per_iter": epi,
-                "mlp_iter_ms": mlp,
-                "eval_over_floor": ev / floor,
-                "mlp_over_skae": mlp / it,
-                "n_workers": workers,
-                "floor_split_ms": floor_split,
-                "eval_over_floor_split": ev / floor_split,
-                "floor1_ms": floor1,
-                "serial_eval_ms": ev1,
-                "serial_over_floor1": ev1 / floor1,
-                "mlp_iter_over_floor": mlp / floor,
-                "scipy_own_ms": scipy_own,
-                "skae_own_ms": skae_own,
-                # an iteration costs at least one evaluation (>= the floor) plus the optimiser's
-                # own work: the most MLPClassifier ÷ skae could be with a perfect evaluation
-                "mlp_over_bound": mlp / (floor + skae_own),
-            }
-        )
-    header = (
-        "| dtype | GEMM floor | 1-thread floor ÷ workers | skae /eval | /eval ÷ floor "
-        "| /eval ÷ split floor | skae /iter | evals/iter | MLPClassifier /iter "
-        "| MLP ÷ skae (/iter) |"
-    )
+        rows.append({
+            "dtype": name, "floor_ms": floor, "skae_eval_ms": ev, "skae_iter_ms": it,
+            "evals_per_iter": epi, "mlp_iter_ms": mlp, "eval_over_floor": ev / floor,
+            "mlp_over_skae": mlp / it, "n_workers": workers,
+            "floor_split_ms": floor_split, "eval_over_floor_split": ev / floor_split,
+            "floor1_ms": floor1, "serial_eval_ms": ev1, "serial_over_floor1": ev1 / floor1,
+            "mlp_iter_over_floor": mlp / floor, "scipy_own_ms": scipy_own,
+            "skae_own_ms": skae_own,
+            # an iteration costs at least one evaluation (>= the floor) plus the optimiser's
+            # own work: the most MLPClassifier ÷ skae could be with a perfect evaluation
+            "mlp_over_bound": mlp / (floor + skae_own),
+        })
+    header = ("| dtype | GEMM floor | 1-thread floor ÷ workers | skae /eval | /eval ÷ floor "
+              "| /eval ÷ split floor | skae /iter | evals/iter | MLPClassifier /iter "
+              "| MLP ÷ skae (/iter) |")
     print()
     print(header)
     print("|" + "---|" * 10)
     for row in rows:
-        print(
-            f"| {row['dtype']} | {row['floor_ms']:.1f} ms | {row['floor_split_ms']:.1f} ms "
-            f"| {row['skae_eval_ms']:.1f} ms "
-            f"| {row['eval_over_floor']:.2f} | {row['eval_over_floor_split']:.2f} "
-            f"| {row['skae_iter_ms']:.1f} ms "
-            f"| {row['evals_per_iter']:.2f} | {row['mlp_iter_ms']:.1f} ms "
-            f"| {row['mlp_over_skae']:.2f}× |"
-        )
+        print(f"| {row['dtype']} | {row['floor_ms']:.1f} ms | {row['floor_split_ms']:.1f} ms "
+              f"| {row['skae_eval_ms']:.1f} ms "
+              f"| {row['eval_over_floor']:.2f} | {row['eval_over_floor_split']:.2f} "
+              f"| {row['skae_iter_ms']:.1f} ms "
+              f"| {row['evals_per_iter']:.2f} | {row['mlp_iter_ms']:.1f} ms "
+              f"| {row['mlp_over_skae']:.2f}× |")
     print("\nOne thread each (robust on a shared machine):\n")
     print("| dtype | 1-thread GEMM floor | skae /eval, 1 worker | ratio |")
     print("|---|---|---|---|")
     for row in rows:
-        print(
-            f"| {row['dtype']} | {row['floor1_ms']:.1f} ms | {row['serial_eval_ms']:.1f} ms "
-            f"| {row['serial_over_floor1']:.2f} |"
-        )
+        print(f"| {row['dtype']} | {row['floor1_ms']:.1f} ms | {row['serial_eval_ms']:.1f} ms "
+              f"| {row['serial_over_floor1']:.2f} |")
     print()
     for row in rows:
         worst = max(row["eval_over_floor"], row["eval_over_floor_split"])
-        print(
-            f"{row['dtype']}: /eval ≤ 1.5 × floor (the larger ratio): "
-            f"{'yes' if worst <= 1.5 else 'NO'}; "
-            f"≥ 3× faster than MLPClassifier per iteration: "
-            f"{'yes' if row['mlp_over_skae'] >= 3 else 'NO'}"
-        )
-        print(
-            f"  MLPClassifier /iter = {row['mlp_iter_over_floor']:.2f} × floor; with a "
-            f"skae iteration of exactly one evaluation at the floor plus its optimiser's "
-            f"own work, MLP ÷ skae would be at most {row['mlp_over_bound']:.2f}×"
-        )
+        print(f"{row['dtype']}: /eval ≤ 1.5 × floor (the larger ratio): "
+              f"{'yes' if worst <= 1.5 else 'NO'}; "
+              f"≥ 3× faster than MLPClassifier per iteration: "
+              f"{'yes' if row['mlp_over_skae'] >= 3 else 'NO'}")
+        print(f"  MLPClassifier /iter = {row['mlp_iter_over_floor']:.2f} × floor; with a "
+              f"skae iteration of exactly one evaluation at the floor plus its optimiser's "
+              f"own work, MLP ÷ skae would be at most {row['mlp_over_bound']:.2f}×")
     decay = decay_study(X64, y) if args.decay else None
-    path = write_json(
-        args.json,
-        {"environment": env, "args": vars(args), "summary": rows, "runs": runs, "decay": decay},
-        default=float,
-    )
+    path = write_json(args.json, {"environment": env, "args": vars(args), "summary": rows,
+                                  "runs": runs, "decay": decay}, default=float)
     print(f"\nwrote {path}")
 
 

@@ -96,11 +96,8 @@ def gemm_floor(m, dtype, n=N_FEATURES, h=N_HIDDEN, inner=3):
             rng.random((m, n)).astype(dtype),
             (rng.standard_normal((h, n)) * 0.05).astype(dtype),
             (rng.standard_normal((h, n)) * 0.05).astype(dtype),
-            np.empty((m, h), dtype),
-            np.empty((m, n), dtype),
-            np.empty((m, h), dtype),
-            np.empty((h, n), dtype),
-            np.empty((h, n), dtype),
+            np.empty((m, h), dtype), np.empty((m, n), dtype), np.empty((m, h), dtype),
+            np.empty((h, n), dtype), np.empty((h, n), dtype),
         )
     X, W1, W2, A2, A3, D2, G1, G2 = _FLOOR_ARRAYS[key]
     np.matmul(X, W1.T, out=A2)  # warm-up
@@ -123,11 +120,8 @@ def gemm_floor(m, dtype, n=N_FEATURES, h=N_HIDDEN, inner=3):
             per_product[k].append(dt * 1e3)
         totals.append((t5 - t0) * 1e3)
     ms = median(totals)
-    return {
-        "ms": ms,
-        "gflops": 5 * 2 * m * n * h / (ms * 1e-3) / 1e9,
-        "per_product_ms": {k: median(v) for k, v in per_product.items()},
-    }
+    return {"ms": ms, "gflops": 5 * 2 * m * n * h / (ms * 1e-3) / 1e9,
+            "per_product_ms": {k: median(v) for k, v in per_product.items()}}
 
 
 _FLOOR_ARRAYS = {}
@@ -189,15 +183,8 @@ def skae_run(X, max_iter, **params):
     import skae
 
     _install_counting_minimize()
-    kwargs = dict(
-        n_hidden=N_HIDDEN,
-        rho=RHO,
-        beta=BETA,
-        alpha=ALPHA,
-        max_iter=max_iter,
-        tol=0.0,
-        random_state=0,
-    )
+    kwargs = dict(n_hidden=N_HIDDEN, rho=RHO, beta=BETA, alpha=ALPHA,
+                  max_iter=max_iter, tol=0.0, random_state=0)
     kwargs.update(params)
     est = skae.SparseAutoencoder(**kwargs)
     del _FIT_STATS[:]
@@ -207,20 +194,14 @@ def skae_run(X, max_iter, **params):
         est.fit(X)
         wall = time.perf_counter() - t0
     n_iter = int(est.n_iter_)
-    run = {
-        "wall_s": wall,
-        "n_iter": n_iter,
-        "ms_per_iter": wall * 1e3 / max(n_iter, 1),
-        "loss": float(getattr(est, "loss_", float("nan"))),
-    }
+    run = {"wall_s": wall, "n_iter": n_iter,
+           "ms_per_iter": wall * 1e3 / max(n_iter, 1),
+           "loss": float(getattr(est, "loss_", float("nan")))}
     if len(_FIT_STATS) == 1:
         s = _FIT_STATS[0]
-        run.update(
-            nfev=s["nfev"],
-            fun_s=s["fun_s"],
-            ms_per_eval=s["fun_s"] * 1e3 / max(s["nfev"], 1),
-            overhead_s=wall - s["fun_s"],
-        )
+        run.update(nfev=s["nfev"], fun_s=s["fun_s"],
+                   ms_per_eval=s["fun_s"] * 1e3 / max(s["nfev"], 1),
+                   overhead_s=wall - s["fun_s"])
     return run
 
 
@@ -237,21 +218,16 @@ def mlp_run(X, max_iter):
     # sklearn's penalty is alpha/(2 m) ||W||^2 on a loss averaged over m,
     # so alpha * m reproduces UFLDL's alpha/2 ||W||^2.  Its output layer is
     # linear (identity), the only difference from the skae objective.
-    est = MLPRegressor(
-        hidden_layer_sizes=(N_HIDDEN,),
-        activation="logistic",
-        solver="lbfgs",
-        alpha=ALPHA * m,
-        max_iter=max_iter,
-        tol=0.0,
-        random_state=0,
-    )
+    est = MLPRegressor(hidden_layer_sizes=(N_HIDDEN,), activation="logistic",
+                       solver="lbfgs", alpha=ALPHA * m, max_iter=max_iter,
+                       tol=0.0, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         t0 = time.perf_counter()
         est.fit(X, X)
         wall = time.perf_counter() - t0
-    return {"wall_s": wall, "n_iter": est.n_iter_, "ms_per_iter": wall * 1e3 / max(est.n_iter_, 1)}
+    return {"wall_s": wall, "n_iter": est.n_iter_,
+            "ms_per_iter": wall * 1e3 / max(est.n_iter_, 1)}
 
 
 # ----------------------------------------------------------------------------
@@ -286,16 +262,10 @@ def torch_run(torch, X, max_iter, seed=0):
     W2 = ((torch.rand(h, n, dtype=tdtype, generator=g) * 2 - 1) * r).requires_grad_()
     b1 = torch.zeros(h, dtype=tdtype, requires_grad=True)
     b2 = torch.zeros(n, dtype=tdtype, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [W1, b1, W2, b2],
-        lr=1,
-        max_iter=max_iter,
-        max_eval=max_iter * 10,
-        history_size=10,
-        tolerance_grad=0,
-        tolerance_change=0,
-        line_search_fn="strong_wolfe",
-    )
+    opt = torch.optim.LBFGS([W1, b1, W2, b2], lr=1, max_iter=max_iter,
+                            max_eval=max_iter * 10, history_size=10,
+                            tolerance_grad=0, tolerance_change=0,
+                            line_search_fn="strong_wolfe")
     nfev = [0]
 
     def closure():
@@ -315,32 +285,22 @@ def torch_run(torch, X, max_iter, seed=0):
     loss = opt.step(closure)
     wall = time.perf_counter() - t0
     n_iter = int(opt.state[opt._params[0]]["n_iter"])
-    return {
-        "wall_s": wall,
-        "n_iter": n_iter,
-        "nfev": nfev[0],
-        "ms_per_iter": wall * 1e3 / max(n_iter, 1),
-        "ms_per_eval": wall * 1e3 / max(nfev[0], 1),
-        "loss": float(loss.detach()),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other",
-    }
+    return {"wall_s": wall, "n_iter": n_iter, "nfev": nfev[0],
+            "ms_per_iter": wall * 1e3 / max(n_iter, 1),
+            "ms_per_eval": wall * 1e3 / max(nfev[0], 1), "loss": float(loss.detach()),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other"}
 
 
 class TorchClient:
     def __init__(self):
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--_torch-worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.proc = subprocess.Popen([sys.executable, __file__, "--_torch-worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
 
     def run(self, m, dtype_name, max_iter):
-        self.proc.stdin.write(
-            json.dumps({"m": m, "dtype": dtype_name, "max_iter": max_iter}) + "\n"
-        )
+        self.proc.stdin.write(json.dumps({"m": m, "dtype": dtype_name,
+                                          "max_iter": max_iter}) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
@@ -353,11 +313,8 @@ class TorchClient:
 
 
 def torch_available():
-    proc = subprocess.run(
-        [sys.executable, "-c", "import torch; print(torch.__version__)"],
-        capture_output=True,
-        text=True,
-    )
+    proc = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                          capture_output=True, text=True)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
@@ -394,40 +351,23 @@ def ratio(a, b):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: few iterations, one repeat"
-    )
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help="rounds of measurements, medians quoted (default 5; 1 with --quick)",
-    )
-    parser.add_argument(
-        "--max-iter",
-        type=int,
-        default=None,
-        help="L-BFGS iterations per timed fit (default 20; 5 with --quick)",
-    )
-    parser.add_argument(
-        "--json",
-        default=None,
-        help="output JSON (default benchmarks/results/latest.json; "
-        "benchmarks/results/quick.json with --quick)",
-    )
-    parser.add_argument(
-        "--task-cap",
-        type=float,
-        default=90.0,
-        help="a configuration whose run took longer than this many seconds "
-        "is not repeated in later rounds (default 90; keeps a run on a "
-        "loaded machine bounded; the JSON records the number of runs)",
-    )
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: few iterations, one repeat")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="rounds of measurements, medians quoted (default 5; 1 with --quick)")
+    parser.add_argument("--max-iter", type=int, default=None,
+                        help="L-BFGS iterations per timed fit (default 20; 5 with --quick)")
+    parser.add_argument("--json", default=None,
+                        help="output JSON (default benchmarks/results/latest.json; "
+                             "benchmarks/results/quick.json with --quick)")
+    parser.add_argument("--task-cap", type=float, default=90.0,
+                        help="a configuration whose run took longer than this many seconds "
+                             "is not repeated in later rounds (default 90; keeps a run on a "
+                             "loaded machine bounded; the JSON records the number of runs)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
     parser.add_argument("--no-mlp", action="store_true", help="skip MLPRegressor")
-    parser.add_argument(
-        "--_torch-worker", dest="torch_worker", action="store_true", help=argparse.SUPPRESS
-    )
+    parser.add_argument("--_torch-worker", dest="torch_worker", action="store_true",
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.torch_worker:
@@ -441,23 +381,16 @@ def main(argv=None):
     mlp_repeats = max(1, min(repeats, 3))
     sizes = (5000, 10000)
     dtypes = (("float64", np.float64), ("float32", np.float32))
-    json_path = (
-        Path(args.json) if args.json else RESULTS / ("quick.json" if quick else "latest.json")
-    )
+    json_path = Path(args.json) if args.json else RESULTS / (
+        "quick.json" if quick else "latest.json")
 
     env = machine()
     _, source = mnist(max(sizes))
-    print(
-        f"# skae benchmark  ({'quick' if quick else 'full'}; median of {repeats}; "
-        f"{K} L-BFGS iterations per fit)",
-        flush=True,
-    )
-    print(
-        f"date {env['date']} | CPU {env['cpu']} x{env['n_cpus']} | "
-        f"numpy {env['numpy']} scipy {env['scipy']} sklearn {env['sklearn']} "
-        f"skae {env['skae']}",
-        flush=True,
-    )
+    print(f"# skae benchmark  ({'quick' if quick else 'full'}; median of {repeats}; "
+          f"{K} L-BFGS iterations per fit)", flush=True)
+    print(f"date {env['date']} | CPU {env['cpu']} x{env['n_cpus']} | "
+          f"numpy {env['numpy']} scipy {env['scipy']} sklearn {env['sklearn']} "
+          f"skae {env['skae']}", flush=True)
     print(f"BLAS: {blas_summary(env['threadpools'])}", flush=True)
     if env["env"]:
         print(f"environment: {env['env']}", flush=True)
@@ -466,11 +399,8 @@ def main(argv=None):
 
     tv = None if args.no_torch else torch_available()
     if tv is None:
-        print(
-            "PyTorch baseline skipped: "
-            + ("--no-torch" if args.no_torch else "torch is not importable"),
-            flush=True,
-        )
+        print("PyTorch baseline skipped: "
+              + ("--no-torch" if args.no_torch else "torch is not importable"), flush=True)
     torch_client = TorchClient() if tv else None
 
     import scipy.sparse as sp
@@ -487,11 +417,11 @@ def main(argv=None):
             tasks.append(("floor", key, functools.partial(gemm_floor, m, dt), repeats))
             tasks.append(("skae", key, lambda m=m, dt=dt: skae_run(data(m, dt), K), repeats))
             if torch_client is not None:
-                tasks.append(
-                    ("torch", key, functools.partial(torch_client.run, m, dname, K), repeats)
-                )
+                tasks.append(("torch", key, functools.partial(torch_client.run, m, dname, K),
+                              repeats))
             if not args.no_mlp:
-                tasks.append(("mlp", key, lambda m=m, dt=dt: mlp_run(data(m, dt), K), mlp_repeats))
+                tasks.append(("mlp", key, lambda m=m, dt=dt: mlp_run(data(m, dt), K),
+                              mlp_repeats))
     option_specs = [
         ("tied_weights=True", X5, {"tied_weights": True}),
         ('noise="mask", noise_level=0.3', X5, {"noise": "mask", "noise_level": 0.3}),
@@ -500,54 +430,31 @@ def main(argv=None):
         (f"sparse CSR input (MNIST, {nnz:.0%} nonzero)", sp.csr_matrix(X5), {}),
     ]
     for label, Xo, params in option_specs:
-        tasks.append(
-            ("options", label, lambda Xo=Xo, params=params: skae_run(Xo, K, **params), repeats)
-        )
-    tasks.append(
-        (
-            "patch",
-            "patch",
-            lambda: skae_run(
-                Xp, patch_iter, n_hidden=25, rho=PATCH_RHO, beta=PATCH_BETA, alpha=PATCH_ALPHA
-            ),
-            repeats,
-        )
-    )
+        tasks.append(("options", label,
+                      lambda Xo=Xo, params=params: skae_run(Xo, K, **params), repeats))
+    tasks.append(("patch", "patch", lambda: skae_run(
+        Xp, patch_iter, n_hidden=25, rho=PATCH_RHO, beta=PATCH_BETA, alpha=PATCH_ALPHA),
+        repeats))
 
     runs = {(g, k): [] for g, k, _, _ in tasks}
     failed = set()
     capped = set()
     loads = []
-
     def collect(rounds_done):
         """Aggregate the runs so far, build the table, write the JSON."""
-        results = {
-            "meta": {
-                **env,
-                "quick": quick,
-                "repeats": repeats,
-                "max_iter": K,
-                "patch_max_iter": patch_iter,
-                "mlp_repeats": mlp_repeats,
-                "data": source,
-                "torch": tv,
-                "hyper": {"rho": RHO, "beta": BETA, "alpha": ALPHA},
-                "load_average_per_round": loads,
-            },
-            "mnist": {},
-            "options": {},
-            "patch": None,
-            "mlp": {},
-            "torch": {},
-        }
+        results = {"meta": {**env, "quick": quick, "repeats": repeats, "max_iter": K,
+                            "patch_max_iter": patch_iter, "mlp_repeats": mlp_repeats,
+                            "data": source, "torch": tv,
+                            "hyper": {"rho": RHO, "beta": BETA, "alpha": ALPHA},
+                            "load_average_per_round": loads},
+                   "mnist": {}, "options": {}, "patch": None, "mlp": {}, "torch": {}}
         for m in sizes:
             for dname, _ in dtypes:
                 key = f"{m}/{dname}"
                 fl = aggregate(runs[("floor", key)])
                 fl["per_product_ms"] = {
                     k: median([r["per_product_ms"][k] for r in fl["runs"]])
-                    for k in fl["runs"][0]["per_product_ms"]
-                }
+                    for k in fl["runs"][0]["per_product_ms"]}
                 results["mnist"][key] = {"floor": fl, "skae": aggregate(runs[("skae", key)])}
                 if ("torch", key) in runs:
                     results["torch"][key] = aggregate(runs[("torch", key)])
@@ -587,10 +494,8 @@ def main(argv=None):
                 print(f"  {group:7s} {key:40s} {took:6.1f} s", flush=True)
                 if took > args.task_cap and rnd + 1 < repeats:
                     capped.add((group, key))
-                    print(
-                        f"  {group:7s} {key:40s} took > {args.task_cap:.0f} s: not repeated",
-                        flush=True,
-                    )
+                    print(f"  {group:7s} {key:40s} took > {args.task_cap:.0f} s: "
+                          "not repeated", flush=True)
             runs[(group, key)].append(run)
         collect(rounds_done=rnd + 1)  # partial results after every round
     if torch_client is not None:
@@ -599,9 +504,8 @@ def main(argv=None):
     results, table = collect(rounds_done=repeats)
     print()
     print(table)
-    print(
-        f"\nJSON written to {json_path} (benchmark took {results['meta']['bench_seconds']:.0f} s)"
-    )
+    print(f"\nJSON written to {json_path} "
+          f"(benchmark took {results['meta']['bench_seconds']:.0f} s)")
     return 0
 
 
@@ -609,29 +513,23 @@ def report(results, sizes, dtypes):
     L = []
     meta = results["meta"]
     K = meta["max_iter"]
-    L.append(
-        f"skae benchmark — {meta['date']}, {meta['cpu']} ({meta['n_cpus']} cores), "
-        f"{blas_summary(meta['threadpools'])}"
-    )
-    L.append(
-        f"numpy {meta['numpy']}, scipy {meta['scipy']}, scikit-learn {meta['sklearn']}, "
-        f"torch {meta.get('torch') or 'n/a'}, skae {meta['skae']}; "
-        f"median of {meta.get('rounds_done', meta['repeats'])} interleaved rounds "
-        f"(MLPRegressor: "
-        f"{meta['mlp_repeats']}), {K} L-BFGS iterations per fit; "
-        f"load average {min(meta['load_average_per_round']):.1f}–"
-        f"{max(meta['load_average_per_round']):.1f}; data: {meta['data']}"
-    )
+    L.append(f"skae benchmark — {meta['date']}, {meta['cpu']} ({meta['n_cpus']} cores), "
+             f"{blas_summary(meta['threadpools'])}")
+    L.append(f"numpy {meta['numpy']}, scipy {meta['scipy']}, scikit-learn {meta['sklearn']}, "
+             f"torch {meta.get('torch') or 'n/a'}, skae {meta['skae']}; "
+             f"median of {meta.get('rounds_done', meta['repeats'])} interleaved rounds "
+             f"(MLPRegressor: "
+             f"{meta['mlp_repeats']}), {K} L-BFGS iterations per fit; "
+             f"load average {min(meta['load_average_per_round']):.1f}–"
+             f"{max(meta['load_average_per_round']):.1f}; data: {meta['data']}")
     if meta["env"]:
         L.append(f"environment: {meta['env']}")
     L.append("")
     L.append("MNIST shape 784 -> 196 (rho=0.1, beta=3, alpha=3e-3). Times in ms.")
     L.append("")
-    L.append(
-        "| rows | dtype | GEMM floor | skae /iter | skae /eval | evals/iter "
-        "| /iter ÷ floor | /eval ÷ floor | PyTorch /iter | skae ÷ torch "
-        "| MLPRegressor /iter | MLP ÷ skae |"
-    )
+    L.append("| rows | dtype | GEMM floor | skae /iter | skae /eval | evals/iter "
+             "| /iter ÷ floor | /eval ÷ floor | PyTorch /iter | skae ÷ torch "
+             "| MLPRegressor /iter | MLP ÷ skae |")
     L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     targets = []
     for m in sizes:
@@ -647,51 +545,34 @@ def report(results, sizes, dtypes):
                 f"| {m} | {dname} | {fmt(floor)} | {fmt(it)} | {fmt(ev)} | {fmt(epi, 2)} "
                 f"| {fmt(ratio(it, floor), 2)} | {fmt(ratio(ev, floor), 2)} "
                 f"| {fmt(tr.get('ms_per_iter'))} | {fmt(ratio(it, tr.get('ms_per_iter')), 2)} "
-                f"| {fmt(ml.get('ms_per_iter'))} | {fmt(ratio(ml.get('ms_per_iter'), it), 1)} |"
-            )
+                f"| {fmt(ml.get('ms_per_iter'))} | {fmt(ratio(ml.get('ms_per_iter'), it), 1)} |")
             rr = ratio(it, floor)
-            targets.append(
-                (f"/iter ≤ 1.3× GEMM floor ({m}, {dname})", rr, None if rr is None else rr <= 1.3)
-            )
+            targets.append((f"/iter ≤ 1.3× GEMM floor ({m}, {dname})", rr,
+                            None if rr is None else rr <= 1.3))
     for m in sizes:
         for dname, _ in dtypes:
             key = f"{m}/{dname}"
-            rr = ratio(
-                results["mnist"][key]["skae"].get("ms_per_iter"),
-                results["torch"].get(key, {}).get("ms_per_iter"),
-            )
-            targets.append(
-                (f"≤ 1.0× PyTorch ({m}, {dname})", rr, None if rr is None else rr <= 1.0)
-            )
+            rr = ratio(results["mnist"][key]["skae"].get("ms_per_iter"),
+                       results["torch"].get(key, {}).get("ms_per_iter"))
+            targets.append((f"≤ 1.0× PyTorch ({m}, {dname})", rr,
+                            None if rr is None else rr <= 1.0))
     for m in sizes:
         for dname, _ in dtypes:
             key = f"{m}/{dname}"
-            rr = ratio(
-                results["mlp"].get(key, {}).get("ms_per_iter"),
-                results["mnist"][key]["skae"].get("ms_per_iter"),
-            )
-            targets.append(
-                (
-                    f"≥ 5× faster than MLPRegressor ({m}, {dname})",
-                    rr,
-                    None if rr is None else rr >= 5,
-                )
-            )
+            rr = ratio(results["mlp"].get(key, {}).get("ms_per_iter"),
+                       results["mnist"][key]["skae"].get("ms_per_iter"))
+            targets.append((f"≥ 5× faster than MLPRegressor ({m}, {dname})", rr,
+                            None if rr is None else rr >= 5))
     for m in sizes:
-        rr = ratio(
-            results["mnist"][f"{m}/float64"]["skae"].get("ms_per_iter"),
-            results["mnist"][f"{m}/float32"]["skae"].get("ms_per_iter"),
-        )
-        targets.append(
-            (f"float32 ≥ 1.7× faster than float64 ({m})", rr, None if rr is None else rr >= 1.7)
-        )
+        rr = ratio(results["mnist"][f"{m}/float64"]["skae"].get("ms_per_iter"),
+                   results["mnist"][f"{m}/float32"]["skae"].get("ms_per_iter"))
+        targets.append((f"float32 ≥ 1.7× faster than float64 ({m})", rr,
+                        None if rr is None else rr >= 1.7))
 
     L.append("")
-    L.append(
-        "Evaluation = one call of the objective (cost and gradient); "
-        "L-BFGS makes one per iteration plus the initial one and line-search extras. "
-        "GEMM floor = X W1ᵀ, H W2, Hᵀδ3, δ3 W2ᵀ, δ2ᵀX with numpy matmul, no copies."
-    )
+    L.append("Evaluation = one call of the objective (cost and gradient); "
+             "L-BFGS makes one per iteration plus the initial one and line-search extras. "
+             "GEMM floor = X W1ᵀ, H W2, Hᵀδ3, δ3 W2ᵀ, δ2ᵀX with numpy matmul, no copies.")
     L.append("")
     L.append(f"Options (m=5000, float64, {K} iterations). Times in ms.")
     L.append("")
@@ -702,10 +583,8 @@ def report(results, sizes, dtypes):
         if "error" in r:
             L.append(f"| {label} | n/a | n/a | n/a |")
         else:
-            L.append(
-                f"| {label} | {fmt(r.get('ms_per_iter'))} | {fmt(r.get('ms_per_eval'))} "
-                f"| {fmt(ratio(r.get('ms_per_iter'), ref), 2)} |"
-            )
+            L.append(f"| {label} | {fmt(r.get('ms_per_iter'))} | {fmt(r.get('ms_per_eval'))} "
+                     f"| {fmt(ratio(r.get('ms_per_iter'), ref), 2)} |")
     L.append("")
     p = results["patch"] or {}
     shape = p.get("shape", ["?", "?"])
@@ -714,46 +593,30 @@ def report(results, sizes, dtypes):
         ok_patch, patch_400 = None, None
     else:
         n_it = p.get("n_iter") or 0
-        patch_400 = (
-            p["wall_s"] * meta["patch_max_iter"] / max(n_it, 1)
-            if meta["patch_max_iter"] != 400
-            else p["wall_s"]
-        )
-        L.append(
-            f"UFLDL patch exercise ({shape[0]}×{shape[1]} → 25, rho=0.01, beta=3, "
-            f"alpha=1e-4, max_iter={meta['patch_max_iter']}): "
-            f"{fmt(p.get('wall_s'), 2)} s for {fmt(p.get('n_iter'), 0)} iterations "
-            f"({fmt(p.get('ms_per_iter'), 2)} ms/iter, {fmt(p.get('ms_per_eval'), 2)} "
-            f"ms/eval, {fmt(p.get('overhead_s'), 2)} s outside the objective)"
-        )
+        patch_400 = p["wall_s"] * meta["patch_max_iter"] / max(n_it, 1) \
+            if meta["patch_max_iter"] != 400 else p["wall_s"]
+        L.append(f"UFLDL patch exercise ({shape[0]}×{shape[1]} → 25, rho=0.01, beta=3, "
+                 f"alpha=1e-4, max_iter={meta['patch_max_iter']}): "
+                 f"{fmt(p.get('wall_s'), 2)} s for {fmt(p.get('n_iter'), 0)} iterations "
+                 f"({fmt(p.get('ms_per_iter'), 2)} ms/iter, {fmt(p.get('ms_per_eval'), 2)} "
+                 f"ms/eval, {fmt(p.get('overhead_s'), 2)} s outside the objective)")
         # If it stopped before 400 iterations, extrapolate to 400 for the target.
         if n_it and n_it < 400:
             patch_400 = p["ms_per_iter"] * 400 / 1e3
         ok_patch = patch_400 < 3.0
     targets.append(("UFLDL patch exercise (400 iterations) < 3 s", patch_400, ok_patch))
 
-    short = [
-        f"{g} {k}"
-        for g, sect in (("skae", results["mnist"]),)
-        for k, v in sect.items()
-        if v["skae"].get("n_runs", meta["repeats"]) < meta["repeats"]
-    ]
+    short = [f"{g} {k}" for g, sect in (("skae", results["mnist"]),) for k, v in sect.items()
+             if v["skae"].get("n_runs", meta["repeats"]) < meta["repeats"]]
     sections = (("options", results["options"]), ("torch", results["torch"]))
-    short += [
-        f"{g} {k}"
-        for g, sect in sections
-        for k, v in sect.items()
-        if v.get("n_runs", meta["repeats"]) < meta["repeats"]
-    ]
+    short += [f"{g} {k}" for g, sect in sections
+              for k, v in sect.items() if v.get("n_runs", meta["repeats"]) < meta["repeats"]]
     if p.get("n_runs", meta["repeats"]) < meta["repeats"]:
         short.append("patch exercise")
     if short:
         L.append("")
-        L.append(
-            f"Fewer than {meta['repeats']} runs (a run exceeded --task-cap): "
-            + ", ".join(short)
-            + "."
-        )
+        L.append(f"Fewer than {meta['repeats']} runs (a run exceeded --task-cap): "
+                 + ", ".join(short) + ".")
     L.append("")
     L.append("Design goals:")
     L.append("")

@@ -117,12 +117,8 @@ def torch_lbfgs(torch, X, theta0, max_iter, sync, repeats):
     def run():
         theta = theta0.detach().clone().requires_grad_(True)
         optimiser = torch.optim.LBFGS(
-            [theta],
-            max_iter=max_iter,
-            history_size=10,
-            line_search_fn="strong_wolfe",
-            tolerance_grad=0,
-            tolerance_change=0,
+            [theta], max_iter=max_iter, history_size=10, line_search_fn="strong_wolfe",
+            tolerance_grad=0, tolerance_change=0,
         )
 
         def closure():
@@ -177,12 +173,7 @@ def main():
         objective(theta)  # warm-up (kernels, allocator)
         per_eval = timed(lambda: objective(theta), sync, args.repeats)
         estimator = SparseAutoencoder(
-            n_hidden=N_HIDDEN,
-            alpha=ALPHA,
-            beta=BETA,
-            rho=RHO,
-            max_iter=args.max_iter,
-            tol=0,
+            n_hidden=N_HIDDEN, alpha=ALPHA, beta=BETA, rho=RHO, max_iter=args.max_iter, tol=0,
             random_state=0,
         )
         with sklearn.config_context(array_api_dispatch=True), warnings.catch_warnings():
@@ -192,28 +183,15 @@ def main():
         torch_iter = None
         if args.namespace == "torch":
             torch_iter = torch_lbfgs(
-                xp,
-                X,
-                xp.asarray(theta_np.astype(dtype), device=device),
-                args.max_iter,
-                sync,
+                xp, X, xp.asarray(theta_np.astype(dtype), device=device), args.max_iter, sync,
                 args.repeats,
             )
         ratio = f"{per_iter / torch_iter:.2f}" if torch_iter else "n/a"
         torch_cell = f"{1e3 * torch_iter:.2f}" if torch_iter else "n/a"
-        print(
-            f"| {dtype} | {1e3 * floor:.2f} | {1e3 * per_eval:.2f} | {per_eval / floor:.2f} | "
-            f"{1e3 * per_iter:.2f} | {torch_cell} | {ratio} |"
-        )
-        results.append(
-            {
-                "dtype": dtype,
-                "floor_s": floor,
-                "eval_s": per_eval,
-                "iter_s": per_iter,
-                "torch_iter_s": torch_iter,
-            }
-        )
+        print(f"| {dtype} | {1e3 * floor:.2f} | {1e3 * per_eval:.2f} | {per_eval / floor:.2f} | "
+              f"{1e3 * per_iter:.2f} | {torch_cell} | {ratio} |")
+        results.append({"dtype": dtype, "floor_s": floor, "eval_s": per_eval,
+                        "iter_s": per_iter, "torch_iter_s": torch_iter})
     if args.json:
         write_json(args.json, {"args": vars(args), "machine": machine(), "results": results})
 

@@ -83,9 +83,8 @@ def child(path, batch_size, max_iter):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    est = skae.SparseAutoencoder(
-        n_hidden=N_HIDDEN, max_iter=max_iter, tol=0.0, batch_size=batch_size, random_state=0
-    )
+    est = skae.SparseAutoencoder(n_hidden=N_HIDDEN, max_iter=max_iter, tol=0.0,
+                                 batch_size=batch_size, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         t0 = time.perf_counter()
@@ -110,7 +109,8 @@ def write_memmap(path, rows, block=20000):
     """Write `rows` x 784 float64 in [0, 1] (MNIST tiled, else uniform) block by block."""
     base, _, source = mnist_5000()
     source += " tiled"
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(rows, N_FEATURES))
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64,
+                                    shape=(rows, N_FEATURES))
     for start in range(0, rows, block):
         stop = min(rows, start + block)
         idx = np.arange(start, stop) % len(base)
@@ -123,25 +123,16 @@ def write_memmap(path, rows, block=20000):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument(
-        "--rows",
-        type=int,
-        nargs="+",
-        default=None,
-        help="row counts (default 20000 80000 320000; 5000 20000 with --quick)",
-    )
+    parser.add_argument("--rows", type=int, nargs="+", default=None,
+                        help="row counts (default 20000 80000 320000; 5000 20000 with --quick)")
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--max-iter", type=int, default=3)
-    parser.add_argument(
-        "--json",
-        default=None,
-        help="output JSON (default benchmarks/results/memory.json; "
-        "memory_quick.json with --quick)",
-    )
+    parser.add_argument("--json", default=None,
+                        help="output JSON (default benchmarks/results/memory.json; "
+                             "memory_quick.json with --quick)")
     parser.add_argument("--tmpdir", default=None, help="where to write the memmaps")
-    parser.add_argument(
-        "--_child", nargs=3, metavar=("PATH", "BATCH", "MAXITER"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--_child", nargs=3, metavar=("PATH", "BATCH", "MAXITER"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args._child:
@@ -151,30 +142,18 @@ def main(argv=None):
         return 0
 
     rows_list = args.rows or ([5000, 20000] if args.quick else [20000, 80000, 320000])
-    json_path = (
-        Path(args.json)
-        if args.json
-        else RESULTS / ("memory_quick.json" if args.quick else "memory.json")
-    )
+    json_path = Path(args.json) if args.json else RESULTS / (
+        "memory_quick.json" if args.quick else "memory.json")
     settings = [None, args.batch_size]
     environment = machine()
-    results = {
-        "meta": {
-            "date": environment["date"],
-            "numpy": np.__version__,
-            "max_iter": args.max_iter,
-            "n_features": N_FEATURES,
-            "n_hidden": N_HIDDEN,
-            "load_average": environment["load_average"][0],
-            "machine": environment,
-        },
-        "fits": [],
-    }
-    print(
-        f"# skae out-of-core benchmark: memmap float64 x {N_FEATURES} -> {N_HIDDEN}, "
-        f"max_iter={args.max_iter}, each fit in a fresh process",
-        flush=True,
-    )
+    results = {"meta": {"date": environment["date"],
+                        "numpy": np.__version__, "max_iter": args.max_iter,
+                        "n_features": N_FEATURES, "n_hidden": N_HIDDEN,
+                        "load_average": environment["load_average"][0],
+                        "machine": environment},
+               "fits": []}
+    print(f"# skae out-of-core benchmark: memmap float64 x {N_FEATURES} -> {N_HIDDEN}, "
+          f"max_iter={args.max_iter}, each fit in a fresh process", flush=True)
     with tempfile.TemporaryDirectory(dir=args.tmpdir, prefix="skae-bench-") as tmp:
         for rows in rows_list:
             path = os.path.join(tmp, f"X_{rows}.npy")
@@ -182,10 +161,9 @@ def main(argv=None):
             results["meta"]["data"] = source
             for batch in settings:
                 proc = subprocess.run(
-                    [sys.executable, __file__, "--_child", path, str(batch), str(args.max_iter)],
-                    capture_output=True,
-                    text=True,
-                )
+                    [sys.executable, __file__, "--_child", path, str(batch),
+                     str(args.max_iter)],
+                    capture_output=True, text=True)
                 if proc.returncode != 0:
                     err = (proc.stderr.strip().splitlines() or ["?"])[-1]
                     print(f"  rows={rows} batch_size={batch}: failed: {err}", flush=True)
@@ -194,12 +172,9 @@ def main(argv=None):
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 r["file_mib"] = os.path.getsize(path) / 2**20
                 results["fits"].append(r)
-                print(
-                    f"  rows={rows:>7} batch_size={str(batch):>5}: "
-                    f"{r['seconds']:6.1f} s, peak RSS {r['peak_rss_mib']:7.0f} MiB, "
-                    f"peak anon +{r['peak_anon_minus_before_mib']:6.0f} MiB",
-                    flush=True,
-                )
+                print(f"  rows={rows:>7} batch_size={str(batch):>5}: "
+                      f"{r['seconds']:6.1f} s, peak RSS {r['peak_rss_mib']:7.0f} MiB, "
+                      f"peak anon +{r['peak_anon_minus_before_mib']:6.0f} MiB", flush=True)
             os.remove(path)
 
     table = report(results, rows_list, settings)
@@ -215,36 +190,26 @@ def report(results, rows_list, settings):
     fits = {(f["rows"], f["batch_size"]): f for f in results["fits"]}
     meta = results["meta"]
     b = settings[1]
-    L = [
-        f"Memmap fit, float64, {N_FEATURES} → {N_HIDDEN}, max_iter={meta['max_iter']} "
-        f"({meta['date']}, data: {meta.get('data', '?')}). "
-        "Peak RSS includes resident pages of the memmap (file-backed, reclaimable); "
-        "'heap' is the peak anonymous memory the fit allocated above its baseline.",
-        "",
-        f"| rows | file MiB | None: peak RSS MiB | None: heap MiB | None: s "
-        f"| {b}: peak RSS MiB | {b}: heap MiB | {b}: s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    L = [f"Memmap fit, float64, {N_FEATURES} → {N_HIDDEN}, max_iter={meta['max_iter']} "
+         f"({meta['date']}, data: {meta.get('data', '?')}). "
+         "Peak RSS includes resident pages of the memmap (file-backed, reclaimable); "
+         "'heap' is the peak anonymous memory the fit allocated above its baseline.",
+         "",
+         f"| rows | file MiB | None: peak RSS MiB | None: heap MiB | None: s "
+         f"| {b}: peak RSS MiB | {b}: heap MiB | {b}: s |",
+         "|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def cells(f):
         if f is None or "error" in f:
             return ["n/a"] * 3
-        return [
-            f"{f['peak_rss_mib']:.0f}",
-            f"{f['peak_anon_minus_before_mib']:.0f}",
-            f"{f['seconds']:.1f}",
-        ]
+        return [f"{f['peak_rss_mib']:.0f}", f"{f['peak_anon_minus_before_mib']:.0f}",
+                f"{f['seconds']:.1f}"]
 
     for rows in rows_list:
         a, c = fits.get((rows, settings[0])), fits.get((rows, settings[1]))
         size = next((f.get("file_mib") for f in (a, c) if f and "file_mib" in f), None)
-        L.append(
-            "| "
-            + " | ".join(
-                [f"{rows}", "n/a" if size is None else f"{size:.0f}"] + cells(a) + cells(c)
-            )
-            + " |"
-        )
+        L.append("| " + " | ".join([f"{rows}", "n/a" if size is None else f"{size:.0f}"]
+                                   + cells(a) + cells(c)) + " |")
     return "\n".join(L)
 
 

@@ -85,12 +85,8 @@ def load(name):
             "sklearn digits (8x8)" if name == "digits" else "digits nudged by 1 pixel (x5)"
         )
         return dict(
-            X_unlabelled=X_train,
-            X_train=X_train,
-            y_train=y_train,
-            X_test=X_test,
-            y_test=y_test,
-            description=description,
+            X_unlabelled=X_train, X_train=X_train, y_train=y_train, X_test=X_test,
+            y_test=y_test, description=description,
         )
     if name == "mnist":
         X, y, source = mnist_5000()
@@ -99,12 +95,8 @@ def load(name):
             X[first], y[first], test_size=0.5, stratify=y[first], random_state=0
         )
         return dict(
-            X_unlabelled=X[~first],
-            X_train=X_train,
-            y_train=y_train,
-            X_test=X_test,
-            y_test=y_test,
-            description=f"{source}, learn on 5-9, classify 0-4",
+            X_unlabelled=X[~first], X_train=X_train, y_train=y_train, X_test=X_test,
+            y_test=y_test, description=f"{source}, learn on 5-9, classify 0-4",
         )
     raise ValueError(name)
 
@@ -227,41 +219,30 @@ def run_sweep(args):
     done = json.loads(path.read_text()) if path.exists() else {"runs": []}
     done.setdefault("machine", machine())
     for name in args.datasets:
-        settings = sweep_settings(args.sweep, args.n_hidden, args.alpha, name, args.rho, args.beta)
+        settings = sweep_settings(args.sweep, args.n_hidden, args.alpha, name, args.rho,
+                                  args.beta)
         if args.alphas:
             settings = [
-                dict(
-                    n_hidden=args.n_hidden,
-                    alpha=a,
-                    rho=args.rho,
-                    beta=args.beta,
-                    max_iter=args.max_iter,
-                )
+                dict(n_hidden=args.n_hidden, alpha=a, rho=args.rho, beta=args.beta,
+                     max_iter=args.max_iter)
                 for a in args.alphas
             ]
         if args.rhos or args.betas:
             settings = [
-                dict(
-                    n_hidden=args.n_hidden, alpha=args.alpha, rho=r, beta=b, max_iter=args.max_iter
-                )
+                dict(n_hidden=args.n_hidden, alpha=args.alpha, rho=r, beta=b,
+                     max_iter=args.max_iter)
                 for r in (args.rhos or [args.rho])
                 for b in (args.betas or [args.beta])
             ]
         data = load(name)
-        if not any(
-            run["dataset"] == name and run.get("features") == "raw" for run in done["runs"]
-        ):
+        if not any(run["dataset"] == name and run.get("features") == "raw"
+                   for run in done["runs"]):
             result = evaluate(None, data, args.draws)  # the baseline every row is read against
             done["runs"].append({"dataset": name, "features": "raw", **result})
             write_json(path, done)
-            print(
-                f"{name:7s} raw pixels "
-                + " ".join(
-                    f"{label_key(k)}={result[label_key(k)]['accuracy']:.4f}"
-                    for k in LABELS_PER_CLASS
-                ),
-                flush=True,
-            )
+            print(f"{name:7s} raw pixels " + " ".join(
+                f"{label_key(k)}={result[label_key(k)]['accuracy']:.4f}"
+                for k in LABELS_PER_CLASS), flush=True)
         for setting in settings:
             key = {"dataset": name, "random_state": 0, **setting}
             if any(all(run.get(k) == v for k, v in key.items()) for run in done["runs"]):
@@ -271,13 +252,11 @@ def run_sweep(args):
             done["runs"].append({**key, "stage": args.sweep, **result})
             write_json(path, done)
             accuracies = " ".join(
-                f"{label_key(k)}={result[label_key(k)]['accuracy']:.4f}" for k in LABELS_PER_CLASS
+                f"{label_key(k)}={result[label_key(k)]['accuracy']:.4f}"
+                for k in LABELS_PER_CLASS
             )
-            print(
-                f"{name:7s} {setting} {accuracies} fit={result['fit_seconds']:.1f}s "
-                f"iter={result['n_iter']}",
-                flush=True,
-            )
+            print(f"{name:7s} {setting} {accuracies} fit={result['fit_seconds']:.1f}s "
+                  f"iter={result['n_iter']}", flush=True)
 
 
 def sweep_markdown(path=None):
@@ -287,45 +266,30 @@ def sweep_markdown(path=None):
     path = path or RESULTS / "quality_sweep.json"
     runs = json.loads(Path(path).read_text())["runs"]
     keys = [label_key(k) for k in LABELS_PER_CLASS]
-    lines = [
-        "| data set | n_hidden | alpha | rho | beta | max_iter | draws | "
-        + " | ".join(keys)
-        + " |",
-        "|" + "---|" * (7 + len(keys)),
-    ]
+    lines = ["| data set | n_hidden | alpha | rho | beta | max_iter | draws | " +
+             " | ".join(keys) + " |", "|" + "---|" * (7 + len(keys))]
     for name in ("digits", "nudged", "mnist"):
-        raw = next((r for r in runs if r["dataset"] == name and r.get("features") == "raw"), None)
+        raw = next((r for r in runs if r["dataset"] == name and r.get("features") == "raw"),
+                   None)
         if raw is not None:
-            lines.append(
-                f"| {name} | raw pixels | | | | | {len(raw[keys[0]]['accuracies'])} | "
-                + " | ".join(f"{raw[k]['accuracy']:.3f}" for k in keys)
-                + " |"
-            )
+            lines.append(f"| {name} | raw pixels | | | | | {len(raw[keys[0]]['accuracies'])} | "
+                         + " | ".join(f"{raw[k]['accuracy']:.3f}" for k in keys) + " |")
         settings = sorted(
             (r for r in runs if r["dataset"] == name and "n_hidden" in r),
-            key=lambda r: (
-                r["stage"],
-                r["n_hidden"],
-                r["alpha"],
-                r["rho"],
-                r["beta"],
-                r["max_iter"],
-            ),
+            key=lambda r: (r["stage"], r["n_hidden"], r["alpha"], r["rho"], r["beta"],
+                           r["max_iter"]),
         )
         for r in settings:
             cells = []
             for k in keys:
                 cell = f"{r[k]['accuracy']:.3f}"
                 if raw is not None:
-                    base = np.mean(raw[k]["accuracies"][: len(r[k]["accuracies"])])
+                    base = np.mean(raw[k]["accuracies"][:len(r[k]["accuracies"])])
                     cell += f" ({100 * (r[k]['accuracy'] - base):+.1f})"
                 cells.append(cell)
-            lines.append(
-                f"| {name} | {r['n_hidden']} | {r['alpha']:g} | {r['rho']:g} | "
-                f"{r['beta']:g} | {r['max_iter']} | {len(r[keys[0]]['accuracies'])} | "
-                + " | ".join(cells)
-                + " |"
-            )
+            lines.append(f"| {name} | {r['n_hidden']} | {r['alpha']:g} | {r['rho']:g} | "
+                         f"{r['beta']:g} | {r['max_iter']} | {len(r[keys[0]]['accuracies'])} | "
+                         + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -396,9 +360,8 @@ def markdown(results):
                 if row[k]["accuracy"] == best[k]:
                     text = f"**{text}**"
                 cells.append(text)
-            lines.append(
-                f"| {name} | {label} | " + " | ".join(cells) + f" | {row['fit_seconds']:.1f} |"
-            )
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) +
+                         f" | {row['fit_seconds']:.1f} |")
     return "\n".join(lines)
 
 
@@ -432,31 +395,19 @@ def run_lbfgs_compare(args):
                     use_lbfgs(which)
                     ae = SparseAutoencoder(random_state=seed)
                     row = evaluate(ae, data, args.draws)
-                    row.update(
-                        loss=float(ae.loss_),
-                        stop_reason=ae.stop_reason_,
-                        random_state=seed,
-                        lbfgs=labels[which],
-                    )
+                    row.update(loss=float(ae.loss_), stop_reason=ae.stop_reason_,
+                               random_state=seed, lbfgs=labels[which])
                     rows[key] = row
-                    print(
-                        f"{name:7s} {key:24s} loss={ae.loss_:.6g} iter={ae.n_iter_} "
-                        f"({ae.stop_reason_}) fit={row['fit_seconds']:.1f}s "
-                        + " ".join(
-                            f"{label_key(k)}={row[label_key(k)]['accuracy']:.4f}"
-                            f"±{row[label_key(k)]['std']:.4f}"
-                            for k in LABELS_PER_CLASS
-                        ),
-                        flush=True,
-                    )
+                    print(f"{name:7s} {key:24s} loss={ae.loss_:.6g} iter={ae.n_iter_} "
+                          f"({ae.stop_reason_}) fit={row['fit_seconds']:.1f}s " + " ".join(
+                              f"{label_key(k)}={row[label_key(k)]['accuracy']:.4f}"
+                              f"±{row[label_key(k)]['std']:.4f}"
+                              for k in LABELS_PER_CLASS), flush=True)
             results[name] = rows
         environment = machine()
-    lines = [
-        "| data set | L-BFGS | random_state | loss | iterations | fit s | "
-        + " | ".join(label_key(k) for k in LABELS_PER_CLASS)
-        + " |",
-        "|" + "---|" * (6 + len(LABELS_PER_CLASS)),
-    ]
+    lines = ["| data set | L-BFGS | random_state | loss | iterations | fit s | " +
+             " | ".join(label_key(k) for k in LABELS_PER_CLASS) + " |",
+             "|" + "---|" * (6 + len(LABELS_PER_CLASS))]
     for name, rows in results.items():
         for row in rows.values():
             cells = []
@@ -465,12 +416,9 @@ def run_lbfgs_compare(args):
                 if row[label_key(k)]["std"] > 0:
                     cell += f" ± {row[label_key(k)]['std']:.3f}"
                 cells.append(cell)
-            lines.append(
-                f"| {name} | {row['lbfgs']} | {row['random_state']} | "
-                f"{row['loss']:.5g} | {row['n_iter']} | {row['fit_seconds']:.1f} | "
-                + " | ".join(cells)
-                + " |"
-            )
+            lines.append(f"| {name} | {row['lbfgs']} | {row['random_state']} | "
+                         f"{row['loss']:.5g} | {row['n_iter']} | {row['fit_seconds']:.1f} | "
+                         + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print()
     print(table)
@@ -494,44 +442,27 @@ def run_lbfgs_compare(args):
 def run_table(args):
     from threadpoolctl import threadpool_limits
 
-    names = {
-        "raw": "raw pixels",
-        "pca": "PCA (95% variance)",
-        "rbm": "BernoulliRBM",
-        "sae": "SparseAutoencoder (defaults)",
-        "sae_grid": "SparseAutoencoder (grid best)",
-    }
+    names = {"raw": "raw pixels", "pca": "PCA (95% variance)", "rbm": "BernoulliRBM",
+             "sae": "SparseAutoencoder (defaults)", "sae_grid": "SparseAutoencoder (grid best)"}
     results = {}
     with threadpool_limits(limits=1, user_api="blas"):
         for name in args.datasets:
             data = load(name)
-            print(
-                f"== {name}: {data['description']}; {len(data['X_unlabelled'])} unlabelled, "
-                f"{len(data['X_train'])} labelled, {len(data['X_test'])} held-out",
-                flush=True,
-            )
+            print(f"== {name}: {data['description']}; {len(data['X_unlabelled'])} unlabelled, "
+                  f"{len(data['X_train'])} labelled, {len(data['X_test'])} held-out",
+                  flush=True)
             rows = {}
             for rep, make in representations().items():
                 rows[names[rep]] = evaluate(make(), data, args.draws)
-                print(
-                    f"   {names[rep]}: "
-                    + ", ".join(
-                        f"{label_key(k)} {rows[names[rep]][label_key(k)]['accuracy']:.4f}"
-                        for k in LABELS_PER_CLASS
-                    )
-                    + f" ({rows[names[rep]]['fit_seconds']:.1f} s)",
-                    flush=True,
-                )
+                print(f"   {names[rep]}: " + ", ".join(
+                    f"{label_key(k)} {rows[names[rep]][label_key(k)]['accuracy']:.4f}"
+                    for k in LABELS_PER_CLASS) + f" ({rows[names[rep]]['fit_seconds']:.1f} s)",
+                    flush=True)
             if not args.no_grid and (args.grid_on is None or name in args.grid_on):
                 rows[names["sae_grid"]] = grid_best(data, args.draws)
-                print(
-                    f"   {names['sae_grid']}: "
-                    + ", ".join(
-                        f"{label_key(k)} {rows[names['sae_grid']][label_key(k)]['accuracy']:.4f}"
-                        for k in LABELS_PER_CLASS
-                    ),
-                    flush=True,
-                )
+                print(f"   {names['sae_grid']}: " + ", ".join(
+                    f"{label_key(k)} {rows[names['sae_grid']][label_key(k)]['accuracy']:.4f}"
+                    for k in LABELS_PER_CLASS), flush=True)
             results[name] = rows
         environment = machine()  # inside the limit: the BLAS threads the fits ran with
     table = markdown(results)
@@ -556,20 +487,12 @@ def run_table(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="digits only, 2 draws, no grid")
-    parser.add_argument(
-        "--datasets",
-        nargs="+",
-        default=["digits", "nudged", "mnist"],
-        choices=["digits", "nudged", "mnist"],
-    )
+    parser.add_argument("--datasets", nargs="+", default=["digits", "nudged", "mnist"],
+                        choices=["digits", "nudged", "mnist"])
     parser.add_argument("--draws", type=int, default=N_DRAWS)
     parser.add_argument("--no-grid", action="store_true")
-    parser.add_argument(
-        "--grid-on",
-        nargs="+",
-        choices=["digits", "nudged", "mnist"],
-        help="run the sae_grid row only on these data sets (default: all)",
-    )
+    parser.add_argument("--grid-on", nargs="+", choices=["digits", "nudged", "mnist"],
+                        help="run the sae_grid row only on these data sets (default: all)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--sweep", type=int, choices=[1, 2, 3])
     parser.add_argument("--n-hidden", type=int, default=200)
@@ -577,41 +500,18 @@ def main(argv=None):
     parser.add_argument("--rho", type=float, default=0.1)
     parser.add_argument("--beta", type=float, default=3.0)
     parser.add_argument("--max-iter", type=int, default=400)
-    parser.add_argument(
-        "--alphas",
-        type=float,
-        nargs="+",
-        help="with --sweep: these alphas at the other given settings",
-    )
-    parser.add_argument(
-        "--rhos",
-        type=float,
-        nargs="+",
-        help="with --sweep: these rhos (x --betas) at the other given settings",
-    )
-    parser.add_argument(
-        "--betas",
-        type=float,
-        nargs="+",
-        help="with --sweep: these betas (x --rhos) at the other given settings",
-    )
-    parser.add_argument(
-        "--lbfgs-compare",
-        action="store_true",
-        help="the defaults' rows with SciPy's and with skae's own L-BFGS",
-    )
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=[0],
-        help="with --lbfgs-compare: the autoencoders' random_state values",
-    )
-    parser.add_argument(
-        "--sweep-table",
-        action="store_true",
-        help="print the sweep results as a Markdown table and exit",
-    )
+    parser.add_argument("--alphas", type=float, nargs="+",
+                        help="with --sweep: these alphas at the other given settings")
+    parser.add_argument("--rhos", type=float, nargs="+",
+                        help="with --sweep: these rhos (x --betas) at the other given settings")
+    parser.add_argument("--betas", type=float, nargs="+",
+                        help="with --sweep: these betas (x --rhos) at the other given settings")
+    parser.add_argument("--lbfgs-compare", action="store_true",
+                        help="the defaults' rows with SciPy's and with skae's own L-BFGS")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="with --lbfgs-compare: the autoencoders' random_state values")
+    parser.add_argument("--sweep-table", action="store_true",
+                        help="print the sweep results as a Markdown table and exit")
     args = parser.parse_args(argv)
     if args.sweep_table:
         print(sweep_markdown())

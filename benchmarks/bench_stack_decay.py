@@ -72,32 +72,28 @@ def main():
         layers, codes = [], X_train
         for ae in stack.autoencoders_:
             H = ae.transform(codes)
-            layers.append(
-                {
-                    "bound": constant_codes_decay(codes, ae._spec_),
-                    "alpha": ae.alpha,
-                    "code_std": float(H.std(axis=0).mean()),
-                }
-            )
+            layers.append({
+                "bound": constant_codes_decay(codes, ae._spec_),
+                "alpha": ae.alpha,
+                "code_std": float(H.std(axis=0).mean()),
+            })
             codes = H
         row = {
             "stack": "-".join(map(str, sizes)),
             "alpha": alpha,
             "beta": [ae.beta for ae in stack.autoencoders_],
             "layers": layers,
-            "constant_codes_warning": [
-                str(w.message)[:40] for w in record if w.category is ConstantCodesWarning
-            ],
+            "constant_codes_warning": [str(w.message)[:40] for w in record
+                                       if w.category is ConstantCodesWarning],
             "accuracy": accuracy(stack.transform(X_train), stack.transform(X_test)),
             "seconds": time.perf_counter() - start,
         }
         rows.append(row)
-        print(
-            f"{row['stack']} alpha={alpha}: accuracy {row['accuracy']:.3f}; per layer "
-            + "; ".join(f"bound {la['bound']:.2g}, code std {la['code_std']:.3g}" for la in layers)
-            + f"; warned: {bool(row['constant_codes_warning'])} ({row['seconds']:.0f} s)",
-            flush=True,
-        )
+        print(f"{row['stack']} alpha={alpha}: accuracy {row['accuracy']:.3f}; per layer "
+              + "; ".join(f"bound {la['bound']:.2g}, code std {la['code_std']:.3g}"
+                          for la in layers)
+              + f"; warned: {bool(row['constant_codes_warning'])} ({row['seconds']:.0f} s)",
+              flush=True)
 
     result = {"environment": machine(), "args": vars(args), "rows": rows}
     print(f"written {write_json(args.json, result)}")

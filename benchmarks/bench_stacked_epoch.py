@@ -108,22 +108,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     X, source = mnist_rows(N_ROWS)
     y = np.resize(mnist_5000()[1], N_ROWS)
-    stages = {
-        "pretraining_layer_1": [],
-        "pretraining_layer_2": [],
-        "softmax": [],
-        "fine_tuning": [],
-    }
+    stages = {"pretraining_layer_1": [], "pretraining_layer_2": [], "softmax": [],
+              "fine_tuning": []}
     floor_rounds, ratio_rounds = [], {name: [] for name in COMPARED}
     for _ in range(args.repeats):  # a fit and its floor back to back, round after round
         clf = StackedAutoencoderClassifier(
-            SIZES[1:3],
-            solver="adam",
-            mini_batch_size=BATCH,
-            max_iter=1,
-            softmax_max_iter=1,
-            fine_tune_max_iter=1,
-            random_state=0,
+            SIZES[1:3], solver="adam", mini_batch_size=BATCH, max_iter=1, softmax_max_iter=1,
+            fine_tune_max_iter=1, random_state=0,
         )
         with warnings.catch_warnings():  # one epoch per stage: ConvergenceWarnings
             warnings.simplefilter("ignore")
@@ -154,10 +145,8 @@ def main(argv=None):
     }
     path = write_json(args.json, results)
     for name, ratio in ratios.items():
-        print(
-            f"{name:22s} epoch {epoch[name]:7.2f} s  floor {floor[name]:7.2f} s  "
-            f"ratio {ratio:5.2f}"
-        )
+        print(f"{name:22s} epoch {epoch[name]:7.2f} s  floor {floor[name]:7.2f} s  "
+              f"ratio {ratio:5.2f}")
     print(f"wrote {path}")
     return 0
 

@@ -115,7 +115,9 @@ def _parser():
         help="where to save the autoencoder's learned filters as a PNG when matplotlib is "
         f"installed (default: {DEFAULT_FILTERS} in the current directory)",
     )
-    parser.add_argument("--no-filters", action="store_true", help="do not save the filter image")
+    parser.add_argument(
+        "--no-filters", action="store_true", help="do not save the filter image"
+    )
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-q", "--quiet", action="store_true", help="print only the final table")
     loudness.add_argument(
@@ -299,7 +301,12 @@ def main(argv=None):
         ]
         rows = []
         for name, F, seconds in features:
-            few = np.mean([_accuracy(F[train][s], y[train][s], F[test], y[test]) for s in subsets])
+            few = np.mean(
+                [
+                    _accuracy(F[train][s], y[train][s], F[test], y[test])
+                    for s in subsets
+                ]
+            )
             rows.append((name, few, _accuracy(F[train], y[train], F[test], y[test]), seconds))
 
     few_title = f"{k} labels/class"

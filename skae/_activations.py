@@ -126,3 +126,4 @@ def clip_rate(rho_hat, xp=None):
     if xp is np:  # also for lists and scalars
         rho_hat = np.asarray(rho_hat, dtype=np.float64)
     return xp.clip(rho_hat, eps, 1.0 - eps)
+

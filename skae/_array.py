@@ -96,6 +96,7 @@ def parameter_dtype(xp, device):
     return _max_precision_float_dtype(xp, device)
 
 
+
 # --------------------------------------------------------------------------- primitives
 def modify_in_place(xp, function, *args, out=None):
     """``function(*args)``: written into ``out`` on NumPy, a new array on other namespaces.

@@ -132,11 +132,7 @@ def _rows_chunked(estimator, X, *, reset=None, input_name="X", n_columns=None):
 def _checked_chunk(block, name, input_name):
     """``block`` as checked by scikit-learn (finite values; run on the cluster)."""
     return check_input_array(
-        block,
-        dtype=FLOAT_DTYPES,
-        estimator=name,
-        input_name=input_name,
-        copy=False,
+        block, dtype=FLOAT_DTYPES, estimator=name, input_name=input_name, copy=False,
         ensure_min_samples=0,
     )
 
@@ -207,17 +203,10 @@ def _nbytes(value, seen):
 
 def _chunk_objective(block, offset, spec, corruption, batch_size, block_rows):
     """The objective of one persisted chunk (rows ``offset : offset + len(block)``)."""
-    return _Chunk(
-        AutoencoderObjective(
-            spec,
-            block,
-            corruption=corruption,
-            batch_size=batch_size,
-            n_workers=1,
-            row_offset=offset,
-            block_rows=block_rows,
-        )
-    )
+    return _Chunk(AutoencoderObjective(
+        spec, block, corruption=corruption, batch_size=batch_size, n_workers=1,
+        row_offset=offset, block_rows=block_rows,
+    ))
 
 
 def _pass1(chunk, theta):
@@ -330,12 +319,8 @@ def _compute(dask, *collections):
     try:
         return dask.compute(*collections)
     except Exception as exc:
-        if type(exc).__name__ not in {
-            "KilledWorker",
-            "CommClosedError",
-            "FutureCancelledError",
-            "CancelledError",
-        }:
+        if type(exc).__name__ not in {"KilledWorker", "CommClosedError", "FutureCancelledError",
+                                      "CancelledError"}:
             raise
         try:
             detail = f"{type(exc).__name__}: {exc}"
@@ -422,13 +407,7 @@ def _score_chunk(block, estimator_parts, name):
     if m == 0:
         return np.array([[0.0, np.inf, -np.inf, 0.0]])
     recon = reconstruction_error(
-        block,
-        W1,
-        b1,
-        W2,
-        b2,
-        activation=spec.activation,
-        decoder=spec.decoder,
+        block, W1, b1, W2, b2, activation=spec.activation, decoder=spec.decoder,
         loss=spec.loss,
     )
     return np.array([[recon * m, float(block.min()), float(block.max()), m]])
@@ -453,10 +432,7 @@ def score(estimator, X):
     )
     per_chunk = X.map_blocks(_score_chunk, parts, name, chunks=(1, 4), dtype=np.float64)
     total, low, high, m = _compute(
-        dask,
-        per_chunk[:, 0].sum(),
-        per_chunk[:, 1].min(),
-        per_chunk[:, 2].max(),
+        dask, per_chunk[:, 0].sum(), per_chunk[:, 1].min(), per_chunk[:, 2].max(),
         per_chunk[:, 3].sum(),
     )
     if m < 1:
@@ -508,9 +484,8 @@ def classifier_inputs(estimator, X, y):
     if is_dask_collection(y):
         y = compute_labels(y)
     y = column_or_1d(y, warn=True)
-    y = check_input_array(
-        y, ensure_2d=False, dtype=None, input_name="y", estimator=type(estimator).__name__
-    )
+    y = check_input_array(y, ensure_2d=False, dtype=None, input_name="y",
+                          estimator=type(estimator).__name__)
     check_consistent_length(X, y)
     return X, y
 
@@ -529,11 +504,9 @@ def _finetune_chunk(block, rows, y, layers, n_trainable, alphas):
     if rows is not None:
         block = block[rows]
     with blas_single_threaded():  # the frozen layers' forward pass, once per fit
-        return _Chunk(
-            FineTuneObjective(
-                layers, block, y, n_trainable=n_trainable, alphas=alphas, n_workers=1
-            )
-        )
+        return _Chunk(FineTuneObjective(
+            layers, block, y, n_trainable=n_trainable, alphas=alphas, n_workers=1
+        ))
 
 
 def _finetune_sums(chunk, theta):
@@ -579,9 +552,8 @@ class DaskFineTuneObjective(_ChunkedObjective):
             if k == 0:
                 continue  # no labelled rows: nothing of this chunk is needed
             rows = None if k == size else np.flatnonzero(mask)
-            chunks.append(
-                make(block, rows, y[position : position + k], layers_key, n_trainable, self.alphas)
-            )
+            chunks.append(make(block, rows, y[position : position + k], layers_key,
+                               n_trainable, self.alphas))
             position += k
         self._persist(dask, chunks)
 
@@ -619,22 +591,7 @@ def map_rows(estimator, X, function, *args):
     keys = [delayed(arg, pure=False) for arg in args]
     name = type(estimator).__name__
     if meta.ndim == 1:
-        return X.map_blocks(
-            _checked_apply,
-            function,
-            name,
-            *keys,
-            drop_axis=1,
-            chunks=(X.chunks[0],),
-            dtype=meta.dtype,
-            meta=meta,
-        )
-    return X.map_blocks(
-        _checked_apply,
-        function,
-        name,
-        *keys,
-        chunks=(X.chunks[0], (meta.shape[1],)),
-        dtype=meta.dtype,
-        meta=meta,
-    )
+        return X.map_blocks(_checked_apply, function, name, *keys, drop_axis=1,
+                            chunks=(X.chunks[0],), dtype=meta.dtype, meta=meta)
+    return X.map_blocks(_checked_apply, function, name, *keys,
+                        chunks=(X.chunks[0], (meta.shape[1],)), dtype=meta.dtype, meta=meta)

@@ -63,3 +63,4 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
     if denominator == 0.0:
         return float(np.linalg.norm(numeric - analytic))
     return float(np.linalg.norm(numeric - analytic) / denominator)
+

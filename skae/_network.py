@@ -335,18 +335,8 @@ def _activation_jvp(activation, A, grad, consume=False):
 
 
 def backpropagate(
-    layers,
-    activations,
-    delta,
-    *,
-    n_params,
-    want_input,
-    out=None,
-    scratch=None,
-    wide_bias_sums=False,
-    layout=None,
-    hidden_terms=None,
-    weight_scratch=None,
+    layers, activations, delta, *, n_params, want_input, out=None, scratch=None,
+    wide_bias_sums=False, layout=None, hidden_terms=None, weight_scratch=None,
 ):
     """Backpropagate ``delta`` = dJ/dZ of the top layer down the network.
 
@@ -560,11 +550,8 @@ class NetworkLayout:
     def flatten(self, pairs):
         """The arrays of per-layer ``(W, b)`` pairs in the vector's order (a shared
         layer's ``W`` left out)."""
-        return [
-            a
-            for k, pair in enumerate(pairs)
-            for a in (pair if self.owner(k) is None else pair[1:])
-        ]
+        return [a for k, pair in enumerate(pairs)
+                for a in (pair if self.owner(k) is None else pair[1:])]
 
     def unflatten(self, parts):
         """The inverse of :meth:`flatten`: ``(W, b)`` pairs, a shared layer's ``W`` None."""
@@ -760,7 +747,9 @@ class FineTuneObjective:
         self.m = m = self.inputs.shape[0] if rows is None else len(rows)
         self.n_classes = layers[-1].n_out
         self.alphas = tuple(float(a) for a in alphas)
-        self.layout = NetworkLayout(tuple(tuple(layer.weights.shape) for layer in self.trainable))
+        self.layout = NetworkLayout(
+            tuple(tuple(layer.weights.shape) for layer in self.trainable)
+        )
         self.last_terms = None
         self.parameter_dtype = parameter_dtype(xp, array_device(self.inputs))
         n_in = self.inputs.shape[1]
@@ -888,10 +877,8 @@ class FineTuneObjective:
             loss = 0.0
             device = array_device(theta)
             self.totals = [
-                (
-                    zeros(xp, layer.weights.shape, layer.weights.dtype, device),
-                    zeros(xp, layer.bias.shape, theta.dtype, device),
-                )
+                (zeros(xp, layer.weights.shape, layer.weights.dtype, device),
+                 zeros(xp, layer.bias.shape, theta.dtype, device))
                 for layer in layers
             ]
         return loss, self.totals

@@ -358,14 +358,7 @@ def reconstruction_error(X, W1, b1, W2, b2, *, activation, decoder, loss, batch_
     """Mean reconstruction loss per sample, ``(1/m) Σ_i L(x̂_i, x_i)``: the mean of
     :func:`reconstruction_losses` (see there), as a float."""
     losses = reconstruction_losses(
-        X,
-        W1,
-        b1,
-        W2,
-        b2,
-        activation=activation,
-        decoder=decoder,
-        loss=loss,
+        X, W1, b1, W2, b2, activation=activation, decoder=decoder, loss=loss,
         batch_size=batch_size,
     )
     return float(array_namespace(losses).mean(losses))
@@ -459,14 +452,7 @@ class AutoencoderObjective:
     """
 
     def __init__(
-        self,
-        spec,
-        X,
-        *,
-        corruption=None,
-        batch_size=None,
-        n_workers=None,
-        row_offset=0,
+        self, spec, X, *, corruption=None, batch_size=None, n_workers=None, row_offset=0,
         block_rows=None,
         buffers=None,
     ):
@@ -583,17 +569,9 @@ class AutoencoderObjective:
         Z = affine(Hc, layers[1], self.dtype, out=R)
         recon, D = _reconstruction_delta(Z, target, D, S, self.spec.decoder, self.spec.loss)
         grads, _ = backpropagate(
-            layers,
-            [Xin, Hc, Z],
-            D,
-            n_params=2,
-            want_input=False,
-            out=ws.grads,
-            scratch=[E],
-            wide_bias_sums=True,
-            layout=self.layout,
-            hidden_terms={1: sparsity},
-            weight_scratch=ws.T,
+            layers, [Xin, Hc, Z], D, n_params=2, want_input=False, out=ws.grads,
+            scratch=[E], wide_bias_sums=True, layout=self.layout,
+            hidden_terms={1: sparsity}, weight_scratch=ws.T,
         )  # Hc now holds f'(H) (NumPy)
         return [recon] + self.layout.flatten(grads)
 
@@ -677,13 +655,7 @@ def assemble(spec, theta, m, rho_hat, recon, totals):
     kl = float(xp.sum(kl_divergence(spec.rho, rho_hat))) if spec.beta else 0.0
     alphas = (spec.alpha, spec.alpha)
     J, grad, recon_mean = assemble_network(
-        spec.layout,
-        alphas,
-        theta,
-        m,
-        recon,
-        totals,
-        penalty=spec.beta * kl,
+        spec.layout, alphas, theta, m, recon, totals, penalty=spec.beta * kl,
         divide_biases=True,
     )
     return J, grad, (J, recon_mean, float(xp.mean(rho_hat)))

@@ -140,7 +140,7 @@ def check_fitted_namespace(X, estimator, *, attribute, method):
             "sklearn.config_context(array_api_dispatch=True) with X as an array of "
             f"{library} on that device, or move the model to NumPy first (scikit-learn "
             ">= 1.9): 'from sklearn.utils._array_api import move_estimator_to; "
-            'model = move_estimator_to(model, numpy, "cpu")\'.'
+            "model = move_estimator_to(model, numpy, \"cpu\")'."
         )
     check_same_namespace(X, estimator, attribute=attribute, method=method)
 
@@ -154,6 +154,7 @@ def check_dense_on_device(X, xp, *, what="X"):
             f"dense arrays. Pass a dense array (e.g. {what}.to_dense()), or a SciPy sparse "
             "matrix with array API dispatch off (the NumPy path)."
         )
+
 
 
 def fit_keeping_state(fit):

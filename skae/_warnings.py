@@ -51,3 +51,4 @@ def warn_at_caller(message, category):
     if frame is None:  # every frame is internal: a worker thread's stack
         level = caller_of_skae if caller_of_skae is not None else 2
     warnings.warn(message, category, stacklevel=level)
+

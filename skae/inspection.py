@@ -111,7 +111,6 @@ def _check_image_shape(image_shape, n_features):
         )
     return image_shape
 
-
 def _check_center_bias(center_bias, image_shape, n_features):
     """The checked ``image_shape`` (checked whenever given; ``center_bias=True`` needs it)."""
     if not isinstance(center_bias, (bool, np.bool_)):
@@ -463,7 +462,9 @@ def _check_units(units, layers, layer):
     scalar = np.ndim(units) == 0
     units = np.atleast_1d(np.asarray(units))
     if units.size == 0 or units.ndim != 1 or not np.issubdtype(units.dtype, np.integer):
-        raise ValueError(f"units must be an int or a 1-D sequence of ints, got {_plain(units)!r}.")
+        raise ValueError(
+            f"units must be an int or a 1-D sequence of ints, got {_plain(units)!r}."
+        )
     bad = units[(units < 0) | (units >= n_units)]
     if bad.size:
         raise ValueError(
@@ -863,14 +864,7 @@ def activation_maximization(
         else:
             radii = np.full(n_stages, bounds[1] - bounds[0])
         X = _center_biased_ascent(
-            layers,
-            X,
-            units,
-            radii,
-            bounds,
-            int(max_iter),
-            tol,
-            image_shape,
+            layers, X, units, radii, bounds, int(max_iter), tol, image_shape,
             blur_start=isinstance(init, str),
         )
     elif bounds is None:

@@ -37,7 +37,6 @@ except ImportError:
     def yield_mixed_namespace_input_permutations():
         return iter(())
 
-
 xps = pytest.importorskip("array_api_strict")
 StrictArray = type(xps.asarray(0.0))
 try:  # needs array_api_compat, and SciPy >= 1.14 (scikit-learn < 1.7 checks both)
@@ -327,7 +326,9 @@ def test_gpu_fit_matches_numpy(library, dtype):
         est = SparseAutoencoder(n_hidden=25, max_iter=20, random_state=0).fit(X_gpu)
         H = est.transform(X_gpu)
     assert on_gpu(est.components_) and on_gpu(H)
-    reference = SparseAutoencoder(n_hidden=25, max_iter=20, random_state=0).fit(X.astype(dtype))
+    reference = SparseAutoencoder(n_hidden=25, max_iter=20, random_state=0).fit(
+        X.astype(dtype)
+    )
     if dtype == "float32":
         assert est.loss_ == pytest.approx(reference.loss_, rel=0.01)
         return
@@ -366,6 +367,7 @@ def test_sklearn_array_api_checks_stacked(namespace, device, dtype):
     check_array_api_input("StackedAutoencoder", estimator, namespace, device, dtype)
 
 
+
 # ------------------------------------------------------------------ the classifier
 FINE_TUNE_NETWORKS = [
     (["sigmoid", "softmax"], 1),
@@ -385,11 +387,8 @@ def test_fine_tune_objective_is_the_same_in_the_namespace(ns, activations, n_tra
     rng = np.random.RandomState(0)
     sizes = [64, 20, 15][: len(activations)] + [10]
     layers = [
-        Layer(
-            rng.uniform(-0.5, 0.5, (o, i)).astype(dtype),
-            rng.uniform(-0.3, 0.3, o).astype(dtype),
-            a,
-        )
+        Layer(rng.uniform(-0.5, 0.5, (o, i)).astype(dtype),
+              rng.uniform(-0.3, 0.3, o).astype(dtype), a)
         for i, o, a in zip(sizes[:-1], sizes[1:], activations)
     ]
     X, y = _data(300, dtype), load_digits().target[:300]
@@ -397,9 +396,8 @@ def test_fine_tune_objective_is_the_same_in_the_namespace(ns, activations, n_tra
     numpy_objective = FineTuneObjective(layers, X, y, n_trainable=n_trainable, alphas=alphas)
     theta = numpy_objective.theta0 + 0.01 * rng.standard_normal(numpy_objective.theta0.size)
     J, grad = numpy_objective(theta)
-    device_layers = [
-        Layer(ns.asarray(la.weights), ns.asarray(la.bias), la.activation) for la in layers
-    ]
+    device_layers = [Layer(ns.asarray(la.weights), ns.asarray(la.bias), la.activation)
+                     for la in layers]
     objective = FineTuneObjective(
         device_layers, ns.asarray(X), y, n_trainable=n_trainable, alphas=alphas
     )
@@ -415,17 +413,11 @@ def test_fine_tune_objective_gradient_check_in_the_namespace(ns):
     from skae import check_gradient
 
     rng = np.random.RandomState(1)
-    layers = [
-        Layer(ns.asarray(rng.uniform(-0.5, 0.5, (4, 6))), ns.asarray(np.zeros(4)), "tanh"),
-        Layer(ns.asarray(rng.uniform(-0.5, 0.5, (3, 4))), ns.asarray(np.zeros(3)), "softmax"),
-    ]
-    objective = FineTuneObjective(
-        layers,
-        ns.asarray(rng.uniform(0, 1, (9, 6))),
-        rng.randint(0, 3, 9),
-        n_trainable=2,
-        alphas=[0.1, 0.2],
-    )
+    layers = [Layer(ns.asarray(rng.uniform(-0.5, 0.5, (4, 6))), ns.asarray(np.zeros(4)), "tanh"),
+              Layer(ns.asarray(rng.uniform(-0.5, 0.5, (3, 4))), ns.asarray(np.zeros(3)),
+                    "softmax")]
+    objective = FineTuneObjective(layers, ns.asarray(rng.uniform(0, 1, (9, 6))),
+                                  rng.randint(0, 3, 9), n_trainable=2, alphas=[0.1, 0.2])
 
     def fun(theta):  # check_gradient works in NumPy; the objective runs in the namespace
         J, grad = objective(ns.asarray(theta))
@@ -556,13 +548,8 @@ def test_classifier_other_namespace_after_a_device_fit_is_a_clear_error(ns):
     params = dict(CLASSIFIER, hidden_layer_sizes=(4,), max_iter=3)
     with config_context(array_api_dispatch=True):
         est = StackedAutoencoderClassifier(**params).fit(ns.asarray(X), y)
-        for method in (
-            "predict",
-            "predict_proba",
-            "predict_log_proba",
-            "decision_function",
-            "transform",
-        ):
+        for method in ("predict", "predict_proba", "predict_log_proba", "decision_function",
+                       "transform"):
             for other in (X, sp.csr_matrix(X)):
                 with pytest.raises(ValueError, match=f"same namespace.*{method}"):
                     getattr(est, method)(other)
@@ -639,11 +626,9 @@ def test_sklearn_array_api_checks_classifier(namespace, device, dtype):
 )
 @pytest.mark.parametrize(
     "estimator",
-    [
-        SparseAutoencoder(n_hidden=4, max_iter=10, random_state=0),
-        StackedAutoencoder((4, 3), max_iter=10, random_state=0),
-        CLASSIFIER_FOR_CHECKS,
-    ],
+    [SparseAutoencoder(n_hidden=4, max_iter=10, random_state=0),
+     StackedAutoencoder((4, 3), max_iter=10, random_state=0),
+     CLASSIFIER_FOR_CHECKS],
     ids=lambda e: type(e).__name__,
 )
 def test_sklearn_same_namespace_check(estimator, namespace, device):
@@ -709,19 +694,10 @@ def test_inspection_of_a_device_fit_runs_on_the_host(ns):
             "invert_code": lambda m, data: inspection.invert_code(
                 m, data[:3, ...], layer=1, max_iter=5, random_state=0
             )[0],
-            "multifaceted_visualization": lambda m, data: (
-                inspection.multifaceted_visualization(
-                    m,
-                    data,
-                    unit=1,
-                    layer="output",
-                    n_facets=2,
-                    n_top=40,
-                    n_nearest=5,
-                    max_iter=5,
-                    random_state=0,
-                ).facets
-            ),
+            "multifaceted_visualization": lambda m, data: inspection.multifaceted_visualization(
+                m, data, unit=1, layer="output", n_facets=2, n_top=40, n_nearest=5,
+                max_iter=5, random_state=0,
+            ).facets,
         }
         for name, call in calls.items():
             ours = call(fitted, ns.asarray(X))
@@ -731,15 +707,11 @@ def test_inspection_of_a_device_fit_runs_on_the_host(ns):
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")  # 5 iterations
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: StackedAutoencoder((8, 4), max_iter=5, random_state=0),
-        lambda: StackedAutoencoderClassifier(
-            (8,), max_iter=5, fine_tune_max_iter=5, random_state=0
-        ),
-    ],
-)
+@pytest.mark.parametrize("make", [
+    lambda: StackedAutoencoder((8, 4), max_iter=5, random_state=0),
+    lambda: StackedAutoencoderClassifier((8,), max_iter=5, fine_tune_max_iter=5,
+                                         random_state=0),
+])
 def test_move_estimator_to_moves_the_stacks_layers(ns, make):
     """scikit-learn's move_estimator_to (the advice of its same-namespace error) moves a
     stack fitted on NumPy, its autoencoders and its network's layers, to the namespace:

@@ -67,13 +67,11 @@ def _relative(a, b):
 def _tasks_run(client, prefix):
     """How many tasks of a key prefix (the function's name without leading underscores)
     the cluster has computed."""
-    return client.run_on_scheduler(
-        lambda dask_scheduler: sum(
-            p.state_counts["memory"]
-            for name, p in dask_scheduler.task_prefixes.items()
-            if name.startswith(prefix)
-        )
-    )
+    return client.run_on_scheduler(lambda dask_scheduler: sum(
+        p.state_counts["memory"]
+        for name, p in dask_scheduler.task_prefixes.items()
+        if name.startswith(prefix)
+    ))
 
 
 def _assert_same_model(dask_ae, numpy_ae, rtol=RTOL):
@@ -137,21 +135,18 @@ def test_one_evaluation_equals_the_numpy_objective(client, X, y):
         assert got[0] == pytest.approx(expected[0], rel=1e-13)
         assert _relative(got[1], expected[1]) < 1e-12
 
-    clf = StackedAutoencoderClassifier(
-        (16, 8), alpha=[3e-3, 1e-5], max_iter=3, softmax_max_iter=3, fine_tune=None, random_state=0
-    )
+    clf = StackedAutoencoderClassifier((16, 8), alpha=[3e-3, 1e-5], max_iter=3,
+                                       softmax_max_iter=3, fine_tune=None, random_state=0)
     clf.fit(X, y)
     labelled = rng.random(len(X)) < 0.7
     labelled[:CHUNKS] = False  # a chunk without labelled rows
     y_index = y[labelled]
     for n_trainable in (1, 3):
         alphas = [0.0] * (n_trainable - 1) + [1e-4]
-        numpy_objective = FineTuneObjective(
-            clf.layers_, X[labelled], y_index, n_trainable=n_trainable, alphas=alphas
-        )
-        dask_objective = DaskFineTuneObjective(
-            clf.layers_, Xd, labelled, y_index, n_trainable=n_trainable, alphas=alphas
-        )
+        numpy_objective = FineTuneObjective(clf.layers_, X[labelled], y_index,
+                                            n_trainable=n_trainable, alphas=alphas)
+        dask_objective = DaskFineTuneObjective(clf.layers_, Xd, labelled, y_index,
+                                               n_trainable=n_trainable, alphas=alphas)
         assert dask_objective.n_chunks == 2
         np.testing.assert_array_equal(dask_objective.theta0, numpy_objective.theta0)
         theta = numpy_objective.theta0 + rng.normal(scale=0.1, size=len(numpy_objective.theta0))
@@ -171,10 +166,8 @@ def test_chunk_objectives_tell_the_scheduler_their_size(X, y):
     ae = SparseAutoencoder(n_hidden=12, max_iter=200, tol=1e-3).fit(X)
     chunk = _chunk_objective(X, 0, ae._spec_, None, None, 256)
     assert sizeof(chunk) >= X.nbytes + len(X) * 12 * 8  # data and hidden activations
-    layers = [
-        Layer(ae.components_, ae.intercept_hidden_, "sigmoid"),
-        Layer(np.zeros((10, 12)), np.zeros(10), "softmax"),
-    ]
+    layers = [Layer(ae.components_, ae.intercept_hidden_, "sigmoid"),
+              Layer(np.zeros((10, 12)), np.zeros(10), "softmax")]
     chunk = _finetune_chunk(X, None, y, layers, 2, (0.0, 0.0))
     assert sizeof(chunk) >= X.nbytes
 
@@ -234,9 +227,8 @@ def test_float32_stays_float32(X):
     expected = SparseAutoencoder(**settings).fit(X32)
     for name in PARAMS:
         assert getattr(fitted, name).dtype == np.float32
-        np.testing.assert_allclose(
-            getattr(fitted, name), getattr(expected, name), rtol=1e-3, atol=1e-5
-        )
+        np.testing.assert_allclose(getattr(fitted, name), getattr(expected, name), rtol=1e-3,
+                                   atol=1e-5)
 
 
 @short_fit
@@ -269,9 +261,8 @@ def test_stacked_autoencoder_on_cluster_equals_numpy(client, X):
     np.testing.assert_allclose(codes.compute(), expected.transform(X), rtol=1e-7)
     back = fitted.inverse_transform(codes)
     assert isinstance(back, da.Array)
-    np.testing.assert_allclose(
-        back.compute(), expected.inverse_transform(expected.transform(X)), rtol=1e-7
-    )
+    np.testing.assert_allclose(back.compute(), expected.inverse_transform(expected.transform(X)),
+                               rtol=1e-7)
 
 
 @pytest.fixture(scope="module")
@@ -284,9 +275,8 @@ def _assert_same_classifier(fitted, expected, rtol=RTOL):
     np.testing.assert_array_equal(fitted.classes_, expected.classes_)
     assert abs(fitted.loss_ - expected.loss_) <= rtol * abs(expected.loss_)
     for stage in ("softmax", "fine_tuning"):
-        np.testing.assert_allclose(
-            fitted.loss_curves_[stage], expected.loss_curves_[stage], rtol=rtol
-        )
+        np.testing.assert_allclose(fitted.loss_curves_[stage], expected.loss_curves_[stage],
+                                   rtol=rtol)
     for k, (got, want) in enumerate(zip(fitted.layers_, expected.layers_)):
         assert type(got.weights) is np.ndarray, k
         assert _relative(got.weights, want.weights) < rtol, k
@@ -307,15 +297,9 @@ def test_classifier_fine_tuning_on_cluster_equals_numpy(client, X, y, fine_tune,
     if unlabelled:
         y[:CHUNKS] = -1  # the first chunk has no labelled row: it is not used by stages 2-3
         y[200::3] = -1
-    settings = dict(
-        hidden_layer_sizes=(16, 8),
-        alpha=[3e-3, 1e-5],
-        max_iter=6,
-        softmax_max_iter=4,
-        fine_tune=fine_tune,
-        fine_tune_max_iter=12,
-        random_state=0,
-    )
+    settings = dict(hidden_layer_sizes=(16, 8), alpha=[3e-3, 1e-5], max_iter=6,
+                    softmax_max_iter=4, fine_tune=fine_tune, fine_tune_max_iter=12,
+                    random_state=0)
     expected = StackedAutoencoderClassifier(**settings).fit(X, y)
     Xd = da.from_array(X, chunks=(CHUNKS, -1))
     labels = da.from_array(y, chunks=CHUNKS) if unlabelled else y  # dask or NumPy labels
@@ -334,17 +318,11 @@ def test_classifier_fine_tuning_on_cluster_equals_numpy(client, X, y, fine_tune,
 @short_fit
 def test_classifier_predictions_on_dask_arrays_are_lazy_and_equal_numpy(client, X, y):
     labels = np.array(["even", "odd"], dtype=object)[y % 2]  # predict returns these
-    clf = StackedAutoencoderClassifier(
-        (16,), max_iter=15, fine_tune_max_iter=15, random_state=0
-    ).fit(X, labels)
+    clf = StackedAutoencoderClassifier((16,), max_iter=15, fine_tune_max_iter=15,
+                                       random_state=0).fit(X, labels)
     Xd = da.from_array(X, chunks=(CHUNKS, -1))
-    for method in (
-        "predict",
-        "predict_proba",
-        "predict_log_proba",
-        "decision_function",
-        "transform",
-    ):
+    for method in ("predict", "predict_proba", "predict_log_proba", "decision_function",
+                   "transform"):
         lazy = getattr(clf, method)(Xd)
         assert isinstance(lazy, da.Array), method  # nothing computed yet
         assert lazy.chunks[0] == Xd.chunks[0], method
@@ -362,7 +340,8 @@ def test_classifier_predictions_on_dask_arrays_are_lazy_and_equal_numpy(client, 
 def test_classifier_cluster_failure_in_fine_tuning_keeps_the_model(X, y, monkeypatch):
     from skae._dask import DaskFineTuneObjective
 
-    settings = dict(hidden_layer_sizes=(8,), max_iter=5, softmax_max_iter=5, fine_tune_max_iter=5)
+    settings = dict(hidden_layer_sizes=(8,), max_iter=5, softmax_max_iter=5,
+                    fine_tune_max_iter=5)
     clf = StackedAutoencoderClassifier(**settings, random_state=0).fit(X, y)
     before = [(layer.weights.copy(), layer.bias.copy()) for layer in clf.layers_]
     evaluate, compute, calls = DaskFineTuneObjective.__call__, dask.compute, []
@@ -408,13 +387,11 @@ def test_grid_search_under_dask_joblib_backend(client, X):
     serial = GridSearchCV(ae, grid, cv=2, n_jobs=1).fit(X)
 
     def batches_run_on_the_cluster():
-        return client.run_on_scheduler(
-            lambda dask_scheduler: sum(
-                prefix.state_counts["memory"]
-                for name, prefix in dask_scheduler.task_prefixes.items()
-                if name.startswith("batch_of__fit_and_score")
-            )
-        )
+        return client.run_on_scheduler(lambda dask_scheduler: sum(
+            prefix.state_counts["memory"]
+            for name, prefix in dask_scheduler.task_prefixes.items()
+            if name.startswith("batch_of__fit_and_score")
+        ))
 
     before = batches_run_on_the_cluster()
     with joblib.parallel_backend("dask"):
@@ -422,8 +399,7 @@ def test_grid_search_under_dask_joblib_backend(client, X):
     assert batches_run_on_the_cluster() > before  # the fits ran on the workers
     assert on_cluster.best_params_ == serial.best_params_
     np.testing.assert_allclose(
-        on_cluster.cv_results_["mean_test_score"],
-        serial.cv_results_["mean_test_score"],
+        on_cluster.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"],
         rtol=1e-12,
     )
 
@@ -438,19 +414,15 @@ def test_dask_ml_grid_search_works_unchanged(client, X, y):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    pipe = make_pipeline(
-        SparseAutoencoder(n_hidden=8, max_iter=15, random_state=0), LogisticRegression(max_iter=50)
-    )
+    pipe = make_pipeline(SparseAutoencoder(n_hidden=8, max_iter=15, random_state=0),
+                         LogisticRegression(max_iter=50))
     grid = {"sparseautoencoder__rho": [0.05, 0.2], "sparseautoencoder__beta": [0.0, 3.0]}
     serial = GridSearchCV(pipe, grid, cv=2).fit(X, y)
     for data in [(X, y), (da.from_array(X, chunks=(CHUNKS, -1)), da.from_array(y, CHUNKS))]:
         search = dms.GridSearchCV(pipe, grid, cv=2).fit(*data)
         assert search.best_params_ == serial.best_params_
-        np.testing.assert_allclose(
-            search.cv_results_["mean_test_score"],
-            serial.cv_results_["mean_test_score"],
-            rtol=1e-12,
-        )
+        np.testing.assert_allclose(search.cv_results_["mean_test_score"],
+                                   serial.cv_results_["mean_test_score"], rtol=1e-12)
 
 
 @short_fit
@@ -523,9 +495,8 @@ def test_unknown_chunk_sizes_are_computed(X):
         score = fitted.score(Xnan)
     expected = SparseAutoencoder(**settings).fit(X[keep])
     _assert_same_model(fitted, expected)
-    np.testing.assert_allclose(
-        H.compute(scheduler="threads"), expected.transform(X[keep]), rtol=1e-7
-    )
+    np.testing.assert_allclose(H.compute(scheduler="threads"), expected.transform(X[keep]),
+                               rtol=1e-7)
     assert score == pytest.approx(expected.score(X[keep]), rel=1e-7)
 
 
@@ -593,9 +564,8 @@ def test_dask_dataframe_is_accepted_with_feature_names(X):
 @pytest.mark.parametrize("loss", ["squared", "cross_entropy"])
 def test_score_samples_is_lazy_and_equals_numpy(client, X, loss):
     ae = SparseAutoencoder(n_hidden=12, loss=loss, max_iter=20, random_state=0).fit(X)
-    stack = StackedAutoencoder(
-        (12, 6), alpha=[1e-3, 0.0], loss=loss, max_iter=10, random_state=0
-    ).fit(X)
+    stack = StackedAutoencoder((12, 6), alpha=[1e-3, 0.0], loss=loss, max_iter=10,
+                               random_state=0).fit(X)
     Xd = da.from_array(X, chunks=(CHUNKS, -1))
     for est in (ae, stack):
         scores = est.score_samples(Xd)

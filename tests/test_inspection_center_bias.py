@@ -79,12 +79,7 @@ def test_center_bias_first_layer_reaches_the_window_weighted_closed_form(stacked
     # A first-layer unit's score W_i . x + b_i is linear: with x = c * u and ||u|| <= r the
     # maximiser is x = r c^2 W_i / ||c W_i||, c being the last stage's window.
     inputs, _ = activation_maximization(
-        stacked,
-        layer=1,
-        norm=2.0,
-        center_bias=True,
-        image_shape=SHAPE,
-        max_iter=2000,
+        stacked, layer=1, norm=2.0, center_bias=True, image_shape=SHAPE, max_iter=2000,
         random_state=0,
     )
     W = network_layers(stacked, 1)[0].weights
@@ -147,14 +142,8 @@ def test_center_bias_does_not_modify_the_callers_start(stacked):
     start = np.random.default_rng(0).uniform(0, 1, (2, 64))
     kept = start.copy()
     activation_maximization(
-        stacked,
-        layer=2,
-        units=[0, 1],
-        init=start,
-        bounds=(0, 1),
-        max_iter=5,
-        center_bias=True,
-        image_shape=SHAPE,
+        stacked, layer=2, units=[0, 1], init=start, bounds=(0, 1), max_iter=5,
+        center_bias=True, image_shape=SHAPE,
     )
     np.testing.assert_array_equal(start, kept)
 

@@ -187,9 +187,7 @@ def test_run_lbfgs_max_iter_warns_like_scipy(xp):
 def test_run_lbfgs_wrong_gradient_warns_with_the_reason(xp):
     with pytest.warns(ConvergenceWarning, match=r"status 2: ABNORMAL.*line search"):
         result = run_lbfgs(
-            lambda t: (float(t @ t), -2.0 * t),
-            xp.ones(3, dtype=xp.float64),
-            max_iter=50,
+            lambda t: (float(t @ t), -2.0 * t), xp.ones(3, dtype=xp.float64), max_iter=50,
             tol=1e-8,
         )
     assert result.status == 2 and not result.converged

@@ -61,16 +61,8 @@ def test_main_end_to_end_table_progress_and_filters(tmp_path, capsys, cheap_clas
     # the columns and the verdict lines
     assert "10 labels/class" in output
     assert "all 1347 labels" in output
-    assert (
-        len(
-            re.findall(
-                r"^With .* raw pixels \(\d\.\d{4} vs \d\.\d{4}, [+-]\d\.\d{4}\)\.$",
-                output,
-                flags=re.MULTILINE,
-            )
-        )
-        == 2
-    )
+    assert len(re.findall(r"^With .* raw pixels \(\d\.\d{4} vs \d\.\d{4}, [+-]\d\.\d{4}\)\.$",
+                          output, flags=re.MULTILINE)) == 2
 
     # progress while training: stage lines and (thinned) L-BFGS iteration lines
     assert "[1/3] SparseAutoencoder(n_hidden=40, max_iter=60)" in output
@@ -113,9 +105,8 @@ def test_main_verbose_prints_every_iteration(capsys, cheap_classifier):
     assert "stopped at --max-iter=5" in output
 
 
-def test_main_default_filter_path_in_working_directory(
-    tmp_path, monkeypatch, capsys, cheap_classifier
-):
+def test_main_default_filter_path_in_working_directory(tmp_path, monkeypatch, capsys,
+                                                        cheap_classifier):
     pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)
     assert main(["--max-iter", "5", "--n-hidden", "8", "--quiet"]) == 0
@@ -123,9 +114,8 @@ def test_main_default_filter_path_in_working_directory(
     assert (tmp_path / demo.DEFAULT_FILTERS).read_bytes()[:8] == PNG_MAGIC
 
 
-def test_main_without_matplotlib_says_how_to_install(
-    tmp_path, monkeypatch, capsys, cheap_classifier
-):
+def test_main_without_matplotlib_says_how_to_install(tmp_path, monkeypatch, capsys,
+                                                      cheap_classifier):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails
     png = tmp_path / "filters.png"
     assert main(["--max-iter", "5", "--n-hidden", "8", "--quiet", "--filters", str(png)]) == 0

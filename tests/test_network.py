@@ -102,7 +102,9 @@ def test_fine_tuning_objective_gradient(depth, fine_tune, hidden):
     assert objective.theta0.size == sum(o * i + o for o, i in objective.layout.shapes)
     assert check_gradient(objective, objective.theta0) < 1e-8
     # every trainable layer is decayed when asked to
-    decayed = FineTuneObjective(layers, X, y, n_trainable=n_trainable, alphas=[0.3] * n_trainable)
+    decayed = FineTuneObjective(
+        layers, X, y, n_trainable=n_trainable, alphas=[0.3] * n_trainable
+    )
     assert check_gradient(decayed, decayed.theta0) < 1e-8
 
 
@@ -132,7 +134,9 @@ def test_fine_tuning_objective_sparse_float32_and_data_untouched():
     np.testing.assert_allclose(J_sparse, J, rtol=1e-12)
     np.testing.assert_allclose(grad_sparse, grad, rtol=1e-10, atol=1e-14)
     assert check_gradient(sparse, sparse.theta0) < 1e-8
-    single = FineTuneObjective(layers, X.astype(np.float32), y, n_trainable=2, alphas=[0.0, 0.1])
+    single = FineTuneObjective(
+        layers, X.astype(np.float32), y, n_trainable=2, alphas=[0.0, 0.1]
+    )
     J32, grad32 = single(dense.theta0)
     assert single.workspaces[0].A[0].dtype == np.float32 and grad32.dtype == np.float64
     np.testing.assert_allclose(J32, J, rtol=1e-5)
@@ -155,13 +159,8 @@ def test_fine_tuning_blocks_hold_enough_work():
     assert fine_tune_block_rows(((4000, 10), (10, 4000))) == 256  # buffer cap 2**20 / 4000
     rng = np.random.RandomState(0)
     layers = random_layers(["sigmoid", "sigmoid", "softmax"], rng, (784, 200, 200, 10))
-    objective = FineTuneObjective(
-        layers,
-        rng.uniform(0, 1, (1200, 784)),
-        rng.randint(0, 10, 1200),
-        n_trainable=3,
-        alphas=[0, 0, 0],
-    )
+    objective = FineTuneObjective(layers, rng.uniform(0, 1, (1200, 784)),
+                                  rng.randint(0, 10, 1200), n_trainable=3, alphas=[0, 0, 0])
     assert objective.blocks == [(0, 512), (512, 1024), (1024, 1200)]
 
 
@@ -176,7 +175,8 @@ def test_fine_tuning_objective_does_not_depend_on_the_thread_count(fine_tune, mo
     y = rng.randint(0, 4, 5000)
     n_trainable = 3 if fine_tune == "all" else 1
     alphas = [0.0] * (n_trainable - 1) + [0.01]
-    serial = FineTuneObjective(layers, X, y, n_trainable=n_trainable, alphas=alphas, n_workers=1)
+    serial = FineTuneObjective(layers, X, y, n_trainable=n_trainable, alphas=alphas,
+                               n_workers=1)
     assert len(serial.blocks) > 2
     theta = serial.theta0 + 0.01 * rng.standard_normal(serial.theta0.size)
     J1, g1 = serial(theta)
@@ -313,13 +313,8 @@ def _tied_autoencoder_network(X, layout, offsets):
         _, H, X_hat = forward(layers, X)
         J = 0.5 * np.sum((X_hat - X) ** 2) + offsets @ H.sum(axis=0)
         grads, _ = backpropagate(
-            layers,
-            [X, H.copy(), X_hat],
-            X_hat - X,
-            n_params=2,
-            want_input=False,
-            layout=layout,
-            hidden_terms={1: offsets},
+            layers, [X, H.copy(), X_hat], X_hat - X, n_params=2, want_input=False,
+            layout=layout, hidden_terms={1: offsets},
         )
         return J, np.concatenate([a.ravel() for a in layout.flatten(grads)])
 

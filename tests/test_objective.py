@@ -144,7 +144,9 @@ def test_two_pass_equals_one_shot(combo):
     spec, X, corruption, one_shot, theta = _setup(*settings, None, m=23)
     J1, g1 = one_shot(theta)
     for batch_size in (1, 5, 22, 23, 100):
-        J2, g2 = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size)(theta)
+        J2, g2 = AutoencoderObjective(
+            spec, X, corruption=corruption, batch_size=batch_size
+        )(theta)
         assert J2 == pytest.approx(J1, rel=1e-10)
         np.testing.assert_allclose(g2, g1, rtol=1e-10, atol=1e-13)
 
@@ -176,12 +178,12 @@ def test_sparse_input_equals_dense(fmt, noise, batch_size):
     spec = AutoencoderSpec(N_FEATURES, N_HIDDEN)
     theta = spec.layout.initialize(rng)
     corruption = Corruption(noise, 0.25, 3) if noise else None
-    Js, gs = AutoencoderObjective(spec, X.tocsr(), corruption=corruption, batch_size=batch_size)(
-        theta
-    )
-    Jd, gd = AutoencoderObjective(spec, X.toarray(), corruption=corruption, batch_size=batch_size)(
-        theta
-    )
+    Js, gs = AutoencoderObjective(
+        spec, X.tocsr(), corruption=corruption, batch_size=batch_size
+    )(theta)
+    Jd, gd = AutoencoderObjective(
+        spec, X.toarray(), corruption=corruption, batch_size=batch_size
+    )(theta)
     assert Js == pytest.approx(Jd, rel=1e-12)
     np.testing.assert_allclose(gs, gd, rtol=1e-10, atol=1e-13)
 
@@ -238,14 +240,7 @@ def test_reconstruction_error_matches_formula():
     X_hat = 1 / (1 + np.exp(-(H @ W2 + b2)))
     expected = -np.mean(np.sum(X * np.log(X_hat) + (1 - X) * np.log(1 - X_hat), axis=1))
     got = reconstruction_error(
-        X,
-        W1,
-        b1,
-        W2,
-        b2,
-        activation="sigmoid",
-        decoder="sigmoid",
-        loss="cross_entropy",
+        X, W1, b1, W2, b2, activation="sigmoid", decoder="sigmoid", loss="cross_entropy",
         batch_size=4,
     )
     assert got == pytest.approx(expected, rel=1e-12)
@@ -419,12 +414,10 @@ def test_parallel_workers_give_an_exact_gradient(combo):
     """Blocks on 3 worker threads: the same J and gradient as 1, and an exact gradient."""
     *settings, batch_size = combo
     spec, X, corruption, _, theta = _setup(*settings, batch_size, m=17)
-    serial = AutoencoderObjective(
-        spec, X, corruption=corruption, batch_size=batch_size or 2, n_workers=1
-    )
-    threaded = AutoencoderObjective(
-        spec, X, corruption=corruption, batch_size=batch_size or 2, n_workers=3
-    )
+    serial = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size or 2,
+                                  n_workers=1)
+    threaded = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size or 2,
+                                    n_workers=3)
     assert threaded.n_workers == 3
     J1, g1 = serial(theta)
     J3, g3 = threaded(theta)
@@ -461,9 +454,8 @@ def _construct_and_evaluate_peak(spec, X, corruption, batch_size):
     theta = spec.layout.initialize(np.random.RandomState(0))
     tracemalloc.start()
     try:
-        AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size, n_workers=1)(
-            theta
-        )
+        AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size,
+                             n_workers=1)(theta)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -478,7 +470,9 @@ def test_sparse_mask_noise_stays_sparse_in_memory(batch_size):
     m = n = 4000
     rng = np.random.RandomState(0)
     indices = rng.randint(0, n, size=m * 10)
-    X = sp.csr_matrix((rng.rand(m * 10), indices, np.arange(0, m * 10 + 1, 10)), shape=(m, n))
+    X = sp.csr_matrix(
+        (rng.rand(m * 10), indices, np.arange(0, m * 10 + 1, 10)), shape=(m, n)
+    )
     spec = AutoencoderSpec(n, 4)
     peak = _construct_and_evaluate_peak(spec, X, Corruption("mask", 0.3, 1), batch_size)
     assert peak < 24 * 2**20, peak / 2**20

@@ -85,13 +85,8 @@ def test_values_match_the_formula_and_score_is_their_mean(
 ):
     X = _digits(dtype=dtype)
     ae = SparseAutoencoder(
-        n_hidden=7,
-        activation=activation,
-        decoder=decoder,
-        loss=loss,
-        tied_weights=tied,
-        max_iter=5,
-        random_state=0,
+        n_hidden=7, activation=activation, decoder=decoder, loss=loss, tied_weights=tied,
+        max_iter=5, random_state=0,
     ).fit(X[:80])
     X_test = _as_container(X[80:], container, tmp_path)
     before = X[80:].copy()
@@ -116,10 +111,12 @@ def test_values_match_the_formula_and_score_is_their_mean(
 def test_row_blocks_give_the_same_scores(batch_size):
     X = _digits(150)
     reference = SparseAutoencoder(n_hidden=6, max_iter=5, random_state=0).fit(X)
-    blocked = SparseAutoencoder(n_hidden=6, max_iter=5, random_state=0, batch_size=batch_size).fit(
-        X
+    blocked = SparseAutoencoder(
+        n_hidden=6, max_iter=5, random_state=0, batch_size=batch_size
+    ).fit(X)
+    np.testing.assert_allclose(
+        blocked.score_samples(X), reference.score_samples(X), rtol=1e-12
     )
-    np.testing.assert_allclose(blocked.score_samples(X), reference.score_samples(X), rtol=1e-12)
 
 
 @short_fit
@@ -168,7 +165,9 @@ def test_a_pipeline_ending_with_the_autoencoder_scores_samples():
     pipeline = make_pipeline(MinMaxScaler(), SparseAutoencoder(6, max_iter=5, random_state=0))
     pipeline.fit(X)
     scaler, ae = pipeline[0], pipeline[-1]
-    np.testing.assert_array_equal(pipeline.score_samples(X), ae.score_samples(scaler.transform(X)))
+    np.testing.assert_array_equal(
+        pipeline.score_samples(X), ae.score_samples(scaler.transform(X))
+    )
 
 
 # --------------------------------------------------------------------------- stacks
@@ -211,7 +210,9 @@ def test_stack_squared_scores_are_those_of_its_round_trip():
 def test_one_layer_stack_equals_its_autoencoder():
     X = _digits()
     stack = StackedAutoencoder((9,), loss="cross_entropy", max_iter=5, random_state=0).fit(X)
-    np.testing.assert_array_equal(stack.score_samples(X), stack.autoencoders_[0].score_samples(X))
+    np.testing.assert_array_equal(
+        stack.score_samples(X), stack.autoencoders_[0].score_samples(X)
+    )
 
 
 # --------------------------------------------------------------------------- bad input

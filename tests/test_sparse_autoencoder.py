@@ -430,9 +430,8 @@ def test_min_max_scaled_data_get_the_sigmoid_decoder():
 
 def test_csr_duplicate_entries_are_summed_before_the_range_check():
     # Two stored 0.75 at the same place stand for 1.5.
-    X = sp.csr_matrix(
-        (np.array([0.75, 0.75, 0.5]), np.array([0, 0, 1]), np.array([0, 2, 3])), shape=(2, 2)
-    )
+    X = sp.csr_matrix((np.array([0.75, 0.75, 0.5]), np.array([0, 0, 1]), np.array([0, 2, 3])),
+                      shape=(2, 2))
     assert X.toarray().max() == 1.5 and X.data.max() <= 1.0
     with pytest.raises(ValueError, match="needs data in"):
         SparseAutoencoder(n_hidden=2, loss="cross_entropy").fit(X)

@@ -17,7 +17,9 @@ from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassi
 from skae._objective import AutoencoderSpec
 from skae._stacked import ConstantCodesWarning, constant_codes_decay
 
-no_convergence = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+no_convergence = pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning"
+)
 # Short fits whose upper layer's codes can collapse; that diagnosis is tested below.
 no_constant_codes = pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")
 
@@ -130,9 +132,9 @@ def test_pipeline_grid_search_over_per_layer_rho(digits):
         StackedAutoencoder((16, 8), alpha=1e-4, beta=0.3, max_iter=30, random_state=0),
         LogisticRegression(max_iter=300),
     )
-    grid = GridSearchCV(pipe, {"stackedautoencoder__rho": [[0.1, 0.05], [0.05, 0.2]]}, cv=2).fit(
-        X, y
-    )
+    grid = GridSearchCV(
+        pipe, {"stackedautoencoder__rho": [[0.1, 0.05], [0.05, 0.2]]}, cv=2
+    ).fit(X, y)
     assert grid.best_params_["stackedautoencoder__rho"] in ([0.1, 0.05], [0.05, 0.2])
     rhos = [ae.rho for ae in grid.best_estimator_[0].autoencoders_]
     assert rhos == grid.best_params_["stackedautoencoder__rho"]
@@ -201,11 +203,8 @@ def test_upper_layer_with_too_much_decay_warns_and_per_layer_decay_learns(digits
         X, y, test_size=0.3, random_state=0, stratify=y
     )
     flat = StackedAutoencoder((64, 32), alpha=3e-3, max_iter=150, random_state=0)
-    with pytest.warns(
-        ConstantCodesWarning,
-        match=r"Layer 2 of StackedAutoencoder .*"
-        r"alpha=0.003 is above 0\.00[12].*alpha=\[0.003, 0.0001\]",
-    ) as record:
+    with pytest.warns(ConstantCodesWarning, match=r"Layer 2 of StackedAutoencoder .*"
+                      r"alpha=0.003 is above 0\.00[12].*alpha=\[0.003, 0.0001\]") as record:
         flat.fit(X_train)
     (warning,) = [w for w in record if w.category is ConstantCodesWarning]
     assert warning.filename == __file__  # at the caller's line
@@ -261,14 +260,8 @@ def test_fine_tuning_all_beats_no_fine_tuning(split):
     X_train, X_test, y_train, y_test = split
     # UFLDL's settings, given explicitly so that the measured figures below do not move
     # with SparseAutoencoder's defaults
-    common = dict(
-        alpha=3e-3,
-        beta=3.0,
-        max_iter=60,
-        softmax_max_iter=100,
-        fine_tune_max_iter=60,
-        random_state=0,
-    )
+    common = dict(alpha=3e-3, beta=3.0, max_iter=60, softmax_max_iter=100,
+                  fine_tune_max_iter=60, random_state=0)
     scores, models = {}, {}
     for fine_tune in (None, "top", "all"):
         model = StackedAutoencoderClassifier((32,), fine_tune=fine_tune, **common)
@@ -284,17 +277,14 @@ def test_fine_tuning_all_beats_no_fine_tuning(split):
         np.testing.assert_array_equal(
             models[key].layers_[0].weights, models[key].autoencoders_[0].components_
         )
-    assert not np.allclose(
-        models["all"].layers_[0].weights, models["all"].autoencoders_[0].components_
-    )
+    assert not np.allclose(models["all"].layers_[0].weights,
+                           models["all"].autoencoders_[0].components_)
     model = models["all"]
     assert model.stage_n_iter_["pretraining"] == [model.autoencoders_[0].n_iter_]
     assert model.stage_n_iter_["fine_tuning"] == len(model.loss_curves_["fine_tuning"])
-    assert model.n_iter_ == (
-        sum(model.stage_n_iter_["pretraining"])
-        + model.stage_n_iter_["softmax"]
-        + model.stage_n_iter_["fine_tuning"]
-    )
+    assert model.n_iter_ == (sum(model.stage_n_iter_["pretraining"])
+                             + model.stage_n_iter_["softmax"]
+                             + model.stage_n_iter_["fine_tuning"])
     assert model.loss_ == pytest.approx(model.loss_curves_["fine_tuning"][-1])
     assert model.loss_curves_["fine_tuning"][-1] < model.loss_curves_["softmax"][-1]
     proba = model.predict_proba(X_test)
@@ -324,7 +314,6 @@ def test_every_stage_uses_skaes_lbfgs_on_numpy(digits, monkeypatch):
         def wrapper(*args, **kwargs):
             calls.append(name)
             return function(*args, **kwargs)
-
         return wrapper
 
     monkeypatch.setattr(base, "minimize", spy("scipy", scipy_minimize))
@@ -339,9 +328,8 @@ def test_every_stage_uses_skaes_lbfgs_on_numpy(digits, monkeypatch):
     objective = FineTuneObjective(
         before.layers_, X, y, n_trainable=3, alphas=[0.0, 0.0, model.softmax_alpha]
     )
-    reached = minimize_lbfgs(
-        objective, objective.theta0, maxiter=15, gtol=model.fine_tune_tol, maxfun=20 * 15
-    )
+    reached = minimize_lbfgs(objective, objective.theta0, maxiter=15, gtol=model.fine_tune_tol,
+                             maxfun=20 * 15)
     for layer, (W, b) in zip(model.layers_, objective.layout.unpack(reached.x)):
         np.testing.assert_array_equal(layer.weights, W)
         np.testing.assert_array_equal(layer.bias, b)
@@ -399,9 +387,8 @@ def test_ctrl_c_during_fine_tuning_keeps_the_last_accepted_network(digits, monke
     _interrupt_evaluation(
         monkeypatch, FineTuneObjective, at=5, when=lambda objective: len(objective.trainable) > 1
     )
-    model = StackedAutoencoderClassifier(
-        (8,), max_iter=10, softmax_max_iter=20, fine_tune_max_iter=30, random_state=0
-    )
+    model = StackedAutoencoderClassifier((8,), max_iter=10, softmax_max_iter=20,
+                                         fine_tune_max_iter=30, random_state=0)
     with pytest.warns(FitInterruptedWarning, match=r"\(fine-tuning\): training was interr"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -424,13 +411,8 @@ def test_semi_supervised_with_ten_percent_of_the_labels(split):
     y_saved = y_partial.copy()
     raw = LogisticRegression(max_iter=1000).fit(X_train[labelled], y_train[labelled])
     model = StackedAutoencoderClassifier(
-        (100,),
-        loss="cross_entropy",
-        alpha=3e-3,
-        beta=3.0,
-        max_iter=150,
-        fine_tune_max_iter=100,
-        random_state=0,
+        (100,), loss="cross_entropy", alpha=3e-3, beta=3.0, max_iter=150,
+        fine_tune_max_iter=100, random_state=0,
     ).fit(X_train, y_partial)
     np.testing.assert_array_equal(y_partial, y_saved)
     np.testing.assert_array_equal(model.classes_, np.arange(10))

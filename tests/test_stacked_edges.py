@@ -43,11 +43,8 @@ def test_minus_one_as_frequent_as_a_class_warns_naming_unlabelled_none(digits):
     X, y_digits = digits
     y = np.array([-1, 0, 1] * 20)
     model = StackedAutoencoderClassifier((4,), **SHORT)
-    with pytest.warns(
-        UnlabelledMarkerWarning,
-        match=r"20 rows labelled -1.*no more than "
-        r"the 20 rows of the largest class, 0.*pass unlabelled=None",
-    ) as record:
+    with pytest.warns(UnlabelledMarkerWarning, match=r"20 rows labelled -1.*no more than "
+                      r"the 20 rows of the largest class, 0.*pass unlabelled=None") as record:
         model.fit(X[:60], y)
     assert record[0].filename == __file__  # at the caller's line
     assert model.classes_.tolist() == [0, 1]  # the rule is stated: -1 stays the marker
@@ -71,9 +68,8 @@ def test_minus_one_as_frequent_as_a_class_warns_naming_unlabelled_none(digits):
 def test_default_classifier_deviates_from_the_checks_only_as_declared():
     """The deviation test_common.py declares: with the default unlabelled=-1 the labels
     {-1, 1} of check_classifiers_classes leave one class, and the error says what to do."""
-    settings = dict(
-        hidden_layer_sizes=(6, 4), max_iter=15, softmax_max_iter=30, fine_tune_max_iter=40
-    )
+    settings = dict(hidden_layer_sizes=(6, 4), max_iter=15, softmax_max_iter=30,
+                    fine_tune_max_iter=40)
     with pytest.raises(ValueError, match="pass unlabelled=None"):
         check_classifiers_classes(
             "StackedAutoencoderClassifier", StackedAutoencoderClassifier(**settings)
@@ -130,11 +126,8 @@ def test_unlabelled_rows_of_a_memmap_are_not_copied(tmp_path):
 def test_warm_start_after_a_change_in_the_number_of_features_says_so(digits):
     X, y = digits
     model = StackedAutoencoderClassifier((4,), warm_start=True, **SHORT).fit(X, y)
-    with pytest.raises(
-        ValueError,
-        match=r"warm_start=True cannot continue from the previous "
-        r"fit: it had n_features=64, now X has 60 features",
-    ):
+    with pytest.raises(ValueError, match=r"warm_start=True cannot continue from the previous "
+                       r"fit: it had n_features=64, now X has 60 features"):
         model.fit(X[:, :60], y)
     assert model.n_features_in_ == 64  # the failed fit kept the model
 
@@ -142,13 +135,11 @@ def test_warm_start_after_a_change_in_the_number_of_features_says_so(digits):
 @pytest.mark.parametrize("Estimator", [StackedAutoencoder, StackedAutoencoderClassifier])
 @pytest.mark.parametrize(
     "sizes, match",
-    [
-        ({3, 2}, "got a set, {2, 3}, which has no order"),
-        (frozenset({3}), "which has no order"),
-        ([[3, 2]], r"flat sequence of ints.*nested \[\[3, 2\]\]"),
-        ((3, (2,)), "nested"),
-        (np.array([[3, 2]]), r"the nested \[\[3, 2\]\]\."),
-    ],
+    [({3, 2}, "got a set, {2, 3}, which has no order"),
+     (frozenset({3}), "which has no order"),
+     ([[3, 2]], r"flat sequence of ints.*nested \[\[3, 2\]\]"),
+     ((3, (2,)), "nested"),
+     (np.array([[3, 2]]), r"the nested \[\[3, 2\]\]\.")],
     ids=["set", "frozenset", "nested-list", "nested-tuple", "2-d-array"],
 )
 def test_unordered_or_nested_hidden_layer_sizes_are_rejected(digits, Estimator, sizes, match):

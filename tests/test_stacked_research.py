@@ -23,13 +23,8 @@ no_constant_codes = pytest.mark.filterwarnings("ignore::skae.exceptions.Constant
 SHORT = dict(max_iter=4, softmax_max_iter=4, fine_tune_max_iter=4, random_state=0)
 # Looser tolerances: every stage converges.
 LOOSE = dict(
-    alpha=[3e-3, 1e-4],
-    max_iter=400,
-    tol=1e-3,
-    softmax_max_iter=400,
-    fine_tune_max_iter=400,
-    fine_tune_tol=1e-4,
-    random_state=0,
+    alpha=[3e-3, 1e-4], max_iter=400, tol=1e-3, softmax_max_iter=400, fine_tune_max_iter=400,
+    fine_tune_tol=1e-4, random_state=0,
 )
 
 
@@ -77,9 +72,7 @@ def test_classifier_records_each_stages_time_and_stop_reason(digits):
     # both layers, the softmax and fine-tuning stopped by max_iter
     assert sum(issubclass(w.category, ConvergenceWarning) for w in record) == 4
     assert model.stage_stop_reasons_ == {
-        "pretraining": ["max_iter", "max_iter"],
-        "softmax": "max_iter",
-        "fine_tuning": "max_iter",
+        "pretraining": ["max_iter", "max_iter"], "softmax": "max_iter", "fine_tuning": "max_iter"
     }
     times = model.stage_times_
     assert set(times) == set(model.stage_n_iter_)
@@ -218,15 +211,8 @@ def test_pretrained_classifier_is_the_fit_without_fine_tuning(digits, fine_tune)
     record = model.pretrained_classifier_
     assert isinstance(record, StackedAutoencoderClassifier) and record.fine_tune is None
     _assert_same_network(record.layers_, alone.layers_)
-    for name in (
-        "fine_tuned_layers_",
-        "stage_n_iter_",
-        "stage_stop_reasons_",
-        "loss_curves_",
-        "n_iter_",
-        "loss_",
-        "n_features_in_",
-    ):
+    for name in ("fine_tuned_layers_", "stage_n_iter_", "stage_stop_reasons_", "loss_curves_",
+                 "n_iter_", "loss_", "n_features_in_"):
         assert getattr(record, name) == getattr(alone, name), name
     np.testing.assert_array_equal(record.classes_, alone.classes_)
     np.testing.assert_array_equal(record.predict_proba(X), alone.predict_proba(X))

@@ -61,10 +61,7 @@ def test_each_stage_warning_names_the_parameters_that_govern_it(digits):
     with fine_tune_tol), the per-layer max_iter and tol for pretraining, with the layer."""
     X, y = digits
     model = StackedAutoencoderClassifier(
-        (6, 5, 4),
-        max_iter=[30, 2, 30],
-        softmax_max_iter=3,
-        fine_tune_max_iter=4,
+        (6, 5, 4), max_iter=[30, 2, 30], softmax_max_iter=3, fine_tune_max_iter=4,
         random_state=0,
     )
     with pytest.warns(ConvergenceWarning) as record:
@@ -191,12 +188,8 @@ def test_two_interrupts_give_two_warnings_told_apart(digits, monkeypatch):
     assert len(messages) == 4
     assert len(set(messages)) == 4, messages
     name = "StackedAutoencoderClassifier"
-    for stage in (
-        "pretraining, layer 1 of 2",
-        "pretraining, layer 2 of 2",
-        "softmax",
-        "fine-tuning",
-    ):
+    for stage in ("pretraining, layer 1 of 2", "pretraining, layer 2 of 2", "softmax",
+                  "fine-tuning"):
         assert "training was interrupted after" in _one(messages, f"{name} ({stage})")
     # the two layers stopped after as many iterations: only the layer tells them apart
     assert model.stage_n_iter_["pretraining"][0] == model.stage_n_iter_["pretraining"][1]
@@ -233,9 +226,8 @@ def test_warnings_in_a_worker_thread_name_a_real_file(digits):
     from joblib import parallel_backend
 
     X, _ = digits
-    search = GridSearchCV(
-        SparseAutoencoder(8, max_iter=2, random_state=0), {"alpha": [1e-3, 1e-2]}, cv=2, n_jobs=2
-    )
+    search = GridSearchCV(SparseAutoencoder(8, max_iter=2, random_state=0),
+                          {"alpha": [1e-3, 1e-2]}, cv=2, n_jobs=2)
     with pytest.warns(ConvergenceWarning) as record:
         with parallel_backend("threading", n_jobs=2):
             search.fit(X)
@@ -291,7 +283,8 @@ def _calls(model, X, y, H):
 @no_constant_codes
 @pytest.mark.parametrize("name", ["array_api_strict", "torch"])
 @pytest.mark.parametrize("model_name", list(MODELS))
-def test_a_model_fitted_under_dispatch_used_outside_it_says_what_to_do(digits, name, model_name):
+def test_a_model_fitted_under_dispatch_used_outside_it_says_what_to_do(digits, name,
+                                                                       model_name):
     """Fitted under array API dispatch, used with dispatch off on NumPy input: a ValueError
     naming the two remedies, each of which then works."""
     asarray = _namespace(name)
@@ -328,12 +321,10 @@ def test_top_after_a_converged_softmax_is_fine_tune_none(digits):
     when stage 2 stopped at softmax_max_iter it goes on and lowers the same loss."""
     X, y = digits
     settings = dict(max_iter=30, tol=1e-2, fine_tune_tol=1e-3, random_state=0)
-    none = StackedAutoencoderClassifier(
-        (8,), fine_tune=None, softmax_max_iter=500, **settings
-    ).fit(X, y)
-    top = StackedAutoencoderClassifier(
-        (8,), fine_tune="top", softmax_max_iter=500, **settings
-    ).fit(X, y)
+    none = StackedAutoencoderClassifier((8,), fine_tune=None, softmax_max_iter=500,
+                                        **settings).fit(X, y)
+    top = StackedAutoencoderClassifier((8,), fine_tune="top", softmax_max_iter=500,
+                                       **settings).fit(X, y)
     assert 0 < none.stage_n_iter_["softmax"] < 500  # converged
     assert top.stage_n_iter_["fine_tuning"] == 0
     assert top.fine_tuned_layers_ == (2,) and none.fine_tuned_layers_ == ()
@@ -341,13 +332,11 @@ def test_top_after_a_converged_softmax_is_fine_tune_none(digits):
     assert top.loss_ == none.loss_
 
     with pytest.warns(ConvergenceWarning, match="softmax_max_iter=3"):
-        short = StackedAutoencoderClassifier(
-            (8,), fine_tune=None, softmax_max_iter=3, **settings
-        ).fit(X, y)
+        short = StackedAutoencoderClassifier((8,), fine_tune=None, softmax_max_iter=3,
+                                             **settings).fit(X, y)
     with pytest.warns(ConvergenceWarning, match="softmax_max_iter=3"):
-        more = StackedAutoencoderClassifier(
-            (8,), fine_tune="top", softmax_max_iter=3, **settings
-        ).fit(X, y)
+        more = StackedAutoencoderClassifier((8,), fine_tune="top", softmax_max_iter=3,
+                                            **settings).fit(X, y)
     assert more.stage_n_iter_["fine_tuning"] > 0
     assert more.loss_ < short.loss_
     assert_array_equal(more.layers_[0].weights, short.layers_[0].weights)  # frozen

@@ -82,7 +82,9 @@ def test_lbfgs_is_the_default_solver():
     assert not hasattr(ae, "partial_fit")
 
 
-@pytest.mark.parametrize("solver,learning_rate_init", [("adam", 0.01), ("sgd", 0.5)])
+@pytest.mark.parametrize(
+    "solver,learning_rate_init", [("adam", 0.01), ("sgd", 0.5)]
+)
 def test_solvers_reduce_the_loss_and_approach_lbfgs(digits, solver, learning_rate_init):
     """60 epochs on all 1797 digits, 32 hidden units, mini-batches of 200: the mean
     reconstruction error comes within 0.35 of L-BFGS's after 400 iterations (about 0.62;
@@ -112,15 +114,8 @@ def test_max_iter_epochs_warn_convergence(digits):
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_fits_are_deterministic(digits, solver):
-    params = dict(
-        n_hidden=8,
-        solver=solver,
-        max_iter=3,
-        random_state=0,
-        noise="mask",
-        noise_level=0.2,
-        mini_batch_size=50,
-    )
+    params = dict(n_hidden=8, solver=solver, max_iter=3, random_state=0, noise="mask",
+                  noise_level=0.2, mini_batch_size=50)
     _assert_same_model(_fit(digits[:400], **params), _fit(digits[:400], **params))
 
     def stream():
@@ -149,15 +144,8 @@ def test_partial_fit_over_chunks_equals_one_epoch_over_their_concatenation(digit
     """Chunks of 64, 128 and 192 rows with mini-batches of 32: the same mini-batches, the
     same fresh corruption per mini-batch, the same optimiser state carried over."""
     X = digits[:384]
-    params = dict(
-        n_hidden=8,
-        solver=solver,
-        shuffle=False,
-        mini_batch_size=32,
-        noise="mask",
-        noise_level=0.25,
-        random_state=7,
-    )
+    params = dict(n_hidden=8, solver=solver, shuffle=False, mini_batch_size=32,
+                  noise="mask", noise_level=0.25, random_state=7)
     one = SparseAutoencoder(**params).partial_fit(X)
     chunks = SparseAutoencoder(**params)
     for start, stop in [(0, 64), (64, 192), (192, 384)]:
@@ -224,14 +212,8 @@ def test_no_improvement_on_the_training_loss(digits):
 
 def test_adaptive_learning_rate_divides_by_five(digits):
     ae = SparseAutoencoder(
-        n_hidden=8,
-        solver="sgd",
-        learning_rate="adaptive",
-        learning_rate_init=0.1,
-        n_iter_no_change=1,
-        tol=10.0,
-        max_iter=6,
-        random_state=0,
+        n_hidden=8, solver="sgd", learning_rate="adaptive", learning_rate_init=0.1,
+        n_iter_no_change=1, tol=10.0, max_iter=6, random_state=0,
     )
     with pytest.warns(ConvergenceWarning):
         ae.fit(digits[:300])
@@ -375,9 +357,8 @@ def test_array_api_input_asks_for_lbfgs(digits):
 )
 def test_options_work_with_the_mini_batch_solvers(digits, params):
     X = digits[:300]
-    ae = _fit(
-        X, n_hidden=8, solver="adam", learning_rate_init=0.01, max_iter=5, random_state=0, **params
-    )
+    ae = _fit(X, n_hidden=8, solver="adam", learning_rate_init=0.01, max_iter=5,
+              random_state=0, **params)
     assert ae.loss_curve_[-1] < ae.loss_curve_[0]
     if params.get("tied_weights"):
         assert ae.decoder_components_ is ae.components_
@@ -445,16 +426,8 @@ def test_noise_is_drawn_afresh_for_every_mini_batch(digits, monkeypatch):
         return Corruption(kind, level, seed)
 
     monkeypatch.setattr(stochastic, "Corruption", recorded)
-    _fit(
-        digits[:300],
-        n_hidden=4,
-        solver="adam",
-        noise="mask",
-        noise_level=0.3,
-        mini_batch_size=100,
-        max_iter=2,
-        random_state=0,
-    )
+    _fit(digits[:300], n_hidden=4, solver="adam", noise="mask", noise_level=0.3,
+         mini_batch_size=100, max_iter=2, random_state=0)
     assert len(seeds) == 6 and len(set(seeds)) == 6
 
 

@@ -32,8 +32,7 @@ LAYOUT = HERE / "sparse_autoencoder_layout.json"
 # of the defaults does not read as a change of the objective.
 CONFIGURATIONS = {
     "sigmoid_float64": (
-        dict(n_hidden=5, alpha=3e-3, beta=3.0, max_iter=25, random_state=0),
-        "float64",
+        dict(n_hidden=5, alpha=3e-3, beta=3.0, max_iter=25, random_state=0), "float64"
     ),
     "tanh_tied_mask_float32": (
         dict(

@@ -46,14 +46,8 @@ def combinations():
     ):
         cases.append(
             dict(
-                tied=tied,
-                activation=activation,
-                decoder="sigmoid",
-                loss="squared",
-                noise=noise,
-                sparse=sparse,
-                dtype=dtype,
-                batch_size=batch_size,
+                tied=tied, activation=activation, decoder="sigmoid", loss="squared",
+                noise=noise, sparse=sparse, dtype=dtype, batch_size=batch_size,
                 workers=workers,
             )
         )
@@ -62,15 +56,8 @@ def combinations():
         for tied, sparse, batch_size in options:
             cases.append(
                 dict(
-                    tied=tied,
-                    activation="sigmoid",
-                    decoder=decoder,
-                    loss=loss,
-                    noise="mask",
-                    sparse=sparse,
-                    dtype="float64",
-                    batch_size=batch_size,
-                    workers=3,
+                    tied=tied, activation="sigmoid", decoder=decoder, loss=loss, noise="mask",
+                    sparse=sparse, dtype="float64", batch_size=batch_size, workers=3,
                 )
             )
     return [(_name(case), case) for case in cases]
@@ -85,24 +72,14 @@ def evaluate(case):
     from skae._objective import AutoencoderObjective, AutoencoderSpec, Corruption
 
     spec = AutoencoderSpec(
-        N_FEATURES,
-        N_HIDDEN,
-        activation=case["activation"],
-        decoder=case["decoder"],
-        loss=case["loss"],
-        tied=case["tied"],
-        alpha=3e-3,
-        beta=3.0,
-        rho=0.1,
+        N_FEATURES, N_HIDDEN, activation=case["activation"], decoder=case["decoder"],
+        loss=case["loss"], tied=case["tied"], alpha=3e-3, beta=3.0, rho=0.1,
     )
     noise = case["noise"]
     corruption = Corruption(noise, 0.2 if noise == "mask" else 0.1, 7) if noise else None
     objective = AutoencoderObjective(
-        spec,
-        data(case["sparse"], case["dtype"]),
-        corruption=corruption,
-        batch_size=case["batch_size"],
-        n_workers=case["workers"],
+        spec, data(case["sparse"], case["dtype"]), corruption=corruption,
+        batch_size=case["batch_size"], n_workers=case["workers"],
     )
     theta = np.random.RandomState(1).uniform(-0.5, 0.5, spec.layout.size)
     J, grad = objective(theta.copy())
