@@ -9,7 +9,10 @@ interpolation (Nocedal & Wright, algorithms 3.5 and 3.6, in the form used by min
 arrays of the namespace of ``x0`` (NumPy, ``array_api_strict``, PyTorch, CuPy: whatever
 ``array_api_compat`` recognises), on its device and in its dtype; only scalars (the loss,
 directional derivatives, step lengths) come back to Python, one synchronisation per
-evaluation.
+evaluation. On NumPy the work vectors (the direction, the trial point, the scratch of the
+recursion) are reused by every iteration and a dropped pair's vectors hold the next pair,
+with the arithmetic of the plain expressions (the same iterates, bit for bit); the iterates
+handed to the callback and returned are never overwritten.
 
 It stops by the rules of SciPy's L-BFGS-B (without bounds), so that
 :func:`skae._optimize.run_lbfgs` treats both alike:
@@ -28,7 +31,7 @@ included) propagate unchanged; ``x0`` is never modified.
 
 from dataclasses import dataclass
 
-from ._array import array_namespace, astype
+from ._array import array_namespace, astype, buffer, modify_in_place
 
 __all__ = ["LBFGSOutcome", "minimize_lbfgs"]
 
@@ -68,7 +71,12 @@ def _dot(a, b):
 
 
 def _max_abs(a, xp):
-    return float(xp.max(xp.abs(a))) if a.shape[0] else 0.0
+    """``max|a|`` from the largest and the smallest entry (no temporary array); NaN when
+    ``a`` holds one."""
+    if not a.shape[0]:
+        return 0.0
+    high, low = float(xp.max(a)), float(xp.min(a))
+    return max(high, -low) if high == high and low == low else float("nan")
 
 
 def _cubic_minimum(x1, f1, g1, x2, f2, g2, bounds=None):
@@ -175,21 +183,33 @@ def _strong_wolfe(evaluate, t, d, f, g, gtd, max_evaluations, c1=1e-4, c2=0.9, x
     return 0.0, f, g, n_eval
 
 
-def _direction(g, history, xp):
-    """``−H g`` by the two-loop recursion over ``history`` = [(s, y, 1/yᵀs), …]."""
-    q = -g
+def _direction(g, history, xp, out=None, scratch=None):
+    """``−H g`` by the two-loop recursion over ``history`` = [(s, y, 1/yᵀs), …].
+
+    On NumPy the result is written into ``out`` and ``scratch`` holds each ``a y``, so
+    that no vector is allocated; the arithmetic is that of ``q −= a y`` either way.
+    """
+    q = modify_in_place(xp, xp.negative, g, out=out)
     alphas = []
     for s, y, rho in reversed(history):
         a = rho * _dot(s, q)
         alphas.append(a)
-        q -= a * y
+        q -= modify_in_place(xp, xp.multiply, y, a, out=scratch)
     if history:
         s, y, _ = history[-1]
         q *= _dot(s, y) / _dot(y, y)
     for (s, y, rho), a in zip(history, reversed(alphas)):
         b = rho * _dot(y, q)
-        q += (a - b) * s
+        q += modify_in_place(xp, xp.multiply, s, a - b, out=scratch)
     return q
+
+
+def _along(x, step, d, xp, out=None):
+    """The point ``x + step d`` (into ``out`` on NumPy; the same rounding as the
+    expression)."""
+    point = modify_in_place(xp, xp.multiply, d, step, out=out)
+    point += x
+    return point
 
 
 def minimize_lbfgs(
@@ -249,13 +269,18 @@ def minimize_lbfgs(
     history = []
     if _max_abs(g, xp) <= gtol:
         return LBFGSOutcome(x, f, g, 0, nfev, 0, _GTOL)
+    # Work vectors reused by every iteration (NumPy; None elsewhere: each step then makes
+    # its result). ``fun`` never keeps the point it is given, so one buffer holds them all.
+    n, dtype = x.shape, x.dtype
+    direction, scratch, trial = (buffer(xp, n, dtype) for _ in range(3))
+    spare = (None, None)  # vectors for the next (s, y): None makes new ones
 
     while True:
-        d = _direction(g, history, xp)
+        d = _direction(g, history, xp, out=direction, scratch=scratch)
         gtd = _dot(g, d)
         if not gtd < 0.0:  # not a descent direction (rounding): restart from −g
             history.clear()
-            d = -g
+            d = modify_in_place(xp, xp.negative, g, out=direction)
             gtd = _dot(g, d)
         while True:
             # First step of a run or after a restart: length 1/‖g‖₁ at most (minFunc's
@@ -265,7 +290,8 @@ def minimize_lbfgs(
             if budget <= 0:
                 return LBFGSOutcome(x, f, g, nit, nfev, 1, _MAXFUN)
             t, f_new, g_new, n_eval = _strong_wolfe(
-                lambda step, d=d: evaluate(x + step * d), t, d, f, g, gtd, budget
+                lambda step, d=d: evaluate(_along(x, step, d, xp, out=trial)),
+                t, d, f, g, gtd, budget,
             )
             nfev += n_eval
             if t > 0.0:
@@ -275,16 +301,16 @@ def minimize_lbfgs(
             if not history:  # already along −g
                 return LBFGSOutcome(x, f, g, nit, nfev, 2, _ABNORMAL)
             history.clear()  # L-BFGS-B's response: drop the memory, retry along −g
-            d = -g
+            d = modify_in_place(xp, xp.negative, g, out=direction)
             gtd = _dot(g, d)
 
-        s = t * d
-        x_new = x + s
-        y = g_new - g
+        s = modify_in_place(xp, xp.multiply, d, t, out=spare[0])
+        x_new = s + x  # a new array: the callback and the result may keep x
+        y = modify_in_place(xp, xp.subtract, g_new, g, out=spare[1])
         ys = _dot(y, s)
         if ys > 1e-10:  # keep the pair only where the curvature condition holds
-            if len(history) == history_size:
-                history.pop(0)
+            # the dropped pair's vectors hold the next pair (NumPy)
+            spare = history.pop(0)[:2] if len(history) == history_size else (None, None)
             history.append((s, y, 1.0 / ys))
         f_old = f
         x, f, g = x_new, f_new, g_new

@@ -148,6 +148,55 @@ def test_callback_sees_every_accepted_iterate():
     assert_allclose(seen[-1][0], result.x)
 
 
+def test_iterates_handed_out_are_never_overwritten():
+    """The optimiser reuses its work vectors between iterations, never the iterates it
+    hands out: each callback's ``x``, kept without a copy, still holds that iterate at
+    the end, and the pairs recycled through a short history still reach the optimum."""
+    fun, w0 = _logistic_problem(np)
+    kept = []
+    result = minimize_lbfgs(
+        fun, w0, maxiter=200, gtol=1e-8, ftol=0, history_size=2,
+        callback=lambda r: kept.append((r.x, r.x.copy())),
+    )
+    assert result.status == 0 and len(kept) == result.nit > 4
+    assert len({id(x) for x, _ in kept}) == len(kept)
+    for reference, copy in kept:
+        assert np.array_equal(reference, copy)
+    assert_allclose(result.x, _scipy_optimum(fun, w0).x, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("n_pairs", [0, 1, 4])
+def test_direction_is_minus_the_bfgs_inverse_hessian_times_g(n_pairs):
+    """The two-loop recursion, into reused buffers, equals ``−H g`` with ``H`` built as a
+    matrix by the BFGS update over the pairs, oldest first, from ``H0 = (sᵀy / yᵀy) I``
+    of the newest pair (Nocedal & Wright, eq. 6.17 and 7.20)."""
+    from skae._lbfgs import _direction
+
+    rng = np.random.default_rng(n_pairs)
+    n = 6
+    B = rng.standard_normal((n, n))
+    A = B @ B.T + n * np.eye(n)  # positive definite: every pair has sᵀy > 0
+    history = []
+    for _ in range(n_pairs):
+        s = rng.standard_normal(n)
+        y = A @ s
+        history.append((s, y, 1.0 / (y @ s)))
+    g = rng.standard_normal(n)
+    H = np.eye(n)
+    if history:
+        s, y, _ = history[-1]
+        H *= (s @ y) / (y @ y)
+    for s, y, rho in history:
+        V = np.eye(n) - rho * np.outer(y, s)
+        H = V.T @ H @ V + rho * np.outer(s, s)
+    out, scratch = np.empty(n), np.empty(n)
+    before = g.copy()
+    d = _direction(g, history, np, out=out, scratch=scratch)
+    assert d is out
+    assert_allclose(d, -H @ g, rtol=1e-10, atol=1e-12)
+    assert np.array_equal(g, before)
+
+
 def test_wrong_gradient_ends_with_status_2():
     """A gradient pointing uphill: no step decreases the loss, as L-BFGS-B's status 2."""
     result = minimize_lbfgs(lambda t: (float(t @ t), -2.0 * t), np.ones(3), maxiter=50, gtol=0)
