@@ -371,6 +371,43 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def network_products(X, weights, outputs, deltas, grads):
+    """The eight products of one forward and backward pass of a three-layer network, into
+    preallocated arrays: ``outputs[l] = input_l W_lᵀ``, ``grads[l] = deltas[l]ᵀ input_l``,
+    ``deltas[l-1] = deltas[l] W_l`` (``deltas[-1]`` given; it may be ``outputs[-1]``)."""
+    (W1, W2, W3), (A1, A2, A3), (D1, D2, D3), (G1, G2, G3) = weights, outputs, deltas, grads
+    np.matmul(X, W1.T, out=A1)
+    np.matmul(A1, W2.T, out=A2)
+    np.matmul(A2, W3.T, out=A3)
+    np.matmul(D3.T, A2, out=G3)
+    np.matmul(D3, W3, out=D2)
+    np.matmul(D2.T, A1, out=G2)
+    np.matmul(D2, W2, out=D1)
+    np.matmul(D1.T, X, out=G1)
+
+
+# ----------------------------------------------------------------------------
+# memory
+# ----------------------------------------------------------------------------
+
+
+def status_kib(field):
+    """A field of ``/proc/self/status`` in KiB (``"VmRSS"``, ``"RssAnon"``), or None."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def warm_up_blas():
+    """One float64 and one float32 product: OpenBLAS allocates its per-thread GEMM
+    buffers on the first level-3 call, and they belong to the process, not to a fit."""
+    w = np.ones((256, 256))
+    w @ w
+    w.astype(np.float32) @ w.astype(np.float32)
+
+
 def write_json(path, results, **dump_options):
     """Write ``results`` as JSON to ``path`` (folders created); returns the path."""
     path = Path(path)

@@ -39,17 +39,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, machine, mnist_5000, write_json
+from _common import RESULTS, machine, mnist_5000, status_kib, warm_up_blas, write_json
 
 N_FEATURES, N_HIDDEN = 784, 196
-
-
-def _status_kib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return None
 
 
 def child(path, batch_size, max_iter):
@@ -58,23 +50,18 @@ def child(path, batch_size, max_iter):
 
     import skae
 
-    # Warm BLAS up first: OpenBLAS allocates its per-thread GEMM buffers on the
-    # first level-3 call; they belong to the process, not to the fit.
-    w = np.ones((256, 256))
-    w @ w
-    w.astype(np.float32) @ w.astype(np.float32)
-    del w
+    warm_up_blas()
     X = np.load(path, mmap_mode="r")
     assert isinstance(X, np.memmap) and not X.flags.writeable
     maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_before = _status_kib("VmRSS")
-    anon_before = _status_kib("RssAnon")
+    rss_before = status_kib("VmRSS")
+    anon_before = status_kib("RssAnon")
     peak = {"anon": anon_before or 0, "rss": rss_before or 0}
     stop = threading.Event()
 
     def sample():
         while not stop.is_set():
-            a, r = _status_kib("RssAnon"), _status_kib("VmRSS")
+            a, r = status_kib("RssAnon"), status_kib("VmRSS")
             if a is not None:
                 peak["anon"] = max(peak["anon"], a)
             if r is not None:

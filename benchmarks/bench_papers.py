@@ -254,6 +254,24 @@ def stacked_row(rec, part, dataset, clf, X_test, y_test, published=None, setting
 # ----------------------------------------------------------------------------- parts
 
 
+def features_row(features, method, data):
+    """Fit ``features`` on the training images (no labels), then LogisticRegression on
+    their transform: the table row (accuracy, seconds of each stage, warnings)."""
+    from sklearn.linear_model import LogisticRegression
+
+    seconds_f, _ = fit_timed(features, data["X_train"])
+    lr = LogisticRegression(max_iter=200)
+    seconds, warned = fit_timed(lr, features.transform(data["X_train"]), data["y_train"])
+    return {
+        "dataset": data["name"],
+        "method": method,
+        "accuracy": float(lr.score(features.transform(data["X_test"]), data["y_test"])),
+        "seconds": round(seconds_f + seconds, 1),
+        "stage_seconds": {"features": round(seconds_f, 1), "classifier": round(seconds, 1)},
+        "warnings": warned,
+    }
+
+
 def baselines(rec, part, data, quick):
     from sklearn.decomposition import PCA
     from sklearn.neural_network import BernoulliRBM, MLPClassifier
@@ -279,21 +297,8 @@ def baselines(rec, part, data, quick):
     )
 
     pca = PCA(n_components=0.95, random_state=0)
-    seconds_f, _ = fit_timed(pca, Xtr)
-    lr = LogisticRegression(max_iter=200)
-    seconds, warned = fit_timed(lr, pca.transform(Xtr), ytr)
-    rec.add(
-        part,
-        {
-            "dataset": name,
-            "method": "PCA (95 % variance) + LogisticRegression",
-            "accuracy": float(lr.score(pca.transform(Xte), yte)),
-            "seconds": round(seconds_f + seconds, 1),
-            "stage_seconds": {"features": round(seconds_f, 1), "classifier": round(seconds, 1)},
-            "n_features": int(pca.n_components_),
-            "warnings": warned,
-        },
-    )
+    row = features_row(pca, "PCA (95 % variance) + LogisticRegression", data)
+    rec.add(part, {**row, "n_features": int(pca.n_components_)})
 
     mlp = MLPClassifier(
         (200, 200),
@@ -319,21 +324,8 @@ def baselines(rec, part, data, quick):
     rbm = BernoulliRBM(
         n_components=200, learning_rate=0.06, n_iter=2 if quick else 20, random_state=0
     )
-    seconds_f, _ = fit_timed(rbm, Xtr)
-    lr = LogisticRegression(max_iter=200)
-    seconds, warned = fit_timed(lr, rbm.transform(Xtr), ytr)
-    rec.add(
-        part,
-        {
-            "dataset": name,
-            "method": "BernoulliRBM (200) + LogisticRegression",
-            "accuracy": float(lr.score(rbm.transform(Xte), yte)),
-            "seconds": round(seconds_f + seconds, 1),
-            "stage_seconds": {"features": round(seconds_f, 1), "classifier": round(seconds, 1)},
-            "settings": "n_components=200, learning_rate=0.06, n_iter=20",
-            "warnings": warned,
-        },
-    )
+    row = features_row(rbm, "BernoulliRBM (200) + LogisticRegression", data)
+    rec.add(part, {**row, "settings": "n_components=200, learning_rate=0.06, n_iter=20"})
 
 
 def selftaught(rec, part, data, quick):

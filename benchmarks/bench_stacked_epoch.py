@@ -31,7 +31,16 @@ import sys
 import warnings
 
 import numpy as np
-from _common import RESULTS, machine, median, median_time, mnist_5000, mnist_rows, write_json
+from _common import (
+    RESULTS,
+    machine,
+    median,
+    median_time,
+    mnist_5000,
+    mnist_rows,
+    network_products,
+    write_json,
+)
 from threadpoolctl import threadpool_limits
 
 from skae import StackedAutoencoderClassifier
@@ -55,15 +64,9 @@ def floors(X, repeats):
 
     def fine_tuning():
         for s in range(0, N_ROWS, BATCH):
-            Xb = X[s : s + BATCH]
-            np.matmul(Xb, W1.T, out=A1)
-            np.matmul(A1, W2.T, out=A2)
-            np.matmul(A2, W3.T, out=Z)
-            np.matmul(Z.T, A2, out=G3)
-            np.matmul(Z, W3, out=D2)
-            np.matmul(D2.T, A1, out=G2)
-            np.matmul(D2, W2, out=D1)
-            np.matmul(D1.T, Xb, out=G1)
+            network_products(
+                X[s : s + BATCH], (W1, W2, W3), (A1, A2, Z), (D1, D2, Z), (G1, G2, G3)
+            )
 
     def softmax():
         for s in range(0, N_ROWS, BATCH):

@@ -79,7 +79,16 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, add_data_dir_argument, blas_summary, idx_dataset, machine, write_json
+from _common import (
+    RESULTS,
+    add_data_dir_argument,
+    blas_summary,
+    idx_dataset,
+    machine,
+    status_kib,
+    warm_up_blas,
+    write_json,
+)
 
 N_HIDDEN = 200
 MINI_BATCH = 200  # the MLPs' "auto" (min(200, n_samples)); skae's default too
@@ -124,6 +133,19 @@ def quiet():
     ctx.__enter__()
     warnings.simplefilter("ignore", ConvergenceWarning)
     return ctx
+
+
+def adam_autoencoder(learning_rate_init=1e-3):
+    """The autoencoder of parts a to c: N_HIDDEN units, Adam on mini-batches of MINI_BATCH."""
+    from skae import SparseAutoencoder
+
+    return SparseAutoencoder(
+        n_hidden=N_HIDDEN,
+        solver="adam",
+        mini_batch_size=MINI_BATCH,
+        learning_rate_init=learning_rate_init,
+        random_state=0,
+    )
 
 
 def classifier():
@@ -182,13 +204,7 @@ def part_a(args, log):
     clf_rows = fit_rows[: min(10000, len(fit_rows))]
     scores = {}
     for lr in LEARNING_RATES:
-        ae = SparseAutoencoder(
-            n_hidden=N_HIDDEN,
-            solver="adam",
-            mini_batch_size=MINI_BATCH,
-            learning_rate_init=lr,
-            random_state=0,
-        )
+        ae = adam_autoencoder(lr)
         for _ in range(args.select_epochs):
             ae.partial_fit(X32[fit_rows])
         clf = fit_classifier(ae.transform(X32[clf_rows]), data64["y"][clf_rows])
@@ -253,13 +269,7 @@ def part_a(args, log):
         X, Xt = data64["X"].astype(dtype), data64["X_test"].astype(dtype)
         ref = out["lbfgs"][name]
         target = ref["accuracy"] - TARGET_GAP
-        ae = SparseAutoencoder(
-            n_hidden=N_HIDDEN,
-            solver="adam",
-            mini_batch_size=MINI_BATCH,
-            learning_rate_init=lr,
-            random_state=0,
-        )
+        ae = adam_autoencoder(lr)
         fit_time, points, reached = 0.0, [], None
         for epoch in range(1, max(args.checkpoints) + 1):
             t0 = time.perf_counter()
@@ -421,7 +431,6 @@ def gemm_floor_epoch(X, mb, repeats=3):
 def profile_epoch(X, lr=1e-3):
     """One skae epoch with its parts timed (objective construction, evaluation, update)."""
     import skae._stochastic as stochastic
-    from skae import SparseAutoencoder
 
     spent = {"build_s": 0.0, "evaluate_s": 0.0, "update_s": 0.0, "batches": 0}
     original_build = stochastic.minibatch_objective
@@ -449,13 +458,7 @@ def profile_epoch(X, lr=1e-3):
         original_update(self, theta, grad)
         spent["update_s"] += time.perf_counter() - t0
 
-    ae = SparseAutoencoder(
-        n_hidden=N_HIDDEN,
-        solver="adam",
-        mini_batch_size=MINI_BATCH,
-        learning_rate_init=lr,
-        random_state=0,
-    )
+    ae = adam_autoencoder(lr)
     ae.partial_fit(X)  # warm-up epoch
     stochastic.minibatch_objective = build
     stochastic.AdamOptimizer.update_params = update
@@ -589,21 +592,10 @@ def _part_b(args, log, threads):
 # ----------------------------------------------------------------------------
 
 
-def _status_kib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return None
-
-
 def stream_child(rows, chunk, data_dir, n_train):
-    from skae import SparseAutoencoder
 
     base = load("fashion-mnist", data_dir, n_train, np.float32)["X"]
-    w = np.ones((256, 256))
-    w @ w
-    w.astype(np.float32) @ w.astype(np.float32)
+    warm_up_blas()
     rng = np.random.default_rng(0)
     buf = np.empty((chunk, base.shape[1]), np.float32)
     noise = np.empty_like(buf)
@@ -618,20 +610,18 @@ def stream_child(rows, chunk, data_dir, n_train):
         return buf[:size]
 
     draw(chunk)
-    anon_before = _status_kib("RssAnon")
+    anon_before = status_kib("RssAnon")
     peak = {"anon": anon_before}
     stop = threading.Event()
 
     def sample():
         while not stop.is_set():
-            peak["anon"] = max(peak["anon"], _status_kib("RssAnon"))
+            peak["anon"] = max(peak["anon"], status_kib("RssAnon"))
             stop.wait(0.005)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    ae = SparseAutoencoder(
-        n_hidden=N_HIDDEN, solver="adam", mini_batch_size=MINI_BATCH, random_state=0
-    )
+    ae = adam_autoencoder()
     fit_s, done, first = 0.0, 0, None
     while done < rows:
         size = min(chunk, rows - done)

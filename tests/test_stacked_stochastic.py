@@ -592,19 +592,11 @@ def test_dask_input_asks_for_lbfgs(digits, cls):
 
 
 @pytest.mark.parametrize("cls", [StackedAutoencoder, StackedAutoencoderClassifier])
-def test_array_api_input_asks_for_lbfgs(digits, cls):
+def test_array_api_input_asks_for_lbfgs(digits, cls, array_api_dispatch):
     xps = pytest.importorskip("array_api_strict")
-    from sklearn import config_context
-
-    try:  # needs array_api_compat, and SciPy >= 1.14 (scikit-learn < 1.7 checks both)
-        with config_context(array_api_dispatch=True):
-            pass
-    except (ImportError, RuntimeError) as exc:
-        pytest.skip(f"scikit-learn's array API dispatch cannot be enabled here: {exc}")
     X, y = digits
-    with config_context(array_api_dispatch=True):
-        with pytest.raises(ValueError, match="use solver='lbfgs'"):
-            cls((4,), solver="sgd").fit(xps.asarray(X[:100]), y[:100])
+    with pytest.raises(ValueError, match="use solver='lbfgs'"):
+        cls((4,), solver="sgd").fit(xps.asarray(X[:100]), y[:100])
     assert cls(solver="adam").__sklearn_tags__().array_api_support is False
     assert cls().__sklearn_tags__().array_api_support is True
 

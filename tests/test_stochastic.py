@@ -333,18 +333,10 @@ def test_dask_input_asks_for_lbfgs(digits):
         SparseAutoencoder(solver="adam").fit(da.from_array(digits[:100], chunks=50))
 
 
-def test_array_api_input_asks_for_lbfgs(digits):
+def test_array_api_input_asks_for_lbfgs(digits, array_api_dispatch):
     xps = pytest.importorskip("array_api_strict")
-    from sklearn import config_context
-
-    try:  # needs array_api_compat, and SciPy >= 1.14 (scikit-learn < 1.7 checks both)
-        with config_context(array_api_dispatch=True):
-            pass
-    except (ImportError, RuntimeError) as exc:
-        pytest.skip(f"scikit-learn's array API dispatch cannot be enabled here: {exc}")
-    with config_context(array_api_dispatch=True):
-        with pytest.raises(ValueError, match="use solver='lbfgs'"):
-            SparseAutoencoder(solver="sgd").fit(xps.asarray(digits[:100]))
+    with pytest.raises(ValueError, match="use solver='lbfgs'"):
+        SparseAutoencoder(solver="sgd").fit(xps.asarray(digits[:100]))
 
 
 @pytest.mark.parametrize(
