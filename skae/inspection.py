@@ -334,7 +334,8 @@ def plot_filters(
 
 
 def plot_loss_curve(estimator, ax=None, *, log_scale=True):
-    """Draw the training objective against the L-BFGS iteration.
+    """Draw the training objective against the L-BFGS iteration (the epoch, for the
+    mini-batch solvers ``"sgd"`` and ``"adam"``).
 
     Parameters
     ----------
@@ -386,7 +387,10 @@ def plot_loss_curve(estimator, ax=None, *, log_scale=True):
         ax.plot(np.arange(1, len(curve) + 1), curve, label=label)
     if log_scale and all(np.all(np.asarray(c) > 0) for _, c in curves):
         ax.set_yscale("log")
-    ax.set_xlabel("L-BFGS iteration")
+    # L-BFGS records a loss per iteration; the mini-batch solvers one per epoch (their
+    # running average over the epoch's mini-batches)
+    solver = getattr(estimator, "solver", "lbfgs")
+    ax.set_xlabel("L-BFGS iteration" if solver == "lbfgs" else f"epoch ({solver})")
     ax.set_ylabel("objective J")
     if len(curves) > 1:
         ax.legend()

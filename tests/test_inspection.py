@@ -3,11 +3,12 @@
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from skae import (
     SparseAutoencoder,
@@ -107,7 +108,7 @@ def test_tile_images_bad_input():
 
 
 # --------------------------------------------------------------------------- plots
-def test_plots_return_axes_under_agg(autoencoder, stacked, classifier):
+def test_plots_return_axes_under_agg(autoencoder, stacked, classifier, digits):
     mpl = pytest.importorskip("matplotlib")
     mpl.use("Agg")
     import matplotlib.pyplot as plt
@@ -128,6 +129,13 @@ def test_plots_return_axes_under_agg(autoencoder, stacked, classifier):
         assert len(plot_loss_curve(autoencoder).lines) == 1
         assert len(plot_loss_curve(stacked).lines) == 2  # one per layer
         assert len(plot_loss_curve(classifier).lines) == 3  # layer 1, softmax, fine-tuning
+        assert plot_loss_curve(autoencoder).get_xlabel() == "L-BFGS iteration"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # 3 epochs on purpose
+            by_epoch = SparseAutoencoder(4, solver="adam", max_iter=3, random_state=0)
+            by_epoch.fit(digits[0])
+        ax = plot_loss_curve(by_epoch)
+        assert ax.get_xlabel() == "epoch (adam)" and len(ax.lines[0].get_xdata()) == 3
 
         ax = plot_kl_penalty([0.2, 0.05])
         for line, rho in zip(ax.lines, [0.2, 0.05]):
