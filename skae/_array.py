@@ -11,8 +11,11 @@ them is the same for every namespace; NumPy's in-place and buffered work sits be
 helpers.
 """
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg.blas import get_blas_funcs
 from sklearn.utils._array_api import _convert_to_numpy, _max_precision_float_dtype
 
 try:  # scikit-learn >= 1.7 vendors it
@@ -24,6 +27,7 @@ except ImportError:  # older scikit-learn uses the separate package, when it is 
         array_api_compat = None  # NumPy only
 
 __all__ = [
+    "add_scaled",
     "array_api_compat",
     "array_device",
     "array_namespace",
@@ -110,6 +114,34 @@ def modify_in_place(xp, function, *args, out=None):
     if xp is np:
         return function(*args, out=out)
     return function(*args)
+
+
+@functools.cache
+def _axpy(dtype):
+    return get_blas_funcs("axpy", dtype=dtype)
+
+
+def add_scaled(y, a, x, xp=None):
+    """``y += a x`` for vectors, returned: in place on NumPy (one pass of BLAS ``axpy``,
+    each element rounded once), ``y + a * x`` as a new array on other namespaces.
+
+    ``a`` is a Python float. On NumPy ``x`` and ``y`` are contiguous 1-D arrays of one
+    float dtype (the optimiser's vectors); other NumPy arrays take ``y += a * x``.
+    """
+    xp = xp or array_namespace(y, x)
+    if xp is not np:
+        return y + a * x
+    if (
+        y.ndim == x.ndim == 1
+        and y.dtype == x.dtype
+        and y.dtype in (np.float32, np.float64)
+        and y.flags.c_contiguous
+        and x.flags.c_contiguous
+        and y.flags.writeable
+    ):
+        return _axpy(y.dtype)(x, y, a=a)
+    y += a * x
+    return y
 
 
 def matmul(a, b, out, xp=None):

@@ -228,8 +228,11 @@ def run_lbfgs(
             first["loss"] = float(J)
         return J, grad
 
+    own = xp is not np or own_lbfgs
+
     def callback(intermediate_result):
-        state["theta"] = copy(intermediate_result.x)
+        # skae's L-BFGS never overwrites an iterate it hands out; SciPy's may
+        state["theta"] = intermediate_result.x if own else copy(intermediate_result.x)
         state["loss"] = float(intermediate_result.fun)
         state["curve"].append(state["loss"])
         if verbose >= 2:
@@ -256,7 +259,7 @@ def run_lbfgs(
         # The optimiser's own linear algebra is vector work on which BLAS threads only add
         # synchronisation; the objective runs its products on its own worker threads.
         with blas_single_threaded():
-            if xp is not np or own_lbfgs:
+            if own:
                 result = minimize_lbfgs(
                     guarded, theta0, maxiter=max_iter, gtol=tol, maxfun=maxfun, callback=callback
                 )

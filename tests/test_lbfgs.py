@@ -189,12 +189,17 @@ def test_direction_is_minus_the_bfgs_inverse_hessian_times_g(n_pairs):
     for s, y, rho in history:
         V = np.eye(n) - rho * np.outer(y, s)
         H = V.T @ H @ V + rho * np.outer(s, s)
-    out, scratch = np.empty(n), np.empty(n)
+    out = np.empty(n)
     before = g.copy()
-    d = _direction(g, history, np, out=out, scratch=scratch)
+    d = _direction(g, history, np, out=out)
     assert d is out
     assert_allclose(d, -H @ g, rtol=1e-10, atol=1e-12)
     assert np.array_equal(g, before)
+    # the same recursion on another namespace (new arrays instead of buffers)
+    strict = [(xps.asarray(s), xps.asarray(y), float(rho)) for s, y, rho in history]
+    d_strict = _direction(xps.asarray(g), strict, xps)
+    assert isinstance(d_strict, type(xps.asarray(g)))
+    assert_allclose(np.asarray(d_strict), -H @ g, rtol=1e-10, atol=1e-12)
 
 
 def test_wrong_gradient_ends_with_status_2():
