@@ -32,6 +32,8 @@ included) propagate unchanged; ``x0`` is never modified.
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ._array import add_scaled, array_namespace, astype, buffer, modify_in_place
 
 __all__ = ["LBFGSOutcome", "minimize_lbfgs"]
@@ -233,7 +235,8 @@ def minimize_lbfgs(
     fun : callable
         ``fun(x) -> (f, g)``: the loss (a Python float, or a 0-d array) and its gradient,
         an array of the namespace, device, dtype and shape of ``x``. ``fun`` must not
-        keep or modify ``x``.
+        keep or modify ``x``, and each call must return a new gradient array that it
+        does not change later (the optimiser keeps gradients to form its pairs).
     x0 : array of shape (n,)
         The start, in any array-API namespace; it is not modified.
     maxiter : int
@@ -256,10 +259,18 @@ def minimize_lbfgs(
     LBFGSOutcome
         ``x``, ``fun``, ``jac``, ``nit``, ``nfev``, ``status``, ``message``.
     """
+    if history_size < 1 or maxiter < 0:
+        raise ValueError(
+            f"history_size must be at least 1 and maxiter at least 0; got "
+            f"history_size={history_size}, maxiter={maxiter}."
+        )
     xp = array_namespace(x0)
     if maxfun is None:
         maxfun = 20 * maxiter
-    x = astype(x0, getattr(x0, "dtype", None), xp)  # a copy: x0 is never modified
+    dtype = getattr(x0, "dtype", None)
+    if xp is np and not np.issubdtype(np.asarray(x0).dtype, np.floating):
+        dtype = np.float64  # integers as SciPy takes them
+    x = astype(x0, dtype, xp)  # a copy: x0 is never modified
 
     def evaluate(point):
         f, g = fun(point)
@@ -271,6 +282,8 @@ def minimize_lbfgs(
     history = []
     if _max_abs(g, xp) <= gtol:
         return LBFGSOutcome(x, f, g, 0, nfev, 0, _GTOL)
+    if maxiter == 0:
+        return LBFGSOutcome(x, f, g, 0, nfev, 1, _MAXITER)
     # Work vectors reused by every iteration (NumPy; None elsewhere: each step then makes
     # its result). ``fun`` never keeps the point it is given, so one buffer holds them all.
     n, dtype = x.shape, x.dtype

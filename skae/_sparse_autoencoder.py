@@ -725,6 +725,13 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         n_samples, n_features = X.shape
         if continuing:
             decoder = self.decoder_ if self.decoder == "auto" else self.decoder
+            if self.loss == "cross_entropy" and decoder == "linear":
+                raise ValueError(
+                    "loss='cross_entropy' needs a sigmoid decoder (outputs in (0, 1)), and "
+                    "the model to continue has decoder_='linear' (decoder='auto' chose it "
+                    "for data outside [0, 1]); continue with loss='squared', or fit a new "
+                    "model (warm_start=False) on data in [0, 1]."
+                )
             self._check_cross_entropy_range(X, self.loss)
         else:
             decoder = self._resolve_decoder(X)

@@ -1455,7 +1455,9 @@ class StackedAutoencoderClassifier(
         counts and the random states carry over from call to call, so a sequence of
         calls is deterministic for a given ``random_state``. A call after ``fit``
         continues the fitted network (and the optimiser of its last supervised stage,
-        for a mini-batch fit), whatever ``warm_start``, as in the MLPs. The stream is
+        for a mini-batch fit), whatever ``warm_start``, as in the MLPs; after an L-BFGS
+        ``fit`` the records (loss curves, epoch counts) of every stage start again from
+        zero, since they count epochs and the fit's counted iterations. The stream is
         not ``fit``: the softmax of a call learns from the codes of this call's
         encoders, while ``fit`` pretrains on every row before the softmax sees a label.
         ``early_stopping`` does not apply. ``pretrained_classifier_`` is not recorded
@@ -1623,6 +1625,12 @@ class StackedAutoencoderClassifier(
             curves = copy.deepcopy(self.loss_curves_)
             n_iter = copy.deepcopy(self.stage_n_iter_)
             reasons = copy.deepcopy(self.stage_stop_reasons_)
+            if not hasattr(self, "_stage_solver_"):
+                # the supervised stages ran L-BFGS (or never ran): their records count
+                # iterations; the stream's count epochs, from zero (as each layer's
+                # SparseAutoencoder.partial_fit does after an L-BFGS fit)
+                for stage in ("softmax", "fine_tuning"):
+                    curves[stage], n_iter[stage], reasons[stage] = [], 0, None
         curves["pretraining"] = [list(ae.loss_curve_) for ae in autoencoders]
         n_iter["pretraining"] = [int(ae.n_iter_) for ae in autoencoders]
         reasons["pretraining"] = [ae.stop_reason_ for ae in autoencoders]
@@ -2046,8 +2054,9 @@ def _stratified_split(y_index, fraction, random_state, label):
     except ValueError as exc:
         raise ValueError(
             f"early_stopping ({label}) holds out a stratified validation_fraction="
-            f"{fraction} of the {len(y_index)} labelled rows, which fails: {exc} Pass more "
-            "labelled rows, change validation_fraction, or set early_stopping=False."
+            f"{fraction} of the {len(y_index)} labelled rows, which fails "
+            f"({str(exc).rstrip('.')}). Pass more labelled rows, change "
+            "validation_fraction, or set early_stopping=False."
         ) from exc
     return np.sort(train), np.sort(held_out)
 

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from ._activations import ACTIVATIONS, kl_divergence
 from ._array import array_namespace, to_numpy
 from ._network import Layer, forward, input_gradient, network_layers
+from ._stochastic import AdamOptimizer
 
 __all__ = [
     "tile_images",
@@ -365,36 +366,50 @@ def plot_loss_curve(estimator, ax=None, *, log_scale=True):
     True
     """
     check_is_fitted(estimator)
-    curves = []
+    curves = []  # (label, values, unit)
     if hasattr(estimator, "loss_curve_"):
-        curves.append(("objective", estimator.loss_curve_))
+        curves.append(("objective", estimator.loss_curve_, _unit(estimator, "_optimizer_")))
     for k, ae in enumerate(getattr(estimator, "autoencoders_", []), start=1):
-        curves.append((f"layer {k}", ae.loss_curve_))
+        curves.append((f"layer {k}", ae.loss_curve_, _unit(ae, "_optimizer_")))
     stages = getattr(estimator, "loss_curves_", {})
     if not curves:  # the classifier keeps its pretraining curves in loss_curves_ too
         for k, curve in enumerate(stages.get("pretraining", []), start=1):
-            curves.append((f"layer {k}", curve))
+            curves.append((f"layer {k}", curve, _unit(estimator, "_stage_solver_")))
     for stage in ("softmax", "fine_tuning"):
         if len(stages.get(stage, [])):
-            curves.append((stage.replace("_", "-"), stages[stage]))
+            unit = _unit(estimator, "_stage_solver_")
+            curves.append((stage.replace("_", "-"), stages[stage], unit))
     if not curves:
         raise TypeError(
             f"{type(estimator).__name__} records no loss curve; pass a fitted skae estimator."
         )
     ax = _axes(ax, "plot_loss_curve")
-    for label, curve in curves:
+    units = {unit for _, _, unit in curves}
+    for label, curve, unit in curves:
         curve = np.asarray(curve, dtype=np.float64)
+        label = label if len(units) == 1 else f"{label}, by {unit}"
         ax.plot(np.arange(1, len(curve) + 1), curve, label=label)
-    if log_scale and all(np.all(np.asarray(c) > 0) for _, c in curves):
+    if log_scale and all(np.all(np.asarray(c) > 0) for _, c, _ in curves):
         ax.set_yscale("log")
-    # L-BFGS records a loss per iteration; the mini-batch solvers one per epoch (their
-    # running average over the epoch's mini-batches)
-    solver = getattr(estimator, "solver", "lbfgs")
-    ax.set_xlabel("L-BFGS iteration" if solver == "lbfgs" else f"epoch ({solver})")
+    ax.set_xlabel(units.pop() if len(units) == 1 else "L-BFGS iteration or epoch")
     ax.set_ylabel("objective J")
     if len(curves) > 1:
         ax.legend()
     return ax
+
+
+def _unit(fitted, attribute):
+    """What one point of a loss curve stands for: an L-BFGS iteration, or an epoch of the
+    mini-batch solver whose optimiser the fit kept in ``attribute`` (``_optimizer_`` of a
+    SparseAutoencoder, ``(optimizer, state)`` in ``_stage_solver_`` of a classifier's last
+    supervised stage). Read from the fitted state, not from ``solver``, which may have
+    been changed since."""
+    kept = getattr(fitted, attribute, None)
+    if isinstance(kept, tuple):
+        kept = kept[0]
+    if kept is None:
+        return "L-BFGS iteration"
+    return f"epoch ({'adam' if isinstance(kept, AdamOptimizer) else 'sgd'})"
 
 
 def plot_kl_penalty(rho=0.2, ax=None, *, n_points=500):

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
@@ -136,6 +137,26 @@ def test_plots_return_axes_under_agg(autoencoder, stacked, classifier, digits):
             by_epoch.fit(digits[0])
         ax = plot_loss_curve(by_epoch)
         assert ax.get_xlabel() == "epoch (adam)" and len(ax.lines[0].get_xdata()) == 3
+        # the unit is the fit's, not the solver set since
+        by_epoch.set_params(solver="lbfgs")
+        assert plot_loss_curve(by_epoch).get_xlabel() == "epoch (adam)"
+        relabelled = clone(autoencoder).set_params(max_iter=5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            relabelled.fit(digits[0])
+        relabelled.set_params(solver="sgd")
+        assert plot_loss_curve(relabelled).get_xlabel() == "L-BFGS iteration"
+        assert plot_loss_curve(classifier).get_xlabel() == "L-BFGS iteration"
+        # curves of both kinds in one figure: each legend entry says its unit
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            streamed = StackedAutoencoderClassifier((4,), solver="sgd", random_state=0)
+            streamed.partial_fit(digits[0][:100], digits[1][:100], classes=np.arange(10))
+        streamed.autoencoders_ = [relabelled]  # a layer fitted by L-BFGS
+        ax = plot_loss_curve(streamed)
+        assert ax.get_xlabel() == "L-BFGS iteration or epoch"
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+            "layer 1, by L-BFGS iteration", "fine-tuning, by epoch (sgd)"]
 
         ax = plot_kl_penalty([0.2, 0.05])
         for line, rho in zip(ax.lines, [0.2, 0.05]):

@@ -317,3 +317,23 @@ def test_run_lbfgs_interrupt_in_the_first_evaluation_keeps_the_start(xp):
     assert result.interrupted and result.n_iter == 0
     assert_allclose(to_numpy(result.theta), to_numpy(theta0), rtol=0, atol=0)
     assert result.loss == good(theta0)[0]
+
+
+def test_arguments_scipy_accepts_are_accepted_and_bad_ones_named():
+    fun, w0 = _logistic_problem(np)
+    start = minimize_lbfgs(fun, w0, maxiter=0, gtol=1e-12)  # the start, evaluated once
+    assert (start.nit, start.nfev, start.status) == (0, 1, 1)
+    assert "ITERATIONS REACHED LIMIT" in start.message
+    assert_allclose(start.x, w0)
+
+    def quadratic(x):
+        return float(x @ x), 2.0 * x
+
+    from_integers = minimize_lbfgs(quadratic, np.array([3, -4]), maxiter=20, gtol=1e-10)
+    from_floats = minimize_lbfgs(quadratic, np.array([3.0, -4.0]), maxiter=20, gtol=1e-10)
+    assert from_integers.x.dtype == np.float64
+    assert np.array_equal(from_integers.x, from_floats.x)
+    with pytest.raises(ValueError, match="history_size must be at least 1.*history_size=0"):
+        minimize_lbfgs(quadratic, np.ones(2), maxiter=5, gtol=0.0, history_size=0)
+    with pytest.raises(ValueError, match="maxiter at least 0.*maxiter=-1"):
+        minimize_lbfgs(quadratic, np.ones(2), maxiter=-1, gtol=0.0)

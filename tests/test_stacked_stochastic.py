@@ -1,6 +1,7 @@
 """The stacked estimators with the mini-batch solvers (solver="adam"/"sgd"): every stage,
 early stopping, partial_fit, and the options they support."""
 
+import re
 import warnings
 
 import numpy as np
@@ -659,3 +660,44 @@ def test_a_warm_started_mini_batch_fit_continues_the_network(digits):
     assert clf.autoencoders_ is autoencoders
     assert clf.stage_n_iter_ == {"pretraining": [], "softmax": 0, "fine_tuning": 3}
     assert all(not np.array_equal(a, layer.weights) for a, layer in zip(before, clf.layers_))
+
+
+def test_partial_fit_after_an_lbfgs_fit_counts_epochs_from_zero(digits):
+    """The records of an L-BFGS fit count iterations; the stream's count epochs. After
+    an L-BFGS fit, partial_fit starts every stage's record again (as a layer's
+    SparseAutoencoder.partial_fit does), so no count or curve mixes the two units; the
+    fitted network itself is continued."""
+    X, y = digits
+    clf = _quiet(
+        StackedAutoencoderClassifier(
+            (8,), max_iter=2, softmax_max_iter=5, fine_tune_max_iter=5, random_state=0
+        ).fit,
+        X[:300],
+        y[:300],
+    )
+    assert clf.stage_n_iter_ == {"pretraining": [2], "softmax": 5, "fine_tuning": 5}
+    fitted = clf.layers_[-1].weights.copy()
+    clf.set_params(solver="adam")
+    clf.partial_fit(X[:300], y[:300])
+    assert clf.stage_n_iter_ == {"pretraining": [1], "softmax": 0, "fine_tuning": 1}
+    assert clf.n_iter_ == 2
+    assert [len(c) for c in clf.loss_curves_["pretraining"]] == [1]
+    assert len(clf.loss_curves_["softmax"]) == 0 and len(clf.loss_curves_["fine_tuning"]) == 1
+    assert clf.stage_stop_reasons_["softmax"] is None
+    assert clf.stage_stop_reasons_["fine_tuning"] == "partial_fit"
+    # continued, not restarted: one small epoch away from the fitted softmax
+    moved = np.linalg.norm(clf.layers_[-1].weights - fitted) / np.linalg.norm(fitted)
+    assert 0 < moved < 0.5
+    clf.partial_fit(X[300:600], y[300:600])  # later calls carry on counting
+    assert clf.stage_n_iter_ == {"pretraining": [2], "softmax": 0, "fine_tuning": 2}
+
+
+def test_early_stopping_split_failure_is_one_readable_message(digits):
+    X, y = digits
+    clf = StackedAutoencoderClassifier((4,), solver="adam", early_stopping=True, max_iter=1)
+    with pytest.raises(ValueError) as info:
+        _quiet(clf.fit, X[:30], y[:30])
+    message = str(info.value)
+    assert "early_stopping (softmax) holds out a stratified validation_fraction=0.1" in message
+    pattern = r"which fails \(.*number of classes = 10\)\. Pass more labelled rows"
+    assert re.search(pattern, message)

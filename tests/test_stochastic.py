@@ -532,3 +532,24 @@ def test_blas_is_limited_once_per_run_not_per_mini_batch(digits, monkeypatch):
     ae = SparseAutoencoder(n_hidden=8, solver="adam", mini_batch_size=50, random_state=0)
     ae.partial_fit(digits)  # 36 mini-batches
     assert len(calls) == 2  # limited once, restored once
+
+
+@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
+def test_continuing_a_linear_decoder_with_cross_entropy_is_refused(digits, how):
+    """decoder='auto' chose a linear decoder for standardised data; switching to the
+    cross-entropy loss cannot continue that model (the loss needs a sigmoid decoder), as
+    the same settings given explicitly cannot start one; the model stays as it was."""
+    from sklearn.preprocessing import StandardScaler
+
+    Z = StandardScaler().fit_transform(digits[:200])
+    ae = SparseAutoencoder(8, solver="adam", max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 2 epochs on purpose
+        ae.partial_fit(Z) if how == "partial_fit" else ae.fit(Z)
+    assert ae.decoder_ == "linear"
+    before = ae.components_.copy()
+    ae.set_params(loss="cross_entropy", warm_start=how == "warm_start")
+    with pytest.raises(ValueError, match=r"needs a sigmoid decoder.*decoder_='linear'"):
+        ae.partial_fit(digits[:200]) if how == "partial_fit" else ae.fit(digits[:200])
+    np.testing.assert_array_equal(ae.components_, before)
+    assert ae._spec_.loss == "squared" and ae.decoder_ == "linear"
