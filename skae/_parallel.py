@@ -40,6 +40,7 @@ API
 """
 
 import os
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as _wait_futures
@@ -52,6 +53,7 @@ __all__ = [
     "available_threads",
     "blas_single_threaded",
     "block_rows_for",
+    "interrupt_deferred",
     "map_blocks",
     "minibatch_block_rows",
     "row_blocks",
@@ -289,7 +291,28 @@ def _work(run, function, worker):
         raise
 
 
-def map_blocks(function, blocks, n_workers, *, combine=None):
+@contextmanager
+def interrupt_deferred():
+    """Hold a Ctrl-C that arrives inside the block until the block has ended, then raise
+    it: for work that must be applied whole (an in-place parameter update). Signals
+    reach the main thread only; in another thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed and previous is not signal.SIG_IGN:
+        if callable(previous):
+            previous(signal.SIGINT, pressed[0])  # Python's handler raises KeyboardInterrupt
+        else:
+            raise KeyboardInterrupt
+
+
+def map_blocks(function, blocks, n_workers, *, combine=None, finish=False):
     """Evaluate ``function(start, stop, worker)`` on every block; see the module docstring.
 
     Parameters
@@ -303,6 +326,10 @@ def map_blocks(function, blocks, n_workers, *, combine=None):
         Threads to use (at most ``len(blocks)`` are used).
     combine : callable or None
         ``combine(result)``, called once per block in block order.
+    finish : bool
+        What a Ctrl-C in the waiting thread does: False stops the blocks not yet started
+        (an evaluation is abandoned whole); True lets every block run, then raises it
+        (work done in place, such as a parameter update, is then applied whole).
 
     Returns
     -------
@@ -321,7 +348,10 @@ def map_blocks(function, blocks, n_workers, *, combine=None):
             # submitting is inside the try: Ctrl-C can come while the first workers run
             for worker in range(n_workers):
                 futures.append(pool.submit(_work, run, function, worker))
-            _wait_futures(futures)
+            if finish:
+                _wait_through_interrupts(futures)
+            else:
+                _wait_futures(futures)
         except BaseException:  # Ctrl-C in the waiting thread: stop, then wait for the rest
             # Wait for the blocks in flight, not only for the futures in `futures`: Ctrl-C
             # can come inside pool.submit after a worker has already started a block.
@@ -336,6 +366,22 @@ def map_blocks(function, blocks, n_workers, *, combine=None):
         for future in futures:
             future.result()  # re-raise a worker's error
     return None if combine is not None else run.results
+
+
+def _wait_through_interrupts(futures):
+    """Wait until every future is done, even through Ctrl-C; then raise the Ctrl-C (a
+    worker's error first)."""
+    interrupted = False
+    while True:
+        try:
+            _wait_futures(futures)
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        for future in futures:
+            future.result()
+        raise KeyboardInterrupt
 
 
 class BlockSums:

@@ -20,6 +20,7 @@ from ._optimize import current_stage
 from ._parallel import (
     available_threads,
     blas_single_threaded,
+    interrupt_deferred,
     map_blocks,
     minibatch_block_rows,
     row_blocks,
@@ -54,7 +55,8 @@ def elementwise(part, size):
     """Run ``part(start, stop, worker)`` over ``range(size)``: in slices on the worker
     threads from ``_SPLIT_UPDATE_MIN`` entries on, else in one call here."""
     n = available_threads() if size >= _SPLIT_UPDATE_MIN else 1
-    map_blocks(part, row_blocks(size, -(-size // max(n, 1))), n)
+    # finish: a Ctrl-C while the slices run lets them all end, so a step is applied whole
+    map_blocks(part, row_blocks(size, -(-size // max(n, 1))), n, finish=True)
 
 
 class SGDOptimizer:
@@ -390,7 +392,8 @@ def run_epochs(
                             "input (e.g. MinMaxScaler or StandardScaler), or lower "
                             "learning_rate_init, lower beta or raise alpha."
                         )
-                    optimizer.update_params(theta, grad)
+                    with interrupt_deferred():  # a step is applied whole, or not at all
+                        optimizer.update_params(theta, grad)
                     if not np.all(np.isfinite(theta)):  # a step too large for float64
                         raise NonFiniteLossError(
                             f"{name}: the parameters became non-finite after a mini-batch "

@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 from sklearn.utils.validation import validate_data
 
 from ._array import array_device, array_namespace, parameter_dtype
+from ._parallel import blas_single_threaded
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -165,6 +166,13 @@ def fit_keeping_state(fit):
     an error or ``KeyboardInterrupt`` outside the optimiser (which handles its own), the
     estimator's attributes are restored to what they were before the call, so a failed
     ``fit`` leaves a fitted model fitted and an unfitted one unfitted.
+
+    BLAS runs on one thread for the whole call
+    (:func:`skae._parallel.blas_single_threaded`): the objectives use skae's worker threads,
+    and every other product of a fit (a stack's codes between its stages, the frozen
+    layers' codes of a supervised stage) is then rounded the same way whatever the BLAS
+    thread count, or another fit running at the same time, so the model does not depend on
+    either.
     """
     fit_in_context = fit_context(prefer_skip_nested_validation=True)(fit)
 
@@ -172,7 +180,8 @@ def fit_keeping_state(fit):
     def fit_or_keep_state(estimator, *args, **kwargs):
         saved = dict(estimator.__dict__)
         try:
-            return fit_in_context(estimator, *args, **kwargs)
+            with blas_single_threaded():
+                return fit_in_context(estimator, *args, **kwargs)
         except BaseException:  # an error, or Ctrl-C outside the optimiser
             estimator.__dict__.clear()
             estimator.__dict__.update(saved)

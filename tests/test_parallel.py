@@ -270,3 +270,23 @@ def test_the_thread_pool_controller_is_built_once(monkeypatch):
     with _parallel.blas_single_threaded():
         _parallel.available_threads()
     assert built == []
+
+
+def test_map_blocks_with_finish_runs_every_block_through_a_ctrl_c(ctrl_c):
+    """finish=True (an in-place update cut into slices): a Ctrl-C while the first blocks
+    run lets the blocks not yet started run too, then raises (without it they would be
+    dropped: an evaluation is abandoned whole)."""
+    done = []
+
+    def block(start, stop, worker):
+        if start < 2:  # one block per worker: Ctrl-C arrives while both run
+            ctrl_c.press()
+            deadline = time.monotonic() + 60
+            while not ctrl_c.raised and time.monotonic() < deadline:
+                time.sleep(0.001)
+        done.append(start)
+
+    with pytest.raises(KeyboardInterrupt):
+        map_blocks(block, [(i, i + 1) for i in range(4)], 2, finish=True)
+    assert ctrl_c.raised == 1
+    assert sorted(done) == [0, 1, 2, 3]

@@ -21,6 +21,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
+import skae
 import skae._optimize as optimize_module
 from skae import SparseAutoencoder
 from skae._activations import ACTIVATIONS, kl_divergence, kl_divergence_derivative
@@ -982,6 +983,72 @@ def test_model_is_bitwise_independent_of_the_blas_thread_count():
     assert workers[1] == 1
     _assert_same_parameters(models[1], models[2])
     assert models[1].loss_curve_ == models[2].loss_curve_
+
+
+def _stack_parameters(model):
+    """Every array a stacked model predicts or reconstructs with."""
+    from skae._network import network_layers
+
+    arrays = [a for ae in model.autoencoders_ for a in (ae.components_, ae.decoder_components_)]
+    if hasattr(model, "layers_"):
+        arrays += [array for layer in model.layers_ for array in (layer.weights, layer.bias)]
+    return arrays + [layer.weights for layer in network_layers(model)]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: skae.StackedAutoencoder(
+            (20, 10), solver="adam", max_iter=2, mini_batch_size=7, random_state=0
+        ),
+        lambda: skae.StackedAutoencoderClassifier(
+            (20,), max_iter=3, softmax_max_iter=3, fine_tune=None, random_state=0
+        ),
+        lambda: skae.StackedAutoencoderClassifier(
+            (20, 8), solver="adam", max_iter=2, softmax_max_iter=2, fine_tune_max_iter=2,
+            random_state=0,
+        ),
+    ],
+    ids=["stack-adam", "classifier-lbfgs", "classifier-adam"],
+)
+def test_stacked_models_are_bitwise_independent_of_the_blas_thread_count(make):
+    """The codes a stack computes between its stages (each layer's input, the frozen
+    layers' codes of the softmax) are products too, and OpenBLAS rounds a product
+    differently on one thread and on two: they are computed on one BLAS thread during a
+    fit, so the model is the same to the last bit whatever BLAS's thread count, and when
+    another fit runs at the same time."""
+    import concurrent.futures
+    import threading
+
+    from sklearn.datasets import load_digits
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def set_blas_threads(n):
+        # from a short-lived thread, as a program's start-up setting would be: a change
+        # made by the main thread would make OpenBLAS ignore skae's own later changes
+        # (skae._parallel._in_limiter_thread)
+        thread = threading.Thread(target=threadpool_limits, args=(n,), kwargs={"user_api": "blas"})
+        thread.start()
+        thread.join()
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    before = min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+    models = {}
+    try:
+        for threads in (1, 2):
+            set_blas_threads(threads)
+            models[threads] = make().fit(X, y)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            other = pool.submit(SparseAutoencoder(n_hidden=30, max_iter=40, random_state=1).fit, X)
+            models["concurrent"] = pool.submit(lambda: make().fit(X, y)).result()
+            other.result()
+    finally:
+        set_blas_threads(before)
+    for name in (2, "concurrent"):
+        for a, b in zip(_stack_parameters(models[1]), _stack_parameters(models[name])):
+            assert_array_equal(a, b)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -553,3 +553,69 @@ def test_continuing_a_linear_decoder_with_cross_entropy_is_refused(digits, how):
         ae.partial_fit(digits[:200]) if how == "partial_fit" else ae.fit(digits[:200])
     np.testing.assert_array_equal(ae.components_, before)
     assert ae._spec_.loss == "squared" and ae.decoder_ == "linear"
+
+
+def test_interrupt_deferred_holds_ctrl_c_until_its_block_has_ended():
+    import _thread
+
+    from skae._parallel import interrupt_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt_deferred():
+            _thread.interrupt_main()  # Ctrl-C now; without the deferral it raises here
+            done.append("rest of the block")
+    assert done == ["rest of the block"]
+    with interrupt_deferred():  # no Ctrl-C: nothing raised, the handler is restored
+        done.append("quiet")
+    import signal
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_inside_a_parameter_update_keeps_the_whole_step(digits, monkeypatch):
+    """Ctrl-C while an Adam step is being applied (in place, slice by slice): the step is
+    finished, then the fit stops and keeps it; never half of it."""
+    import _thread
+
+    import skae._stochastic as stochastic
+
+    real = stochastic.elementwise
+    calls = []
+
+    def fit(update):
+        monkeypatch.setattr(stochastic, "elementwise", update)
+        calls.clear()
+        ae = SparseAutoencoder(n_hidden=4, solver="adam", mini_batch_size=50, random_state=0)
+        with pytest.warns(FitInterruptedWarning):
+            ae.fit(digits[:400])
+        return ae
+
+    def ctrl_c_midway_through_the_fourth_step(part, size):
+        calls.append(size)
+        if len(calls) != 4:
+            return real(part, size)
+
+        def halves(start, stop, worker):
+            middle = (start + stop) // 2
+            part(start, middle, worker)
+            _thread.interrupt_main()
+            part(middle, stop, worker)
+
+        return real(halves, size)
+
+    midway = fit(ctrl_c_midway_through_the_fourth_step)
+    update = AdamOptimizer.update_params
+
+    def ctrl_c_before_the_fifth_step(self, theta, grad):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        update(self, theta, grad)
+
+    monkeypatch.setattr(AdamOptimizer, "update_params", ctrl_c_before_the_fifth_step)
+    after_four_steps = fit(real)
+    assert midway.stop_reason_ == after_four_steps.stop_reason_ == "interrupted"
+    np.testing.assert_array_equal(midway.components_, after_four_steps.components_)
+    np.testing.assert_array_equal(midway.intercept_visible_, after_four_steps.intercept_visible_)
+    assert midway._optimizer_.t == after_four_steps._optimizer_.t == 4
