@@ -145,6 +145,17 @@ def _parse(argv):
             )
         if path.is_dir():
             parser.error(f"--filters: {args.filters!r} is a directory, not a file name")
+        existed = path.exists()
+        try:  # can it be written? (asked now, not after the fits)
+            with open(path, "ab"):
+                pass
+        except OSError as exc:
+            parser.error(
+                f"--filters: {args.filters!r} cannot be written ({exc.strerror}); choose "
+                "another path (--no-filters saves nothing)"
+            )
+        if not existed:
+            path.unlink(missing_ok=True)
     return args
 
 

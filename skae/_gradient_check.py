@@ -1,5 +1,7 @@
 """The finite-difference gradient check (public as :func:`skae.check_gradient`)."""
 
+from numbers import Real
+
 import numpy as np
 
 __all__ = ["check_gradient"]
@@ -27,7 +29,8 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
     relative_difference : float
         ``‖num − ana‖ / ‖num + ana‖``, where ``num`` is the numerical and ``ana`` the
         analytic gradient. A correct float64 gradient gives about 1e-9 or less; a
-        wrong one gives a value near 1. It is 0.0 when both gradients are exactly zero.
+        wrong one gives a value near 1. It is 0.0 when both gradients are exactly zero,
+        and ``inf`` when one is exactly minus the other.
 
     Examples
     --------
@@ -42,6 +45,8 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
     >>> check_gradient(wrong, np.array([1.0, -2.0, 0.5])) > 0.1
     True
     """
+    if not (isinstance(epsilon, Real) and np.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"epsilon must be a positive finite step, got {epsilon!r}.")
     theta = np.array(theta, dtype=np.float64).ravel()
     _, analytic = fun(theta.copy())
     analytic = np.asarray(analytic, dtype=np.float64).ravel()
@@ -59,8 +64,9 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
         j_minus = fun(theta.copy())[0]
         theta[i] = old
         numeric[i] = (j_plus - j_minus) / (2.0 * epsilon)
+    difference = np.linalg.norm(numeric - analytic)
     denominator = np.linalg.norm(numeric + analytic)
-    if denominator == 0.0:
-        return float(np.linalg.norm(numeric - analytic))
-    return float(np.linalg.norm(numeric - analytic) / denominator)
+    if denominator == 0.0:  # both zero (correct), or one exactly minus the other
+        return 0.0 if difference == 0.0 else float("inf")
+    return float(difference / denominator)
 

@@ -10,6 +10,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import log_softmax
+from sklearn import config_context
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -331,7 +332,7 @@ class _StackMixin:
             ):
                 autoencoder.fit(codes)
             autoencoders.append(autoencoder)
-            upper = autoencoder.transform(codes)
+            upper = _layer_codes(autoencoder, codes)
             _check_constant_codes(self, k, autoencoder, codes, upper, settings)
             codes = upper
             times.append(time.perf_counter() - start)
@@ -366,7 +367,7 @@ class _StackMixin:
                 autoencoder.partial_fit(codes)
             autoencoders.append(autoencoder)
             if k + 1 < len(settings):
-                codes = autoencoder.transform(codes)
+                codes = _layer_codes(autoencoder, codes)
             times.append(time.perf_counter() - start)
         return autoencoders, times
 
@@ -737,7 +738,7 @@ class StackedAutoencoder(
             dtypes = input_namespace(X)[2]
             X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         for autoencoder in self.autoencoders_:
-            X = autoencoder.transform(X)
+            X = _layer_codes(autoencoder, X)
         return X
 
     def inverse_transform(self, X):
@@ -2029,6 +2030,14 @@ def labelled_rows(layers, X, rows, y_index, *, alphas):
 
 
 _CODE_ROWS = 4096  # rows per step of _codes_of_rows
+
+
+def _layer_codes(autoencoder, X):
+    """A layer's codes of ``X`` as an array: inside a stack a layer never returns a
+    DataFrame, whatever scikit-learn's ``transform_output`` setting (the stack's own
+    ``transform`` follows it)."""
+    with config_context(transform_output="default"):
+        return autoencoder.transform(X)
 
 
 def _codes_of_rows(layers, X, rows, dtype):

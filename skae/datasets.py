@@ -112,7 +112,7 @@ def whiten_image(image, roll_off=_ROLL_OFF):
     Fourier transform by ``f`` flattens it (decorrelates neighbouring pixels) and
     ``exp(-(f / f0)^4)`` rolls off the highest frequencies, where noise and aliasing
     dominate. This is how the ``IMAGES`` of the UFLDL sparse autoencoder exercise were made.
-    The result has mean zero and unit variance.
+    The result has mean zero and unit variance (a flat image gives zeros).
 
     Parameters
     ----------
@@ -159,7 +159,11 @@ def whiten_image(image, roll_off=_ROLL_OFF):
     whitened = np.fft.irfft2(np.fft.rfft2(image) * response, s=image.shape)
     whitened -= whitened.mean()
     std = whitened.std()
-    return whitened / std if std > 0 else whitened
+    # a flat image leaves only rounding residue (about 1e-16 of its values): it stays zero
+    # rather than being blown up to unit variance
+    if std <= 1e-12 * max(1.0, float(np.max(np.abs(image)))):
+        return np.zeros_like(whitened)
+    return whitened / std
 
 
 def _cut(photo, patch_size, k, n_positions, rng):

@@ -455,8 +455,9 @@ def plot_kl_penalty(rho=0.2, ax=None, *, n_points=500):
     ax.set_xlabel("mean activation ρ̂")
     ax.set_ylabel("KL(ρ ‖ ρ̂)")
     ax.set_xlim(0, 1)
-    # show the growth towards both ends without letting the poles flatten the minimum
-    ax.set_ylim(0, max(float(kl_divergence(r, 0.95)) for r in rhos))
+    # show the growth towards both ends without letting the poles flatten the minimum:
+    # up to the larger of the penalties at ρ̂ = 0.05 and 0.95
+    ax.set_ylim(0, max(float(np.max(kl_divergence(r, np.array([0.05, 0.95])))) for r in rhos))
     ax.legend()
     return ax
 
@@ -1085,7 +1086,8 @@ def multifaceted_visualization(
     n_top : int, default=200
         Number of most-activating inputs that are clustered (at most ``n_samples``).
     n_nearest : int, default=15
-        Number of inputs averaged per facet for the start.
+        Number of inputs averaged per facet for the start (all ``n_top`` when there are
+        fewer).
     code_layer : int, default=None
         Layer whose codes are clustered; by default the layer below the unit's (its
         input), or layer 1 for a first-layer unit.
@@ -1117,7 +1119,7 @@ def multifaceted_visualization(
         ``top_activations`` (n_top,): their activations;
         ``embedding`` (n_top, 2): their t-SNE embedding;
         ``labels`` (n_top,): their facet;
-        ``nearest`` (n_facets, n_nearest): for each facet, the positions (in
+        ``nearest`` (n_facets, min(n_nearest, n_top)): for each facet, the positions (in
         ``top_indices`` and ``embedding``) of the inputs averaged into its start.
 
     Examples

@@ -247,3 +247,12 @@ def test_errors_print_plain_numbers():
         load_natural_patches(n_patches=np.int64(0))
     with pytest.raises(ValueError, match=r"normalize must be one of .*, got 'squashed'\.$"):
         load_natural_patches(normalize=np.str_("squashed"))
+
+
+def test_whiten_image_leaves_a_flat_image_flat():
+    """The filter leaves a flat image with rounding residue only; it is not blown up to
+    unit variance."""
+    for value, shape in ((0.3, (10, 10)), (1.0, (4, 4)), (200.0, (7, 9))):
+        np.testing.assert_array_equal(whiten_image(np.full(shape, value)), np.zeros(shape))
+    white = whiten_image(np.random.default_rng(0).random((10, 10)))
+    assert abs(float(white.std()) - 1.0) < 1e-12

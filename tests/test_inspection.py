@@ -162,6 +162,13 @@ def test_plots_return_axes_under_agg(autoencoder, stacked, classifier, digits):
         for line, rho in zip(ax.lines, [0.2, 0.05]):
             x, y = line.get_xdata(), line.get_ydata()
             assert abs(x[np.argmin(y)] - rho) < 0.01 and y.min() < 1e-4
+        # a target near 1: the axis reaches the far (left) end, with no degenerate limits
+        from skae._activations import kl_divergence
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ax = plot_kl_penalty(0.95)
+        assert ax.get_ylim() == pytest.approx((0.0, float(kl_divergence(0.95, 0.05))))
     finally:
         plt.close("all")
 

@@ -154,6 +154,7 @@ def test_main_help_lists_options(capsys):
         (["--labels-per-class", "0"], "argument --labels-per-class: must be between 3 and 100"),
         (["--filters", "filters.jpg"], "--filters must name a .png file"),
         (["--filters", "no/such/dir/f.png"], "the directory 'no/such/dir' does not exist"),
+        (["--filters", "/proc/skae-filters.png"], "'/proc/skae-filters.png' cannot be written"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )

@@ -488,3 +488,20 @@ def test_dense_denoising_draws_its_copy_block_by_block(kind, dtype):
     spec = AutoencoderSpec(100, 4)
     peak = _construct_and_evaluate_peak(spec, X, Corruption(kind, 0.3, 1), None)
     assert peak < 1.25 * X.nbytes, peak / X.nbytes
+
+
+def test_check_gradient_calls_an_opposite_gradient_wrong_at_any_scale():
+    """A gradient of the wrong sign makes num + ana exactly zero: that is infinitely
+    wrong, not an absolute difference that a tiny scale would make look correct."""
+    from skae import check_gradient
+
+    scale = 2.0**-40
+
+    def opposite(theta):
+        return scale * float(np.sum(theta)), -scale * np.ones_like(theta)
+
+    assert check_gradient(opposite, np.array([1.0, 2.0, 3.0]), epsilon=2.0**-10) == np.inf
+    assert check_gradient(lambda t: (0.0, np.zeros_like(t)), np.ones(3)) == 0.0
+    for epsilon in (0.0, -1e-4, np.nan, np.inf, "small"):
+        with pytest.raises(ValueError, match="epsilon must be a positive finite step"):
+            check_gradient(lambda t: (float(t @ t), 2 * t), np.ones(2), epsilon=epsilon)

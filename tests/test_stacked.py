@@ -521,3 +521,42 @@ def test_unlabelled_none_makes_minus_one_a_class(digits):
     names[100:] = "?"
     marked = StackedAutoencoderClassifier((8,), unlabelled="?", **settings).fit(X, names)
     assert list(marked.classes_) == ["large", "small"]
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+def test_global_pandas_output_changes_only_what_the_stack_returns(solver):
+    """sklearn.set_config(transform_output="pandas") makes the stacks' own transform
+    return DataFrames; the layers inside still pass arrays to each other, so fit,
+    partial_fit and the model are as with the default output, without warnings."""
+    import sklearn
+
+    pd = pytest.importorskip("pandas")
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300] / 16.0, y[:300]
+    params = dict(solver=solver, max_iter=3, alpha=[1e-3, 1e-6], random_state=0)
+    made = {}
+    for output in ("default", "pandas"):
+        with sklearn.config_context(transform_output=output), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            warnings.simplefilter("ignore", ConvergenceWarning)  # 3 iterations on purpose
+            stack = StackedAutoencoder((8, 4), **params).fit(X)
+            classifier = StackedAutoencoderClassifier(
+                (8, 4), softmax_max_iter=3, fine_tune_max_iter=3, **params
+            ).fit(X, y)
+            codes = stack.transform(X)
+            back = stack.inverse_transform(codes)
+            made[output] = (stack, classifier, codes, back, classifier.transform(X))
+    stack, classifier, codes, back, top = made["pandas"]
+    assert isinstance(codes, pd.DataFrame) and isinstance(top, pd.DataFrame)
+    assert list(codes.columns) == [f"stackedautoencoder{i}" for i in range(4)]
+    default_stack, default_classifier, default_codes, default_back, _ = made["default"]
+    np.testing.assert_array_equal(codes.to_numpy(), default_codes)
+    np.testing.assert_array_equal(back, default_back)
+    for a, b in zip(stack.autoencoders_, default_stack.autoencoders_):
+        np.testing.assert_array_equal(a.components_, b.components_)
+    np.testing.assert_array_equal(classifier.predict_proba(X), default_classifier.predict_proba(X))
+    assert not any(hasattr(ae, "feature_names_in_") for ae in stack.autoencoders_)
+    if solver == "adam":
+        with sklearn.config_context(transform_output="pandas"):
+            streamed = StackedAutoencoder((8, 4), solver="adam", random_state=0).partial_fit(X)
+        assert not hasattr(streamed.autoencoders_[1], "feature_names_in_")
