@@ -490,6 +490,12 @@ def classifier_inputs(estimator, X, y):
     return X, y
 
 
+def compute_all(*values):
+    """The values computed where they are dask collections (others pass through)."""
+    dask, _ = _dask()
+    return _compute(dask, *values)
+
+
 def compute_labels(y):
     """A dask ``y`` (array or Series) computed: the labels, one per row, on the client."""
     dask, _ = _dask()

@@ -307,6 +307,9 @@ def _row_losses(Z, Xd, decoder, loss):
         return sum_rows(S, axis=1, xp=xp)
     R = ACTIVATIONS[decoder].forward(Z)
     R = subtract(R, Xd, R, xp)
+    wide = parameter_dtype(xp, array_device(R))
+    if R.dtype != wide:  # squared in float64: a float32 residual's square can overflow
+        R = cast(R, wide, xp)
     losses = sum_rows(modify_in_place(xp, xp.square, R, out=R), axis=1, xp=xp)
     losses *= 0.5
     return losses

@@ -17,6 +17,7 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
+from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
@@ -1886,6 +1887,40 @@ class StackedAutoencoderClassifier(
             Labels from ``classes_``.
         """
         return self._apply(X, _predict, "predict")
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``.
+
+        scikit-learn's :meth:`~sklearn.base.ClassifierMixin.score`; with a dask ``X``,
+        ``y`` or ``sample_weight`` the predictions and the labels are computed first (so
+        chunk sizes left unknown, e.g. by boolean indexing, are no obstacle).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from skae import StackedAutoencoderClassifier
+        >>> X, y = load_digits(return_X_y=True)
+        >>> clf = StackedAutoencoderClassifier(
+        ...     (16,), tol=1e-3, fine_tune_tol=1e-3, random_state=0
+        ... ).fit(X[:1200] / 16.0, y[:1200])
+        >>> bool(clf.score(X[1200:] / 16.0, y[1200:]) > 0.8)
+        True
+        """
+        if any(_dask.is_dask_collection(a) for a in (X, y, sample_weight)):
+            predicted, y, sample_weight = _dask.compute_all(self.predict(X), y, sample_weight)
+            return float(accuracy_score(y, predicted, sample_weight=sample_weight))
+        return super().score(X, y, sample_weight=sample_weight)
 
     def transform(self, X):
         """Codes of the top hidden layer of the (fine-tuned) encoder.

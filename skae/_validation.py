@@ -90,12 +90,20 @@ def validate_input(estimator, X, **kwargs):
     with a sentence saying how to fix it appended; the original message is kept
     first, so code matching sklearn's wording still works.
     """
-    return _with_advice(validate_data, estimator, X, **kwargs)
+    return _with_advice(validate_data, estimator, _detached(X), **kwargs)
 
 
 def check_input_array(X, **kwargs):
     """``sklearn.utils.check_array`` with the advice of :func:`validate_input`."""
-    return _with_advice(check_array, X, **kwargs)
+    return _with_advice(check_array, _detached(X), **kwargs)
+
+
+def _detached(X):
+    """A PyTorch tensor that records gradients, detached: skae never backpropagates into
+    its input, and fitted arrays must not keep the autograd graph of a fit alive."""
+    if getattr(X, "requires_grad", False) and callable(getattr(X, "detach", None)):
+        return X.detach()
+    return X
 
 
 try:

@@ -736,3 +736,23 @@ def test_move_estimator_to_moves_the_stacks_layers(ns, make):
             ours = getattr(moved, method)(data_ns)
             assert isinstance(ours, ns.array_type), method
             assert_allclose(to_numpy(ours), getattr(fitted, method)(data), atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_tensor_that_records_gradients_is_fitted_detached():
+    """Data that is part of an autograd graph (requires_grad): the fit uses it detached,
+    so the fitted arrays are plain tensors (no graph kept alive, copyable) with the values
+    of a fit on the same data without gradients."""
+    import copy
+
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    X = torch.asarray(_data(100))
+    with config_context(array_api_dispatch=True):
+        plain = SparseAutoencoder(n_hidden=6, max_iter=5, random_state=0).fit(X)
+        recorded = SparseAutoencoder(n_hidden=6, max_iter=5, random_state=0)
+        recorded.fit(X.clone().requires_grad_())
+        codes = recorded.transform(X.clone().requires_grad_())
+    assert not recorded.components_.requires_grad and recorded.components_.grad_fn is None
+    assert not codes.requires_grad
+    assert torch.equal(recorded.components_, plain.components_)
+    copy.deepcopy(recorded)  # fails for tensors inside a graph

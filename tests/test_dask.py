@@ -501,6 +501,25 @@ def test_unknown_chunk_sizes_are_computed(X):
 
 
 @short_fit
+def test_classifier_score_computes_unknown_chunk_sizes(X, y):
+    """The classifier's score, with X and y filtered lazily (chunk sizes unknown): the
+    predictions and labels are computed first, as accuracy needs their lengths."""
+    Xd, yd = da.from_array(X, chunks=(CHUNKS, -1)), da.from_array(y, chunks=CHUNKS)
+    keep = X[:, 20] > 0.2
+    Xnan, ynan = Xd[Xd[:, 20] > 0.2], yd[Xd[:, 20] > 0.2]
+    assert np.isnan(Xnan.shape[0]) and np.isnan(ynan.shape[0])
+    clf = StackedAutoencoderClassifier(
+        (8,), max_iter=5, softmax_max_iter=5, fine_tune_max_iter=5, random_state=0
+    ).fit(X, y)
+    with dask.config.set(scheduler="threads"):
+        for labels in (ynan, y[keep]):
+            assert clf.score(Xnan, labels) == clf.score(X[keep], y[keep])
+        weights = da.from_array(np.linspace(0.5, 1.5, len(y)), chunks=CHUNKS)
+        expected = clf.score(X, y, sample_weight=np.linspace(0.5, 1.5, len(y)))
+        assert clf.score(Xd, yd, sample_weight=weights) == pytest.approx(expected, rel=1e-12)
+
+
+@short_fit
 @pytest.mark.parametrize(
     "bad, message",
     [

@@ -312,3 +312,21 @@ def test_array_api_dispatch_scores_in_the_namespace(make, dtype, namespace):
     )
     if score is not None:
         assert score == pytest.approx(float(np.mean(as_numpy(scores))), rel=1e-12)
+
+
+@short_fit
+def test_float32_residuals_are_squared_in_float64():
+    """A residual of 1e20 squares to 1e40, past float32's range: the loss is formed in
+    float64 (as its row sum is), so float32 input scores as float64 input does; only a
+    loss beyond float64's range scores -inf."""
+    ae = SparseAutoencoder(n_hidden=8, decoder="linear", max_iter=5, random_state=0)
+    ae.fit(_digits())
+    far = _digits(2)
+    far[0, 0] = 1e20
+    wide, narrow = ae.score_samples(far), ae.score_samples(far.astype(np.float32))
+    assert narrow.dtype == np.float64 and np.all(np.isfinite(narrow))
+    np.testing.assert_allclose(narrow, wide, rtol=1e-6)
+    assert wide[0] == pytest.approx(-0.5e40, rel=1e-6)
+    far[0, 0] = 1e200
+    with pytest.warns(RuntimeWarning, match="overflow"):  # NumPy's, on the square
+        assert ae.score_samples(far)[0] == -np.inf
