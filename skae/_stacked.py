@@ -91,7 +91,13 @@ def _per_layer_constraints():
 
 
 def _is_sequence(value):
-    return isinstance(value, (list, tuple, np.ndarray))
+    """Whether a parameter value is one value per layer: a list, a tuple, or any other
+    one-dimensional array-like (an ndarray, a pandas Series, a range), strings excepted."""
+    if isinstance(value, (list, tuple, np.ndarray, range)):
+        return True
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        return False
+    return np.ndim(value) == 1
 
 
 def _is_collection(value):

@@ -560,3 +560,20 @@ def test_global_pandas_output_changes_only_what_the_stack_returns(solver):
         with sklearn.config_context(transform_output="pandas"):
             streamed = StackedAutoencoder((8, 4), solver="adam", random_state=0).partial_fit(X)
         assert not hasattr(streamed.autoencoders_[1], "feature_names_in_")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_per_layer_values_from_any_one_dimensional_array_like():
+    """A pandas Series or a range gives one value per layer, as a list does."""
+    pd = pytest.importorskip("pandas")
+    X = load_digits().data[:100] / 16.0
+    settings = dict(alpha=[1e-3, 1e-6], random_state=0)
+    as_list = StackedAutoencoder((6, 3), rho=[0.1, 0.2], max_iter=[2, 3], **settings).fit(X)
+    other = StackedAutoencoder(
+        (6, 3), rho=pd.Series([0.1, 0.2]), max_iter=range(2, 4), **settings
+    ).fit(X)
+    for a, b in zip(as_list.autoencoders_, other.autoencoders_):
+        assert (a.rho, a.max_iter) == (b.rho, b.max_iter)
+        np.testing.assert_array_equal(a.components_, b.components_)
+    with pytest.raises(ValueError, match="rho has 3 values but hidden_layer_sizes has 2"):
+        StackedAutoencoder((6, 3), rho=pd.Series([0.1, 0.2, 0.3])).fit(X)
