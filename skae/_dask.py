@@ -498,8 +498,7 @@ def compute_all(*values):
 
 def compute_labels(y):
     """A dask ``y`` (array or Series) computed: the labels, one per row, on the client."""
-    dask, _ = _dask()
-    (y,) = _compute(dask, y)
+    (y,) = compute_all(y)
     return y
 
 

@@ -372,13 +372,13 @@ def plot_loss_curve(estimator, ax=None, *, log_scale=True):
     for k, ae in enumerate(getattr(estimator, "autoencoders_", []), start=1):
         curves.append((f"layer {k}", ae.loss_curve_, _unit(ae, "_optimizer_")))
     stages = getattr(estimator, "loss_curves_", {})
+    supervised = _unit(estimator, "_stage_solver_")  # the classifier's stages' solver
     if not curves:  # the classifier keeps its pretraining curves in loss_curves_ too
         for k, curve in enumerate(stages.get("pretraining", []), start=1):
-            curves.append((f"layer {k}", curve, _unit(estimator, "_stage_solver_")))
+            curves.append((f"layer {k}", curve, supervised))
     for stage in ("softmax", "fine_tuning"):
         if len(stages.get(stage, [])):
-            unit = _unit(estimator, "_stage_solver_")
-            curves.append((stage.replace("_", "-"), stages[stage], unit))
+            curves.append((stage.replace("_", "-"), stages[stage], supervised))
     if not curves:
         raise TypeError(
             f"{type(estimator).__name__} records no loss curve; pass a fitted skae estimator."
