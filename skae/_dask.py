@@ -285,7 +285,7 @@ class DaskObjective(_ChunkedObjective):
         self.dtype = np.dtype(X.dtype)
         sizes = [int(size) for size in X.chunks[0]]
         self.m = m = int(sum(sizes))
-        block_rows = partition_block_rows(m, spec.n_features, batch_size)
+        block_rows = partition_block_rows(m, spec.n_features, batch_size, spec.n_hidden)
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
         make = delayed(_chunk_objective, pure=False)  # this fit's own buffers (mutated)
         chunks = [

@@ -17,7 +17,7 @@ touches an estimator: for fixed data and settings its output depends only on ``t
 It keeps a fixed set of work buffers between calls.
 
 Blocks and threads: the rows are cut into a fixed partition of blocks of ``c`` rows
-(:func:`skae._parallel.block_rows_for`: 256 rows for 64 or more features, more for
+(:func:`skae._parallel.block_rows_for`: 256 rows for 256 or more features, more for
 narrower data; ``batch_size`` rows instead when ``batch_size`` is smaller). Each block's
 partial sums are computed by whichever worker thread is free (BLAS on one thread in each),
 and they are added in block order (:func:`skae._parallel.map_blocks`). The result is
@@ -478,7 +478,7 @@ class AutoencoderObjective:
         if block_rows is None and not threaded:
             block_rows = max(1, min(m, batch_size or m))  # one block without batch_size
         if block_rows is None:
-            block_rows = partition_block_rows(m, n, batch_size)
+            block_rows = partition_block_rows(m, n, batch_size, h)
         self.block_rows = c = int(block_rows)
         self.row_offset = int(row_offset)
         head = min(m, (c - self.row_offset % c) % c)
@@ -632,9 +632,10 @@ class AutoencoderObjective:
         return recon, self.layout.unflatten(flat)
 
 
-def partition_block_rows(n_rows, n_features, batch_size):
+def partition_block_rows(n_rows, n_features, batch_size, n_hidden=1):
     """Rows per block of the fixed partition of an objective on ``n_rows`` rows."""
-    return min(block_rows_for(n_features, _NOISE_BLOCK), batch_size or n_rows, max(n_rows, 1))
+    rows = block_rows_for(n_features, n_hidden, _NOISE_BLOCK)
+    return min(rows, batch_size or n_rows, max(n_rows, 1))
 
 
 def sparsity_term(spec, col_sum, m, dtype):

@@ -2,8 +2,8 @@
 objective's per-chunk pieces, so it equals the NumPy fit; transforms are lazy.
 
 One LocalCluster (2 worker processes, 1 thread each, loopback, no dashboard) serves the
-module. The row chunks are deliberately not multiples of the objective's 256-row blocks
-(and the last one is short), so chunk offsets, global block boundaries and the
+module. The row chunks are deliberately not multiples of the objective's blocks (1 024
+rows for the digits; the last chunk is short), so chunk offsets, global block boundaries and the
 per-row corruption are all exercised; each evaluation then agrees with NumPy's to
 rounding, which L-BFGS amplifies over the iterations (plain settings: about 1e-13 relative
 in the parameters after 20 iterations, 6e-9 after 60, 4e-5 after 100), so the fits here
@@ -25,13 +25,14 @@ from sklearn.model_selection import GridSearchCV
 
 from skae import SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier
 from skae._network import Layer
+from skae._parallel import block_rows_for
 
 dask = pytest.importorskip("dask", reason="needs dask: pip install 'skae[dask]'")
 da = pytest.importorskip("dask.array", reason="needs dask: pip install 'skae[dask]'")
 distributed = pytest.importorskip("distributed", reason="needs distributed: skae[dask]")
 
 RTOL = 1e-8
-CHUNKS = 170  # rows per chunk: not a multiple of the 256-row blocks; 510 = 3 chunks
+CHUNKS = 170  # rows per chunk: not a multiple of the blocks; 510 = 3 chunks
 PARAMS = ("components_", "intercept_hidden_", "decoder_components_", "intercept_visible_")
 short_fit = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -156,6 +157,25 @@ def test_one_evaluation_equals_the_numpy_objective(client, X, y):
         assert dask_objective.last_terms == pytest.approx(numpy_objective.last_terms, rel=1e-13)
 
 
+@pytest.mark.parametrize("batch_size", [None, 300])
+def test_chunks_across_block_boundaries_evaluate_as_numpy(client, batch_size):
+    # Chunks of 700 rows over 2 100: the blocks' boundaries fall inside chunks, which cut
+    # their rows there, and each row is corrupted as its global index says.
+    from skae._dask import DaskObjective
+    from skae._objective import AutoencoderObjective, AutoencoderSpec, Corruption
+
+    X = _digits_rows(2100)
+    assert 700 % DIGITS_BLOCK and DIGITS_BLOCK < 2100
+    spec = AutoencoderSpec(64, 12)
+    corruption = Corruption("mask", 0.3, seed=7)
+    theta = np.random.default_rng(0).normal(scale=0.3, size=spec.layout.size)
+    Xd = da.from_array(X, chunks=(700, -1)).persist()
+    expected = AutoencoderObjective(spec, X, corruption=corruption, batch_size=batch_size)
+    got = DaskObjective(spec, Xd, corruption=corruption, batch_size=batch_size)(theta)
+    assert got[0] == pytest.approx(expected(theta)[0], rel=1e-13)
+    assert _relative(got[1], expected(theta)[1]) < 1e-12
+
+
 def test_chunk_objectives_tell_the_scheduler_their_size(X, y):
     # dask's sizeof of a persisted chunk objective counts its arrays, so the scheduler
     # does not move a chunk between workers as if it cost nothing.
@@ -172,29 +192,42 @@ def test_chunk_objectives_tell_the_scheduler_their_size(X, y):
     assert sizeof(chunk) >= X.nbytes
 
 
+def _digits_rows(n_rows):
+    """``n_rows`` rows of the digits, repeated as often as needed."""
+    X = load_digits().data / 16.0
+    return np.tile(X, (-(-n_rows // len(X)), 1))[:n_rows]
+
+
+# The rows per block of the partition for the digits' 64 features and 12 hidden units.
+DIGITS_BLOCK = block_rows_for(64, 12)
+
+
 @short_fit
-def test_chunks_of_whole_blocks_give_the_numpy_fit_bit_for_bit(X):
-    # One 256-row block per chunk and at most 8 chunks: the same additions in the same
-    # order as on one machine. Any scheduler gives the same result: here dask's threads.
+def test_chunks_of_whole_blocks_give_the_numpy_fit_bit_for_bit():
+    # One block per chunk and at most 8 chunks: the same additions in the same order as
+    # on one machine. Any scheduler gives the same result: here dask's threads.
+    X = _digits_rows(2 * DIGITS_BLOCK - 300)
     settings = dict(n_hidden=12, max_iter=15, random_state=0, noise="mask", noise_level=0.2)
     expected = SparseAutoencoder(**settings).fit(X)
+    Xd = da.from_array(X, chunks=(DIGITS_BLOCK, -1))
+    assert Xd.numblocks[0] == 2
     with dask.config.set(scheduler="threads"):
-        fitted = SparseAutoencoder(**settings).fit(da.from_array(X, chunks=(256, -1)))
+        fitted = SparseAutoencoder(**settings).fit(Xd)
     for name in PARAMS:
         np.testing.assert_array_equal(getattr(fitted, name), getattr(expected, name))
     assert fitted.loss_ == expected.loss_
 
 
 @short_fit
-@pytest.mark.parametrize("n_rows", [900, 1024])
-def test_three_or_more_chunks_of_whole_blocks_give_the_numpy_fit_bit_for_bit(n_rows):
+@pytest.mark.parametrize("n_blocks", [3.5, 4])
+def test_three_or_more_chunks_of_whole_blocks_give_the_numpy_fit_bit_for_bit(n_blocks):
     # Two partial sums can be added in either order with the same result; three or more
     # cannot: only the NumPy order, chunk after chunk, gives the NumPy fit bit for bit
-    # (900 rows: three whole blocks and a short one; 1024: four whole blocks).
-    X = load_digits().data[:n_rows] / 16.0
+    # (3.5: three whole blocks and a short one; 4: four whole blocks).
+    X = _digits_rows(int(n_blocks * DIGITS_BLOCK))
     settings = dict(n_hidden=12, max_iter=15, random_state=0, noise="mask", noise_level=0.2)
     expected = SparseAutoencoder(**settings).fit(X)
-    Xd = da.from_array(X, chunks=(256, -1))
+    Xd = da.from_array(X, chunks=(DIGITS_BLOCK, -1))
     assert Xd.numblocks[0] >= 3
     with dask.config.set(scheduler="threads"):
         fitted = SparseAutoencoder(**settings).fit(Xd)

@@ -341,12 +341,12 @@ def test_sparse_input_with_gaussian_noise_equals_dense(batch_size):
 
 
 def _large(dtype=np.float64, sparse=False, seed=0):
-    """Data above the parallel threshold: 3000 x 40 = 120 000 elements, 6 blocks of 512."""
+    """Data above the parallel threshold: 12 000 x 40, 7 blocks of 1 792 rows."""
     rng = np.random.RandomState(seed)
     if sparse:
-        X = sp.random(3000, 40, density=0.3, format="csr", random_state=rng, dtype=dtype)
+        X = sp.random(12_000, 40, density=0.3, format="csr", random_state=rng, dtype=dtype)
     else:
-        X = rng.uniform(0.05, 0.95, size=(3000, 40)).astype(dtype)
+        X = rng.uniform(0.05, 0.95, size=(12_000, 40)).astype(dtype)
     assert X.shape[0] * X.shape[1] >= PARALLEL_MIN_SIZE
     return X
 
@@ -386,18 +386,18 @@ def test_result_is_bitwise_independent_of_the_number_of_workers(
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("noise", [None, "mask"])
 def test_batch_size_at_least_a_block_is_bitwise_the_same(dtype, noise):
-    """The documented rule: batch_size >= the block size (512 rows here) changes memory,
+    """The documented rule: batch_size >= the block size (1 792 rows here) changes memory,
     not one bit of the objective; a smaller batch_size agrees to rounding."""
     X = _large(dtype)
     spec = AutoencoderSpec(40, 7)
     corruption = Corruption(noise, 0.3, 2) if noise else None
     theta = spec.layout.initialize(np.random.RandomState(1))
     J, g = AutoencoderObjective(spec, X, corruption=corruption, n_workers=2)(theta)
-    for batch_size in (512, 1000, 10**6):
+    for batch_size in (1792, 5000, 10**6):
         objective = AutoencoderObjective(
             spec, X, corruption=corruption, batch_size=batch_size, n_workers=2
         )
-        assert objective.block_rows == 512
+        assert objective.block_rows == 1792
         Jb, gb = objective(theta)
         assert Jb == J
         np.testing.assert_array_equal(gb, g)

@@ -23,11 +23,17 @@ def test_row_blocks_cover_the_rows_once_in_order():
     assert row_blocks(0, 4) == []
 
 
-def test_block_rows_depend_on_the_width_only():
-    assert block_rows_for(64) == 256
+def test_block_rows_depend_on_the_widths_only():
     assert block_rows_for(784) == 256
-    assert block_rows_for(40) == 512  # 410 rows rounded up to a multiple of 256
-    assert block_rows_for(1) % 256 == 0 and block_rows_for(1) >= 1 << 14
+    assert block_rows_for(784, 10_000) == 256  # never below the minimum
+    assert block_rows_for(256) == 256
+    assert block_rows_for(200) == 512  # 328 rows rounded up to a multiple of 256
+    assert block_rows_for(64, 25) == 1024
+    assert block_rows_for(64, 200) == 1024
+    assert block_rows_for(1) == 1 << 16
+    # capped where a (rows, n_hidden) block would pass 2**20 elements
+    assert block_rows_for(1, 200) == 5120
+    assert block_rows_for(16, 4096) == 256
 
 
 @pytest.mark.parametrize("n_workers", [1, 2, 4])
@@ -213,6 +219,54 @@ def test_blas_limits_are_restored_after_concurrent_use():
         "after threaded grid search",
         "after main and a thread held it",
     ):
+        assert out[key] == out["before"], (key, out)
+
+
+_MAIN_THREAD_LIMIT_SCRIPT = r"""
+import json
+from threadpoolctl import threadpool_info, threadpool_limits
+
+def blas():
+    return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+import skae  # loads every BLAS skae uses (SciPy's too)
+from skae._parallel import blas_single_threaded
+
+out = {"before": blas()}
+with threadpool_limits(2, user_api="blas"):  # the main thread sets the count
+    with blas_single_threaded():
+        out["skae inside the user's limit"] = blas()
+    out["after skae, inside the user's limit"] = blas()
+out["after the user's limit"] = blas()
+with blas_single_threaded():
+    out["skae later"] = blas()
+out["after skae later"] = blas()
+print(json.dumps(out))
+"""
+
+
+def test_blas_limit_holds_inside_a_limit_set_by_the_main_thread():
+    """Once the main thread has set BLAS's thread count, some OpenBLAS builds ignore the
+    changes of other threads (skae's short-lived limiter thread among them): skae's limit
+    is then set from the main thread, inside the user's threadpool_limits and after it,
+    and the user's count is restored."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    result = subprocess.run(
+        [sys.executable, "-c", _MAIN_THREAD_LIMIT_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    if not out["before"]:
+        pytest.skip("no BLAS library found by threadpoolctl")
+    assert set(out["before"]) == {2}, out
+    assert set(out["skae inside the user's limit"]) == {1}, out
+    assert set(out["skae later"]) == {1}, out
+    for key in ("after skae, inside the user's limit", "after the user's limit",
+                "after skae later"):
         assert out[key] == out["before"], (key, out)
 
 

@@ -302,14 +302,14 @@ def test_transform_never_corrupts(digits):
 
 @pytest.mark.parametrize("noise", [None, "mask"])
 def test_batch_size_gives_the_same_model(digits, noise):
-    """The documented rule: batch_size of at least one block (256 rows for 64 features)
+    """The documented rule: batch_size of at least one block (1 024 rows for 64 features)
     gives the identical model, to the last bit, after many iterations; a smaller one the
     same objective to rounding, so a short fit stays close."""
     X = digits[0]
     params = dict(n_hidden=8, max_iter=60, random_state=0, noise=noise)
     params["noise_level"] = 0.2 if noise else 0.0
     one_shot = _quiet_fit(SparseAutoencoder(**params), X)
-    for batch_size in (256, 700):
+    for batch_size in (1024, 1500):
         chunked = _quiet_fit(SparseAutoencoder(batch_size=batch_size, **params), X)
         assert chunked.loss_curve_ == one_shot.loss_curve_
         np.testing.assert_array_equal(chunked.components_, one_shot.components_)

@@ -20,7 +20,10 @@ import scipy.sparse as sp
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "objective_reference.npz"
-N_SAMPLES, N_FEATURES, N_HIDDEN = 1100, 16, 5  # 1100 rows: more than one block of rows
+N_SAMPLES, N_FEATURES, N_HIDDEN = 1100, 16, 5
+# Rows per block, given to the objective so that the cases cover more than one block
+# (and the float32 sums keep their order) whatever the default partition of 16 features.
+BLOCK_ROWS = 1024
 
 
 def data(sparse, dtype):
@@ -80,6 +83,7 @@ def evaluate(case):
     objective = AutoencoderObjective(
         spec, data(case["sparse"], case["dtype"]), corruption=corruption,
         batch_size=case["batch_size"], n_workers=case["workers"],
+        block_rows=case["batch_size"] or BLOCK_ROWS,
     )
     theta = np.random.RandomState(1).uniform(-0.5, 0.5, spec.layout.size)
     J, grad = objective(theta.copy())
