@@ -38,6 +38,7 @@ import scipy.sparse as sp
 from ._objective import (
     AutoencoderObjective,
     assemble,
+    check_overflow,
     decode,
     encode,
     partition_block_rows,
@@ -356,7 +357,8 @@ def fit_inputs(estimator, X):
 
 # --------------------------------------------------------------------------- predicting
 def _encode_chunk(block, W1, b1, activation, name):
-    return encode(_checked_chunk(block, name, "X"), W1, b1, activation)
+    block = _checked_chunk(block, name, "X")
+    return check_overflow(encode(block, W1, b1, activation), block, "code")
 
 
 def _decode_chunk(block, W2, b2, decoder, name):

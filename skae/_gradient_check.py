@@ -4,6 +4,8 @@ from numbers import Real
 
 import numpy as np
 
+from ._validation import as_real_floats
+
 __all__ = ["check_gradient"]
 
 
@@ -47,9 +49,9 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
     """
     if not (isinstance(epsilon, Real) and np.isfinite(epsilon) and epsilon > 0):
         raise ValueError(f"epsilon must be a positive finite step, got {epsilon!r}.")
-    theta = np.array(theta, dtype=np.float64).ravel()
+    theta = as_real_floats(theta, "theta").ravel()
     _, analytic = fun(theta.copy())
-    analytic = np.asarray(analytic, dtype=np.float64).ravel()
+    analytic = as_real_floats(analytic, "the gradient fun returned").ravel()
     if analytic.shape != theta.shape:
         raise ValueError(
             f"fun returned a gradient of shape {analytic.shape} for theta of shape "

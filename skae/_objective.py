@@ -122,6 +122,8 @@ __all__ = [
     "AutoencoderSpec",
     "Corruption",
     "assemble",
+    "check_overflow",
+    "data_range",
     "decode",
     "encode",
     "partition_block_rows",
@@ -276,6 +278,36 @@ def _softplus_sum(z, out=None):
 
 def _itemsize(dtype):
     return np.dtype(dtype).itemsize if isinstance(dtype, np.dtype) else 8
+
+
+def data_range(X):
+    """``(min, max)`` of the values ``X`` stands for (a sparse matrix's implicit zeros
+    included), as Python floats."""
+    if sp.issparse(X) and not X.has_canonical_format:
+        X = X.copy()  # duplicate entries add up: check the values X stands for
+        X.sum_duplicates()
+    values = X.data if sp.issparse(X) else X
+    xp = array_namespace(values)
+    if 0 in values.shape:  # (a torch tensor's size is a method: the shape it is)
+        return 0.0, 0.0
+    low, high = float(xp.min(values)), float(xp.max(values))
+    if sp.issparse(X) and values.size < X.shape[0] * X.shape[1]:
+        low, high = min(low, 0.0), max(high, 0.0)  # implicit zeros
+    return low, high
+
+
+def check_overflow(out, X, what):
+    """``out``, computed from finite ``X``; a ValueError if it holds NaN, which finite
+    values so large that the products overflow (``inf - inf``) give."""
+    xp = array_namespace(out)
+    if bool(xp.any(xp.isnan(out))):
+        low, high = data_range(X)
+        raise ValueError(
+            f"X ranges over [{low!r}, {high!r}]: values this large overflow the {what} to "
+            "NaN in float arithmetic. Scale X as the training data were scaled (e.g. with "
+            "the MinMaxScaler or StandardScaler fitted on them)."
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- forward maps

@@ -6,7 +6,6 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
@@ -18,6 +17,8 @@ from ._objective import (
     AutoencoderObjective,
     AutoencoderSpec,
     Corruption,
+    check_overflow,
+    data_range,
     encode,
     reconstruction_losses,
 )
@@ -85,20 +86,6 @@ _STOCHASTIC_ATTRIBUTES = (
 _RANGE_TOLERANCE_EPS = 4
 
 
-def _data_range(X):
-    if sp.issparse(X) and not X.has_canonical_format:
-        X = X.copy()  # duplicate entries add up: check the values X stands for
-        X.sum_duplicates()
-    values = X.data if sp.issparse(X) else X
-    xp = array_namespace(values)
-    if 0 in values.shape:  # (a torch tensor's size is a method: the shape it is)
-        return 0.0, 0.0
-    low, high = float(xp.min(values)), float(xp.max(values))
-    if sp.issparse(X) and values.size < X.shape[0] * X.shape[1]:
-        low, high = min(low, 0.0), max(high, 0.0)  # implicit zeros
-    return low, high
-
-
 def _autoencoder_losses(X, autoencoders):
     """The reconstruction loss of each row of checked ``X`` through fitted autoencoders.
 
@@ -129,15 +116,7 @@ def _autoencoder_losses(X, autoencoders):
         batch_size=bottom._batch_size_,
         recode=recode if upper else None,
     )
-    xp = array_namespace(losses)
-    if bool(xp.any(xp.isnan(losses))):  # finite X whose products overflow (inf - inf)
-        low, high = _data_range(X)
-        raise ValueError(
-            f"X ranges over [{low!r}, {high!r}]: values this large overflow the "
-            "reconstruction to NaN in float arithmetic. Scale X as the training data were "
-            "scaled (e.g. with the MinMaxScaler or StandardScaler fitted on them)."
-        )
-    return losses
+    return check_overflow(losses, X, "reconstruction")
 
 
 def negative_losses(X, autoencoders):
@@ -497,7 +476,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     @staticmethod
     def _in_unit_range(X):
         """``(low, high, in_unit_range)``, with a few ulps of tolerance (MinMaxScaler)."""
-        low, high = _data_range(X)
+        low, high = data_range(X)
         slack = _RANGE_TOLERANCE_EPS * array_namespace(X).finfo(X.dtype).eps
         return low, high, bool(low >= -slack and high <= 1.0 + slack)
 
@@ -910,7 +889,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_fitted_namespace(X, self, attribute="components_", method="transform")
         dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
-        return encode(X, self.components_, self.intercept_hidden_, self._spec_.activation)
+        H = encode(X, self.components_, self.intercept_hidden_, self._spec_.activation)
+        return check_overflow(H, X, "code")
 
     def inverse_transform(self, X):
         """Decode codes back to the input space: ``g(H W2 + b2)``.

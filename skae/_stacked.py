@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
 from . import _dask
@@ -81,6 +81,35 @@ SOLVER_PARAMETERS = tuple(MINI_BATCH_DEFAULTS)
 _SOLVER_CONSTRAINTS = {
     name: list(SparseAutoencoder._parameter_constraints[name]) for name in SOLVER_PARAMETERS
 }
+
+
+def _copy(obj):
+    """``copy.deepcopy(obj)`` with its lists of floats (loss curves, validation scores:
+    one entry per epoch of a stream) copied at C speed, which a deepcopy is not: a
+    ``partial_fit`` that copies its former state would otherwise cost time growing with
+    the stream."""
+    memo = {}
+    for curve in _float_lists(obj, depth=3):
+        memo[id(curve)] = list(curve)
+    return copy.deepcopy(obj, memo)
+
+
+def _float_lists(obj, depth):
+    """The lists of Python floats in ``obj``, its attributes, items and values (to
+    ``depth`` levels): lists whose first and last entries are floats."""
+    if isinstance(obj, list) and obj and type(obj[0]) is type(obj[-1]) is float:
+        yield obj  # skae's curves hold floats only: the ends tell
+    elif depth == 0:
+        return
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _float_lists(value, depth - 1)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _float_lists(value, depth - 1)
+    elif hasattr(obj, "__dict__"):
+        for value in vars(obj).values():
+            yield from _float_lists(value, depth - 1)
 
 
 def _per_layer_constraints():
@@ -362,7 +391,7 @@ class _StackMixin:
         for k, setting in enumerate(settings):
             start = time.perf_counter()
             if previous is not None:
-                autoencoder = copy.deepcopy(previous[k])
+                autoencoder = _copy(previous[k])
                 autoencoder.set_params(**setting, verbose=self.verbose)
             else:
                 autoencoder = SparseAutoencoder(
@@ -1600,7 +1629,19 @@ class StackedAutoencoderClassifier(
                     "classes=np.arange(10); the softmax needs one output per class."
                 )
             return self.classes_
-        classes = np.unique(to_numpy(np.asarray(classes)))
+        given = classes if isinstance(classes, (list, tuple)) else to_numpy(classes)
+        if np.ndim(given) != 1:
+            raise ValueError(
+                f"classes must be a 1-D list of the class labels, got an array of shape "
+                f"{np.shape(given)}."
+            )
+        try:  # MLPClassifier.partial_fit's check: one kind of label, finite, discrete
+            with np.errstate(invalid="ignore"):  # NaN is refused below, not warned about
+                classes = unique_labels(given)
+        except ValueError as error:
+            raise ValueError(
+                f"classes must be labels of one kind (integers or strings, no NaN): {error}"
+            ) from None
         if first:
             marked = [c for c in classes.tolist() if _is_marker(c, self.unlabelled)]
             if marked:
@@ -1630,7 +1671,7 @@ class StackedAutoencoderClassifier(
             n_iter = {"pretraining": [], "softmax": 0, "fine_tuning": 0}
             reasons = {"pretraining": [], "softmax": None, "fine_tuning": None}
         else:
-            curves = copy.deepcopy(self.loss_curves_)
+            curves = _copy(self.loss_curves_)
             n_iter = copy.deepcopy(self.stage_n_iter_)
             reasons = copy.deepcopy(self.stage_stop_reasons_)
             if not hasattr(self, "_stage_solver_"):
@@ -1654,7 +1695,7 @@ class StackedAutoencoderClassifier(
         record.layers_ = layers
         record.fine_tuned_layers_ = ()
         # its own dicts and lists (the classifier's may be changed by the caller)
-        record.loss_curves_ = copy.deepcopy({**curves, "fine_tuning": []})
+        record.loss_curves_ = _copy({**curves, "fine_tuning": []})
         record.stage_n_iter_ = copy.deepcopy({**n_iter, "fine_tuning": 0})
         record.stage_times_ = copy.deepcopy({**times, "fine_tuning": 0.0})
         record.stage_stop_reasons_ = copy.deepcopy({**reasons, "fine_tuning": None})
@@ -1730,7 +1771,7 @@ class StackedAutoencoderClassifier(
             and isinstance(carried[0], _OPTIMIZERS[self.solver])
             and len(_moments(carried[0])) == layout.size
         ):
-            optimizer, state = copy.deepcopy(carried[0]), copy.deepcopy(carried[1])
+            optimizer, state = copy.deepcopy(carried[0]), _copy(carried[1])
             apply_optimizer_settings(optimizer, self, state.t)
         else:
             optimizer, state = make_optimizer(self, layout.size), EpochState()

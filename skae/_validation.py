@@ -23,6 +23,7 @@ __all__ = [
     "Interval",
     "InvalidParameterError",
     "StrOptions",
+    "as_real_floats",
     "check_dense_on_device",
     "check_fitted_namespace",
     "check_input_array",
@@ -68,6 +69,18 @@ _INPUT_HINTS = (
         "Pass data with the same columns as the data given to fit.",
     ),
 )
+
+
+def as_real_floats(values, what):
+    """``values`` as a float64 NumPy array; complex values are refused, as the estimators
+    refuse them (a cast would drop their imaginary parts with a mere warning)."""
+    array = np.asarray(values)
+    if np.iscomplexobj(array):
+        raise ValueError(
+            f"{what} is complex; skae works on real numbers: pass its real part "
+            f"(numpy.real) or its magnitude (numpy.abs)."
+        )
+    return array.astype(np.float64)
 
 
 def _with_advice(validate, *args, **kwargs):

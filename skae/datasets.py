@@ -13,6 +13,8 @@ import numpy as np
 from sklearn.feature_extraction.image import extract_patches_2d
 from sklearn.utils import check_random_state
 
+from ._validation import as_real_floats
+
 __all__ = ["load_natural_patches", "whiten_image"]
 
 _INSTALL_IMAGES = 'pip install "skae[images]"'
@@ -61,7 +63,7 @@ def _grey(image):
     """
     image = np.asarray(image)
     integer = np.issubdtype(image.dtype, np.integer)
-    image = image.astype(np.float64)
+    image = as_real_floats(image, "an image")
     if image.ndim == 3 and image.shape[2] in (1, 3, 4):
         image = image[..., 0] if image.shape[2] == 1 else image[..., :3] @ _LUMA
     elif image.ndim != 2:
@@ -135,7 +137,7 @@ def whiten_image(image, roll_off=_ROLL_OFF):
     >>> white.shape, round(float(white.std()), 6), abs(float(white.mean())) < 1e-12
     ((32, 48), 1.0, True)
     """
-    image = np.asarray(image, dtype=np.float64)
+    image = as_real_floats(image, "image")
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D (grey), got shape {image.shape}.")
     _check_pixels(image, "image")
@@ -156,12 +158,17 @@ def whiten_image(image, roll_off=_ROLL_OFF):
             f"(its lowest is {float(np.min(f[f > 0])):.3g} cycles per pixel); use a larger "
             "roll_off."
         )
-    whitened = np.fft.irfft2(np.fft.rfft2(image) * response, s=image.shape)
+    # The result does not depend on the image's scale: filter it scaled to [-1, 1], so
+    # that neither tiny nor huge values underflow or overflow on the way.
+    scale = float(np.max(np.abs(image)))
+    if scale == 0.0:
+        return np.zeros_like(image)
+    whitened = np.fft.irfft2(np.fft.rfft2(image / scale) * response, s=image.shape)
     whitened -= whitened.mean()
     std = whitened.std()
-    # a flat image leaves only rounding residue (about 1e-16 of its values): it stays zero
-    # rather than being blown up to unit variance
-    if std <= 1e-12 * max(1.0, float(np.max(np.abs(image)))):
+    # a flat image leaves only rounding residue (about 1e-16): it stays zero rather than
+    # being blown up to unit variance
+    if std <= 1e-12:
         return np.zeros_like(whitened)
     return whitened / std
 
@@ -241,6 +248,8 @@ def load_natural_patches(
         raise ValueError(f"n_patches must be a positive integer, got {_plain(n_patches)!r}.")
     if not (normalize is None or isinstance(normalize, str) and normalize in _NORMALIZE):
         raise ValueError(f"normalize must be one of {_NORMALIZE}, got {_plain(normalize)!r}.")
+    if not isinstance(whiten, (bool, np.bool_)):
+        raise ValueError(f"whiten must be True or False, got {_plain(whiten)!r}.")
     rng = check_random_state(random_state)
     photographs = _bundled_photographs() if images is None else [_grey(i) for i in images]
     if len(photographs) == 0:

@@ -22,6 +22,7 @@ from ._activations import ACTIVATIONS, kl_divergence
 from ._array import array_namespace, to_numpy
 from ._network import Layer, forward, input_gradient, network_layers
 from ._stochastic import AdamOptimizer
+from ._validation import as_real_floats
 
 __all__ = [
     "tile_images",
@@ -63,6 +64,12 @@ def _plain(value):
     """``value`` as error messages show it: NumPy scalars and arrays as Python numbers
     and lists (``0``, not ``np.int64(0)``)."""
     return value.tolist() if isinstance(value, (np.generic, np.ndarray)) else value
+
+
+def _check_bool(value, name):
+    """Refuse a flag that is not a bool (a string such as "no" is truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {_plain(value)!r}.")
 
 
 def _is_int(value):
@@ -164,7 +171,7 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
     >>> float(tile_images(rows, (2, 2)).max())
     1.0
     """
-    rows = np.asarray(rows.toarray() if sp.issparse(rows) else rows, dtype=np.float64)
+    rows = as_real_floats(rows.toarray() if sp.issparse(rows) else rows, "rows")
     if rows.ndim == 1:
         rows = rows[np.newaxis, :]
     if rows.ndim != 2 or rows.shape[0] == 0:
@@ -192,6 +199,7 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
                 f"grid_shape {(n_rows, n_cols)} has room for {n_rows * n_cols} tiles but "
                 f"there are {n_images} images; use a larger grid or fewer rows."
             )
+    _check_bool(scale_each, "scale_each")
     if scale_each:
         peak = np.max(np.abs(rows), axis=1, keepdims=True)
         rows = rows / np.where(peak > 0, peak, 1.0)
@@ -366,6 +374,7 @@ def plot_loss_curve(estimator, ax=None, *, log_scale=True):
     True
     """
     check_is_fitted(estimator)
+    _check_bool(log_scale, "log_scale")
     curves = []  # (label, values, unit)
     if hasattr(estimator, "loss_curve_"):
         curves.append(("objective", estimator.loss_curve_, _unit(estimator, "_optimizer_")))
@@ -584,7 +593,7 @@ def _start(init, n_rows, n_features, norm, bounds, rng, name):
             return rng.uniform(low, high, size=(n_rows, n_features))
         X = rng.standard_normal((n_rows, n_features))
         return 0.1 * norm * X / np.linalg.norm(X, axis=1, keepdims=True)
-    X = np.asarray(init, dtype=np.float64)
+    X = as_real_floats(init, f"{name}: init")
     if X.ndim == 1:
         X = np.broadcast_to(X, (n_rows, X.shape[0]))
     if X.shape != (n_rows, n_features):
@@ -1139,9 +1148,9 @@ def multifaceted_visualization(
     from sklearn.manifold import TSNE
 
     layers = _layers_float64(estimator, layer)
-    units = _check_units(unit, layers, layer)
-    if np.ndim(unit) != 0:
+    if not _is_int(unit):
         raise ValueError(f"unit must be one int, got {_plain(unit)!r}.")
+    units = _check_units(unit, layers, layer)
     X = check_array(_host(X), dtype=np.float64)
     if X.shape[1] != layers[0].n_in:
         raise ValueError(

@@ -3,6 +3,7 @@
 import importlib.util
 import socket
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -256,3 +257,25 @@ def test_whiten_image_leaves_a_flat_image_flat():
         np.testing.assert_array_equal(whiten_image(np.full(shape, value)), np.zeros(shape))
     white = whiten_image(np.random.default_rng(0).random((10, 10)))
     assert abs(float(white.std()) - 1.0) < 1e-12
+
+
+@pytest.mark.parametrize("scale", [1e-11, 1e-200, 1e200, 1e307])
+def test_whiten_image_does_not_depend_on_the_scale(scale):
+    """The filter is linear and the result scaled to unit variance: tiny and huge images
+    give the same result as at scale 1, neither zeros (underflow) nor NaN (overflow)."""
+    image = np.random.default_rng(0).random((32, 40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or underflow warnings
+        np.testing.assert_allclose(whiten_image(image * scale), whiten_image(image),
+                                   rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(whiten_image(np.full((5, 6), scale)), np.zeros((5, 6)))
+
+
+def test_complex_images_and_a_non_bool_whiten_are_refused():
+    image = np.random.default_rng(0).random((20, 20))
+    with pytest.raises(ValueError, match="image is complex"):
+        whiten_image(image + 1j)
+    with pytest.raises(ValueError, match="an image is complex"):
+        load_natural_patches(patch_size=2, n_patches=3, images=[image + 1j])
+    with pytest.raises(ValueError, match="whiten must be True or False, got 'no'"):
+        load_natural_patches(patch_size=2, n_patches=3, images=[image], whiten="no")

@@ -27,6 +27,23 @@ def digits():
     return load_digits().data[:300] / 16.0
 
 
+def test_flags_and_the_unit_must_have_their_types(digits):
+    from skae.inspection import plot_loss_curve
+
+    pytest.importorskip("matplotlib", reason="matplotlib is an optional extra")
+    ae = SparseAutoencoder(n_hidden=4, max_iter=5, random_state=0).fit(digits)
+    with pytest.raises(ValueError, match="scale_each must be True or False, got 'no'"):
+        tile_images(digits[:4], (8, 8), scale_each="no")
+    with pytest.raises(ValueError, match="log_scale must be True or False, got 'x'"):
+        plot_loss_curve(ae, log_scale="x")
+    with pytest.raises(ValueError, match="unit must be one int, got None"):
+        multifaceted_visualization(ae, digits, None, n_facets=2, n_top=30, max_iter=5)
+    with pytest.raises(ValueError, match="rows is complex"):
+        tile_images(digits[:4] * 1j, (8, 8))
+    with pytest.raises(ValueError, match="init is complex"):
+        activation_maximization(ae, units=0, init=digits[0] + 1j, max_iter=2)
+
+
 @pytest.fixture(scope="module")
 def autoencoder(digits):
     return SparseAutoencoder(n_hidden=6, max_iter=20, random_state=0).fit(digits)

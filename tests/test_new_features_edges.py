@@ -141,6 +141,24 @@ def test_score_samples_of_overflowing_input_raises_instead_of_nan(digits, dtype)
     assert np.all(ae.score_samples(X[:3] * 1e3) < ae.score_samples(X[:3]))
 
 
+def test_transform_of_overflowing_input_raises_instead_of_nan(digits):
+    # transform's products overflow to +inf and -inf as score_samples' do: an error,
+    # not a NaN code. (CSR: its rows sum their stored entries in order; a BLAS's fused
+    # multiply-adds may not overflow.)
+    ae = SparseAutoencoder(n_hidden=16, max_iter=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae.fit(digits)
+    ae.components_[0, :2] = [2.0, -2.0]
+    huge = np.zeros((3, 64))
+    huge[1, :2] = np.finfo(np.float64).max
+    huge = sp.csr_matrix(huge)
+    with np.errstate(all="ignore"):
+        with pytest.raises(ValueError, match="overflow the code to NaN"):
+            ae.transform(huge)
+    assert np.all(np.isfinite(ae.transform(huge[[0, 2]])))
+
+
 @pytest.mark.parametrize(
     "solver, change",
     [

@@ -505,3 +505,8 @@ def test_check_gradient_calls_an_opposite_gradient_wrong_at_any_scale():
     for epsilon in (0.0, -1e-4, np.nan, np.inf, "small"):
         with pytest.raises(ValueError, match="epsilon must be a positive finite step"):
             check_gradient(lambda t: (float(t @ t), 2 * t), np.ones(2), epsilon=epsilon)
+    # complex values are refused, not cast with their imaginary parts dropped
+    with pytest.raises(ValueError, match="theta is complex"):
+        check_gradient(lambda t: (float(t @ t), 2 * t), np.ones(2) + 1j)
+    with pytest.raises(ValueError, match="the gradient fun returned is complex"):
+        check_gradient(lambda t: (float(t @ t), 2 * t + 1j), np.ones(2))

@@ -419,6 +419,26 @@ def test_partial_fit_with_the_classes_of_the_first_call(digits):
         )
 
 
+@pytest.mark.parametrize(
+    "classes, message",
+    [
+        ([0, 1, 2, np.nan], "Input contains NaN"),
+        ([[0, 1, 2]], "a 1-D list of the class labels"),
+        (["a", 1], "Mix of label input types"),
+        ([0, 1, None], "Unknown label type"),
+        ([0.5, 1.5], "Unknown label type"),
+    ],
+)
+def test_partial_fit_refuses_classes_that_are_not_labels(digits, classes, message):
+    # as MLPClassifier.partial_fit does (NaN in classes was kept, then refused as "not
+    # the classes of the first call" on the next call)
+    X, y = digits
+    clf = StackedAutoencoderClassifier((4,), solver="adam", random_state=0)
+    with pytest.raises(ValueError, match=message):
+        clf.partial_fit(X[:30], y[:30] % 3, classes=classes)
+    assert not hasattr(clf, "classes_")
+
+
 def test_a_chunk_without_labels_just_pretrains(digits):
     X, y = digits
     clf = StackedAutoencoderClassifier((8,), solver="sgd", random_state=0)
@@ -701,3 +721,26 @@ def test_early_stopping_split_failure_is_one_readable_message(digits):
     assert "early_stopping (softmax) holds out a stratified validation_fraction=0.1" in message
     pattern = r"which fails \(.*number of classes = 10\)\. Pass more labelled rows"
     assert re.search(pattern, message)
+
+
+def test_stream_state_copies_share_no_list_or_array():
+    """partial_fit continues copies of its former state, made with the curves copied at C
+    speed: the copy shares no list or array with the original."""
+    from skae._stacked import _copy
+    from skae._stochastic import EpochState
+
+    ae = StackedAutoencoderClassifier((4,), solver="adam", random_state=0)
+    state = EpochState()
+    state.loss_curve = [3.0, 2.0, 1.5]
+    original = {"curves": {"pretraining": [[1.0, 0.5]], "softmax": [2.0]},
+                "state": state, "weights": np.ones(3), "model": ae}
+    copied = _copy(original)
+    copied["curves"]["pretraining"][0].append(0.25)
+    copied["curves"]["softmax"].append(1.0)
+    copied["state"].loss_curve.append(1.0)
+    copied["weights"][0] = 5.0
+    assert original["curves"] == {"pretraining": [[1.0, 0.5]], "softmax": [2.0]}
+    assert original["state"].loss_curve == [3.0, 2.0, 1.5]
+    np.testing.assert_array_equal(original["weights"], np.ones(3))
+    assert copied["model"] is not ae and copied["model"].get_params() == ae.get_params()
+
