@@ -629,7 +629,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         ``random_state``; with ``shuffle=False`` and chunks whose sizes are multiples of
         the mini-batch size, the calls over consecutive chunks give the model of one
         epoch over their concatenation (float64 data; float32 parameters are rounded to
-        float32 between calls). ``early_stopping`` does not apply (as in the MLPs).
+        float32 between calls; not with ``learning_rate="invscaling"``, whose step size
+        decays after each call, an epoch, as in the MLPs). ``early_stopping`` does not
+        apply (as in the MLPs).
         Settings changed with ``set_params`` between calls apply from the next call: a
         new ``solver`` starts a new optimiser state; the other solver settings keep it
         (a new ``learning_rate_init`` restarts the step size from it).

@@ -387,6 +387,14 @@ class _StackMixin:
                 f"layers, now hidden_layer_sizes has {len(settings)}. Fit from scratch "
                 "(a new estimator, or fit) to change the layers."
             )
+        for k, (former, setting) in enumerate(zip(previous or (), settings)):
+            if former.components_.shape[0] != setting["n_hidden"]:
+                raise ValueError(
+                    f"partial_fit cannot continue the previous fit: its layer {k + 1} had "
+                    f"{former.components_.shape[0]} units, now hidden_layer_sizes gives it "
+                    f"{setting['n_hidden']}. Fit from scratch (a new estimator, or fit) to "
+                    "change the layers."
+                )
         autoencoders, times, codes = [], [], X
         for k, setting in enumerate(settings):
             start = time.perf_counter()
@@ -1370,6 +1378,10 @@ class StackedAutoencoderClassifier(
             def objective_of(layers, y_index, **settings):
                 return FineTuneObjective(layers, X, y_index, rows=rows, **settings)
 
+        if self.early_stopping and self.solver != "lbfgs":
+            # the supervised stages will hold out labelled rows: say now, before the
+            # pretraining, if they cannot (the split's feasibility needs no random state)
+            _stratified_split(y_index, self.validation_fraction, 0, "softmax")
         warm = self.warm_start and hasattr(self, "layers_")
         random_state = check_random_state(self.random_state)
         seeds = random_state.randint(_SEED_MAX, size=len(sizes) + 1)

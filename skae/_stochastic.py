@@ -365,6 +365,10 @@ def run_epochs(
     reason = "partial_fit" if incremental else "max_iter"
     interrupted = False
     last_loss = state.loss_curve[-1] if state.loss_curve else None
+    if validation_score is None and state.loss_curve and state.best_loss == np.inf:
+        # continuing a run that watched validation scores: the best loss so far is the
+        # lowest of its curve
+        state.best_loss = min(state.loss_curve)
     epoch_loss = 0.0
     seen = 0
     try:

@@ -132,3 +132,31 @@ def test_estimator_docstrings_hold_no_benchmark_tables():
     """Measurements belong on the documentation's pages, not in docstrings."""
     doc = inspect.getdoc(skae.SparseAutoencoder)
     assert "points of accuracy" not in doc and "alpha=3e-3" not in doc
+
+
+def _module_map_order():
+    """The module files of docs/architecture.rst's module map, top row first."""
+    import re
+
+    text = (SKAE.parent / "docs" / "architecture.rst").read_text()
+    table = text[text.index("Module map") :].split("Rules")[0]
+    order = []
+    for row in re.findall(r"^   \* - (.+)$", table, flags=re.M):
+        order.extend(Path(name).name for name in re.findall(r"``([^`]+\.py)``", row))
+    return order
+
+
+def test_every_module_imports_only_from_rows_below_it_in_the_module_map():
+    """The architecture page's claim, checked: a module's relative imports (lazy ones
+    included) name modules of lower rows; __init__ and __main__ sit on top."""
+    order = _module_map_order()
+    assert sorted(order) == sorted(path.name for path in MODULES)
+    upward = []
+    for importer, module, name in _relative_imports():
+        imported = f"{module or name}.py".split(".")[0] + ".py"
+        if importer in ("__init__.py", "__main__.py") or imported == importer:
+            continue
+        if order.index(imported) <= order.index(importer):
+            upward.append(f"{importer} imports {imported}")
+    assert not upward, upward
+

@@ -531,6 +531,10 @@ def test_a_stream_of_changed_layers_is_refused(digits):
     with pytest.raises(ValueError, match="it had 2 layers, now hidden_layer_sizes has 3"):
         stack.partial_fit(X[:50])
     assert len(stack.autoencoders_) == 2
+    stack.set_params(hidden_layer_sizes=(8, 3))
+    with pytest.raises(ValueError, match="its layer 2 had 4 units, now hidden_layer_sizes"):
+        stack.partial_fit(X[:50])
+    assert stack.autoencoders_[1].components_.shape == (4, 8)
 
 
 # --------------------------------------------------------------------------- options
@@ -715,8 +719,10 @@ def test_partial_fit_after_an_lbfgs_fit_counts_epochs_from_zero(digits):
 def test_early_stopping_split_failure_is_one_readable_message(digits):
     X, y = digits
     clf = StackedAutoencoderClassifier((4,), solver="adam", early_stopping=True, max_iter=1)
-    with pytest.raises(ValueError) as info:
-        _quiet(clf.fit, X[:30], y[:30])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # before the pretraining: not after its warning
+        with pytest.raises(ValueError) as info:
+            clf.fit(X[:30], y[:30])
     message = str(info.value)
     assert "early_stopping (softmax) holds out a stratified validation_fraction=0.1" in message
     pattern = r"which fails \(.*number of classes = 10\)\. Pass more labelled rows"

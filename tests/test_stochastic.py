@@ -210,6 +210,20 @@ def test_no_improvement_on_the_training_loss(digits):
     assert ae.best_loss_ == min(ae.loss_curve_)
 
 
+def test_best_loss_after_an_early_stopping_fit_is_the_lowest_of_the_curve(digits):
+    # partial_fit after a fit that watched validation scores: its best loss starts from
+    # the curve so far (an alpha that raises the loss gives no new best)
+    ae = SparseAutoencoder(n_hidden=8, solver="adam", max_iter=5, alpha=0.0,
+                           early_stopping=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae.fit(digits[:400])
+    assert ae.best_loss_ is None
+    ae.set_params(alpha=1.0).partial_fit(digits[:400])
+    assert ae.loss_curve_[-1] > min(ae.loss_curve_[:-1])
+    assert ae.best_loss_ == min(ae.loss_curve_)
+
+
 def test_adaptive_learning_rate_divides_by_five(digits):
     ae = SparseAutoencoder(
         n_hidden=8, solver="sgd", learning_rate="adaptive", learning_rate_init=0.1,
