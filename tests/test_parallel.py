@@ -191,25 +191,28 @@ print(json.dumps(out))
 """
 
 
-def test_blas_limits_are_restored_after_concurrent_use():
-    """Run in a fresh process with two BLAS threads, where no thread has set a limit yet
-    (some OpenBLAS builds then honour changes from any thread): after interleaved holders,
-    concurrent fits in threads, a threaded GridSearchCV and a limit held by the main thread
-    and another thread, BLAS is back at two threads; while held, it was at one; and the
-    user's own threadpool_limits still takes effect afterwards."""
+def _blas_counts_in_a_fresh_process(script):
+    """The JSON that ``script`` prints last, run in a new process with two BLAS threads
+    (skipped where threadpoolctl finds no BLAS); its "before" counts are checked."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
     result = subprocess.run(
-        [sys.executable, "-c", _CONCURRENCY_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     if not out["before"]:
         pytest.skip("no BLAS library found by threadpoolctl")
     assert set(out["before"]) == {2}, out
+    return out
+
+
+def test_blas_limits_are_restored_after_concurrent_use():
+    """Run in a fresh process with two BLAS threads, where no thread has set a limit yet
+    (some OpenBLAS builds then honour changes from any thread): after interleaved holders,
+    concurrent fits in threads, a threaded GridSearchCV and a limit held by the main thread
+    and another thread, BLAS is back at two threads; while held, it was at one; and the
+    user's own threadpool_limits still takes effect afterwards."""
+    out = _blas_counts_in_a_fresh_process(_CONCURRENCY_SCRIPT)
     assert set(out["B alone"]) == {1}, out
     assert out["available"] == 2
     assert set(out["user's limit after skae"]) == {1}, out
@@ -250,19 +253,7 @@ def test_blas_limit_holds_inside_a_limit_set_by_the_main_thread():
     changes of other threads (skae's short-lived limiter thread among them): skae's limit
     is then set from the main thread, inside the user's threadpool_limits and after it,
     and the user's count is restored."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
-    result = subprocess.run(
-        [sys.executable, "-c", _MAIN_THREAD_LIMIT_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    if not out["before"]:
-        pytest.skip("no BLAS library found by threadpoolctl")
-    assert set(out["before"]) == {2}, out
+    out = _blas_counts_in_a_fresh_process(_MAIN_THREAD_LIMIT_SCRIPT)
     assert set(out["skae inside the user's limit"]) == {1}, out
     assert set(out["skae later"]) == {1}, out
     for key in ("after skae, inside the user's limit", "after the user's limit",
