@@ -157,11 +157,8 @@ def available_threads():
 def _in_limiter_thread(function):
     """Run ``function()`` in a new short-lived thread, wait for it to end, return its result.
 
-    Some OpenBLAS builds (0.3.31 here) ignore a change of the thread count made while the
-    thread that made the previous change is still alive. Making each change from a thread
-    that ends right after keeps every later change, skae's or the user's, effective. After
-    a change by a thread that lives on, such as the user's ``threadpool_limits`` in the
-    main thread, only that thread can change the count: see :func:`_change`.
+    A Ctrl-C in the calling thread cannot stop a change of the thread counts halfway: the
+    limiter thread finishes it, and the holders' state stays true.
     """
     result = {}
 
@@ -183,41 +180,31 @@ def _in_limiter_thread(function):
     return result.get("value")
 
 
-def _change(function, done):
-    """Change BLAS's thread counts by ``function()``, made from a short-lived thread (see
-    :func:`_in_limiter_thread`); return its result.
+def _set_num_threads(lc, n):
+    """Set ``lc``'s thread count to ``n``, whichever thread asks.
 
-    If ``done()`` says the change did not take, the thread that changed the counts last
-    is alive (the user's ``threadpool_limits`` in the main thread): the change is made
-    again from the calling thread, which takes when it is that thread (a fit called in
-    the main thread). A fit called in another thread then runs with the user's count.
+    threadpoolctl 3.8 lets one "controlling" thread at a time change a process-wide
+    OpenBLAS pool: the first to change it, while it lives (the main thread inside the
+    user's ``threadpool_limits``); another thread's ``set_num_threads`` then does nothing.
+    skae's limit is a process-wide hold of its own, counted over its holders and undone by
+    the last, so it calls the controller's underlying setter where there is one (earlier
+    threadpoolctl versions have no such rule).
     """
-    result = _in_limiter_thread(function)
-    if not done():
-        function()
-    return result
-
-
-def _counts():
-    return {id(lc): lc.num_threads for lc in _blas_controllers()}
+    getattr(lc, "_real_set_num_threads", lc.set_num_threads)(n)
 
 
 def _limit_to_one():
-    saved = _counts()
+    saved = {id(lc): lc.num_threads for lc in _blas_controllers()}
     for lc in _blas_controllers():
         if lc.num_threads != 1:
-            lc.set_num_threads(1)
+            _set_num_threads(lc, 1)
     return saved
 
 
 def _restore(saved):
     for lc in _blas_controllers():
         if id(lc) in saved and lc.num_threads != saved[id(lc)]:
-            lc.set_num_threads(saved[id(lc)])
-
-
-def _restored(saved):
-    return all(count == saved.get(key, count) for key, count in _counts().items())
+            _set_num_threads(lc, saved[id(lc)])
 
 
 @contextmanager
@@ -225,17 +212,15 @@ def blas_single_threaded():
     """Limit BLAS to one thread while held; safe when several threads hold it at once.
 
     The first holder records each BLAS library's thread count and sets it to 1; the last
-    holder to leave restores the recorded counts. Both changes are made from a short-lived
-    thread, or from the calling thread where only it can make them (see :func:`_change`).
+    holder to leave restores the recorded counts, whichever threads they are (see
+    :func:`_set_num_threads`); both changes are made from a short-lived thread.
     A library whose limit is per thread (OpenMP) is also limited in each of skae's worker
     threads (see :func:`map_blocks`).
     """
     _controller()
     with _HOLD:
         if _STATE["holders"] == 0:
-            _STATE["saved"] = _change(
-                _limit_to_one, lambda: all(n == 1 for n in _counts().values())
-            )
+            _STATE["saved"] = _in_limiter_thread(_limit_to_one)
         _STATE["holders"] += 1
     try:
         yield
@@ -244,7 +229,7 @@ def blas_single_threaded():
             _STATE["holders"] -= 1
             if _STATE["holders"] == 0:
                 saved, _STATE["saved"] = _STATE["saved"], None
-                _change(lambda: _restore(saved), lambda: _restored(saved))
+                _in_limiter_thread(lambda: _restore(saved))
 
 
 def _init_worker():

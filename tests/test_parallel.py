@@ -235,30 +235,67 @@ def blas():
 import skae  # loads every BLAS skae uses (SciPy's too)
 from skae._parallel import blas_single_threaded
 
+import threading, warnings
+import numpy as np
+from skae import SparseAutoencoder
+
+warnings.simplefilter("ignore")  # short fits
+X = np.random.RandomState(0).rand(3000, 64)  # 3 blocks: two workers
+
+
+def fit(models, key):
+    ae = SparseAutoencoder(n_hidden=25, max_iter=15, random_state=0).fit(X)
+    models[key] = ae.components_
+
+
+def in_a_thread(function, *args):
+    thread = threading.Thread(target=function, args=args)
+    thread.start()
+    thread.join()
+
+
+models, seen = {}, {}
 out = {"before": blas()}
-with threadpool_limits(2, user_api="blas"):  # the main thread sets the count
+with threadpool_limits(1, user_api="blas"):
+    fit(models, "main thread, limit 1")
+with threadpool_limits(2, user_api="blas"):  # the main thread controls the count
     with blas_single_threaded():
         out["skae inside the user's limit"] = blas()
     out["after skae, inside the user's limit"] = blas()
+
+    def hold():
+        with blas_single_threaded():
+            seen["inside"] = blas()
+
+    in_a_thread(hold)
+    out["skae in a thread inside the user's limit"] = seen["inside"]
+    out["after the thread"] = blas()
+    fit(models, "main thread, limit 2")
+    in_a_thread(fit, models, "a thread, limit 2")
 out["after the user's limit"] = blas()
 with blas_single_threaded():
     out["skae later"] = blas()
 out["after skae later"] = blas()
+reference = models.pop("main thread, limit 1")
+out["same models"] = {k: bool(np.array_equal(v, reference)) for k, v in models.items()}
 print(json.dumps(out))
 """
 
 
 def test_blas_limit_holds_inside_a_limit_set_by_the_main_thread():
-    """Once the main thread has set BLAS's thread count, some OpenBLAS builds ignore the
-    changes of other threads (skae's short-lived limiter thread among them): skae's limit
-    is then set from the main thread, inside the user's threadpool_limits and after it,
-    and the user's count is restored."""
+    """threadpool_limits makes the main thread control OpenBLAS's count (threadpoolctl
+    3.8 then ignores other threads' set_num_threads): skae's limit still holds, from the
+    main thread and from other threads, inside the user's limit and after it; the user's
+    count is restored; and a fit gives the same model in the main thread or another one,
+    under a limit of 1 or 2."""
     out = _blas_counts_in_a_fresh_process(_MAIN_THREAD_LIMIT_SCRIPT)
     assert set(out["skae inside the user's limit"]) == {1}, out
+    assert set(out["skae in a thread inside the user's limit"]) == {1}, out
     assert set(out["skae later"]) == {1}, out
-    for key in ("after skae, inside the user's limit", "after the user's limit",
-                "after skae later"):
+    for key in ("after skae, inside the user's limit", "after the thread",
+                "after the user's limit", "after skae later"):
         assert out[key] == out["before"], (key, out)
+    assert out["same models"] == {"main thread, limit 2": True, "a thread, limit 2": True}
 
 
 @pytest.mark.parametrize("presses", [1, 2])

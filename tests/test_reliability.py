@@ -1051,39 +1051,21 @@ def test_stacked_models_are_bitwise_independent_of_the_blas_thread_count(make):
             assert_array_equal(a, b)
 
 
-_UNDER_THREADS = """
-import numpy as np
-from joblib import parallel_backend
-from sklearn.datasets import load_digits
-from sklearn.model_selection import KFold, cross_val_score
-from skae import SparseAutoencoder
-
-X = np.vstack([load_digits().data / 16.0] * 2)
-estimator = SparseAutoencoder(n_hidden=10, max_iter=10, random_state=0)
-serial = cross_val_score(estimator, X, cv=KFold(3))
-with parallel_backend("threading"):
-    threaded = cross_val_score(estimator, X, cv=KFold(3), n_jobs=3)
-assert len(set(serial.tolist())) == 3, serial
-np.testing.assert_array_equal(threaded, serial)
-print("same scores", serial)
-"""
-
-
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_cross_val_score_under_threads_is_exactly_reproducible():
     """joblib's threading backend runs fits at once in threads (sharing skae's BLAS
-    limit): the scores equal n_jobs=1 exactly, above the parallel threshold. In a fresh
-    interpreter: once the main thread has set BLAS's thread count (threadpool_limits, as
-    other tests here do), OpenBLAS ignores the changes of other threads, and a fit in a
-    thread runs BLAS with the main thread's count (see skae._parallel._change)."""
-    import subprocess
-    import sys
+    limit, also inside the main thread's threadpool_limits): the scores equal n_jobs=1
+    exactly, above the parallel threshold."""
+    from threadpoolctl import threadpool_limits
 
-    result = subprocess.run(
-        [sys.executable, "-c", _UNDER_THREADS], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr
-    assert "same scores" in result.stdout
+    X = np.vstack([_digits()] * 2)
+    estimator = SparseAutoencoder(n_hidden=10, max_iter=10, random_state=0)
+    with threadpool_limits(2, user_api="blas"):
+        serial = cross_val_score(estimator, X, cv=KFold(3))
+        with parallel_backend("threading"):
+            threaded = cross_val_score(estimator, X, cv=KFold(3), n_jobs=3)
+    assert len(set(serial.tolist())) == 3
+    assert_array_equal(threaded, serial)
 
 
 def test_lbfgs_abnormal_line_search_warns_with_the_reason():
