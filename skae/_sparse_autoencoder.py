@@ -184,7 +184,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         evaluates it in chunks of that many rows with the two-pass scheme of the UFLDL
         notes, so memory no longer grows with the number of samples (fit a read-only
         :class:`numpy.memmap` larger than RAM). Sums run over fixed blocks of rows (256
-        for 256 or more features, 1 024 for 64): with ``batch_size`` of at least one block
+        for 256 or more features, 1 024 for 64 unless ``n_hidden`` exceeds 1 024; see the
+        user guide): with ``batch_size`` of at least one block
         the fitted model is identical to ``batch_size=None``; a smaller one gives the same
         objective to rounding. The number of threads never changes the model. It is a
         memory setting, not a mini-batch: with the mini-batch solvers it blocks the

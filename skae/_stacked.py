@@ -1644,8 +1644,8 @@ class StackedAutoencoderClassifier(
         given = classes if isinstance(classes, (list, tuple)) else to_numpy(classes)
         if np.ndim(given) != 1:
             raise ValueError(
-                f"classes must be a 1-D list of the class labels, got an array of shape "
-                f"{np.shape(given)}."
+                f"classes must be a 1-D list of the class labels, got a "
+                f"{type(classes).__name__} of shape {np.shape(given)}."
             )
         try:  # MLPClassifier.partial_fit's check: one kind of label, finite, discrete
             with np.errstate(invalid="ignore"):  # NaN is refused below, not warned about
