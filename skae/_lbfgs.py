@@ -70,6 +70,8 @@ class _Iterate:
 
 
 def _dot(a, b):
+    if a.dtype != b.dtype:  # the gradient with a direction in the pairs' dtype
+        b = astype(b, a.dtype, array_namespace(b))
     return float(a @ b)
 
 
@@ -193,7 +195,9 @@ def _direction(g, history, xp, out=None):
     ``axpy`` pass (:func:`skae._array.add_scaled`), so that no vector is allocated and
     each history vector is read once per loop.
     """
-    q = modify_in_place(xp, xp.negative, g, out=out)
+    q = modify_in_place(xp, xp.negative, g, out=out)  # in out's dtype on NumPy
+    if history:
+        q = _rounded(q, history[0][0].dtype, xp)
     alphas = []
     for s, y, rho in reversed(history):
         a = rho * _dot(s, q)
@@ -208,10 +212,17 @@ def _direction(g, history, xp, out=None):
     return q
 
 
+def _rounded(a, dtype, xp):
+    """``a`` in ``dtype`` (written into a NumPy buffer of that dtype, it already is)."""
+    return a if a.dtype == dtype else astype(a, dtype, xp)
+
+
 def _along(x, step, d, xp, out=None):
-    """The point ``x + step d`` (into ``out`` on NumPy; the same rounding as the
-    expression)."""
+    """The point ``x + step d`` in ``x``'s dtype, ``step d`` formed in ``d``'s (into
+    ``out`` on NumPy; the same rounding as the expression)."""
     point = modify_in_place(xp, xp.multiply, d, step, out=out)
+    if out is None:  # other namespaces: a new array (d may be float32, x float64)
+        return x + point
     point += x
     return point
 
@@ -227,6 +238,7 @@ def minimize_lbfgs(
     history_size=10,
     max_line_search=20,
     callback=None,
+    history_dtype=None,
 ):
     """Minimise ``fun(x) -> (f, g)`` by L-BFGS with a strong-Wolfe line search.
 
@@ -253,6 +265,12 @@ def minimize_lbfgs(
         Evaluations allowed per line search (L-BFGS-B's limit, 20).
     callback : callable or None
         ``callback(intermediate_result)`` after every iteration.
+    history_dtype : dtype or None
+        The dtype of the stored pairs ``(s, y)`` and of the two-loop recursion that
+        computes the direction; None: that of ``x0``. A float32 objective's gradient is
+        exact to float32 only, so its pairs lose nothing in float32, and the recursion,
+        which reads every pair twice per iteration, reads half the memory. The iterate,
+        the gradient, the line search and the stopping tests keep ``x0``'s dtype.
 
     Returns
     -------
@@ -287,7 +305,8 @@ def minimize_lbfgs(
     # Work vectors reused by every iteration (NumPy; None elsewhere: each step then makes
     # its result). ``fun`` never keeps the point it is given, so one buffer holds them all.
     n, dtype = x.shape, x.dtype
-    direction, trial = (buffer(xp, n, dtype) for _ in range(2))
+    pair_dtype = dtype if history_dtype is None else history_dtype
+    direction, trial = buffer(xp, n, pair_dtype), buffer(xp, n, dtype)
     spare = (None, None)  # vectors for the next (s, y): None makes new ones
 
     while True:
@@ -319,9 +338,11 @@ def minimize_lbfgs(
             d = modify_in_place(xp, xp.negative, g, out=direction)
             gtd = _dot(g, d)
 
+        # t d in d's dtype, as the line search formed its points
         s = modify_in_place(xp, xp.multiply, d, t, out=spare[0])
-        x_new = s + x  # a new array: the callback and the result may keep x
-        y = modify_in_place(xp, xp.subtract, g_new, g, out=spare[1])
+        x_new = x + s  # a new array in x's dtype: the callback and the result may keep x
+        s = _rounded(s, pair_dtype, xp)
+        y = _rounded(modify_in_place(xp, xp.subtract, g_new, g, out=spare[1]), pair_dtype, xp)
         ys = _dot(y, s)
         if ys > 1e-10:  # keep the pair only where the curvature condition holds
             # the dropped pair's vectors hold the next pair (NumPy)

@@ -163,6 +163,7 @@ def run_lbfgs(
     name="model",
     stage=None,
     own_lbfgs=True,
+    history_dtype=None,
 ):
     """Minimise ``fun(theta) -> (J, grad)`` with skae's L-BFGS, robustly.
 
@@ -190,7 +191,8 @@ def run_lbfgs(
     array) and on its device, and which stops by the rules of SciPy's L-BFGS-B (the
     result's ``theta`` is an array of that namespace). With hundreds of thousands of
     parameters its vector work costs a quarter of L-BFGS-B's
-    (``benchmarks/bench_finetune.py``). ``own_lbfgs=False`` minimises a NumPy ``theta0``
+    (``benchmarks/bench_finetune.py``); ``history_dtype`` is the dtype of its stored pairs
+    (the data's: float32 for a float32 objective). ``own_lbfgs=False`` minimises a NumPy ``theta0``
     with SciPy's L-BFGS-B instead (``benchmarks/bench_quality.py --lbfgs-compare`` compares
     the two); everything above holds for both.
     """
@@ -261,7 +263,8 @@ def run_lbfgs(
         with blas_single_threaded():
             if own:
                 result = minimize_lbfgs(
-                    guarded, theta0, maxiter=max_iter, gtol=tol, maxfun=maxfun, callback=callback
+                    guarded, theta0, maxiter=max_iter, gtol=tol, maxfun=maxfun,
+                    callback=callback, history_dtype=history_dtype,
                 )
             else:
                 result = minimize(

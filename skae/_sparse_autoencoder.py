@@ -586,6 +586,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             report=report,
             name=type(self).__name__,
             own_lbfgs=_OWN_LBFGS,
+            history_dtype=X.dtype,  # float32 data: float32 pairs (skae._lbfgs)
         )
 
         dtype = X.dtype

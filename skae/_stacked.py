@@ -1854,6 +1854,7 @@ class StackedAutoencoderClassifier(
                 f"{type(self).__name__} ({label})", max_iter=max_iter_name, tol="fine_tune_tol"
             ),
             own_lbfgs=True,
+            history_dtype=objective.dtype,  # float32 data: float32 pairs (skae._lbfgs)
         )
 
     def _check_warm_start(self, sizes, classes, n_features, xp):

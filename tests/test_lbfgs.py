@@ -165,6 +165,54 @@ def test_iterates_handed_out_are_never_overwritten():
     assert_allclose(result.x, _scipy_optimum(fun, w0).x, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("name", ALL_NAMESPACES)
+def test_float32_pairs_reach_the_optimum_and_accept_evaluated_points(name):
+    """history_dtype=float32 (a float32 objective's pairs): the iterates stay float64, each
+    accepted iterate is a point the objective was evaluated at, bit for bit, with that
+    loss, and the run reaches SciPy's optimum as closely as with float64 pairs."""
+    xp = _namespace(name)
+    fun, w0 = _logistic_problem(xp)
+    evaluated = []
+
+    def recorded(w):
+        f, g = fun(w)
+        evaluated.append((to_numpy(w).copy(), f))
+        return f, g
+
+    accepted = []
+    result = minimize_lbfgs(
+        recorded, w0, maxiter=200, gtol=1e-8, ftol=0, history_dtype=xp.float32,
+        callback=lambda r: accepted.append((to_numpy(r.x).copy(), r.fun)),
+    )
+    assert result.status == 0 and result.x.dtype == xp.float64
+    for x, f in accepted:
+        assert any(np.array_equal(x, point) and f == loss for point, loss in evaluated)
+    optimum = _scipy_optimum(*_logistic_problem(np))
+    assert_allclose(to_numpy(result.x), optimum.x, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fits_keep_their_pairs_in_the_datas_dtype(monkeypatch):
+    from skae import SparseAutoencoder, StackedAutoencoderClassifier
+
+    seen = []
+    original = optimize_module.minimize_lbfgs
+
+    def spy(*args, **kwargs):
+        seen.append(np.dtype(kwargs["history_dtype"]).name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(optimize_module, "minimize_lbfgs", spy)
+    X, y = load_digits(return_X_y=True)
+    X = X[:200] / 16.0
+    for dtype in (np.float32, np.float64):
+        SparseAutoencoder(n_hidden=3, max_iter=2).fit(X.astype(dtype))
+        StackedAutoencoderClassifier(
+            (3,), max_iter=2, softmax_max_iter=2, fine_tune_max_iter=2
+        ).fit(X.astype(dtype), y[:200])
+    assert seen == ["float32"] * 4 + ["float64"] * 4  # autoencoder, layer, softmax, tuning
+
+
 @pytest.mark.parametrize("n_pairs", [0, 1, 4])
 def test_direction_is_minus_the_bfgs_inverse_hessian_times_g(n_pairs):
     """The two-loop recursion, into reused buffers, equals ``−H g`` with ``H`` built as a
