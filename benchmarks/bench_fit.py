@@ -25,6 +25,12 @@ checked at the end.  Usage::
     python benchmarks/bench_fit.py              # full run (10-16 min on 2 shared cores)
     python benchmarks/bench_fit.py --quick      # smoke run (~2 min)
     python benchmarks/bench_fit.py --repeats 3 --json /tmp/out.json
+    python benchmarks/bench_fit.py --whole-fit  # whole default fits (about 6 min)
+
+``--whole-fit`` times instead one whole fit of ``max_iter=400`` (the default) per size and
+dtype, each with the GEMM floor measured just before it: the cost per iteration a user pays
+for a whole fit, first line search and set-up included
+(``benchmarks/results/whole_fit.json``).
 """
 
 import argparse
@@ -372,6 +378,29 @@ def steady(first, longer, K):
     return out
 
 
+def whole_fits(json_path=None, max_iter=400, sizes=(5000, 10000)):
+    """One whole fit of ``max_iter`` iterations per size and dtype, each after its GEMM
+    floor (median of 3), the ratio per iteration; a table, the goal, the JSON."""
+    env = machine()
+    results = {}
+    lines = ["| rows | dtype | GEMM floor | /iter | evals/iter | /iter ÷ floor |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for m in sizes:
+        for dname, dt in (("float64", np.float64), ("float32", np.float32)):
+            floor = median([gemm_floor(m, dt)["ms"] for _ in range(3)])
+            run = skae_run(data(m, dt), max_iter)
+            ratio = run["ms_per_iter"] / floor
+            results[f"{m}/{dname}"] = {"floor_ms": floor, **run, "ratio": ratio}
+            lines.append(f"| {m} | {dname} | {fmt(floor)} | {fmt(run['ms_per_iter'])} "
+                         f"| {fmt(run.get('nfev', 0) / max(run['n_iter'], 1), 2)} "
+                         f"| {fmt(ratio, 2)} {mark(ratio <= 1.35)} |")
+            print(lines[-1], flush=True)
+    print("\n".join([f"Whole fits of max_iter={max_iter} (BLAS: {blas_summary()})"] + lines))
+    write_json(Path(json_path) if json_path else RESULTS / "whole_fit.json",
+               {"meta": env, "max_iter": max_iter, "results": results})
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -389,6 +418,8 @@ def main(argv=None):
                              "loaded machine bounded; the JSON records the number of runs)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
     parser.add_argument("--no-mlp", action="store_true", help="skip MLPRegressor")
+    parser.add_argument("--whole-fit", action="store_true",
+                        help="time one whole default fit (max_iter=400) per size and dtype")
     parser.add_argument("--_torch-worker", dest="torch_worker", action="store_true",
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -396,6 +427,8 @@ def main(argv=None):
     if args.torch_worker:
         torch_worker()
         return 0
+    if args.whole_fit:
+        return whole_fits(args.json)
 
     quick = args.quick
     repeats = args.repeats or (1 if quick else 5)
