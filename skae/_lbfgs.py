@@ -7,13 +7,16 @@ steps (Nocedal & Wright, algorithm 7.4) with the initial Hessian scaled by
 interpolation (Nocedal & Wright, algorithms 3.5 and 3.6, in the form used by minFunc and
 ``torch.optim.LBFGS``). The vectors ``x``, ``g``, ``d`` and the ``s``/``y`` history are
 arrays of the namespace of ``x0`` (NumPy, ``array_api_strict``, PyTorch, CuPy: whatever
-``array_api_compat`` recognises), on its device and in its dtype; only scalars (the loss,
+``array_api_compat`` recognises), on its device and in its dtype, except that the pairs and
+the two-loop recursion may be kept in float32 (``history_dtype``; the line search then runs
+along the direction widened to ``x0``'s dtype once per iteration); only scalars (the loss,
 directional derivatives, step lengths) come back to Python, one synchronisation per
 evaluation. On NumPy the work vectors (the direction, the trial point) are reused by every
 iteration, a dropped pair's vectors hold the next pair, and the recursion's updates are BLAS
-``axpy`` passes: with ``m`` pairs of ``n`` parameters the history is ``16 m n`` bytes,
-larger than the caches at the autoencoder's sizes, so the direction costs what reading it
-twice costs. The iterates handed to the callback and returned are never overwritten.
+``axpy`` passes: with ``m`` pairs of ``n`` parameters the history is ``2 m n`` values
+(16 m n bytes in float64), larger than the caches at the autoencoder's sizes, so the
+direction costs what reading it twice costs. The iterates handed to the callback and
+returned are never overwritten.
 
 It stops by the rules of SciPy's L-BFGS-B (without bounds), so that
 :func:`skae._optimize.run_lbfgs` treats both alike:
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._array import add_scaled, array_namespace, astype, buffer, modify_in_place
+from ._array import add_scaled, array_namespace, assign, astype, buffer, modify_in_place
 
 __all__ = ["LBFGSOutcome", "minimize_lbfgs"]
 
@@ -70,8 +73,6 @@ class _Iterate:
 
 
 def _dot(a, b):
-    if a.dtype != b.dtype:  # the gradient with a direction in the pairs' dtype
-        b = astype(b, a.dtype, array_namespace(b))
     return float(a @ b)
 
 
@@ -94,10 +95,12 @@ def _cubic_minimum(x1, f1, g1, x2, f2, g2, bounds=None):
     if d2_square >= 0.0:
         d2 = d2_square**0.5
         if x1 <= x2:
-            t = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2.0 * d2))
+            num, den = g2 + d2 - d1, g2 - g1 + 2.0 * d2
+            t = x2 - (x2 - x1) * (num / den) if den else float("nan")
         else:
-            t = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2.0 * d2))
-        if t == t:  # not NaN (0/0 when the two points coincide)
+            num, den = g1 + d2 - d1, g1 - g2 + 2.0 * d2
+            t = x1 - (x1 - x2) * (num / den) if den else float("nan")
+        if t == t:  # not NaN (0/0 when the two points coincide; a zero denominator)
             return min(max(t, low), high)
     return 0.5 * (low + high)
 
@@ -188,27 +191,36 @@ def _strong_wolfe(evaluate, t, d, f, g, gtd, max_evaluations, c1=1e-4, c2=0.9, x
     return 0.0, f, g, n_eval
 
 
-def _direction(g, history, xp, out=None):
-    """``−H g`` by the two-loop recursion over ``history`` = [(s, y, 1/yᵀs), …].
+def _direction(g, history, xp, dtype, out=None, narrow=False):
+    """``−H g`` in ``dtype`` (the pairs') by the two-loop recursion over ``history`` =
+    [(s, y, 1/yᵀs), …]; with no history ``−g`` rounded to ``dtype``.
 
     On NumPy the result is written into ``out`` and each ``q += c v`` is one BLAS
     ``axpy`` pass (:func:`skae._array.add_scaled`), so that no vector is allocated and
-    each history vector is read once per loop.
+    each history vector is read once per loop. ``narrow``: the pairs are narrower than
+    the gradient (float32), and None is returned when a product overflows them.
     """
-    q = modify_in_place(xp, xp.negative, g, out=out)  # in out's dtype on NumPy
-    if history:
-        q = _rounded(q, history[0][0].dtype, xp)
-    alphas = []
-    for s, y, rho in reversed(history):
-        a = rho * _dot(s, q)
-        alphas.append(a)
-        q = add_scaled(q, -a, y, xp)
-    if history:
-        s, y, _ = history[-1]
-        q *= _dot(s, y) / _dot(y, y)
-    for (s, y, rho), a in zip(history, reversed(alphas)):
-        b = rho * _dot(y, q)
-        q = add_scaled(q, a - b, s, xp)
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = _rounded(modify_in_place(xp, xp.negative, g, out=out), dtype, xp)
+        products = []
+        alphas = []
+        for s, y, rho in reversed(history):
+            a = rho * _dot(s, q)
+            alphas.append(a)
+            q = add_scaled(q, -a, y, xp)
+        if history:
+            s, y, _ = history[-1]
+            yy = _dot(y, y)
+            products.append(yy)
+            q *= _dot(s, y) / yy
+        for (s, y, rho), a in zip(history, reversed(alphas)):
+            b = rho * _dot(y, q)
+            products.append(b)
+            q = add_scaled(q, a - b, s, xp)
+    if narrow:
+        values = alphas + products if history else [_max_abs(q, xp)]
+        if not all(abs(v) < float("inf") for v in values):
+            return None
     return q
 
 
@@ -218,13 +230,28 @@ def _rounded(a, dtype, xp):
 
 
 def _along(x, step, d, xp, out=None):
-    """The point ``x + step d`` in ``x``'s dtype, ``step d`` formed in ``d``'s (into
-    ``out`` on NumPy; the same rounding as the expression)."""
+    """The point ``x + step d`` (into ``out`` on NumPy, else a new array; the same
+    rounding as the expression)."""
     point = modify_in_place(xp, xp.multiply, d, step, out=out)
-    if out is None:  # other namespaces: a new array (d may be float32, x float64)
-        return x + point
     point += x
     return point
+
+
+def _pair_dtype(history_dtype, dtype, xp):
+    """The dtype of the pairs: ``dtype`` (x's) when None, else a real floating dtype of
+    32 or 64 bits no wider than it."""
+    if history_dtype is None:
+        return dtype
+    try:
+        bits, x_bits = xp.finfo(history_dtype).bits, xp.finfo(dtype).bits
+    except (TypeError, ValueError):
+        bits, x_bits = None, None
+    if bits not in (32, 64) or bits > x_bits:
+        raise ValueError(
+            f"history_dtype must be float32 or float64 and no wider than the start's "
+            f"dtype {dtype}; got {history_dtype!r}."
+        )
+    return history_dtype
 
 
 def minimize_lbfgs(
@@ -305,16 +332,41 @@ def minimize_lbfgs(
     # Work vectors reused by every iteration (NumPy; None elsewhere: each step then makes
     # its result). ``fun`` never keeps the point it is given, so one buffer holds them all.
     n, dtype = x.shape, x.dtype
-    pair_dtype = dtype if history_dtype is None else history_dtype
+    pair_dtype = _pair_dtype(history_dtype, dtype, xp)
+    mixed = pair_dtype != dtype
+    # the direction in the pairs' dtype; with narrower pairs, a copy of it in x's dtype
+    # for the line search (made once per direction, so no evaluation converts it)
     direction, trial = buffer(xp, n, pair_dtype), buffer(xp, n, dtype)
+    wide = buffer(xp, n, dtype) if mixed else None
     spare = (None, None)  # vectors for the next (s, y): None makes new ones
 
+    def along_minus_g():
+        history.clear()
+        return _in_line_dtype(_direction(g, history, xp, pair_dtype, out=direction))
+
+    def pairs_in_x_dtype():
+        # The pairs' dtype cannot hold the products of this problem's pairs (float32 and
+        # gradients of about 1e19 or more): go on with the pairs in x's dtype.
+        nonlocal mixed, pair_dtype, direction, wide, spare
+        history[:] = [(astype(s, dtype, xp), astype(y, dtype, xp), r) for s, y, r in history]
+        mixed, pair_dtype = False, dtype
+        direction, wide, spare = buffer(xp, n, dtype), None, (None, None)
+
+    def new_direction():
+        d = _direction(g, history, xp, pair_dtype, out=direction, narrow=mixed)
+        if d is None:
+            pairs_in_x_dtype()
+            d = _direction(g, history, xp, pair_dtype, out=direction)
+        return _in_line_dtype(d)
+
+    def _in_line_dtype(d):
+        return _rounded(d, dtype, xp) if wide is None else assign(d, wide, xp)
+
     while True:
-        d = _direction(g, history, xp, out=direction)
+        d = new_direction()
         gtd = _dot(g, d)
         if not gtd < 0.0:  # not a descent direction (rounding): restart from −g
-            history.clear()
-            d = modify_in_place(xp, xp.negative, g, out=direction)
+            d = along_minus_g()
             gtd = _dot(g, d)
         while True:
             # First step of a run or after a restart: length 1/‖g‖₁ at most (minFunc's
@@ -334,17 +386,30 @@ def minimize_lbfgs(
                 return LBFGSOutcome(x, f, g, nit, nfev, 1, _MAXFUN)
             if not history:  # already along −g
                 return LBFGSOutcome(x, f, g, nit, nfev, 2, _ABNORMAL)
-            history.clear()  # L-BFGS-B's response: drop the memory, retry along −g
-            d = modify_in_place(xp, xp.negative, g, out=direction)
+            # L-BFGS-B's response: drop the memory, retry along −g
+            d = along_minus_g()
             gtd = _dot(g, d)
 
-        # t d in d's dtype, as the line search formed its points
-        s = modify_in_place(xp, xp.multiply, d, t, out=spare[0])
-        x_new = x + s  # a new array in x's dtype: the callback and the result may keep x
-        s = _rounded(s, pair_dtype, xp)
-        y = _rounded(modify_in_place(xp, xp.subtract, g_new, g, out=spare[1]), pair_dtype, xp)
-        ys = _dot(y, s)
-        if ys > 1e-10:  # keep the pair only where the curvature condition holds
+        if mixed:  # x + t d as the line search formed it; s rounded into the pairs' dtype
+            x_new = _along(x, t, d, xp)
+        else:
+            s = modify_in_place(xp, xp.multiply, d, t, out=spare[0])
+            x_new = s + x  # a new array: the callback and the result may keep x
+        # float32 pairs of huge gradients may overflow: such a pair is not kept (below)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if mixed:
+                s = modify_in_place(xp, xp.multiply, d, t, out=spare[0])
+                s = _rounded(s, pair_dtype, xp)
+            y = modify_in_place(xp, xp.subtract, g_new, g, out=spare[1])
+            y = _rounded(y, pair_dtype, xp)
+            ys = _dot(y, s)
+        if mixed and not ys < float("inf"):
+            pairs_in_x_dtype()
+            s = modify_in_place(xp, xp.multiply, d, t)  # d: the direction in x's dtype
+            y = modify_in_place(xp, xp.subtract, g_new, g)
+            ys = _dot(y, s)
+        if 1e-10 < ys < float("inf"):  # keep the pair where the curvature condition holds
+            # (and its products are finite: float32 pairs of huge gradients overflow)
             # the dropped pair's vectors hold the next pair (NumPy)
             spare = history.pop(0)[:2] if len(history) == history_size else (None, None)
             history.append((s, y, 1.0 / ys))

@@ -4,6 +4,8 @@ SciPy's L-BFGS-B on the autoencoder, and skae's driver behaves with it as with S
 The device tests run in every namespace installed: ``array_api_strict`` and PyTorch on the
 CPU (skipped, saying so, when PyTorch is not installed)."""
 
+import warnings
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -191,6 +193,66 @@ def test_float32_pairs_reach_the_optimum_and_accept_evaluated_points(name):
     assert_allclose(to_numpy(result.x), optimum.x, rtol=1e-5, atol=1e-7)
 
 
+def test_float32_pairs_convert_the_direction_once_per_iteration(monkeypatch):
+    """The line search runs along one copy of the float32 direction in float64, made once
+    per direction: no evaluation converts a vector (here 60 iterations, 60-odd
+    evaluations: conversions only while the history fills)."""
+    import skae._lbfgs as lbfgs
+
+    calls = []
+    original = lbfgs.astype
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lbfgs, "astype", counted)
+    scales = np.linspace(1.0, 50.0, 2000)
+    result = minimize_lbfgs(
+        lambda w: (0.5 * float(w @ (scales * w)) - float(w.sum()), scales * w - 1.0),
+        np.zeros(2000), maxiter=60, gtol=0.0, ftol=0.0, history_dtype=np.float32,
+    )
+    assert result.nit == 60 and result.nfev >= 60
+    # x0's copy, s and y while the 10 pairs fill (and refill): not one per evaluation
+    assert len(calls) < result.nit // 2
+
+
+def test_float32_pairs_of_huge_gradients_go_on_in_float64():
+    """Gradients of 1e25 overflow float32 products of the pairs: the run goes on with
+    float64 pairs and ends where float64 pairs end, without warnings."""
+    rng = np.random.default_rng(0)
+    curvature = np.exp(rng.uniform(0, 3, 20))
+    c = rng.standard_normal(20) * 1e25
+
+    def fun(w):
+        return 0.5 * float(w @ (curvature * w)) - float(c @ w), curvature * w - c
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wide = minimize_lbfgs(fun, np.zeros(20), maxiter=200, gtol=1e20)
+        narrow = minimize_lbfgs(fun, np.zeros(20), maxiter=200, gtol=1e20,
+                                history_dtype=np.float32)
+    assert narrow.nit == wide.nit > 5
+    assert_allclose(narrow.x, wide.x, rtol=1e-6)
+
+
+@pytest.mark.parametrize("history_dtype", [np.float16, np.int64, bool, "float128"])
+def test_history_dtype_is_float32_or_float64(history_dtype):
+    fun, w0 = _logistic_problem(np)
+    with pytest.raises(ValueError, match="history_dtype must be float32 or float64"):
+        minimize_lbfgs(fun, w0, maxiter=2, gtol=0.0, history_dtype=history_dtype)
+    with pytest.raises(ValueError, match="no wider than the start's dtype float32"):
+        minimize_lbfgs(fun, w0.astype(np.float32), maxiter=2, gtol=0.0,
+                       history_dtype=np.float64)
+
+
+def test_cubic_step_with_a_zero_denominator_is_the_midpoint():
+    from skae._lbfgs import _cubic_minimum
+
+    # g2 - g1 + 2 d2 == 0: the cubic's formula divides by zero
+    assert _cubic_minimum(0.0, 0.0, -3.0, 1.0, -1.0, -3.0) == 0.5
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fits_keep_their_pairs_in_the_datas_dtype(monkeypatch):
     from skae import SparseAutoencoder, StackedAutoencoderClassifier
@@ -239,13 +301,13 @@ def test_direction_is_minus_the_bfgs_inverse_hessian_times_g(n_pairs):
         H = V.T @ H @ V + rho * np.outer(s, s)
     out = np.empty(n)
     before = g.copy()
-    d = _direction(g, history, np, out=out)
+    d = _direction(g, history, np, np.float64, out=out)
     assert d is out
     assert_allclose(d, -H @ g, rtol=1e-10, atol=1e-12)
     assert np.array_equal(g, before)
     # the same recursion on another namespace (new arrays instead of buffers)
     strict = [(xps.asarray(s), xps.asarray(y), float(rho)) for s, y, rho in history]
-    d_strict = _direction(xps.asarray(g), strict, xps)
+    d_strict = _direction(xps.asarray(g), strict, xps, xps.float64)
     assert isinstance(d_strict, type(xps.asarray(g)))
     assert_allclose(np.asarray(d_strict), -H @ g, rtol=1e-10, atol=1e-12)
 
