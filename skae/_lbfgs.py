@@ -33,6 +33,7 @@ SciPy's ``OptimizeResult``. Exceptions from ``fun`` or ``callback`` (``KeyboardI
 included) propagate unchanged; ``x0`` is never modified.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -200,7 +201,7 @@ def _direction(g, history, xp, dtype, out=None, narrow=False):
     each history vector is read once per loop. ``narrow``: the pairs are narrower than
     the gradient (float32), and None is returned when a product overflows them.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
+    with _quiet_overflow(narrow):
         q = _rounded(modify_in_place(xp, xp.negative, g, out=out), dtype, xp)
         products = []
         alphas = []
@@ -222,6 +223,12 @@ def _direction(g, history, xp, dtype, out=None, narrow=False):
         if not all(abs(v) < float("inf") for v in values):
             return None
     return q
+
+
+def _quiet_overflow(narrow):
+    """Float32 pairs may overflow (handled by the caller): no NumPy warning then; float64
+    pairs warn as any NumPy arithmetic does."""
+    return np.errstate(over="ignore", invalid="ignore") if narrow else nullcontext()
 
 
 def _rounded(a, dtype, xp):
@@ -342,7 +349,7 @@ def minimize_lbfgs(
 
     def along_minus_g():
         history.clear()
-        return _in_line_dtype(_direction(g, history, xp, pair_dtype, out=direction))
+        return new_direction()
 
     def pairs_in_x_dtype():
         # The pairs' dtype cannot hold the products of this problem's pairs (float32 and
@@ -357,9 +364,7 @@ def minimize_lbfgs(
         if d is None:
             pairs_in_x_dtype()
             d = _direction(g, history, xp, pair_dtype, out=direction)
-        return _in_line_dtype(d)
-
-    def _in_line_dtype(d):
+        # in x's dtype for the line search (into one reused buffer on NumPy)
         return _rounded(d, dtype, xp) if wide is None else assign(d, wide, xp)
 
     while True:
@@ -390,18 +395,13 @@ def minimize_lbfgs(
             d = along_minus_g()
             gtd = _dot(g, d)
 
-        if mixed:  # x + t d as the line search formed it; s rounded into the pairs' dtype
-            x_new = _along(x, t, d, xp)
-        else:
+        with _quiet_overflow(mixed):  # float32 pairs that overflow are handled below
             s = modify_in_place(xp, xp.multiply, d, t, out=spare[0])
-            x_new = s + x  # a new array: the callback and the result may keep x
-        # float32 pairs of huge gradients may overflow: such a pair is not kept (below)
-        with np.errstate(over="ignore", invalid="ignore"):
-            if mixed:
-                s = modify_in_place(xp, xp.multiply, d, t, out=spare[0])
-                s = _rounded(s, pair_dtype, xp)
             y = modify_in_place(xp, xp.subtract, g_new, g, out=spare[1])
-            y = _rounded(y, pair_dtype, xp)
+            # a new array: the callback and the result may keep x; with narrower pairs
+            # x + t d as the line search formed it, in x's dtype
+            x_new = _along(x, t, d, xp) if mixed else s + x
+            s, y = _rounded(s, pair_dtype, xp), _rounded(y, pair_dtype, xp)
             ys = _dot(y, s)
         if mixed and not ys < float("inf"):
             pairs_in_x_dtype()
