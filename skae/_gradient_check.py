@@ -34,6 +34,12 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
         wrong one gives a value near 1. It is 0.0 when both gradients are exactly zero,
         and ``inf`` when one is exactly minus the other.
 
+    Raises
+    ------
+    ValueError
+        If ``epsilon`` is not a positive finite number, or ``fun`` returns a gradient of
+        the wrong shape, complex or non-finite values.
+
     Examples
     --------
     >>> import numpy as np
@@ -47,7 +53,12 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
     >>> check_gradient(wrong, np.array([1.0, -2.0, 0.5])) > 0.1
     True
     """
-    if not (isinstance(epsilon, Real) and np.isfinite(epsilon) and epsilon > 0):
+    if not (
+        isinstance(epsilon, Real)
+        and not isinstance(epsilon, bool)
+        and np.isfinite(epsilon)
+        and epsilon > 0
+    ):
         raise ValueError(f"epsilon must be a positive finite step, got {epsilon!r}.")
     theta = as_real_floats(theta, "theta").ravel()
     _, analytic = fun(theta.copy())
@@ -57,6 +68,11 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
             f"fun returned a gradient of shape {analytic.shape} for theta of shape "
             f"{theta.shape}; the gradient must have one entry per parameter."
         )
+    if not np.all(np.isfinite(analytic)):
+        raise ValueError(
+            "fun returned a gradient with NaN or infinite entries; the check compares "
+            "finite gradients (check fun at this theta)."
+        )
     numeric = np.empty_like(theta)
     for i in range(theta.size):
         old = theta[i]
@@ -65,6 +81,12 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
         theta[i] = old - epsilon
         j_minus = fun(theta.copy())[0]
         theta[i] = old
+        if not (np.isfinite(j_plus) and np.isfinite(j_minus)):
+            raise ValueError(
+                f"fun returned a non-finite objective ({j_plus!r} at theta[{i}] + epsilon, "
+                f"{j_minus!r} at theta[{i}] - epsilon); the check compares finite values "
+                "(check fun there, or use a smaller epsilon)."
+            )
         numeric[i] = (j_plus - j_minus) / (2.0 * epsilon)
     difference = np.linalg.norm(numeric - analytic)
     denominator = np.linalg.norm(numeric + analytic)

@@ -502,7 +502,7 @@ def test_check_gradient_calls_an_opposite_gradient_wrong_at_any_scale():
 
     assert check_gradient(opposite, np.array([1.0, 2.0, 3.0]), epsilon=2.0**-10) == np.inf
     assert check_gradient(lambda t: (0.0, np.zeros_like(t)), np.ones(3)) == 0.0
-    for epsilon in (0.0, -1e-4, np.nan, np.inf, "small"):
+    for epsilon in (0.0, -1e-4, np.nan, np.inf, "small", True):
         with pytest.raises(ValueError, match="epsilon must be a positive finite step"):
             check_gradient(lambda t: (float(t @ t), 2 * t), np.ones(2), epsilon=epsilon)
     # complex values are refused, not cast with their imaginary parts dropped
@@ -510,3 +510,12 @@ def test_check_gradient_calls_an_opposite_gradient_wrong_at_any_scale():
         check_gradient(lambda t: (float(t @ t), 2 * t), np.ones(2) + 1j)
     with pytest.raises(ValueError, match="the gradient fun returned is complex"):
         check_gradient(lambda t: (float(t @ t), 2 * t + 1j), np.ones(2))
+    # non-finite values are refused, not turned into a NaN that is neither small nor large
+    with pytest.raises(ValueError, match=r"non-finite objective \(nan at theta\[0\]"):
+        check_gradient(lambda t: (float("nan"), 2 * t), np.ones(2))
+    with pytest.raises(ValueError, match=r"non-finite objective .* at theta\[1\]"):
+        check_gradient(
+            lambda t: (float("inf") if t[1] > 1.0 else float(t @ t), 2 * t), np.array([0.0, 1.0])
+        )
+    with pytest.raises(ValueError, match="gradient with NaN or infinite entries"):
+        check_gradient(lambda t: (float(t @ t), np.full_like(t, np.inf)), np.ones(2))
