@@ -331,6 +331,15 @@ class _StackMixin:
                 autoencoder._check_combinations()
             except ValueError as exc:
                 raise type(exc)(f"Layer {k} of {type(self).__name__}: {exc}") from exc
+        for k, (below, setting) in enumerate(zip(settings, settings[1:]), start=2):
+            if below["activation"] == "tanh" and setting["loss"] == "cross_entropy":
+                raise ValueError(
+                    f"Layer {k} of {type(self).__name__}: loss='cross_entropy' needs "
+                    f"inputs in [0, 1], but this layer is fitted on the codes of layer "
+                    f"{k - 1}, whose tanh units lie in (-1, 1). Give layer {k} "
+                    f"loss='squared' (one loss per layer, e.g. loss=['cross_entropy', "
+                    f"'squared']) or layer {k - 1} activation='sigmoid'."
+                )
         return settings
 
     def _pretrain(self, X, seeds, previous=None):

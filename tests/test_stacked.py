@@ -85,6 +85,16 @@ def test_bad_layer_parameters(Estimator, digits):
         Estimator((4, 3), noise=["mask", None], noise_level=0.2).fit(X, y)
     with pytest.raises(ValueError, match="positive ints"):
         Estimator((4, 0)).fit(X, y)
+    # a tanh layer's codes lie in (-1, 1): no layer above it can take cross-entropy,
+    # refused before any layer is fitted (a per-layer loss, or sigmoid units, is the fix)
+    bad = Estimator((4, 3, 2), activation=["sigmoid", "tanh", "sigmoid"], loss="cross_entropy")
+    with pytest.raises(ValueError, match=r"Layer 3 of .*codes of layer 2, whose tanh"):
+        bad.fit(X, y)
+    assert not hasattr(bad, "layers_")
+    with pytest.raises(ValueError, match=r"Layer 3 of .*codes of layer 2, whose tanh"):
+        bad.set_params(solver="adam").partial_fit(X, y, **(
+            {"classes": np.unique(y)} if Estimator is StackedAutoencoderClassifier else {}
+        ))
 
 
 @no_constant_codes  # a few iterations: the structure is tested, not the codes
