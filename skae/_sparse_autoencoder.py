@@ -158,8 +158,10 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     decoder : {"auto", "sigmoid", "linear"}, default="auto"
         Output unit. A sigmoid decoder can only produce values in (0, 1); ``"auto"``
         picks ``"sigmoid"`` when the training data lie in [0, 1] and ``"linear"`` (the
-        UFLDL linear decoder, for whitened or standardised data) otherwise. The choice
-        is stored in ``decoder_``.
+        UFLDL linear decoder, for whitened or standardised data) otherwise: on the data
+        of every ``fit``, warm-started ones included, and on the first ``partial_fit``
+        of a stream, whose decoder the later calls keep. The choice is stored in
+        ``decoder_``.
     loss : {"squared", "cross_entropy"}, default="squared"
         Reconstruction loss per sample: ``½‖x̂ − x‖²``, or the cross-entropy
         ``−Σ_k x_k log x̂_k + (1 − x_k) log(1 − x̂_k)`` (data in [0, 1] and a sigmoid
@@ -706,7 +708,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             reset=not (incremental and fitted),
         )
         n_samples, n_features = X.shape
-        if continuing:
+        if continuing and incremental:  # a stream keeps the decoder its start chose
             decoder = self.decoder_ if self.decoder == "auto" else self.decoder
             if self.loss == "cross_entropy" and decoder == "linear":
                 raise ValueError(

@@ -548,25 +548,43 @@ def test_blas_is_limited_once_per_run_not_per_mini_batch(digits, monkeypatch):
     assert len(calls) == 2  # limited once, restored once
 
 
-@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
-def test_continuing_a_linear_decoder_with_cross_entropy_is_refused(digits, how):
-    """decoder='auto' chose a linear decoder for standardised data; switching to the
-    cross-entropy loss cannot continue that model (the loss needs a sigmoid decoder), as
-    the same settings given explicitly cannot start one; the model stays as it was."""
+def test_continuing_a_linear_decoder_with_cross_entropy_is_refused(digits):
+    """decoder='auto' chose a linear decoder for standardised data at the start of a
+    stream; switching to the cross-entropy loss cannot continue that stream (the loss
+    needs a sigmoid decoder), as the same settings given explicitly cannot start one; the
+    model stays as it was."""
     from sklearn.preprocessing import StandardScaler
 
     Z = StandardScaler().fit_transform(digits[:200])
     ae = SparseAutoencoder(8, solver="adam", max_iter=2, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # 2 epochs on purpose
-        ae.partial_fit(Z) if how == "partial_fit" else ae.fit(Z)
+    ae.partial_fit(Z)
     assert ae.decoder_ == "linear"
     before = ae.components_.copy()
-    ae.set_params(loss="cross_entropy", warm_start=how == "warm_start")
+    ae.set_params(loss="cross_entropy")
     with pytest.raises(ValueError, match=r"needs a sigmoid decoder.*decoder_='linear'"):
-        ae.partial_fit(digits[:200]) if how == "partial_fit" else ae.fit(digits[:200])
+        ae.partial_fit(digits[:200])
     np.testing.assert_array_equal(ae.components_, before)
     assert ae._spec_.loss == "squared" and ae.decoder_ == "linear"
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short fits
+@pytest.mark.parametrize("solver", ["lbfgs", "adam", "sgd"])
+def test_a_warm_started_fit_chooses_the_decoder_for_its_data(digits, solver):
+    """decoder='auto' looks at the data of every fit, warm-started ones included, for
+    every solver (the mini-batch solvers kept the first fit's sigmoid decoder, which
+    cannot reconstruct data in [-1, 3]); a stream of partial_fit calls keeps the decoder
+    its first call chose."""
+    X = digits[:200]
+    wide = 4.0 * X - 1.0  # in [-1, 3]
+    ae = SparseAutoencoder(8, solver=solver, max_iter=3, warm_start=True, random_state=0)
+    assert ae.fit(X).decoder_ == "sigmoid"
+    assert ae.fit(wide).decoder_ == "linear"
+    assert ae.inverse_transform(ae.transform(wide)).min() < 0.0  # not a sigmoid
+    assert ae.fit(X).decoder_ == "sigmoid"  # and back, with loss='cross_entropy' too
+    assert ae.set_params(loss="cross_entropy").fit(X).decoder_ == "sigmoid"
+    if solver != "lbfgs":
+        stream = SparseAutoencoder(8, solver=solver, random_state=0).partial_fit(X)
+        assert stream.partial_fit(wide).decoder_ == "sigmoid"
 
 
 def test_interrupt_deferred_holds_ctrl_c_until_its_block_has_ended():
