@@ -72,7 +72,13 @@ def _grey(image):
             f"channels, got shape {image.shape}; for grey with alpha, pass image[..., 0]."
         )
     _check_pixels(image, "an image")
-    if integer or image.max() > 1.0:
+    low, high = float(image.min()), float(image.max())
+    if low < 0.0 or high > 255.0:
+        raise ValueError(
+            f"an image has values in [{low:g}, {high:g}]; pass pixel values in [0, 1] or "
+            "[0, 255] (e.g. divide a 16-bit photograph by 65535)."
+        )
+    if integer or high > 1.0:
         image = image / 255.0
     return image
 
@@ -222,9 +228,9 @@ def load_natural_patches(
         as cut.
     images : list of array-like, default=None
         Photographs to cut from (2-D grey, or 3-D with 1 grey, 3 RGB or 4 RGBA channels;
-        values in [0, 1] or [0, 255]). Together they must have at least ``n_patches`` patch
-        positions. Positions are drawn with replacement, so a small image chosen more
-        often than it has positions gives some patches twice.
+        values in [0, 1] or [0, 255], others are refused). Together they must have at
+        least ``n_patches`` patch positions. Positions are drawn with replacement, so a
+        small image chosen more often than it has positions gives some patches twice.
         By default: scikit-learn's two sample images and, when scikit-image is installed
         (``pip install "skae[images]"``), the nine photographs bundled with it.
     random_state : int, RandomState instance or None, default=None

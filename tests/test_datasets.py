@@ -227,6 +227,21 @@ def test_images_without_pixels_or_with_nan_are_refused(image, message):
 
 
 @pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.full((8, 8), 65535, dtype=np.uint16), r"values in \[65535, 65535\].*65535\)"),
+        (np.linspace(-0.5, 0.5, 64).reshape(8, 8), r"values in \[-0.5, 0.5\]; pass pixel"),
+    ],
+    ids=["16-bit", "negative"],
+)
+def test_images_outside_the_pixel_ranges_are_refused(image, message):
+    """Patches keep grey values in [0, 1]: an image outside [0, 1] and [0, 255] (a 16-bit
+    photograph, negative values) is refused instead of giving patches outside it."""
+    with pytest.raises(ValueError, match=message):
+        load_natural_patches(2, 4, images=[image], whiten=False, normalize=None)
+
+
+@pytest.mark.parametrize(
     "roll_off, message",
     [
         (0, "roll_off must be a positive number.*got 0"),
