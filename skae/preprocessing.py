@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._validation import Interval, fit_context
+from ._validation import Interval, fit_context, input_namespace
 
 __all__ = ["ZCAWhitening"]
 
@@ -25,6 +25,18 @@ def _power_of_two(a):
     """
     peak = float(np.max(np.abs(a)))
     return 1.0 if peak == 0 else float(np.ldexp(1.0, int(np.frexp(peak)[1]) - 1))
+
+
+def _numpy_only(X):
+    """Refuse arrays of another namespace under array API dispatch, which ZCA does not
+    support (scikit-learn's validation would fail on them with an unrelated error)."""
+    xp = input_namespace(X)[0]
+    if xp is not np:
+        raise ValueError(
+            f"ZCAWhitening computes with NumPy and does not support array API dispatch; "
+            f"X is an array of {xp.__name__}. Pass a NumPy array (e.g. X.cpu().numpy() "
+            "for a PyTorch tensor), or whiten before moving the data to the device."
+        )
 
 
 class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -109,6 +121,7 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         -------
         self : ZCAWhitening
         """
+        _numpy_only(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         # In units of powers of two (exact): the sums neither overflow nor underflow.
         data_unit = _power_of_two(X)
@@ -167,6 +180,7 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             In the dtype of ``X`` (float32 stays float32).
         """
         check_is_fitted(self)
+        _numpy_only(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return (X - self.mean_.astype(X.dtype)) @ self.components_.astype(X.dtype)
 
@@ -183,6 +197,7 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         X_original : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
+        _numpy_only(X)
         X = check_array(X, dtype=[np.float64, np.float32])
         if X.shape[1] != self.n_features_in_:
             raise ValueError(

@@ -96,3 +96,20 @@ def test_bad_input():
         zca.transform(np.ones((3, 4)))
     with pytest.raises(ValueError, match="fitted on 6"):
         zca.inverse_transform(np.ones((3, 4)))
+
+
+def test_arrays_of_another_namespace_are_refused_clearly():
+    """Under array API dispatch ZCAWhitening (NumPy only, its tags say so) names the
+    problem and the fix for a device array, instead of scikit-learn's dtype TypeError;
+    NumPy input is whitened as without dispatch."""
+    xps = pytest.importorskip("array_api_strict", reason="needs array_api_strict")
+    import sklearn
+
+    X = correlated_data(200)
+    zca = ZCAWhitening().fit(X)
+    with sklearn.config_context(array_api_dispatch=True):
+        for method in (ZCAWhitening().fit, zca.transform, zca.inverse_transform):
+            with pytest.raises(ValueError, match="does not support array API dispatch.*"
+                                                 "array_api_strict. Pass a NumPy array"):
+                method(xps.asarray(X))
+        np.testing.assert_array_equal(zca.transform(X), ZCAWhitening().fit(X).transform(X))
