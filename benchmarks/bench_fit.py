@@ -25,11 +25,12 @@ checked at the end.  Usage::
     python benchmarks/bench_fit.py              # full run (10-16 min on 2 shared cores)
     python benchmarks/bench_fit.py --quick      # smoke run (~2 min)
     python benchmarks/bench_fit.py --repeats 3 --json /tmp/out.json
-    python benchmarks/bench_fit.py --whole-fit  # whole default fits (about 6 min)
+    python benchmarks/bench_fit.py --whole-fit  # whole default fits (4 to 6 min a round)
 
-``--whole-fit`` times instead one whole fit of ``max_iter=400`` (the default) per size and
-dtype, each with the GEMM floor measured just before it: the cost per iteration a user pays
-for a whole fit, first line search and set-up included
+``--whole-fit`` times instead whole fits of ``max_iter=400`` (the default; ``--max-iter``
+changes it), one per size and dtype in each of ``--repeats`` rounds (default 3), each with
+the GEMM floor measured just before it: the cost per iteration a user pays for a whole fit,
+first line search and set-up included, as the median of the rounds' ratios
 (``benchmarks/results/whole_fit.json``).
 """
 
@@ -378,26 +379,42 @@ def steady(first, longer, K):
     return out
 
 
-def whole_fits(json_path=None, max_iter=400, sizes=(5000, 10000)):
-    """One whole fit of ``max_iter`` iterations per size and dtype, each after its GEMM
-    floor (median of 3), the ratio per iteration; a table, the goal, the JSON."""
+def whole_fits(json_path=None, max_iter=400, sizes=(5000, 10000), repeats=3):
+    """Whole fits of ``max_iter`` iterations per size and dtype, each right after its GEMM
+    floor (median of 3), in ``repeats`` interleaved rounds; per round the ratio per
+    iteration, and its median over the rounds; a table, the goal, the JSON."""
     env = machine()
-    results = {}
-    lines = ["| rows | dtype | GEMM floor | /iter | evals/iter | /iter ÷ floor |",
-             "|---:|---|---:|---:|---:|---:|"]
-    for m in sizes:
-        for dname, dt in (("float64", np.float64), ("float32", np.float32)):
+    configs = [(m, dname, dt) for m in sizes
+               for dname, dt in (("float64", np.float64), ("float32", np.float32))]
+    runs = {f"{m}/{dname}": [] for m, dname, _ in configs}
+    for rnd in range(repeats):
+        print(f"round {rnd + 1}/{repeats} (load average {os.getloadavg()[0]:.2f})",
+              flush=True)
+        for m, dname, dt in configs:
             floor = median([gemm_floor(m, dt)["ms"] for _ in range(3)])
             run = skae_run(data(m, dt), max_iter)
-            ratio = run["ms_per_iter"] / floor
-            results[f"{m}/{dname}"] = {"floor_ms": floor, **run, "ratio": ratio}
-            lines.append(f"| {m} | {dname} | {fmt(floor)} | {fmt(run['ms_per_iter'])} "
-                         f"| {fmt(run.get('nfev', 0) / max(run['n_iter'], 1), 2)} "
-                         f"| {fmt(ratio, 2)} {mark(ratio <= 1.35)} |")
-            print(lines[-1], flush=True)
-    print("\n".join([f"Whole fits of max_iter={max_iter} (BLAS: {blas_summary()})"] + lines))
+            run.update(floor_ms=floor, ratio=run["ms_per_iter"] / floor)
+            runs[f"{m}/{dname}"].append(run)
+            print(f"  {m} {dname}: floor {floor:.1f} ms, {run['ms_per_iter']:.1f} ms per "
+                  f"iteration, ratio {run['ratio']:.3f}", flush=True)
+    results = {}
+    lines = ["| rows | dtype | GEMM floor | /iter | evals/iter | /iter ÷ floor (rounds) "
+             "| median |", "|---:|---|---:|---:|---:|---|---:|"]
+    for key, rounds in runs.items():
+        m, dname = key.split("/")
+        summary = aggregate(rounds)
+        results[key] = summary
+        ratios = [r["ratio"] for r in rounds]
+        lines.append(
+            f"| {m} | {dname} | {fmt(summary['floor_ms'])} | {fmt(summary['ms_per_iter'])} "
+            f"| {fmt(summary.get('nfev', 0) / max(summary['n_iter'], 1), 2)} "
+            f"| {', '.join(fmt(r, 2) for r in ratios)} "
+            f"| {fmt(summary['ratio'], 2)} {mark(summary['ratio'] <= 1.35)} |")
+    print("\n".join([f"Whole fits of max_iter={max_iter}, median of {repeats} rounds "
+                     f"(BLAS: {blas_summary()})"] + lines))
     write_json(Path(json_path) if json_path else RESULTS / "whole_fit.json",
-               {"meta": env, "max_iter": max_iter, "results": results})
+               {"meta": env, "max_iter": max_iter, "repeats": repeats, "results": results,
+                "table": "\n".join(lines)})
     return 0
 
 
@@ -428,7 +445,7 @@ def main(argv=None):
         torch_worker()
         return 0
     if args.whole_fit:
-        return whole_fits(args.json)
+        return whole_fits(args.json, max_iter=args.max_iter or 400, repeats=args.repeats or 3)
 
     quick = args.quick
     repeats = args.repeats or (1 if quick else 5)
