@@ -114,9 +114,9 @@ plt.show()
 # are cleaner single digits, many of them a recognisable 0, 1, 3, 5, 6, 7 or 9 with a dark
 # hole where the digit has none; third-layer tiles are fuzzier whole-digit shapes with
 # dark holes. The ascent agrees with the closed form on layer 1 and reaches a
-# median activation of 0.999 on layer 2 and 0.984 on layer 3; a few third-layer units stay
-# low (the least reaches 0.247): within this radius little excites them, or the ascent
-# from a random start stopped at a local maximum. On scikit-learn's 8×8 digits, or after
+# median activation of 0.999 on layer 2 and 0.986 on layer 3; a few units stay lower (the
+# least reach 0.693 on layer 2 and 0.735 on layer 3): within this radius little excites
+# them more, or the ascent from a random start stopped at a local maximum. On scikit-learn's 8×8 digits, or after
 # fine-tuning every layer, the same method gives much noisier tiles: the images are too
 # small to hold a stroke, and fine-tuning trades the strokes for detail that separates the
 # classes.
@@ -144,15 +144,14 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# Most class units reach a higher probability than the best training digit of their class
-# (the log-probability gains printed below are positive, from about 1e-3 to 0.2), with
+# Every class unit reaches a higher probability than the best training digit of its class
+# (the log-probability gains printed below are all positive, from about 1e-3 to 0.2), with
 # inputs that look like noise around a faint digit: without a prior on what inputs look
 # like, activation maximisation finds what the network responds to, which is not the same
-# as what a digit looks like. The unit of 8 is the exception: the ascent from a random start
-# stops at p=0.770, below the best 8 (0.950), at a local maximum; the start matters for
-# every unit above the first layer. The classifier is not very sure of its best 4, 5 and 9
-# (0.891, 0.885, 0.819; its most probable 9 looks like a 4): it is a softmax on frozen
-# codes, with a held-out accuracy of 0.786.
+# as what a digit looks like. The ascent starts from a random input, and above the first
+# layer the start matters: it can stop at a local maximum. The classifier is least sure of
+# its best 4, 5 and 9 (0.950, 0.897, 0.791): it is a softmax on frozen codes, with a
+# held-out accuracy of 0.795.
 print("log-probability gain of the maximised input over the best digit, per class:")
 print(", ".join(f"{gain:.1e}" for gain in np.log(act) - np.log(proba_best)))
 
@@ -194,12 +193,12 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# Every inversion matches its target code closely (median code errors 0.017, 0.021, 0.013
-# and 0.007 for layers 1, 2, 3 and the class probabilities) and is classified like the
+# Every inversion matches its target code closely (median code errors 0.016, 0.021, 0.013
+# and 0.010 for layers 1, 2, 3 and the class probabilities) and is classified like the
 # digit. The layer-1 code (200 numbers for 784 pixels) keeps the digit: its inversion is a
 # grainy copy of it. The layer-2 code (100 numbers) keeps the strokes, thinner and speckled.
 # The layer-3 code (50 numbers) keeps a dim, blurred outline in which some digits turn
 # into others (the slim 8 reads as a 3 or a z). The class probabilities keep little more
 # than the class: their inversions are faint, some a rough outline of the digit (the 6, the
-# first 3, the 0), others another shape (the 8s turn into a z and a 5, the last 3 into an
+# first 3, the 0), others another shape (the 8s turn into a 3 or a z, the last 3 into an
 # oval), yet the classifier puts every one of them in the class it gives the digit.
