@@ -116,10 +116,10 @@ plt.show()
 # dark holes. The ascent agrees with the closed form on layer 1 and reaches a
 # median activation of 0.999 on layer 2 and 0.986 on layer 3; a few units stay lower (the
 # least reach 0.693 on layer 2 and 0.735 on layer 3): within this radius little excites
-# them more, or the ascent from a random start stopped at a local maximum. On scikit-learn's 8×8 digits, or after
-# fine-tuning every layer, the same method gives much noisier tiles: the images are too
-# small to hold a stroke, and fine-tuning trades the strokes for detail that separates the
-# classes.
+# them more, or the ascent from a random start stopped at a local maximum. On
+# scikit-learn's 8×8 digits, or after fine-tuning every layer, the same method gives much
+# noisier tiles: the images are too small to hold a stroke, and fine-tuning trades the
+# strokes for detail that separates the classes.
 #
 # For the class units, the maximising input (top) is set against the training digit that
 # the network finds most probable for that class, scaled to the same norm (bottom).
