@@ -248,8 +248,10 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         score) per epoch that counts as one (see ``n_iter_no_change``).
     warm_start : bool, default=False
         Start from the previous fit's parameters instead of a new initialisation. With a
-        mini-batch solver the fit also continues ``loss_curve_`` and ``n_iter_``, with a
-        new optimiser state (as the MLPs; :meth:`partial_fit` always continues).
+        mini-batch solver the fit also continues the ``loss_curve_`` and ``n_iter_`` of an
+        earlier mini-batch fit, with a new optimiser state (as the MLPs; :meth:`partial_fit`
+        always continues); after an L-BFGS fit they start anew (epochs and iterations are
+        not counted together).
     random_state : int, RandomState instance or None, default=None
         Seeds the weight initialisation and the corruption, and for the mini-batch
         solvers the order of the rows and the held-out rows.
@@ -281,7 +283,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     n_iter_ : int
         Number of L-BFGS iterations completed, ``len(loss_curve_)`` (0 when the start
         already met ``tol``); for the mini-batch solvers, of epochs (over all calls of
-        :meth:`partial_fit` and warm-started fits).
+        :meth:`partial_fit` and warm-started fits since the last L-BFGS fit).
     best_loss_ : float or None
         Mini-batch solvers only: the lowest ``loss_curve_`` entry; None with
         ``early_stopping``.
