@@ -31,6 +31,7 @@ from ._stochastic import (
     apply_optimizer_settings,
     autoencoder_rows,
     make_optimizer,
+    mini_batch_rows,
     run_epochs,
 )
 from ._validation import (
@@ -203,7 +204,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         mini-batch as its data).
     mini_batch_size : int or "auto", default="auto"
         Rows per step of the mini-batch solvers; ``"auto"`` is ``min(200, n_samples)``
-        (the MLPs' ``batch_size``). Ignored by ``"lbfgs"``.
+        (the MLPs' ``batch_size``). A larger size than the rows is clipped to them, with
+        a warning (as the MLPs). Ignored by ``"lbfgs"``.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
         Step-size schedule of ``solver="sgd"``, as in the MLPs: ``"constant"`` keeps
         ``learning_rate_init``; ``"invscaling"`` uses ``learning_rate_init / (t + 1) **
@@ -251,7 +253,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         mini-batch solver the fit also continues the ``loss_curve_`` and ``n_iter_`` of an
         earlier mini-batch fit, with a new optimiser state (as the MLPs; :meth:`partial_fit`
         always continues); after an L-BFGS fit they start anew (epochs and iterations are
-        not counted together).
+        not counted together). Unlike the MLPs, whose ``n_iter_`` counts the last fit's
+        epochs only, ``n_iter_`` counts the epochs of all the fits continued.
     random_state : int, RandomState instance or None, default=None
         Seeds the weight initialisation and the corruption, and for the mini-batch
         solvers the order of the rows and the held-out rows.
@@ -633,10 +636,11 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         velocity and learning rate), ``loss_curve_``, ``n_iter_`` and the random state
         carry over from call to call, so a sequence of calls is deterministic for a given
         ``random_state``; with ``shuffle=False`` and chunks whose sizes are multiples of
-        the mini-batch size, the calls over consecutive chunks give the model of one
-        epoch over their concatenation (float64 data; float32 parameters are rounded to
-        float32 between calls; not with ``learning_rate="invscaling"``, whose step size
-        decays after each call, an epoch, as in the MLPs). ``early_stopping`` does not
+        an integer ``mini_batch_size``, the calls over consecutive chunks give the model
+        of one epoch over their concatenation (float64 data; float32 parameters are
+        rounded to float32 between calls; not with ``learning_rate="invscaling"``, whose
+        step size decays after each call, an epoch, nor with ``"adaptive"``, whose rule
+        may divide the step by 5 after a call, as in the MLPs). ``early_stopping`` does not
         apply (as in the MLPs).
         Settings changed with ``set_params`` between calls apply from the next call: a
         new ``solver`` starts a new optimiser state; the other solver settings keep it
@@ -743,10 +747,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         if not continuing:
             theta = layout.initialize(random_state)
         theta = np.array(theta, dtype=np.float64)  # the caller's arrays stay untouched
-        mini_batch_size = (
-            min(200, n_samples) if self.mini_batch_size == "auto" else self.mini_batch_size
-        )
-        mini_batch_size = max(1, min(mini_batch_size, n_samples))
+        mini_batch_size = mini_batch_rows(self, n_samples, "X")
         # The optimiser and the progress carry over between partial_fit calls only, as in
         # the MLPs (a warm-started fit continues the parameters with a new optimiser).
         carried = False

@@ -44,6 +44,7 @@ from ._stochastic import (
     SGDOptimizer,
     apply_optimizer_settings,
     make_optimizer,
+    mini_batch_rows,
     run_epochs,
 )
 from ._validation import (
@@ -712,12 +713,14 @@ class StackedAutoencoder(
         whatever ``warm_start``, as in the MLPs.
 
         For a one-layer stack the calls are that layer's ``partial_fit``: with
-        ``shuffle=False``, no noise and chunks whose sizes are multiples of
+        ``shuffle=False``, no noise and chunks whose sizes are multiples of an integer
         ``mini_batch_size``, calls over consecutive chunks give the model of one epoch of
-        ``fit`` (``max_iter=1``) over their concatenation. With several layers they do
-        not: ``fit`` trains layer 2 on the codes of the finished layer 1, while a stream
-        interleaves the layers chunk by chunk, so layer 2 learns from codes that change
-        as layer 1 learns. ``early_stopping`` does not apply (as in the MLPs).
+        ``fit`` (``max_iter=1``) over their concatenation (not with the ``"invscaling"``
+        and ``"adaptive"`` schedules of ``solver="sgd"``, which act after each call).
+        With several layers they do not: ``fit`` trains layer 2 on the codes of the
+        finished layer 1, while a stream interleaves the layers chunk by chunk, so layer
+        2 learns from codes that change as layer 1 learns. ``early_stopping`` does not
+        apply (as in the MLPs).
 
         Parameters
         ----------
@@ -1185,6 +1188,15 @@ class StackedAutoencoderClassifier(
         The loss after each L-BFGS iteration (each epoch's mean mini-batch loss with a
         mini-batch ``solver``), with the keys of ``stage_n_iter_`` (a list of curves for
         pretraining).
+    validation_scores_ : dict
+        With a mini-batch ``solver`` and ``early_stopping``: the accuracy on the held-out
+        labelled rows after each epoch of ``"softmax"`` and ``"fine_tuning"`` (lists, as
+        ``MLPClassifier.validation_scores_``), None for a stage that held no rows out or did
+        not run (L-BFGS, :meth:`partial_fit`).
+    best_validation_score_ : float or None
+        The best of the last supervised stage's ``validation_scores_``, the held-out
+        accuracy of the returned network (early stopping keeps that epoch's parameters);
+        None without held-out rows.
     loss_ : float or None
         The supervised objective at the end (stage 3, or stage 2 for None); with a
         mini-batch ``solver`` the last epoch's mean mini-batch objective. None after
@@ -1401,6 +1413,7 @@ class StackedAutoencoderClassifier(
         n_iter = {"pretraining": [], "softmax": 0, "fine_tuning": 0}
         times = {"pretraining": [], "softmax": 0.0, "fine_tuning": 0.0}
         reasons = {"pretraining": [], "softmax": None, "fine_tuning": None}
+        scores = {"softmax": None, "fine_tuning": None}  # held-out accuracies per epoch
         if warm:
             self._check_warm_start(sizes, classes, X.shape[1], xp)
             autoencoders = self.autoencoders_
@@ -1438,7 +1451,11 @@ class StackedAutoencoderClassifier(
             curves[stage], n_iter[stage] = list(result.loss_curve), result.n_iter
             reasons[stage] = result.reason
             times[stage] = time.perf_counter() - start
+            scores[stage] = getattr(result, "validation_scores", None)
+            last_stage[0] = stage
             return layers, result.loss
+
+        last_stage = [None]  # the last supervised stage run: its network is the result
 
         k = len(layers)
         loss = pretrained = None  # pretrained: stage 2's network and loss
@@ -1471,6 +1488,9 @@ class StackedAutoencoderClassifier(
         self.stage_n_iter_ = n_iter
         self.stage_times_ = times
         self.stage_stop_reasons_ = reasons
+        self.validation_scores_ = scores
+        last = scores[last_stage[0]] if last_stage[0] is not None else None
+        self.best_validation_score_ = max(last) if last else None
         self.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"] + n_iter["fine_tuning"])
         self.loss_ = float(loss)
         if self.solver == "lbfgs":  # a former mini-batch fit's progress
@@ -1633,6 +1653,9 @@ class StackedAutoencoderClassifier(
         self.stage_n_iter_ = n_iter
         self.stage_times_ = times
         self.stage_stop_reasons_ = reasons
+        # partial_fit holds no rows out (early_stopping is ignored there)
+        self.validation_scores_ = {"softmax": None, "fine_tuning": None}
+        self.best_validation_score_ = None
         self.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"] + n_iter["fine_tuning"])
         self.loss_ = None if loss is None else float(loss)
         self._random_state_ = rng
@@ -1799,7 +1822,7 @@ class StackedAutoencoderClassifier(
         state.validation_scores = [] if early_stopping else None
         state.best_validation_score = -np.inf
         n_train = m if train_rows is None else len(train_rows)
-        size = min(200, n_train) if self.mini_batch_size == "auto" else self.mini_batch_size
+        size = mini_batch_rows(self, n_train, f"the {label} stage's training rows")
         result = run_epochs(
             objective_of,
             m,
@@ -1807,7 +1830,7 @@ class StackedAutoencoderClassifier(
             optimizer=optimizer,
             state=state,
             train_rows=train_rows,
-            mini_batch_size=max(1, min(size, n_train)),
+            mini_batch_size=size,
             max_iter=max_iter,
             tol=float(self.fine_tune_tol),
             n_iter_no_change=self.n_iter_no_change,

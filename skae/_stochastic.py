@@ -26,7 +26,7 @@ from ._parallel import (
     row_blocks,
 )
 from ._warnings import warn_at_caller
-from .exceptions import FitInterruptedWarning, NonFiniteLossError
+from .exceptions import FitInterruptedWarning, NonFiniteLossError, SkaeWarning
 
 __all__ = [
     "STOCHASTIC_STOP_REASONS",
@@ -191,6 +191,22 @@ def make_optimizer(estimator, size):
         estimator.nesterovs_momentum,
         estimator.power_t,
     )
+
+
+def mini_batch_rows(estimator, n_rows, what):
+    """Rows per step: ``mini_batch_size`` (``"auto"``: ``min(200, n_rows)``), clipped to
+    the ``n_rows`` rows of ``what`` with a warning, as the MLPs clip ``batch_size``."""
+    size = estimator.mini_batch_size
+    if size == "auto":
+        return max(1, min(200, n_rows))
+    if size > n_rows:
+        warn_at_caller(
+            f"mini_batch_size={size} is larger than {what} ({n_rows} rows): each epoch is "
+            f"one step over all {n_rows} (the size is clipped, as the MLPs clip "
+            "batch_size).",
+            SkaeWarning,
+        )
+    return max(1, min(size, n_rows))
 
 
 def apply_optimizer_settings(optimizer, estimator, t):

@@ -36,6 +36,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 # scikit-learn's checks fit on small arbitrary data (21 blobs) where an upper layer's codes
 # can collapse; that diagnosis is tested in test_stacked.py, the checks are about the API.
 no_constant_codes = pytest.mark.filterwarnings("ignore::skae.exceptions.ConstantCodesWarning")
+# ... and fit on fewer rows than the mini-batch configurations' mini_batch_size: the size is
+# clipped with a warning, as scikit-learn's MLPs clip batch_size (tested in test_stochastic.py)
+pytestmark = [
+    pytestmark,
+    pytest.mark.filterwarnings("ignore:mini_batch_size=.* is larger than:UserWarning"),
+]
 
 # Small networks and few iterations: the checks are about the API, not about convergence.
 CONFIGURATIONS = [

@@ -18,6 +18,7 @@ from skae import (
 )
 from skae._network import FineTuneObjective, Layer, autoencoder_layer, forward
 from skae._stacked import labelled_rows
+from skae.exceptions import SkaeWarning
 
 SEED_MAX = np.iinfo(np.int32).max
 
@@ -124,6 +125,8 @@ ONE_STEP = dict(
     max_iter=2,
     random_state=0,
 )
+# ... clipped to the rows, with the warning the MLPs give for a batch_size that large
+ONE_BATCH = r"mini_batch_size=10000 is larger than .* each epoch is one step over all"
 
 
 @pytest.mark.parametrize("unlabelled_rows", [False, True])
@@ -136,13 +139,14 @@ def test_one_softmax_epoch_of_one_batch_is_a_gradient_step_on_the_full_objective
     X, y = X[:400], y[:400].copy()
     if unlabelled_rows:
         y[::3] = -1
-    clf = _quiet(
-        StackedAutoencoderClassifier(
-            (10,), fine_tune=None, softmax_max_iter=1, softmax_alpha=1e-3, **ONE_STEP
-        ).fit,
-        X,
-        y,
-    )
+    with pytest.warns(SkaeWarning, match=ONE_BATCH):
+        clf = _quiet(
+            StackedAutoencoderClassifier(
+                (10,), fine_tune=None, softmax_max_iter=1, softmax_alpha=1e-3, **ONE_STEP
+            ).fit,
+            X,
+            y,
+        )
     rows = np.flatnonzero(y != -1)
     y_index = np.searchsorted(clf.classes_, y[rows])
     layers = [autoencoder_layer(clf.autoencoders_[0]), _softmax_start(0, (10,), 10)]
@@ -159,18 +163,19 @@ def test_one_softmax_epoch_of_one_batch_is_a_gradient_step_on_the_full_objective
 def test_one_fine_tuning_epoch_of_one_batch_is_a_gradient_step_on_the_network(digits):
     X, y = digits
     X, y = X[:300], y[:300]
-    clf = _quiet(
-        StackedAutoencoderClassifier(
-            (10, 6),
-            alpha=[1e-3, 1e-4],
-            softmax_max_iter=1,
-            fine_tune="all",
-            fine_tune_max_iter=1,
-            **ONE_STEP,
-        ).fit,
-        X,
-        y,
-    )
+    with pytest.warns(SkaeWarning, match=ONE_BATCH):
+        clf = _quiet(
+            StackedAutoencoderClassifier(
+                (10, 6),
+                alpha=[1e-3, 1e-4],
+                softmax_max_iter=1,
+                fine_tune="all",
+                fine_tune_max_iter=1,
+                **ONE_STEP,
+            ).fit,
+            X,
+            y,
+        )
     start = clf.pretrained_classifier_.layers_
     full = FineTuneObjective(start, X, y, n_trainable=3, alphas=[0.0, 0.0, 1e-4])
     J, grad = full(full.theta0)
@@ -241,6 +246,43 @@ def test_early_stopping_scores_accuracy_on_a_stratified_held_out_share(digits):
     # stopped by the rule on the held-out accuracy, long before the epoch limit
     assert clf.stage_stop_reasons_["softmax"] == "no improvement"
     assert clf.stage_n_iter_["softmax"] < 300
+
+
+def test_early_stopping_records_each_stages_held_out_accuracy(digits, monkeypatch):
+    """As MLPClassifier's validation_scores_ and best_validation_score_, per supervised
+    stage: one held-out accuracy per epoch, and the best of the last stage is the
+    returned network's accuracy on the held-out rows (early stopping keeps that epoch)."""
+    import skae._stacked as stacked
+
+    X, y = digits[0][:500], digits[1][:500]
+    held_out = []
+    original = stacked._codes_of_rows
+
+    def spy(layers, data, rows, dtype):
+        held_out.append(np.asarray(rows).copy())
+        return original(layers, data, rows, dtype)
+
+    monkeypatch.setattr(stacked, "_codes_of_rows", spy)
+    params = dict(solver="adam", learning_rate_init=0.02, max_iter=3, softmax_max_iter=40,
+                  fine_tune_max_iter=40, n_iter_no_change=3, random_state=0)
+    clf = _quiet(StackedAutoencoderClassifier((16,), early_stopping=True, **params).fit, X, y)
+    scores = clf.validation_scores_
+    for stage in ("softmax", "fine_tuning"):
+        assert len(scores[stage]) == clf.stage_n_iter_[stage] > 0
+        assert all(0.0 <= s <= 1.0 for s in scores[stage])
+    assert clf.best_validation_score_ == max(scores["fine_tuning"])
+    rows = held_out[-1]
+    assert clf.score(X[rows], y[rows]) == pytest.approx(clf.best_validation_score_)
+    # no held-out rows: L-BFGS, no early stopping, partial_fit
+    for other in (
+        _quiet(StackedAutoencoderClassifier((16,), max_iter=3, softmax_max_iter=5,
+                                            fine_tune_max_iter=5).fit, X, y),
+        _quiet(StackedAutoencoderClassifier((16,), **params).fit, X, y),
+        StackedAutoencoderClassifier((16,), early_stopping=True, **params).partial_fit(
+            X, y, classes=np.arange(10)),
+    ):
+        assert other.validation_scores_ == {"softmax": None, "fine_tuning": None}
+        assert other.best_validation_score_ is None
 
 
 def test_early_stopping_needs_two_rows_of_each_class_to_stratify(digits):

@@ -651,3 +651,33 @@ def test_ctrl_c_inside_a_parameter_update_keeps_the_whole_step(digits, monkeypat
     np.testing.assert_array_equal(midway.components_, after_four_steps.components_)
     np.testing.assert_array_equal(midway.intercept_visible_, after_four_steps.intercept_visible_)
     assert midway._optimizer_.t == after_four_steps._optimizer_.t == 4
+
+
+def test_a_mini_batch_larger_than_the_data_is_clipped_with_a_warning(digits):
+    """As the MLPs clip batch_size: one step over all the rows per epoch, and a warning
+    that says so (the classifier's supervised stages name their stage); "auto" and a size
+    no larger than the rows give none."""
+    from skae import StackedAutoencoderClassifier
+    from skae.exceptions import SkaeWarning
+
+    X = digits[:150]
+    params = dict(n_hidden=4, solver="sgd", shuffle=False, max_iter=2, random_state=0)
+    with pytest.warns(SkaeWarning, match=r"mini_batch_size=500 is larger than X \(150 rows\)"):
+        clipped = _fit(X, mini_batch_size=500, **params)
+    exact = _fit(X, mini_batch_size=150, **params)
+    _assert_same_model(clipped, exact)
+    assert clipped.t_ == exact.t_ == 300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkaeWarning)
+        _fit(X, mini_batch_size="auto", **params)
+        stream = SparseAutoencoder(mini_batch_size=100, **params).partial_fit(X[:100])
+    with pytest.warns(SkaeWarning, match=r"larger than X \(50 rows\)"):
+        stream.partial_fit(X[100:])  # a last, shorter chunk
+    y = np.arange(150) % 3
+    with pytest.warns(SkaeWarning, match=r"=140 is larger than the softmax stage.s .* \(135"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            StackedAutoencoderClassifier(
+                (4,), solver="adam", mini_batch_size=140, max_iter=1, softmax_max_iter=1,
+                fine_tune=None, early_stopping=True, random_state=0,
+            ).fit(X, y)
