@@ -1094,14 +1094,15 @@ class StackedAutoencoderClassifier(
         ``fine_tune="top"`` would no longer continue stage 2. To regularise more or less,
         change ``softmax_alpha``: both stages follow.
     softmax_max_iter : int, default=100
-        L-BFGS iterations of stage 2.
+        L-BFGS iterations of stage 2 (epochs with a mini-batch ``solver``).
     fine_tune : {"all", "top"} or None, default="all"
         What stage 3 trains: every layer, the softmax only (a continuation of stage 2,
         which changes nothing after a stage 2 that converged), or nothing.
     fine_tune_max_iter : int, default=400
-        L-BFGS iterations of stage 3.
+        L-BFGS iterations of stage 3 (epochs with a mini-batch ``solver``).
     fine_tune_tol : float, default=1e-5
-        L-BFGS tolerance of stages 2 and 3 (largest gradient component).
+        L-BFGS tolerance of stages 2 and 3 (largest gradient component); with a
+        mini-batch ``solver`` the least improvement per epoch, as the MLPs' ``tol``.
     unlabelled : int, str or None, default=-1
         The label that marks an unlabelled row (scikit-learn's semi-supervised
         convention is -1; a bool is not a marker). None: every row is labelled, e.g.
