@@ -1415,6 +1415,7 @@ class StackedAutoencoderClassifier(
         times = {"pretraining": [], "softmax": 0.0, "fine_tuning": 0.0}
         reasons = {"pretraining": [], "softmax": None, "fine_tuning": None}
         scores = {"softmax": None, "fine_tuning": None}  # held-out accuracies per epoch
+        last_stage = None  # the last supervised stage run: its network is the result
         if warm:
             self._check_warm_start(sizes, classes, X.shape[1], xp)
             autoencoders = self.autoencoders_
@@ -1428,6 +1429,7 @@ class StackedAutoencoderClassifier(
             layers.append(_initial_softmax(rng, len(classes), sizes[-1], X.dtype, xp, device))
 
         def run(stage, layers, n_trainable):
+            nonlocal last_stage
             start = time.perf_counter()
             if self.solver == "lbfgs":
                 objective = objective_of(
@@ -1453,10 +1455,8 @@ class StackedAutoencoderClassifier(
             reasons[stage] = result.reason
             times[stage] = time.perf_counter() - start
             scores[stage] = getattr(result, "validation_scores", None)
-            last_stage[0] = stage
+            last_stage = stage
             return layers, result.loss
-
-        last_stage = [None]  # the last supervised stage run: its network is the result
 
         k = len(layers)
         loss = pretrained = None  # pretrained: stage 2's network and loss
@@ -1490,7 +1490,7 @@ class StackedAutoencoderClassifier(
         self.stage_times_ = times
         self.stage_stop_reasons_ = reasons
         self.validation_scores_ = scores
-        last = scores[last_stage[0]] if last_stage[0] is not None else None
+        last = scores[last_stage] if last_stage is not None else None
         self.best_validation_score_ = max(last) if last else None
         self.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"] + n_iter["fine_tuning"])
         self.loss_ = float(loss)
