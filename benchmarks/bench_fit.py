@@ -28,10 +28,10 @@ checked at the end.  Usage::
     python benchmarks/bench_fit.py --whole-fit  # whole default fits (4 to 6 min a round)
 
 ``--whole-fit`` times instead whole fits of ``max_iter=400`` (the default; ``--max-iter``
-changes it), one per size and dtype in each of ``--repeats`` rounds (default 3), each with
-the GEMM floor measured just before it: the cost per iteration a user pays for a whole fit,
-first line search and set-up included, as the median of the rounds' ratios
-(``benchmarks/results/whole_fit.json``).
+changes it), one per size and dtype in each of ``--repeats`` rounds (default 3), with the
+GEMM floor measured inside each fit every 1.5 s (its time left out): the cost per iteration
+a user pays for a whole fit, first line search and set-up included, as the median of the
+rounds' ratios (``benchmarks/results/whole_fit.json``).
 """
 
 import argparse
@@ -145,13 +145,23 @@ _FLOOR_ARRAYS = {}
 _FIT_STATS = []
 
 
+# Set by whole_fits: ``(every_s, measure)``; ``measure()`` times the GEMM floor inside a fit
+# and returns the seconds it took, which the fit's time then leaves out.
+_INTERLEAVE = {}
+
+
 def _counting(orig):
-    """``orig(fun, x0, ...)`` with ``fun`` wrapped to count its evaluations and time."""
+    """``orig(fun, x0, ...)`` with ``fun`` wrapped to count its evaluations and time (and,
+    when ``_INTERLEAVE`` is set, to measure the GEMM floor between evaluations)."""
 
     def counting_minimize(fun, x0, *args, **kwargs):
-        stats = {"nfev": 0, "fun_s": 0.0}
+        stats = {"nfev": 0, "fun_s": 0.0, "floor_s": 0.0}
+        last = [time.perf_counter()]
 
         def counted(*a, **kw):
+            if _INTERLEAVE and time.perf_counter() - last[0] >= _INTERLEAVE["every_s"]:
+                stats["floor_s"] += _INTERLEAVE["measure"]()
+                last[0] = time.perf_counter()
             t0 = time.perf_counter()
             try:
                 return fun(*a, **kw)
@@ -204,6 +214,8 @@ def skae_run(X, max_iter, **params):
         t0 = time.perf_counter()
         est.fit(X)
         wall = time.perf_counter() - t0
+    if len(_FIT_STATS) == 1:  # less the GEMM floors measured inside the fit (whole_fits)
+        wall -= _FIT_STATS[0]["floor_s"]
     n_iter = int(est.n_iter_)
     run = {"wall_s": wall, "n_iter": n_iter,
            "ms_per_iter": wall * 1e3 / max(n_iter, 1),
@@ -379,11 +391,49 @@ def steady(first, longer, K):
     return out
 
 
+# Whole fits: the floor is measured every FLOOR_EVERY_S seconds of a fit, between two
+# evaluations; after it the fit waits FLOOR_SETTLE_S, until OpenBLAS's own threads, which
+# spin for about 0.1 s after a multi-threaded product, have stopped (else the next
+# evaluation would share the cores with them).
+FLOOR_EVERY_S, FLOOR_SETTLE_S = 1.5, 0.15
+
+
+def _interleaved_floor(m, dt, threads, samples):
+    """``measure()`` for ``_INTERLEAVE``: the GEMM floor on ``threads`` BLAS threads (the
+    count before the fit; skae holds BLAS on one thread while it fits), appended to
+    ``samples`` (ms); returns the seconds taken, settling included."""
+    from skae._parallel import _blas_controllers, _set_num_threads
+
+    def measure():
+        t0 = time.perf_counter()
+        controllers = _blas_controllers()
+        held = [lc.num_threads for lc in controllers]
+        for lc in controllers:
+            _set_num_threads(lc, threads)
+        try:
+            samples.append(gemm_floor(m, dt, inner=1)["ms"])
+        finally:
+            for lc, n in zip(controllers, held):
+                _set_num_threads(lc, n)
+        time.sleep(FLOOR_SETTLE_S)
+        return time.perf_counter() - t0
+
+    return measure
+
+
 def whole_fits(json_path=None, max_iter=400, sizes=(5000, 10000), repeats=3):
-    """Whole fits of ``max_iter`` iterations per size and dtype, each right after its GEMM
-    floor (median of 3), in ``repeats`` interleaved rounds; per round the ratio per
-    iteration, and its median over the rounds; a table, the goal, the JSON."""
+    """Whole fits of ``max_iter`` iterations per size and dtype, in ``repeats`` interleaved
+    rounds. The GEMM floor of each fit is measured inside it, every ``FLOOR_EVERY_S``
+    seconds between two evaluations (its time is left out of the fit's), so that the floor
+    and the fit see the same machine: on a shared machine whose speed drifts within
+    seconds, a floor measured before the fit is not the floor of the fit. Per round the
+    ratio per iteration to the mean of the fit's floor samples; the median over rounds; a
+    table, the goal, the JSON. The evaluation after each floor starts from caches the floor
+    has filled with its own arrays, which can only make the ratio larger."""
+    from skae._parallel import available_threads
+
     env = machine()
+    threads = available_threads()
     configs = [(m, dname, dt) for m in sizes
                for dname, dt in (("float64", np.float64), ("float32", np.float32))]
     runs = {f"{m}/{dname}": [] for m, dname, _ in configs}
@@ -391,11 +441,24 @@ def whole_fits(json_path=None, max_iter=400, sizes=(5000, 10000), repeats=3):
         print(f"round {rnd + 1}/{repeats} (load average {os.getloadavg()[0]:.2f})",
               flush=True)
         for m, dname, dt in configs:
-            floor = median([gemm_floor(m, dt)["ms"] for _ in range(3)])
-            run = skae_run(data(m, dt), max_iter)
-            run.update(floor_ms=floor, ratio=run["ms_per_iter"] / floor)
+            X = data(m, dt)
+            gemm_floor(m, dt, inner=1)  # the floor's arrays, made before the fit
+            time.sleep(FLOOR_SETTLE_S)
+            samples = []
+            _INTERLEAVE.update(every_s=FLOOR_EVERY_S,
+                               measure=_interleaved_floor(m, dt, threads, samples))
+            try:
+                run = skae_run(X, max_iter)
+            finally:
+                _INTERLEAVE.clear()
+            floor = sum(samples) / len(samples) if samples else gemm_floor(m, dt)["ms"]
+            run.update(floor_ms=floor, floor_samples=len(samples),
+                       floor_median_ms=median(samples) if samples else floor,
+                       ratio=run["ms_per_iter"] / floor)
             runs[f"{m}/{dname}"].append(run)
-            print(f"  {m} {dname}: floor {floor:.1f} ms, {run['ms_per_iter']:.1f} ms per "
+            print(f"  {m} {dname}: floor {floor:.1f} ms (mean of {len(samples)} inside the "
+                  f"fit), {run['ms_per_iter']:.1f} ms per iteration, "
+                  f"{run.get('nfev', 0) / max(run['n_iter'], 1):.2f} evaluations per "
                   f"iteration, ratio {run['ratio']:.3f}", flush=True)
     results = {}
     lines = ["| rows | dtype | GEMM floor | /iter | evals/iter | /iter ÷ floor (rounds) "

@@ -685,8 +685,9 @@ class FineTuneObjective:
     (BLAS on one thread in each), and the blocks' sums are added in block order
     (:func:`skae._parallel.map_blocks`), so the result is the same, bit for bit, for any
     number of workers. Each worker owns, for a block of ``c`` rows, one ``(c, n_out)``
-    buffer per trainable layer (activations, then the top one's δ), one per layer below
-    the top for the deltas, and the block's weight gradients; the objective owns the
+    buffer per trainable layer (activations, then the top one's δ) and one per layer
+    below the top for the deltas, and two sets of the block's gradients (one while its
+    last result waits to be added after an earlier block's); the objective owns the
     totals. Nothing else of size ``m`` is allocated per evaluation (with ``rows``, a block
     of input rows is gathered into a new ``(c, n_features)`` array, and ``c`` is then
     small enough for it to hold at most ``2**20`` elements). With frozen layers,
@@ -772,12 +773,18 @@ class FineTuneObjective:
             _FineTuneWorkspace(
                 A=[buffer(xp, (c, layer.n_out), dt, pool) for layer in self.trainable],
                 D=[buffer(xp, (c, layer.n_out), dt, pool) for layer in self.trainable[:-1]],
-                grads=[
-                    (buffer(xp, shape, dt, pool), buffer(xp, shape[0], np.float64, pool))
-                    for shape in self.layout.shapes
-                ],
             )
             for _ in range(k)
+        ]
+        # a block's gradients stay in its buffer set until added to the totals: two sets
+        # per worker when there are more blocks than workers (skae._parallel.map_blocks)
+        self.sets_per_worker = 2 if len(self.blocks) > k else 1
+        self.block_grads = [
+            [
+                (buffer(xp, shape, dt, pool), buffer(xp, shape[0], np.float64, pool))
+                for shape in self.layout.shapes
+            ]
+            for _ in range(k * self.sets_per_worker)
         ]
         self.totals = [
             (buffer(xp, shape, dt, pool), buffer(xp, shape[0], np.float64, pool))
@@ -810,9 +817,10 @@ class FineTuneObjective:
             return self.rows[: stop - start], self.y[start:stop]
         return self.one_hot[start:stop, ...]
 
-    def _block(self, start, stop, worker, layers):
-        """Loss sum and gradients (times m) of the rows start:stop, in the worker's buffers."""
-        ws, dt, k = self.workspaces[worker], self.dtype, stop - start
+    def _block(self, start, stop, buffer_set, layers):
+        """Loss sum and gradients (times m) of the rows start:stop, in ``block_grads``'s
+        ``buffer_set``."""
+        ws, dt, k = self.workspaces[buffer_set % self.n_workers], self.dtype, stop - start
         xp = self.xp
         if self.gather is None:
             A_in = row_slice(self.inputs, start, stop)
@@ -839,7 +847,7 @@ class FineTuneObjective:
             Z,
             n_params=len(layers),
             want_input=False,
-            out=ws.grads,
+            out=self.block_grads[buffer_set],
             scratch=[_head(D, k) for D in ws.D],
             wide_bias_sums=True,
         )
@@ -865,10 +873,11 @@ class FineTuneObjective:
         # product does not depend on a thread count.
         with blas_single_threaded():
             map_blocks(
-                lambda start, stop, w: self._block(start, stop, w, layers),
+                lambda start, stop, i: self._block(start, stop, i, layers),
                 self.blocks,
                 self.n_workers,
                 combine=sums,
+                sets_per_worker=self.sets_per_worker,
             )
         if not sums.empty:
             loss, *flat = sums.totals
@@ -1000,4 +1009,3 @@ class _FineTuneWorkspace:
 
     A: list
     D: list
-    grads: list

@@ -38,14 +38,17 @@ buffer      shape       holds
                         into a dense array (two-pass denoising; Gaussian noise
                         on sparse input)
 ``H``       (c, h)      hidden activations of the block (two-pass only)
-``grads``   (h, n),     the block's gradient sums, ``(gW, gb)`` per layer
-            (h,), (n,)  (encoder, decoder; one ``gW`` when tied, the biases'
-                        sums in float64)
-``T``       (h, n)      scratch for adding a product to them (tied only)
+``T``       (h, n)      scratch for adding the decoder's product to the encoder's
+                        (tied only)
 ==========  ==========  =====================================================
 
-and the objective owns the ``totals`` of the same shapes, to which the blocks' sums are
-added in block order. When ``batch_size`` is None, all workers also share ``H`` (m, h), the
+and two *buffer sets* (one when there are no more blocks than workers) of ``grads``: a
+block's gradient sums, ``(gW, gb)`` per layer ((h, n) and (h,), (n,); encoder, decoder; one
+``gW`` when tied; the biases' sums in float64). A block's sums stay in its set until they
+are added after the earlier blocks' (:func:`skae._parallel.map_blocks`), and meanwhile its
+worker goes on with the next block in its other set instead of waiting. The objective
+owns the ``totals`` of the same shapes, to which the blocks' sums are added in block
+order. When ``batch_size`` is None, all workers also share ``H`` (m, h), the
 hidden activations kept from the forward to the backward pass (then overwritten by f'(H));
 with denoising and ``batch_size=None`` the corrupted copy of ``X`` is made once per
 objective, drawn block by block into its output (a sparse copy, of the stored entries
@@ -429,7 +432,6 @@ class _Workspace:
     E: np.ndarray
     S: np.ndarray | None
     C: np.ndarray | None
-    grads: list
     T: np.ndarray | None
 
 
@@ -549,17 +551,23 @@ class AutoencoderObjective:
                 E=buffer(xp, (c, h), dt, pool),
                 S=buffer(xp, (c, n), dt, pool) if spec.loss == "cross_entropy" else None,
                 C=buffer(xp, (c, n), dt, pool) if dense_corrupted_blocks else None,
-                grads=_gradient_buffers(self.layout, xp, dt, pool),
                 T=buffer(xp, (h, n), dt, pool) if spec.tied else None,
             )
             for _ in range(k)
         ]
+        # A block's gradient sums stay in its buffer set until they are added to the
+        # totals: two sets per worker when there are more blocks than workers
+        self.sets_per_worker = 2 if len(self.blocks) > k else 1
+        self.block_grads = [
+            _gradient_buffers(self.layout, xp, dt, pool)
+            for _ in range(k * self.sets_per_worker)
+        ]
 
     # -- pieces -------------------------------------------------------------------------
-    def _input_rows(self, worker, start, stop):
+    def _input_rows(self, buffer_set, start, stop):
         Xc = row_slice(self.X_input, start, stop)
         if self.corrupt_per_block:
-            C = self.workspaces[worker].C
+            C = self.workspaces[buffer_set % self.n_workers].C
             out = None if C is None else C[: stop - start]
             Xc = self.corruption.apply(Xc, self.row_offset + start, out=out)
         return Xc
@@ -575,24 +583,24 @@ class AutoencoderObjective:
         return self.layout.network(theta, self.activations, self.dtype)
 
     # -- the two passes, one block at a time -------------------------------------------
-    def _forward(self, start, stop, worker, encoder_weights):
+    def _forward(self, start, stop, buffer_set, encoder_weights):
         """Pass 1 on one block: column sums of H (and H itself when kept)."""
-        ws = self.workspaces[worker]
+        ws = self.workspaces[buffer_set % self.n_workers]
         if self.two_pass:
             out = None if ws.H is None else ws.H[: stop - start]
         else:
             out = None if self.H is None else row_slice(self.H, start, stop)
-        H = self._encode_into(self._input_rows(worker, start, stop), *encoder_weights, out)
+        H = self._encode_into(self._input_rows(buffer_set, start, stop), *encoder_weights, out)
         if not self.two_pass and H is not out:  # no buffer: one block of all rows, kept
             self.H = H
         return sum_rows(H, axis=0)
 
-    def _backward(self, start, stop, worker, layers, sparsity):
+    def _backward(self, start, stop, buffer_set, layers, sparsity):
         """Pass 2 on one block: loss sum and the gradient sums (times m), in the layout's
-        order, in the worker's buffers (untouched until they are added to the totals)."""
-        ws, k = self.workspaces[worker], stop - start
+        order, in the buffer set's ``grads`` (untouched until added to the totals)."""
+        ws, k = self.workspaces[buffer_set % self.n_workers], stop - start
         R, D, E, S = (None if b is None else b[:k] for b in (ws.R, ws.D, ws.E, ws.S))
-        Xin = self._input_rows(worker, start, stop)
+        Xin = self._input_rows(buffer_set, start, stop)
         if self.two_pass:  # recomputed
             out = None if ws.H is None else ws.H[:k]
             Hc = self._encode_into(Xin, layers[0].weights, layers[0].bias, out)
@@ -604,7 +612,8 @@ class AutoencoderObjective:
         Z = affine(Hc, layers[1], self.dtype, out=R)
         recon, D = _reconstruction_delta(Z, target, D, S, self.spec.decoder, self.spec.loss)
         grads, _ = backpropagate(
-            layers, [Xin, Hc, Z], D, n_params=2, want_input=False, out=ws.grads,
+            layers, [Xin, Hc, Z], D, n_params=2, want_input=False,
+            out=self.block_grads[buffer_set],
             scratch=[E], wide_bias_sums=True, layout=self.layout,
             hidden_terms={1: sparsity}, weight_scratch=ws.T,
         )  # Hc now holds f'(H) (NumPy)
@@ -635,7 +644,7 @@ class AutoencoderObjective:
         device = array_device(layers[0].weights)
         col_sum = zeros(self.xp, self.spec.n_hidden, self.parameter_dtype, device)
         for part in map_blocks(
-            lambda start, stop, w: self._forward(start, stop, w, encoder_weights),
+            lambda start, stop, i: self._forward(start, stop, i, encoder_weights),
             self.blocks,
             self.n_workers,
         ):
@@ -651,10 +660,11 @@ class AutoencoderObjective:
         flat_totals = self.layout.flatten(self.totals)
         sums = BlockSums([None] + flat_totals, self.xp)
         map_blocks(
-            lambda start, stop, w: self._backward(start, stop, w, layers, sparsity),
+            lambda start, stop, i: self._backward(start, stop, i, layers, sparsity),
             self.blocks,
             self.n_workers,
             combine=sums,
+            sets_per_worker=self.sets_per_worker,
         )
         if sums.empty:  # no rows: nothing was added
             for total in flat_totals:

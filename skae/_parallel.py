@@ -20,17 +20,21 @@ API
     The block size of a mini-batch's objective: half its rows (rounded up) from 64 rows
     on, so that two workers share every mini-batch step; it too depends on the row count
     only.
-``map_blocks(function, blocks, n_workers, *, combine=None)``
-    Calls ``function(start, stop, worker)`` for every block; ``worker`` in
-    ``range(n_workers)`` identifies the calling thread's buffers (no two blocks run on the
-    same ``worker`` at once). Without ``combine`` it returns the results as a list in block
-    order. With ``combine`` it calls ``combine(result)`` for each block's result in block
-    order, while the worker that produced it waits, so a result may be a view of that
-    worker's buffers; it then returns None. ``n_workers=1``, a single block, or a call from
-    inside a worker runs everything in the calling thread. Worker threads run BLAS on one
-    thread. A ``KeyboardInterrupt`` (or any error) stops the remaining blocks; the call
-    waits for the blocks in flight to finish before raising, so no thread is still writing
-    the callers' buffers afterwards.
+``map_blocks(function, blocks, n_workers, *, combine=None, sets_per_worker=1)``
+    Calls ``function(start, stop, buffer_set)`` for every block; ``buffer_set`` in
+    ``range(n_workers * sets_per_worker)`` names the caller's buffers the block may use (no
+    two blocks in flight share one; set ``i`` belongs to worker thread ``i % n_workers``).
+    Without ``combine`` it returns the results as a list in block order. With ``combine``
+    it calls ``combine(result)`` for each block's result in block order, and the block's
+    buffer set is not handed out again before that, so a result may be a view of its
+    buffers; it then returns None. With two sets per worker, a worker whose result waits
+    for an earlier block's goes on with its next block. ``n_workers=1``, a single block, or
+    a call from inside a worker runs everything in the calling thread. Worker threads run
+    BLAS on one thread. A ``KeyboardInterrupt`` (or any error) stops the remaining blocks;
+    the call waits for the blocks in flight to finish before raising, so no thread is still
+    writing the callers' buffers afterwards.
+``worker_count(n_workers, n_blocks) -> int``
+    The threads ``map_blocks`` uses: at most one per block.
 ``blas_single_threaded()``
     A context manager that limits BLAS to one thread while it is held, reference-counted
     across threads: concurrent holders share one limit, and the limits in force before the
@@ -59,6 +63,7 @@ __all__ = [
     "map_blocks",
     "minibatch_block_rows",
     "row_blocks",
+    "worker_count",
 ]
 
 # An objective on data with fewer elements than this is evaluated by one worker: threads
@@ -254,26 +259,47 @@ def _pool(n_workers):
 
 # --------------------------------------------------------------------------- map / reduce
 class _Run:
-    """Shared state of one :func:`map_blocks` call."""
+    """Shared state of one :func:`map_blocks` call.
 
-    def __init__(self, blocks, combine):
+    A block is taken together with a free buffer set of the taking worker's. With
+    ``combine``, a block's result waits among the pending results until every earlier
+    block has been combined; whichever thread delivers the next block to combine combines
+    it and the pending ones that follow it, outside the lock, and each combined block's
+    set is free again. A worker whose result waits goes on with its other set, so the
+    workers do not run in lockstep. As blocks are taken with their set in block order, the
+    earliest block not yet combined always holds a set: a run cannot deadlock.
+    """
+
+    def __init__(self, blocks, combine, n_workers, sets_per_worker):
         self.blocks = blocks
         self.combine = combine
         self.results = [None] * len(blocks)
         self.next_block = 0
         self.next_combine = 0
+        # worker w's sets are w, w + n_workers, ...; popped from the end: w first
+        self.free_sets = [
+            [w + j * n_workers for j in range(sets_per_worker - 1, -1, -1)]
+            for w in range(n_workers)
+        ]
+        self.pending = {}  # block index -> (worker, set, result), not yet combined
+        self.combining = False  # a thread is combining (outside the lock)
         self.stopped = False
         self.active = 0  # blocks taken and not yet finished (delivered or failed)
         self.condition = threading.Condition()
 
-    def take(self):
+    def take(self, worker):
+        """``(index, buffer_set)`` of the next block for ``worker``, or None when none is left
+        (or the run stopped)."""
+        free = self.free_sets[worker]
         with self.condition:
+            while not free and not self.stopped:
+                self.condition.wait()
             if self.stopped or self.next_block >= len(self.blocks):
                 return None
             index = self.next_block
             self.next_block += 1
             self.active += 1
-            return index
+            return index, free.pop()
 
     def finished(self):
         with self.condition:
@@ -286,20 +312,34 @@ class _Run:
             while self.active:
                 self.condition.wait()
 
-    def deliver(self, index, result):
+    def deliver(self, worker, index, buffer_set, result):
         if self.combine is None:
             self.results[index] = result
+            with self.condition:
+                self.free_sets[worker].append(buffer_set)
+                self.condition.notify_all()
             return
         with self.condition:
-            while self.next_combine != index and not self.stopped:
-                self.condition.wait()
-            if self.stopped:
-                return
+            self.pending[index] = (worker, buffer_set, result)
+            if self.combining or self.stopped or index != self.next_combine:
+                return  # combined later by the thread that delivers the block before it
+            self.combining = True
+            worker, buffer_set, result = self.pending.pop(index)
+        while True:  # this thread combines: this block and the delivered ones after it
             try:
                 self.combine(result)
-            finally:
+            except BaseException:
+                with self.condition:
+                    self.combining = False
+                raise
+            with self.condition:
                 self.next_combine += 1
+                self.free_sets[worker].append(buffer_set)
                 self.condition.notify_all()
+                if self.stopped or self.next_combine not in self.pending:
+                    self.combining = False
+                    return
+                worker, buffer_set, result = self.pending.pop(self.next_combine)
 
     def stop(self):
         with self.condition:
@@ -309,10 +349,11 @@ class _Run:
 
 def _work(run, function, worker):
     try:
-        while (index := run.take()) is not None:
+        while (taken := run.take(worker)) is not None:
+            index, buffer_set = taken
             try:
                 start, stop = run.blocks[index]
-                run.deliver(index, function(start, stop, worker))
+                run.deliver(worker, index, buffer_set, function(start, stop, buffer_set))
             finally:
                 run.finished()
     except BaseException:
@@ -341,24 +382,36 @@ def interrupt_deferred():
             raise KeyboardInterrupt
 
 
-def map_blocks(function, blocks, n_workers, *, combine=None, finish=False):
-    """Evaluate ``function(start, stop, worker)`` on every block; see the module docstring.
+def map_blocks(
+    function, blocks, n_workers, *, combine=None, finish=False, sets_per_worker=1
+):
+    """Evaluate ``function(start, stop, buffer_set)`` on every block; see the module
+    docstring.
 
     Parameters
     ----------
     function : callable
-        ``function(start, stop, worker) -> result`` for the rows ``start:stop``.
+        ``function(start, stop, buffer_set) -> result`` for the rows ``start:stop``.
+        ``buffer_set``, in ``range(n_workers * sets_per_worker)``, names a set of the
+        caller's buffers that no other block in flight uses; set ``i`` is only ever used
+        by the worker thread ``i % n_workers``, so the buffers a block needs only while
+        it runs can be the worker's.
     blocks : list of (int, int)
         The row ranges, e.g. from :func:`row_blocks`. Their order is the order of the
         results and of the calls to ``combine``.
     n_workers : int
-        Threads to use (at most ``len(blocks)`` are used).
+        Threads to use (at most ``len(blocks)``; the caller's buffers must be made for the
+        same number, see :func:`worker_count`).
     combine : callable or None
-        ``combine(result)``, called once per block in block order.
+        ``combine(result)``, called once per block in block order; until then the block's
+        buffer set stays in use, so its result may be a view of that set's buffers.
     finish : bool
         What a Ctrl-C in the waiting thread does: False stops the blocks not yet started
         (an evaluation is abandoned whole); True lets every block run, then raises it
         (work done in place, such as a parameter update, is then applied whole).
+    sets_per_worker : int
+        With ``combine``, 2 lets a worker whose result waits for an earlier block's go
+        on with the next block in its other set; with 1 it waits.
 
     Returns
     -------
@@ -366,8 +419,8 @@ def map_blocks(function, blocks, n_workers, *, combine=None, finish=False):
         The results in block order, or None when ``combine`` is given.
     """
     blocks = list(blocks)
-    n_workers = max(1, min(int(n_workers), len(blocks)))
-    run = _Run(blocks, combine)
+    n_workers = worker_count(n_workers, len(blocks))
+    run = _Run(blocks, combine, n_workers, max(1, int(sets_per_worker)))
     if n_workers == 1 or getattr(_LOCAL, "is_worker", False):
         _work(run, function, 0)
     else:
@@ -395,6 +448,12 @@ def map_blocks(function, blocks, n_workers, *, combine=None, finish=False):
         for future in futures:
             future.result()  # re-raise a worker's error
     return None if combine is not None else run.results
+
+
+def worker_count(n_workers, n_blocks):
+    """The threads :func:`map_blocks` uses for ``n_blocks`` blocks: ``n_workers``, at
+    least 1 and at most one per block."""
+    return max(1, min(int(n_workers), int(n_blocks)))
 
 
 def _wait_through_interrupts(futures):

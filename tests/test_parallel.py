@@ -64,6 +64,78 @@ def test_combine_sees_blocks_in_order_and_buffers_are_safe(n_workers):
     assert seen == [float(start) for start, _ in blocks]
 
 
+@pytest.mark.parametrize("n_workers", [1, 2, 3])
+@pytest.mark.parametrize("sets_per_worker", [1, 2])
+def test_buffer_sets_are_never_shared_in_flight_and_stay_with_their_worker(
+    n_workers, sets_per_worker
+):
+    """A buffer set is handed out again only after its block's result was combined, and
+    set ``i`` is only used by one thread (the worker ``i % n_workers``): a worker's
+    scratch buffers can be shared by its sets."""
+    blocks = row_blocks(300, 5)
+    n_sets = n_workers * sets_per_worker
+    buffers = [np.empty(1) for _ in range(n_sets)]
+    lock = threading.Lock()
+    in_use, clashes, threads, seen = set(), [], {}, []
+
+    def function(start, stop, buffer_set):
+        with lock:
+            if buffer_set in in_use:
+                clashes.append(buffer_set)
+            in_use.add(buffer_set)
+            threads.setdefault(buffer_set % n_workers, set()).add(threading.get_ident())
+        buffers[buffer_set][0] = start
+        time.sleep(0.0003 * ((start * 7919) % 4))  # finish out of order
+        return buffer_set
+
+    def combine(buffer_set):
+        seen.append(float(buffers[buffer_set][0]))
+        with lock:
+            in_use.discard(buffer_set)
+
+    map_blocks(function, blocks, n_workers, combine=combine, sets_per_worker=sets_per_worker)
+    assert seen == [float(start) for start, _ in blocks]
+    assert clashes == []
+    assert set(threads) <= set(range(n_workers))
+    assert all(len(idents) == 1 for idents in threads.values()), threads
+
+
+def test_a_worker_with_two_buffer_sets_goes_on_while_its_result_waits():
+    """Block 0 waits until block 2 has started. Block 1's result must wait for block 0's,
+    so with one buffer set per worker nobody could start block 2; with two, the worker of
+    block 1 starts block 2 in its other set, and the run completes in block order."""
+    block_2_started = threading.Event()
+    waited = []
+    seen = []
+
+    def function(start, stop, buffer_set):
+        if start == 0:
+            waited.append(block_2_started.wait(30))
+        if start == 2:
+            block_2_started.set()
+        return start
+
+    map_blocks(function, row_blocks(6, 1), 2, combine=seen.append, sets_per_worker=2)
+    assert waited == [True], "block 2 did not start while block 0's result was pending"
+    assert seen == list(range(6))
+
+
+def test_an_error_in_combine_is_raised_and_stops_the_run():
+    calls = []
+
+    def combine(result):
+        if result == 3:
+            raise ValueError("combine failed at block 3")
+
+    def function(start, stop, buffer_set):
+        calls.append(start)
+        return start
+
+    with pytest.raises(ValueError, match="combine failed at block 3"):
+        map_blocks(function, row_blocks(400, 1), 2, combine=combine, sets_per_worker=2)
+    assert len(calls) < 400  # stopped early
+
+
 def test_floating_point_sums_do_not_depend_on_workers():
     rng = np.random.RandomState(0)
     data = rng.standard_normal((1000, 3)) * 10.0 ** rng.randint(-8, 8, size=(1000, 1))

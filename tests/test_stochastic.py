@@ -504,7 +504,7 @@ def test_objectives_of_successive_mini_batches_reuse_buffers_with_the_same_resul
     objective_of = autoencoder_rows(spec, X)
 
     def arrays(objective):
-        pairs = objective.totals + [g for ws in objective.workspaces for g in ws.grads]
+        pairs = objective.totals + [g for grads in objective.block_grads for g in grads]
         return {id(a) for pair in pairs for a in pair} | {id(objective.H)}
 
     first = objective_of(slice(0, 100), None)
