@@ -71,6 +71,7 @@ from ._parallel import (
     blas_single_threaded,
     map_blocks,
     row_blocks,
+    worker_count,
 )
 
 __all__ = [
@@ -766,7 +767,7 @@ class FineTuneObjective:
             n_workers = 1
         elif n_workers is None:
             n_workers = available_threads() if m * n_in >= PARALLEL_MIN_SIZE else 1
-        self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
+        self.n_workers = k = worker_count(n_workers, len(self.blocks))
         # Buffers (None on other namespaces than NumPy: every step makes its result).
         pool = buffers
         self.workspaces = [

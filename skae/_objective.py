@@ -117,6 +117,7 @@ from ._parallel import (
     block_rows_for,
     map_blocks,
     row_blocks,
+    worker_count,
 )
 
 __all__ = [
@@ -523,7 +524,7 @@ class AutoencoderObjective:
             n_workers = 1
         if n_workers is None:
             n_workers = available_threads() if m * n >= PARALLEL_MIN_SIZE else 1
-        self.n_workers = k = max(1, min(int(n_workers), len(self.blocks)))
+        self.n_workers = k = worker_count(n_workers, len(self.blocks))
         # The encoder's input: corrupted once here when everything is in memory; per
         # block (deterministically, the same in every evaluation) in the two-pass
         # evaluation, and for Gaussian noise on sparse input, which would make it dense.

@@ -14,6 +14,7 @@ from skae._parallel import (
     block_rows_for,
     map_blocks,
     row_blocks,
+    worker_count,
 )
 
 
@@ -34,6 +35,13 @@ def test_block_rows_depend_on_the_widths_only():
     # capped where a (rows, n_hidden) block would pass 2**20 elements
     assert block_rows_for(1, 200) == 5120
     assert block_rows_for(16, 4096) == 256
+
+
+def test_worker_count_is_at_least_one_and_at_most_one_per_block():
+    assert worker_count(4, 2) == 2
+    assert worker_count(2, 9) == 2
+    assert worker_count(0, 5) == 1
+    assert worker_count(3, 0) == 1
 
 
 @pytest.mark.parametrize("n_workers", [1, 2, 4])
