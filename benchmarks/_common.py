@@ -401,11 +401,29 @@ def status_kib(field):
 
 
 def warm_up_blas():
-    """One float64 and one float32 product: OpenBLAS allocates its per-thread GEMM
-    buffers on the first level-3 call, and they belong to the process, not to a fit."""
-    w = np.ones((256, 256))
-    w @ w
-    w.astype(np.float32) @ w.astype(np.float32)
+    """One float64 and one float32 product in this thread and in each of skae's worker
+    threads: OpenBLAS allocates a GEMM buffer for each thread that calls it, on its first
+    level-3 call (tens of MiB each), and these belong to the process, not to a fit."""
+    import threading
+
+    from skae._parallel import available_threads, blas_single_threaded, map_blocks, row_blocks
+
+    def products(*_):
+        w = np.ones((256, 256))
+        w @ w
+        w.astype(np.float32) @ w.astype(np.float32)
+
+    products()
+    n = available_threads()
+    if n > 1:
+        everyone = threading.Barrier(n, timeout=60)  # so that every worker takes a block
+
+        def in_worker(*_):
+            products()
+            everyone.wait()
+
+        with blas_single_threaded():
+            map_blocks(in_worker, row_blocks(n, 1), n)
 
 
 def write_json(path, results, **dump_options):

@@ -244,7 +244,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="rounds (median); default 5")
     parser.add_argument("--max-iter", type=int, default=10, help="L-BFGS iterations per fit")
-    parser.add_argument("--json", default=str(RESULTS / "finetune.json"))
+    parser.add_argument("--json", default=None,
+                        help="output JSON (default results/finetune.json; with --decay "
+                             "results/finetune_decay.json, so that the speed results stay)")
     parser.add_argument("--decay", action="store_true", help="also run the decay study")
     args = parser.parse_args(argv)
 
@@ -328,7 +330,8 @@ def main(argv=None):
               f"skae iteration of exactly one evaluation at the floor plus its optimiser's "
               f"own work, MLP ÷ skae would be at most {row['mlp_over_bound']:.2f}×")
     decay = decay_study(X64, y) if args.decay else None
-    path = write_json(args.json, {"environment": env, "args": vars(args), "summary": rows,
+    json_path = args.json or RESULTS / ("finetune_decay.json" if args.decay else "finetune.json")
+    path = write_json(json_path, {"environment": env, "args": vars(args), "summary": rows,
                                   "runs": runs, "decay": decay}, default=float)
     print(f"\nwrote {path}")
 

@@ -14,7 +14,7 @@ import time
 import warnings
 
 import numpy as np
-from _common import RESULTS, blas_summary, median_time, patches, write_json
+from _common import RESULTS, blas_summary, machine, median_time, patches, write_json
 
 from skae import SparseAutoencoder
 from skae._objective import AutoencoderObjective, AutoencoderSpec
@@ -79,7 +79,7 @@ def main(argv=None):
             f"({per_iter / floor:.2f}x), {objective.n_workers} workers; "
             f"target < 3 s: {'met' if wall < 3 else 'not met'}"
         )
-    write_json(args.json, {"blas": blas, "results": rows})
+    write_json(args.json, {"machine": machine(), "blas": blas, "results": rows})
     return 0
 
 

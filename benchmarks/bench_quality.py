@@ -43,8 +43,8 @@ Usage::
 The table is printed (Markdown) and written with every number as JSON to
 ``benchmarks/results/quality.json`` (``quality_quick.json`` with ``--quick``;
 ``quality_lbfgs.json`` with ``--lbfgs-compare``); sweep results are appended to
-``benchmarks/results/quality_sweep.json`` (a setting already there is not fitted again, so
-an interrupted sweep resumes).
+``benchmarks/results/quality_sweep.json``, or to ``--json`` (a setting already there is not
+fitted again, so an interrupted sweep resumes); ``--sweep-table`` reads the same file.
 """
 
 import argparse
@@ -215,7 +215,7 @@ def sweep_settings(stage, n_hidden, alpha, dataset, rho=0.1, beta=3.0):
 def run_sweep(args):
     from skae import SparseAutoencoder
 
-    path = RESULTS / "quality_sweep.json"
+    path = args.json or RESULTS / "quality_sweep.json"
     done = json.loads(path.read_text()) if path.exists() else {"runs": []}
     done.setdefault("machine", machine())
     for name in args.datasets:
@@ -514,7 +514,7 @@ def main(argv=None):
                         help="print the sweep results as a Markdown table and exit")
     args = parser.parse_args(argv)
     if args.sweep_table:
-        print(sweep_markdown())
+        print(sweep_markdown(args.json))
         return
     if args.quick:
         args.datasets, args.draws, args.no_grid = ["digits"], 2, True

@@ -871,7 +871,10 @@ def main(argv=None):
         help="smoke run: 5 000 training rows, few epochs (not a measurement)",
     )
     parser.add_argument(
-        "--json", default=None, help="output JSON (default benchmarks/results/stochastic.json)"
+        "--json",
+        default=None,
+        help="output JSON (default benchmarks/results/stochastic.json; "
+        "stochastic_quick.json with --quick)",
     )
     add_data_dir_argument(parser)
     parser.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)
@@ -924,7 +927,9 @@ def main(argv=None):
         args.rounds, args.stream_rows, args.chunk = 3, [100000, 300000, 1000000], 10000
         args.epochs_d, args.mlp_epochs, args.fractions, args.draws = 3, 30, [0.01, 0.1], 3
         args.mlp_few_epochs = MLP_FEW_EPOCHS
-    json_path = Path(args.json) if args.json else RESULTS / "stochastic.json"
+    json_path = Path(args.json) if args.json else RESULTS / (
+        "stochastic_quick.json" if args.quick else "stochastic.json"
+    )
     results = {}
     if json_path.exists():
         try:

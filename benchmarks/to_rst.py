@@ -7,6 +7,7 @@
 Markdown pipe tables become ``list-table`` directives; other lines become paragraphs.
 """
 
+import argparse
 import json
 import sys
 
@@ -42,7 +43,20 @@ def md_to_rst(text):
     return "\n".join(out)
 
 
-if __name__ == "__main__":
-    with open(sys.argv[1]) as f:
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("results", help="a results JSON with a Markdown table "
+                        "(its 'table' or 'markdown' entry)")
+    args = parser.parse_args(argv)
+    with open(args.results) as f:
         results = json.load(f)
-    print(md_to_rst(results.get("table") or results["markdown"]))
+    text = results.get("table") or results.get("markdown")
+    if not text:
+        parser.error(f"{args.results} holds no Markdown table (no 'table' or 'markdown' "
+                     "entry); its script prints its tables instead.")
+    print(md_to_rst(text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
