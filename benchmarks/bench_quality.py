@@ -29,7 +29,7 @@ fit is checked to have converged (``n_iter_ < max_iter``, no ConvergenceWarning)
 
 Usage::
 
-    python benchmarks/bench_quality.py                 # the table (~10 min on 2 shared cores)
+    python benchmarks/bench_quality.py                 # the table (tens of minutes or more)
     python benchmarks/bench_quality.py --quick         # digits only, fewer draws (~1 min)
     python benchmarks/bench_quality.py --sweep 1       # coarse sweep: n_hidden x alpha
     python benchmarks/bench_quality.py --sweep 2       # rho x beta (needs --n-hidden/--alpha)

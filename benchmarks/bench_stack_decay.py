@@ -15,7 +15,7 @@ each stack and ``alpha`` setting (with ``beta=3``, UFLDL's), and for the default
 L-BFGS runs to ``max_iter`` (400, the default) for every layer; ``ConvergenceWarning`` is
 silenced. Usage::
 
-    python benchmarks/bench_stack_decay.py                    # ~6 min on 2 shared cores
+    python benchmarks/bench_stack_decay.py                    # ~4-6 min on 2 shared cores
     python benchmarks/bench_stack_decay.py --json results/stack_decay.json
 """
 
