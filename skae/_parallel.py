@@ -408,7 +408,8 @@ def map_blocks(
     finish : bool
         What a Ctrl-C in the waiting thread does: False stops the blocks not yet started
         (an evaluation is abandoned whole); True lets every block run, then raises it
-        (work done in place, such as a parameter update, is then applied whole).
+        (work done in place, such as a parameter update, is then applied whole), also when
+        it comes while the blocks are handed out or while the calling thread runs them.
     sets_per_worker : int
         With ``combine``, 2 lets a worker whose result waits for an earlier block's go
         on with the next block in its other set; with 1 it waits.
@@ -421,6 +422,15 @@ def map_blocks(
     blocks = list(blocks)
     n_workers = worker_count(n_workers, len(blocks))
     run = _Run(blocks, combine, n_workers, max(1, int(sets_per_worker)))
+    if finish:  # a Ctrl-C, even while the tasks are handed out or in an inline block, waits
+        with interrupt_deferred():
+            _run_blocks(run, function, n_workers, finish)
+    else:
+        _run_blocks(run, function, n_workers, finish)
+    return None if combine is not None else run.results
+
+
+def _run_blocks(run, function, n_workers, finish):
     if n_workers == 1 or getattr(_LOCAL, "is_worker", False):
         _work(run, function, 0)
     else:
@@ -447,7 +457,6 @@ def map_blocks(
             raise
         for future in futures:
             future.result()  # re-raise a worker's error
-    return None if combine is not None else run.results
 
 
 def worker_count(n_workers, n_blocks):

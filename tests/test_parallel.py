@@ -434,6 +434,24 @@ def test_the_thread_pool_controller_is_built_once(monkeypatch):
     assert built == []
 
 
+def test_map_blocks_with_finish_runs_every_block_in_the_calling_thread_through_a_ctrl_c():
+    """finish=True with one worker (the blocks run in the calling thread): a Ctrl-C in the
+    middle of the first block lets it and every other block run, then raises."""
+    import _thread
+
+    done = []
+
+    def block(start, stop, worker):
+        if start == 0:
+            _thread.interrupt_main()  # Ctrl-C in this (the main) thread, mid-block
+            time.sleep(0.01)
+        done.append(start)
+
+    with pytest.raises(KeyboardInterrupt):
+        map_blocks(block, row_blocks(6, 1), 1, finish=True)
+    assert done == list(range(6))
+
+
 def test_map_blocks_with_finish_runs_every_block_through_a_ctrl_c(ctrl_c):
     """finish=True (an in-place update cut into slices): a Ctrl-C while the first blocks
     run lets the blocks not yet started run too, then raises (without it they would be
