@@ -71,6 +71,7 @@ from ._parallel import (
     blas_single_threaded,
     map_blocks,
     row_blocks,
+    sets_per_worker,
     worker_count,
 )
 
@@ -779,7 +780,7 @@ class FineTuneObjective:
         ]
         # a block's gradients stay in its buffer set until added to the totals: two sets
         # per worker when there are more blocks than workers (skae._parallel.map_blocks)
-        self.sets_per_worker = 2 if len(self.blocks) > k else 1
+        self.sets_per_worker = sets_per_worker(k, len(self.blocks))
         self.block_grads = [
             [
                 (buffer(xp, shape, dt, pool), buffer(xp, shape[0], np.float64, pool))

@@ -117,6 +117,7 @@ from ._parallel import (
     block_rows_for,
     map_blocks,
     row_blocks,
+    sets_per_worker,
     worker_count,
 )
 
@@ -558,7 +559,7 @@ class AutoencoderObjective:
         ]
         # A block's gradient sums stay in its buffer set until they are added to the
         # totals: two sets per worker when there are more blocks than workers
-        self.sets_per_worker = 2 if len(self.blocks) > k else 1
+        self.sets_per_worker = sets_per_worker(k, len(self.blocks))
         self.block_grads = [
             _gradient_buffers(self.layout, xp, dt, pool)
             for _ in range(k * self.sets_per_worker)

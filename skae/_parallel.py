@@ -63,6 +63,7 @@ __all__ = [
     "map_blocks",
     "minibatch_block_rows",
     "row_blocks",
+    "sets_per_worker",
     "worker_count",
 ]
 
@@ -457,6 +458,12 @@ def _run_blocks(run, function, n_workers, finish):
             raise
         for future in futures:
             future.result()  # re-raise a worker's error
+
+
+def sets_per_worker(n_workers, n_blocks):
+    """Buffer sets per worker for :func:`map_blocks` with ``combine``: 2 when there are
+    more blocks than workers (a worker then goes on while its last result waits), else 1."""
+    return 2 if n_blocks > n_workers else 1
 
 
 def worker_count(n_workers, n_blocks):

@@ -14,6 +14,7 @@ from skae._parallel import (
     block_rows_for,
     map_blocks,
     row_blocks,
+    sets_per_worker,
     worker_count,
 )
 
@@ -42,6 +43,12 @@ def test_worker_count_is_at_least_one_and_at_most_one_per_block():
     assert worker_count(2, 9) == 2
     assert worker_count(0, 5) == 1
     assert worker_count(3, 0) == 1
+
+
+def test_two_buffer_sets_per_worker_only_with_more_blocks_than_workers():
+    assert sets_per_worker(2, 20) == 2
+    assert sets_per_worker(2, 2) == 1
+    assert sets_per_worker(1, 1) == 1
 
 
 @pytest.mark.parametrize("n_workers", [1, 2, 4])
