@@ -366,6 +366,13 @@ def aggregate(runs):
 # ----------------------------------------------------------------------------
 
 
+def low_ratio_warning(names):
+    """What a ratio to the GEMM floor below 1 means, for the ratios ``names``."""
+    return (f"WARNING: a ratio to the GEMM floor below 1 ({'; '.join(names)}): the floor, on "
+            "BLAS's own threads, was slowed more than skae's fit by other load on the "
+            "machine; these ratios do not measure skae. Run again on a quiet machine.")
+
+
 def ratio(a, b):
     if a is None or b is None or not b:
         return None
@@ -477,9 +484,7 @@ def whole_fits(json_path=None, max_iter=400, sizes=(5000, 10000), repeats=3):
                      f"(BLAS: {blas_summary()})"] + lines))
     low = sorted({key for key, rounds in runs.items() for r in rounds if r["ratio"] < 1.0})
     if low:
-        print(f"WARNING: a ratio below 1 ({', '.join(low)}): the floor, on BLAS's own threads, "
-              "was slowed more than skae's fit by other load on the machine; these ratios "
-              "do not measure skae. Run again on a quiet machine.")
+        print(low_ratio_warning(low))
     write_json(Path(json_path) if json_path else RESULTS / "whole_fit.json",
                {"meta": env, "max_iter": max_iter, "repeats": repeats, "results": results,
                 "table": "\n".join(lines)})
@@ -505,8 +510,8 @@ def main(argv=None):
     parser.add_argument("--no-mlp", action="store_true", help="skip MLPRegressor")
     parser.add_argument("--whole-fit", action="store_true",
                         help="time one whole default fit (max_iter=400) per size and dtype "
-                             "in each of --repeats rounds (default 3); takes --max-iter and "
-                             "--json, and no other option")
+                             "in each of --repeats rounds (default 3); takes --max-iter, "
+                             "--repeats and --json, and no other option")
     parser.add_argument("--_torch-worker", dest="torch_worker", action="store_true",
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -800,10 +805,7 @@ def report(results, sizes, dtypes):
            and value < 1.0]
     if low:
         L.append("")
-        L.append("WARNING: a ratio to the GEMM floor below 1 (" + "; ".join(low) + "): the "
-                 "floor, on BLAS's own threads, was slowed more than skae's fit by other load "
-                 "on the machine; these ratios do not measure skae. Run again on a quiet "
-                 "machine.")
+        L.append(low_ratio_warning(low))
     return "\n".join(L), summary
 
 
