@@ -38,8 +38,8 @@ API
 ``blas_single_threaded()``
     A context manager that limits BLAS to one thread while it is held, reference-counted
     across threads: concurrent holders share one limit, and the limits in force before the
-    first holder entered are restored when the last one leaves (by the first holder's
-    thread, which waits for the others if it leaves first).
+    first holder entered are restored by whichever holder leaves last. A Ctrl-C that comes
+    while a holder enters or leaves is raised once its entry or exit is whole.
 ``available_threads() -> int``
     The number of threads BLAS may use (honouring ``threadpoolctl`` limits and joblib's),
     as it was before skae limited it.
@@ -73,7 +73,7 @@ PARALLEL_MIN_SIZE = 1 << 16
 
 _LOCK = threading.Lock()
 _STATE = {"pid": None, "controller": None, "pools": {}}
-_HOLD = threading.Condition(threading.Lock())
+_HOLD = threading.Lock()
 _LOCAL = threading.local()
 
 
@@ -163,8 +163,8 @@ def available_threads():
 def _in_limiter_thread(function):
     """Run ``function()`` in a new short-lived thread, wait for it to end, return its result.
 
-    A Ctrl-C in the calling thread cannot stop a change of the thread counts halfway: the
-    limiter thread finishes it, and the holders' state stays true.
+    A thread that changes an OpenBLAS count may become the one thread allowed to change it
+    while it lives (see :func:`_set_num_threads`); this one ends at once.
     """
     result = {}
 
@@ -176,11 +176,7 @@ def _in_limiter_thread(function):
 
     thread = threading.Thread(target=run, name="skae-blas-limit")
     thread.start()
-    while thread.is_alive():
-        try:
-            thread.join()
-        except KeyboardInterrupt:  # the change is quick: let it finish, keep state true
-            continue
+    thread.join()
     if "error" in result:
         raise result["error"]
     return result.get("value")
@@ -222,20 +218,27 @@ def blas_single_threaded():
     :func:`_set_num_threads`); both changes are made from a short-lived thread.
     A library whose limit is per thread (OpenMP) is also limited in each of skae's worker
     threads (see :func:`map_blocks`).
+
+    A Ctrl-C that arrives while the count of holders changes is held until the change is
+    whole (:func:`interrupt_deferred`): the lock is never left taken, and a holder counted
+    is a holder that leaves.
     """
     _controller()
-    with _HOLD:
-        if _STATE["holders"] == 0:
-            _STATE["saved"] = _in_limiter_thread(_limit_to_one)
-        _STATE["holders"] += 1
+    held = False
     try:
+        with interrupt_deferred(), _HOLD:
+            if _STATE["holders"] == 0:
+                _STATE["saved"] = _in_limiter_thread(_limit_to_one)
+            _STATE["holders"] += 1
+            held = True
         yield
     finally:
-        with _HOLD:
-            _STATE["holders"] -= 1
-            if _STATE["holders"] == 0:
-                saved, _STATE["saved"] = _STATE["saved"], None
-                _in_limiter_thread(lambda: _restore(saved))
+        if held:
+            with interrupt_deferred(), _HOLD:
+                _STATE["holders"] -= 1
+                if _STATE["holders"] == 0:
+                    saved, _STATE["saved"] = _STATE["saved"], None
+                    _in_limiter_thread(lambda: _restore(saved))
 
 
 def _init_worker():
@@ -365,13 +368,21 @@ def _work(run, function, worker):
 @contextmanager
 def interrupt_deferred():
     """Hold a Ctrl-C that arrives inside the block until the block has ended, then raise
-    it: for work that must be applied whole (an in-place parameter update). Signals
-    reach the main thread only; in another thread nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
+    it: for work that must be applied whole (an in-place parameter update, a change of the
+    holders of the BLAS limit). Signals reach the main thread only; in another thread, or
+    where Python cannot set the handler, nothing changes."""
+    pressed = []
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+    if previous is not None:  # None: a handler not set from Python, left alone
+        try:
+            signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(frame))
+        except ValueError:  # the main thread of a subinterpreter
+            previous = None
+    if previous is None:
         yield
         return
-    pressed = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(frame))
     try:
         yield
     finally:

@@ -477,3 +477,63 @@ def test_map_blocks_with_finish_runs_every_block_through_a_ctrl_c(ctrl_c):
         map_blocks(block, [(i, i + 1) for i in range(4)], 2, finish=True)
     assert ctrl_c.raised == 1
     assert sorted(done) == [0, 1, 2, 3]
+
+
+_CTRL_C_WHILE_LIMITING_SCRIPT = r"""
+import _thread, json, time
+from threadpoolctl import threadpool_info
+
+def blas():
+    return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+import skae  # loads every BLAS skae uses (SciPy's too)
+from skae import _parallel
+
+out = {"before": blas()}
+for change in ("_limit_to_one", "_restore"):
+    real = getattr(_parallel, change)
+
+    def interrupted(*args, real=real):
+        _thread.interrupt_main()  # Ctrl-C in the main thread while the change runs
+        time.sleep(0.01)
+        return real(*args)
+
+    setattr(_parallel, change, interrupted)
+    seen = {"body": None, "raised": False}
+    try:
+        with _parallel.blas_single_threaded():
+            seen["body"] = blas()
+    except KeyboardInterrupt:
+        seen["raised"] = True
+    setattr(_parallel, change, real)
+    seen["holders"] = _parallel._STATE["holders"]
+    seen["saved"] = _parallel._STATE["saved"]
+    seen["lock free"] = _parallel._HOLD.acquire(blocking=False)
+    if seen["lock free"]:
+        _parallel._HOLD.release()
+    seen["after"] = blas()
+    with _parallel.blas_single_threaded():
+        seen["held again"] = blas()
+    seen["after again"] = blas()
+    out[change] = seen
+print(json.dumps(out))
+"""
+
+
+def test_ctrl_c_while_the_blas_limit_changes_is_raised_once_the_change_is_whole():
+    """A Ctrl-C that comes while the first holder sets BLAS to one thread, or while the
+    last restores it, is raised once the change has ended: the module lock is free, no
+    holder is left counted, the thread counts are back, and the limit works afterwards
+    (before, the lock could stay taken, hanging every later fit, or the Ctrl-C was lost).
+    In a fresh process with two BLAS threads, so that a count left at 1 shows."""
+    out = _blas_counts_in_a_fresh_process(_CTRL_C_WHILE_LIMITING_SCRIPT)
+    one = [1] * len(out["before"])
+    for change, body in (("_limit_to_one", None), ("_restore", one)):
+        seen = out[change]
+        assert seen["raised"], (change, out)
+        assert seen["body"] == body, (change, out)
+        assert seen["holders"] == 0 and seen["saved"] is None, (change, out)
+        assert seen["lock free"], (change, out)
+        assert seen["after"] == out["before"], (change, out)
+        assert seen["held again"] == one, (change, out)
+        assert seen["after again"] == out["before"], (change, out)
