@@ -347,6 +347,12 @@ def minimize_lbfgs(
     wide = buffer(xp, n, dtype) if mixed else None
     spare = (None, None)  # vectors for the next (s, y): None makes new ones
 
+    last = {"step": None, "point": None}  # the line search's last point and its step
+
+    def evaluate_at(step, point):
+        last["step"], last["point"] = step, point
+        return evaluate(point)
+
     def along_minus_g():
         history.clear()
         return new_direction()
@@ -381,7 +387,7 @@ def minimize_lbfgs(
             if budget <= 0:
                 return LBFGSOutcome(x, f, g, nit, nfev, 1, _MAXFUN)
             t, f_new, g_new, n_eval = _strong_wolfe(
-                lambda step, d=d: evaluate(_along(x, step, d, xp, out=trial)),
+                lambda step, d=d: evaluate_at(step, _along(x, step, d, xp, out=trial)),
                 t, d, f, g, gtd, budget,
             )
             nfev += n_eval
@@ -398,9 +404,15 @@ def minimize_lbfgs(
         with _quiet_overflow(mixed):  # float32 pairs that overflow are handled below
             s = modify_in_place(xp, xp.multiply, d, t, out=spare[0])
             y = modify_in_place(xp, xp.subtract, g_new, g, out=spare[1])
-            # a new array: the callback and the result may keep x; with narrower pairs
-            # x + t d as the line search formed it, in x's dtype
-            x_new = _along(x, t, d, xp) if mixed else s + x
+            # a new array: the callback and the result may keep x. x + t d as the line
+            # search formed it: its last point when that is the step taken (one
+            # evaluation per iteration, as usual), whose buffer x then keeps
+            if t == last["step"]:
+                x_new = last["point"]
+                if x_new is trial:
+                    trial = buffer(xp, n, dtype)
+            else:
+                x_new = _along(x, t, d, xp) if mixed else s + x
             s, y = _rounded(s, pair_dtype, xp), _rounded(y, pair_dtype, xp)
             ys = _dot(y, s)
         if mixed and not ys < float("inf"):

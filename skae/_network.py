@@ -896,8 +896,11 @@ class FineTuneObjective:
 
     def __call__(self, theta):
         theta = cast(theta, self.parameter_dtype, self.xp)
-        loss, totals = self.sums(theta)
-        J, grad, data_loss = assemble(self.layout, self.alphas, theta, self.m, loss, totals)
+        with blas_single_threaded():  # assemble's dot products too (skae._array.dot)
+            loss, totals = self.sums(theta)
+            J, grad, data_loss = assemble(
+                self.layout, self.alphas, theta, self.m, loss, totals
+            )
         self.last_terms = (J, data_loss)
         return J, grad
 

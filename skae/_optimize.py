@@ -11,6 +11,7 @@ reasons, the stage's name in warnings) is shared.
 
 import contextlib
 import contextvars
+import math
 import time
 from dataclasses import dataclass
 
@@ -211,7 +212,11 @@ def run_lbfgs(
     first = {}  # the objective at theta0, once evaluated
 
     def all_finite(grad):
-        return bool(xp.all(xp.isfinite(grad)))
+        # ‖g‖² is finite when every entry is: one pass, no temporary; only when it is not
+        # (an entry is not finite, or above about 1e154) are the entries tested
+        with np.errstate(over="ignore"):  # NumPy's and array_api_strict's products
+            squares = float(grad @ grad)
+        return math.isfinite(squares) or bool(xp.all(xp.isfinite(grad)))
 
     def at_start(theta):
         return theta.shape == theta0.shape and bool(xp.all(theta == theta0))

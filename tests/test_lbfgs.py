@@ -150,6 +150,29 @@ def test_callback_sees_every_accepted_iterate():
     assert_allclose(seen[-1][0], result.x)
 
 
+@pytest.mark.parametrize("history_dtype", [None, np.float32])
+def test_accepted_iterates_are_the_points_evaluated(history_dtype):
+    """Each accepted iterate is, bit for bit, a point the objective was evaluated at, with
+    that loss: the line search's point is kept rather than formed again (float64 pairs;
+    float32 pairs, where the line search runs along the direction widened)."""
+    fun, w0 = _logistic_problem(np)
+    evaluated = []
+
+    def recorded(w):
+        f, g = fun(w)
+        evaluated.append((w.copy(), f))
+        return f, g
+
+    accepted = []
+    result = minimize_lbfgs(
+        recorded, w0, maxiter=60, gtol=1e-10, ftol=0, history_dtype=history_dtype,
+        callback=lambda r: accepted.append((r.x, r.fun)),
+    )
+    assert result.nit == len(accepted) > 10
+    for x, f in accepted:
+        assert any(np.array_equal(x, point) and f == loss for point, loss in evaluated)
+
+
 def test_iterates_handed_out_are_never_overwritten():
     """The optimiser reuses its work vectors between iterations, never the iterates it
     hands out: each callback's ``x``, kept without a copy, still holds that iterate at
@@ -377,6 +400,25 @@ def test_run_lbfgs_non_finite_gradient_raises(xp):
 
     with pytest.raises(NonFiniteLossError, match="gradient became non-finite"):
         run_lbfgs(fun, xp.ones(2, dtype=xp.float64), max_iter=5, tol=0)
+
+
+@pytest.mark.parametrize("entry", [1e200, float("inf"), float("nan")])
+def test_run_lbfgs_tests_each_entry_when_the_squared_norm_overflows(xp, entry):
+    """Gradient entries of 1e200 overflow ‖g‖², the quick test of finiteness, but are
+    finite: the entries are then tested one by one and the run goes on (here it stops at
+    once, max_iter=0); an infinite or NaN entry is refused."""
+
+    def fun(theta):
+        return 1.0, xp.ones_like(theta) * entry
+
+    theta0 = xp.ones(3, dtype=xp.float64)
+    if entry == 1e200:
+        with pytest.warns(ConvergenceWarning, match=r"status 1"):
+            result = run_lbfgs(fun, theta0, max_iter=0, tol=0)
+        assert result.n_iter == 0 and result.loss == 1.0
+    else:
+        with pytest.raises(NonFiniteLossError, match="gradient became non-finite"):
+            run_lbfgs(fun, theta0, max_iter=0, tol=0)
 
 
 @pytest.mark.parametrize("where", ["callback", "objective"])
