@@ -292,8 +292,10 @@ def run_lbfgs(
             loss = state["loss"]
         elif "loss" in first:
             loss = first["loss"]
-        else:  # interrupted during the first evaluation: evaluate the kept start once
-            loss = float(fun(theta)[0])
+        else:  # interrupted during the first evaluation: evaluate the kept start once,
+            # on one BLAS thread as in the fit (skae._array.dot)
+            with blas_single_threaded():
+                loss = float(fun(theta)[0])
         summary(n_iter, loss, "interrupted")
         return LBFGSResult(
             theta, loss, state["curve"], n_iter, True, False, -1, "interrupted", "interrupted"
