@@ -315,13 +315,24 @@ def test_maximisation_beats_every_training_input_of_the_same_norm(
     scaled = X * (radius / np.linalg.norm(X, axis=1, keepdims=True))
     best_training = forward(network_layers(estimator, layer), scaled)[-1][:, units].max(axis=0)
     assert np.all(act > best_training), (act, best_training)
-    # the same in the box [0, 1], against the training inputs themselves (L-BFGS-B)
+    # the same in the box [0, 1], against the training inputs themselves (L-BFGS-B), a
+    # local ascent: from a random start past all but the best 1 % of them (the best may
+    # lie on a higher hill: for a class of the classifier, 0.99838 against 0.99852 after
+    # a change in the last bits of the fit), and past the best one when started from it
+    training = forward(network_layers(estimator, layer), X)[-1][:, units]
     boxed, act_box = activation_maximization(
         estimator, layer=layer, units=units, bounds=(0, 1), random_state=0
     )
     assert boxed.min() >= 0 and boxed.max() <= 1
-    best_training = forward(network_layers(estimator, layer), X)[-1][:, units].max(axis=0)
-    assert np.all(act_box > best_training), (act_box, best_training)
+    top_percent = np.quantile(training, 0.99, axis=0)
+    assert np.all(act_box > top_percent), (act_box, top_percent)
+    best = training.argmax(axis=0)
+    from_best, act_from_best = activation_maximization(
+        estimator, layer=layer, units=units, bounds=(0, 1), init=X[best]
+    )
+    assert from_best.min() >= 0 and from_best.max() <= 1
+    best_training = training[best, np.arange(len(units))]
+    assert np.all(act_from_best > best_training), (act_from_best, best_training)
 
 
 def test_maximisation_from_a_given_start(stacked, digits):
