@@ -11,8 +11,10 @@ arrays of the namespace of ``x0`` (NumPy, ``array_api_strict``, PyTorch, CuPy: w
 the two-loop recursion may be kept in float32 (``history_dtype``; the line search then runs
 along the direction widened to ``x0``'s dtype once per iteration); only scalars (the loss,
 directional derivatives, step lengths) come back to Python, one synchronisation per
-evaluation. On NumPy the work vectors (the direction, the trial point) are reused by every
-iteration, a dropped pair's vectors hold the next pair, and the recursion's updates are BLAS
+evaluation. On NumPy the direction's buffer is reused by every iteration, the trial
+point's becomes the new iterate when the step taken is the last one tried (the usual single
+evaluation; a new trial buffer is then made, as a new iterate would be), a dropped pair's
+vectors hold the next pair, and the recursion's updates are BLAS
 ``axpy`` passes: with ``m`` pairs of ``n`` parameters the history is ``2 m n`` values
 (16 m n bytes in float64), larger than the caches at the autoencoder's sizes, so the
 direction costs what reading it twice costs. The iterates handed to the callback and
