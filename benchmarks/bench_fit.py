@@ -35,6 +35,7 @@ rounds' ratios (``benchmarks/results/whole_fit.json``).
 """
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -136,6 +137,28 @@ def gemm_floor(m, dtype, n=N_FEATURES, h=N_HIDDEN, inner=3):
 
 
 _FLOOR_ARRAYS = {}
+
+
+def exp_floor(m, dtype, n=N_FEATURES, h=N_HIDDEN, rows=256):
+    """One core's time (ms) for the exponentials of one evaluation: ``numpy.exp`` of the
+    m × (n + h) pre-activations of the decoder's and the encoder's sigmoids, in blocks of
+    ``rows`` rows as the objective takes them (values drawn once, as pre-activations)."""
+    key = ("exp", np.dtype(dtype).name, n, h, rows)
+    if key not in _EXP_ARRAYS:
+        rng = np.random.default_rng(1)
+        _EXP_ARRAYS[key] = [(a, np.empty_like(a)) for a in (
+            (2.0 * rng.standard_normal((rows, n))).astype(dtype),
+            (2.0 * rng.standard_normal((rows, h))).astype(dtype))]
+    pairs = _EXP_ARRAYS[key]
+    t0 = time.perf_counter()
+    for start in range(0, m, rows):
+        k = min(rows, m - start)
+        for a, out in pairs:
+            np.exp(a[:k], out=out[:k])
+    return (time.perf_counter() - t0) * 1e3
+
+
+_EXP_ARRAYS = {}
 
 
 # ----------------------------------------------------------------------------
@@ -405,10 +428,12 @@ def steady(first, longer, K):
 FLOOR_EVERY_S, FLOOR_SETTLE_S = 1.5, 0.15
 
 
-def _interleaved_floor(m, dt, threads, samples):
+def _interleaved_floor(m, dt, threads, samples, exp_samples):
     """``measure()`` for ``_INTERLEAVE``: the GEMM floor on ``threads`` BLAS threads (the
     count before the fit; skae holds BLAS on one thread while it fits), appended to
-    ``samples`` (ms); returns the seconds taken, settling included."""
+    ``samples`` (ms), and one core's time for the evaluation's exponentials
+    (:func:`exp_floor`), appended to ``exp_samples``; returns the seconds taken, settling
+    included."""
     from skae._parallel import _blas_controllers, _set_num_threads
 
     def measure():
@@ -423,9 +448,44 @@ def _interleaved_floor(m, dt, threads, samples):
             for lc, n in zip(controllers, held):
                 _set_num_threads(lc, n)
         time.sleep(FLOOR_SETTLE_S)
+        exp_samples.append(exp_floor(m, dt))
         return time.perf_counter() - t0
 
     return measure
+
+
+@contextlib.contextmanager
+def _timing_directions(stats):
+    """Add the seconds skae's L-BFGS spends in its two-loop recursion
+    (``skae._lbfgs._direction``, which reads every stored pair twice) to
+    ``stats["direction_s"]`` while the block runs."""
+    from skae import _lbfgs
+
+    orig = _lbfgs._direction
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return orig(*args, **kwargs)
+        finally:
+            stats["direction_s"] += time.perf_counter() - t0
+
+    _lbfgs._direction = timed
+    try:
+        yield stats
+    finally:
+        _lbfgs._direction = orig
+
+
+def numpy_bound(run, threads):
+    """What a fit's iteration cannot go below with NumPy on this machine at that moment,
+    over the floor: per evaluation the floor plus the exponentials of the sigmoids spread
+    perfectly over ``threads`` workers, times the evaluations per iteration, plus the
+    two-loop recursion. Everything else (the other elementwise passes, the sums, the
+    optimiser's other vector work) counted as free, so the true cost is above it."""
+    evals = run["nfev"] / max(run["n_iter"], 1)
+    direction_ms = run["direction_s"] * 1e3 / max(run["n_iter"], 1)
+    return (evals * (run["floor_ms"] + run["exp_ms"] / threads) + direction_ms) / run["floor_ms"]
 
 
 def whole_fits(json_path=None, max_iter=400, sizes=(5000, 10000), repeats=3):
@@ -451,25 +511,33 @@ def whole_fits(json_path=None, max_iter=400, sizes=(5000, 10000), repeats=3):
             X = data(m, dt)
             gemm_floor(m, dt, inner=1)  # the floor's arrays, made before the fit
             time.sleep(FLOOR_SETTLE_S)
-            samples = []
-            _INTERLEAVE.update(every_s=FLOOR_EVERY_S,
-                               measure=_interleaved_floor(m, dt, threads, samples))
+            samples, exp_samples = [], []
+            _INTERLEAVE.update(
+                every_s=FLOOR_EVERY_S,
+                measure=_interleaved_floor(m, dt, threads, samples, exp_samples))
             try:
-                run = skae_run(X, max_iter)
+                with _timing_directions({"direction_s": 0.0}) as directions:
+                    run = skae_run(X, max_iter)
             finally:
                 _INTERLEAVE.clear()
             floor = sum(samples) / len(samples) if samples else gemm_floor(m, dt)["ms"]
+            exp_ms = (sum(exp_samples) / len(exp_samples)) if exp_samples else exp_floor(m, dt)
             run.update(floor_ms=floor, floor_samples=len(samples),
                        floor_median_ms=median(samples) if samples else floor,
+                       exp_ms=exp_ms, direction_s=directions["direction_s"],
                        ratio=run["ms_per_iter"] / floor)
+            run["bound"] = numpy_bound(run, threads)
             runs[f"{m}/{dname}"].append(run)
             print(f"  {m} {dname}: floor {floor:.1f} ms (mean of {len(samples)} inside the "
                   f"fit), {run['ms_per_iter']:.1f} ms per iteration, "
                   f"{run.get('nfev', 0) / max(run['n_iter'], 1):.2f} evaluations per "
-                  f"iteration, ratio {run['ratio']:.3f}", flush=True)
+                  f"iteration, ratio {run['ratio']:.3f}; exp {exp_ms:.1f} ms of one core "
+                  f"per evaluation, two-loop {run['direction_s'] * 1e3 / run['n_iter']:.1f} "
+                  f"ms per iteration, NumPy bound {run['bound']:.3f}", flush=True)
     results = {}
-    lines = ["| rows | dtype | GEMM floor | /iter | evals/iter | /iter ÷ floor (rounds) "
-             "| median |", "|---:|---|---:|---:|---:|---|---:|"]
+    lines = ["| rows | dtype | GEMM floor | /iter | evals/iter | exp (one core) "
+             "| two-loop | NumPy bound | /iter ÷ floor (rounds) | median |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for key, rounds in runs.items():
         m, dname = key.split("/")
         summary = aggregate(rounds)
@@ -478,6 +546,9 @@ def whole_fits(json_path=None, max_iter=400, sizes=(5000, 10000), repeats=3):
         lines.append(
             f"| {m} | {dname} | {fmt(summary['floor_ms'])} | {fmt(summary['ms_per_iter'])} "
             f"| {fmt(summary.get('nfev', 0) / max(summary['n_iter'], 1), 2)} "
+            f"| {fmt(summary['exp_ms'])} "
+            f"| {fmt(summary['direction_s'] * 1e3 / max(summary['n_iter'], 1))} "
+            f"| {fmt(summary['bound'], 2)} "
             f"| {', '.join(fmt(r, 2) for r in ratios)} "
             f"| {fmt(summary['ratio'], 2)} {mark(summary['ratio'] <= 1.35)} |")
     print("\n".join([f"Whole fits of max_iter={max_iter}, median of {repeats} rounds "
