@@ -26,6 +26,7 @@ checked at the end.  Usage::
     python benchmarks/bench_fit.py --quick      # smoke run (~2 min)
     python benchmarks/bench_fit.py --repeats 3 --json /tmp/out.json
     python benchmarks/bench_fit.py --whole-fit  # whole default fits (5 to 7 min a round)
+    python benchmarks/bench_fit.py --trace      # where an evaluation's time goes (~1 min)
 
 ``--whole-fit`` times instead whole fits of ``max_iter=400`` (the default; ``--max-iter``
 changes it), one per size and dtype in each of ``--repeats`` rounds (default 3), with the
@@ -562,6 +563,106 @@ def whole_fits(json_path=None, max_iter=400, sizes=(5000, 10000), repeats=3):
     return 0
 
 
+@contextlib.contextmanager
+def _tracing_evaluations(events):
+    """Record ``(thread, kind, t0, t1)`` in ``events`` for each block of each pass of the
+    autoencoder objective (``"forward"``, ``"backward"``), each addition of a block's sums
+    to the totals (``"combine"``), each pass as a whole (``"pass1"``, ``"pass2"``) and each
+    evaluation (``"evaluation"``), while the block runs."""
+    import threading
+
+    from skae import _objective, _parallel
+
+    targets = [(_objective.AutoencoderObjective, "_forward", "forward"),
+               (_objective.AutoencoderObjective, "_backward", "backward"),
+               (_objective.AutoencoderObjective, "hidden_sums", "pass1"),
+               (_objective.AutoencoderObjective, "gradient_sums", "pass2"),
+               (_objective.AutoencoderObjective, "__call__", "evaluation"),
+               (_parallel.BlockSums, "__call__", "combine")]
+    originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in targets]
+
+    def traced(orig, kind):
+        def method(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                events.append((threading.get_ident(), kind, t0, time.perf_counter()))
+        return method
+
+    for (owner, attr, kind), (_, _, orig) in zip(targets, originals):
+        setattr(owner, attr, traced(orig, kind))
+    try:
+        yield events
+    finally:
+        for owner, attr, orig in originals:
+            setattr(owner, attr, orig)
+
+
+def _evaluation_breakdown(events, skip):
+    """Per evaluation (ms, the mean over the evaluations after the first ``skip``): its
+    wall time, each pass's, the time the calling thread ran alone, and, summed over the
+    worker threads, their time in blocks, in adding sums and idle inside each pass."""
+    evaluations = sorted((e for e in events if e[1] == "evaluation"), key=lambda e: e[2])
+    evaluations = evaluations[skip:]
+    keys = ("evaluation", "pass1", "pass2", "calling thread alone", "pass1 blocks",
+            "pass1 idle", "pass2 blocks", "pass2 combine", "pass2 idle")
+    total = dict.fromkeys(keys, 0.0)
+    for _, _, e0, e1 in evaluations:
+        inside = [e for e in events if e0 <= e[2] and e[3] <= e1]
+        passes = {e[1]: e for e in inside if e[1] in ("pass1", "pass2")}
+        total["evaluation"] += e1 - e0
+        for name, blocks in (("pass1", ("forward",)), ("pass2", ("backward", "combine"))):
+            _, _, p0, p1 = passes[name]
+            total[name] += p1 - p0
+            busy, workers = 0.0, set()
+            for thread, kind, t0, t1 in inside:
+                if kind in blocks:
+                    busy += t1 - t0
+                    workers.add(thread)
+                    if kind == "combine":
+                        total["pass2 combine"] += t1 - t0
+                    else:
+                        total[f"{name} blocks"] += t1 - t0
+            total[f"{name} idle"] += len(workers) * (p1 - p0) - busy
+        total["calling thread alone"] += (e1 - e0) - sum(p[3] - p[2] for p in passes.values())
+    n = max(len(evaluations), 1)
+    return {k: v * 1e3 / n for k, v in total.items()} | {"evaluations": len(evaluations)}
+
+
+def trace_fits(json_path=None, max_iter=40, m=5000, skip=10):
+    """Where an evaluation's time goes across the worker threads: one fit of ``max_iter``
+    iterations per dtype at ``m`` rows with every block, every addition of a block's sums
+    and every pass timed; the evaluations after the first ``skip`` (past the set-up and
+    the first line search). A worker is idle inside a pass when it has no block left while
+    the other still runs one (the end of each pass), or waits for a buffer set."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    import skae
+
+    env = machine()
+    results = {}
+    for dname, dt in (("float64", np.float64), ("float32", np.float32)):
+        X = data(m, dt)
+        events = []
+        est = skae.SparseAutoencoder(n_hidden=N_HIDDEN, rho=RHO, beta=BETA, alpha=ALPHA,
+                                     max_iter=max_iter, tol=0.0, random_state=0)
+        with warnings.catch_warnings(), _tracing_evaluations(events):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X)
+        results[f"{m}/{dname}"] = row = _evaluation_breakdown(events, skip)
+        row["blocks"] = sum(e[1] == "backward" for e in events) // max(
+            sum(e[1] == "pass2" for e in events), 1)
+        print(f"{m} {dname}, ms per evaluation (mean of {row['evaluations']}; {row['blocks']} "
+              "blocks a pass; blocks, combine and idle summed over the workers):", flush=True)
+        for key, value in row.items():
+            if key not in ("evaluations", "blocks"):
+                print(f"  {key:22s} {value:8.2f}", flush=True)
+    write_json(Path(json_path) if json_path else RESULTS / "trace.json",
+               {"meta": env, "max_iter": max_iter, "skip": skip, "results": results})
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -583,6 +684,10 @@ def main(argv=None):
                         help="time one whole default fit (max_iter=400) per size and dtype "
                              "in each of --repeats rounds (default 3); takes --max-iter, "
                              "--repeats and --json, and no other option")
+    parser.add_argument("--trace", action="store_true",
+                        help="where an evaluation's time goes across the worker threads: one "
+                             "fit of --max-iter (default 40) iterations per dtype at 5 000 "
+                             "rows, every block and pass timed; takes --max-iter and --json")
     parser.add_argument("--_torch-worker", dest="torch_worker", action="store_true",
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -590,6 +695,8 @@ def main(argv=None):
     if args.torch_worker:
         torch_worker()
         return 0
+    if args.trace:
+        return trace_fits(args.json, max_iter=args.max_iter or 40)
     if args.whole_fit:
         ignored = [name for name in ("quick", "no_torch", "no_mlp") if getattr(args, name)]
         if ignored or args.task_cap != parser.get_default("task_cap"):
