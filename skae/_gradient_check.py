@@ -9,6 +9,19 @@ from ._validation import as_real_floats
 __all__ = ["check_gradient"]
 
 
+def _objective_value(J, where):
+    """``J`` as a float: a real number (a Python or NumPy scalar, or a 0-d array)."""
+    value = np.asarray(J)
+    if value.ndim != 0 or not (
+        np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)
+    ):
+        raise ValueError(
+            f"fun must return (J, grad) with J a real number (a float); got "
+            f"{type(J).__name__} {J!r} {where}."
+        )
+    return float(value)
+
+
 def check_gradient(fun, theta, *, epsilon=1e-4):
     """Compare an analytic gradient with central finite differences.
 
@@ -37,8 +50,9 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
     Raises
     ------
     ValueError
-        If ``epsilon`` is not a positive finite number, or ``fun`` returns a gradient of
-        the wrong shape, complex or non-finite values.
+        If ``epsilon`` is not a positive finite number or too small to move ``theta``,
+        or ``fun`` returns an objective that is not a real number, or a gradient of the
+        wrong shape, complex or non-finite values.
 
     Examples
     --------
@@ -61,8 +75,9 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
     ):
         raise ValueError(f"epsilon must be a positive finite step, got {epsilon!r}.")
     theta = as_real_floats(theta, "theta").ravel()
-    _, analytic = fun(theta.copy())
-    analytic = as_real_floats(analytic, "the gradient fun returned").ravel()
+    J, analytic = fun(theta.copy())
+    _objective_value(J, "at theta")
+    analytic = as_real_floats(analytic, "the gradient fun returned")
     if analytic.shape != theta.shape:
         raise ValueError(
             f"fun returned a gradient of shape {analytic.shape} for theta of shape "
@@ -76,10 +91,16 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
     numeric = np.empty_like(theta)
     for i in range(theta.size):
         old = theta[i]
+        if old + epsilon == old or old - epsilon == old:
+            raise ValueError(
+                f"epsilon={epsilon!r} does not move theta[{i}] = {float(old)!r} (theta ± "
+                "epsilon == theta in float64); use a larger epsilon, such as the default "
+                "1e-4."
+            )
         theta[i] = old + epsilon
-        j_plus = fun(theta.copy())[0]
+        j_plus = _objective_value(fun(theta.copy())[0], f"at theta[{i}] + epsilon")
         theta[i] = old - epsilon
-        j_minus = fun(theta.copy())[0]
+        j_minus = _objective_value(fun(theta.copy())[0], f"at theta[{i}] - epsilon")
         theta[i] = old
         if not (np.isfinite(j_plus) and np.isfinite(j_minus)):
             raise ValueError(
@@ -88,6 +109,14 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
                 "(check fun there, or use a smaller epsilon)."
             )
         numeric[i] = (j_plus - j_minus) / (2.0 * epsilon)
+    # Both divided by their largest entry when it is far from 1, so that the norms'
+    # squares neither overflow nor underflow (the ratio does not change).
+    scale = max(float(np.max(np.abs(numeric), initial=0.0)),
+                float(np.max(np.abs(analytic), initial=0.0)))
+    if scale == 0.0:
+        return 0.0
+    if not 1e-150 <= scale <= 1e150:
+        numeric, analytic = numeric / scale, analytic / scale
     difference = np.linalg.norm(numeric - analytic)
     denominator = np.linalg.norm(numeric + analytic)
     if denominator == 0.0:  # both zero (correct), or one exactly minus the other

@@ -207,9 +207,13 @@ def network_layers(estimator, layer=None):
         check_is_fitted(estimator, "components_")
         layers = [autoencoder_layer(estimator)]
     else:
+        hint = (
+            "; pass the autoencoder step itself, e.g. pipeline[0] or "
+            "pipeline.named_steps[name]" if hasattr(estimator, "steps") else ""
+        )
         raise ValueError(
-            f"network_layers needs a skae SparseAutoencoder, StackedAutoencoder or "
-            f"StackedAutoencoderClassifier, got {type(estimator).__name__}."
+            f"expected a fitted skae SparseAutoencoder, StackedAutoencoder or "
+            f"StackedAutoencoderClassifier, got {type(estimator).__name__}{hint}."
         )
     if layer is None:
         return list(layers)

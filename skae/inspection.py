@@ -92,6 +92,22 @@ def _check_real(value, name, *, positive=False):
     return float(value)
 
 
+def _row_norms(X, keepdims=False):
+    """The Euclidean norm of each row of ``X`` without overflow or underflow: a row whose
+    largest absolute entry lies in [1e-150, 1e150] (or is 0) as ``numpy.linalg.norm``
+    computes it, any other row divided by that entry first and multiplied back."""
+    X = np.asarray(X)
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        return np.linalg.norm(X, axis=1, keepdims=keepdims)
+    peak = np.max(np.abs(X), axis=1, keepdims=True)
+    plain = (peak == 0.0) | ((peak >= 1e-150) & (peak <= 1e150))
+    if np.all(plain):
+        return np.linalg.norm(X, axis=1, keepdims=keepdims)
+    scale = np.where(plain, 1.0, peak)
+    norms = np.linalg.norm(X / scale, axis=1, keepdims=True) * scale
+    return norms if keepdims else norms[:, 0]
+
+
 def _int_tuple(value, lengths):
     """``value`` as a tuple of ints ``>= 1`` of one of the ``lengths``, or None."""
     try:
@@ -172,6 +188,8 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
     1.0
     """
     rows = as_real_floats(rows.toarray() if sp.issparse(rows) else rows, "rows")
+    if rows.size == 0:
+        raise ValueError(f"rows is empty (shape {rows.shape}): there are no images to tile.")
     if rows.ndim == 1:
         rows = rows[np.newaxis, :]
     if rows.ndim != 2 or rows.shape[0] == 0:
@@ -200,6 +218,10 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
                 f"there are {n_images} images; use a larger grid or fewer rows."
             )
     _check_bool(scale_each, "scale_each")
+    if not isinstance(fill, numbers.Real) or isinstance(fill, (bool, np.bool_)):
+        raise ValueError(
+            f"fill must be a number (the value of the spacing pixels), got {_plain(fill)!r}."
+        )
     if scale_each:
         peak = np.max(np.abs(rows), axis=1, keepdims=True)
         rows = rows / np.where(peak > 0, peak, 1.0)
@@ -262,7 +284,7 @@ def max_activation_inputs(estimator):
             f"{type(estimator).__name__}."
         )
     W = np.array(_first_layer_weights(estimator), dtype=np.float64)
-    norms = np.linalg.norm(W, axis=1, keepdims=True)
+    norms = _row_norms(W, keepdims=True)
     return W / np.where(norms > 0, norms, 1.0)
 
 
@@ -292,7 +314,8 @@ def plot_filters(
         estimator (the first layer's weights), or rows to draw (sparse rows are densified,
         only those drawn).
     image_shape : int or tuple of int
-        Shape of one image, see :func:`tile_images`.
+        Shape of one image, see :func:`tile_images`: ``(height, width)``, or with a
+        trailing axis of 1 (grey), 3 (RGB) or 4 (RGBA) channels.
     ax : matplotlib Axes, default=None
         Where to draw; a new figure when None.
     n_filters : int, default=None
@@ -300,7 +323,7 @@ def plot_filters(
     grid_shape, spacing :
         Passed to :func:`tile_images`.
     cmap : str, default="gray"
-        Colour map for one-channel images (ignored for RGB tiles).
+        Colour map for one-channel images (ignored for RGB and RGBA tiles).
     title : str, default=None
         Axes title.
 
@@ -325,13 +348,27 @@ def plot_filters(
         rows = sp.csr_array(estimator_or_array)
         rows = rows[:n_filters] if rows.ndim == 2 else rows
     else:
-        rows = np.asarray(_first_layer_weights(estimator_or_array), dtype=np.float64)
+        if not isinstance(estimator_or_array, BaseEstimator) and np.ndim(estimator_or_array) == 0:
+            raise TypeError(
+                "plot_filters expects a fitted skae estimator or a 2-D array of flattened "
+                f"images, got {_plain(estimator_or_array)!r}."
+            )
+        rows = as_real_floats(_first_layer_weights(estimator_or_array), "estimator_or_array")
         if rows.ndim == 1:
             rows = rows[np.newaxis, :]
         rows = rows[:n_filters]
     tiles = tile_images(rows, image_shape, grid_shape=grid_shape, spacing=spacing)
+    if tiles.ndim == 3 and tiles.shape[2] == 1:  # one channel: a grey image
+        tiles = tiles[:, :, 0]
+    if tiles.ndim == 3 and tiles.shape[2] not in (3, 4):
+        raise ValueError(
+            f"plot_filters draws images of 1 channel (grey), 3 (RGB) or 4 (RGBA); "
+            f"image_shape {_plain(image_shape)!r} has {tiles.shape[2]} channels. Draw one "
+            "channel at a time, e.g. rows.reshape(n, height, width, channels)[..., k]"
+            ".reshape(n, -1) with image_shape (height, width)."
+        )
     ax = _axes(ax, "plot_filters")
-    if tiles.ndim == 3:  # RGB tiles in [-1, 1] -> [0, 1]
+    if tiles.ndim == 3:  # RGB(A) tiles in [-1, 1] -> [0, 1]
         ax.imshow((tiles + 1.0) / 2.0, interpolation="nearest")
     else:
         ax.imshow(tiles, cmap=cmap, vmin=-1.0, vmax=1.0, interpolation="nearest")
@@ -473,6 +510,8 @@ def plot_kl_penalty(rho=0.2, ax=None, *, n_points=500):
 
 # --------------------------------------------------------------------------- objectives
 def _layers_float64(estimator, layer):
+    if layer is None:  # network_layers' "every layer"; the public functions name one
+        raise ValueError("layer must be a 1-based int or 'output', got None.")
     layers = network_layers(estimator, layer)
     return [
         Layer(
@@ -577,7 +616,7 @@ def _inversion_objective(layers, codes, reg=0.0, regularizer="l2", image_shape=N
 
 # --------------------------------------------------------------------------- optimisers
 def _project_ball(X, radius):
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    norms = _row_norms(X, keepdims=True)
     return X * np.minimum(1.0, radius / np.where(norms > 0, norms, 1.0))
 
 
@@ -592,7 +631,7 @@ def _start(init, n_rows, n_features, norm, bounds, rng, name):
             low, high = bounds
             return rng.uniform(low, high, size=(n_rows, n_features))
         X = rng.standard_normal((n_rows, n_features))
-        return 0.1 * norm * X / np.linalg.norm(X, axis=1, keepdims=True)
+        return 0.1 * norm * X / _row_norms(X, keepdims=True)
     X = as_real_floats(init, f"{name}: init")
     if X.ndim == 1:
         X = np.broadcast_to(X, (n_rows, X.shape[0]))
@@ -650,7 +689,7 @@ def _projected_gradient_ascent(
     X = project(X)
     score, grad, _ = _unit_score(layers, X, units)
     d = direction(grad)
-    d_norm = np.linalg.norm(d, axis=1)
+    d_norm = _row_norms(d)
     step = 0.5 * radius / np.where(d_norm > 0, d_norm, 1.0)
     active = np.ones(len(X), dtype=bool)
     n_iter = 0
@@ -669,9 +708,9 @@ def _projected_gradient_ascent(
             d[acc] = direction(g_new[accept])
         step[acc] *= 2.0
         step[idx[~accept]] *= 0.5
-        small = np.linalg.norm(moved, axis=1) <= tol * radius
+        small = _row_norms(moved) <= tol * radius
         done = (accept & small) | (
-            ~accept & (step[idx] * np.linalg.norm(d[idx], axis=1) <= tol * radius)
+            ~accept & (step[idx] * _row_norms(d[idx]) <= tol * radius)
         )
         active[idx[done]] = False
     return X, n_iter
@@ -1205,7 +1244,7 @@ def multifaceted_visualization(
     )
     starts = np.array([X[top[rows]].mean(axis=0) for rows in nearest])
     if bounds is None and norm is None:
-        norm = float(np.max(np.linalg.norm(starts, axis=1)))
+        norm = float(np.max(_row_norms(starts)))
     facets, facet_activations = activation_maximization(
         estimator,
         layer,

@@ -246,3 +246,74 @@ def test_errors_print_plain_values(autoencoder, digits, call, message):
     with pytest.raises(ValueError, match=message) as info:
         call(autoencoder, digits)
     assert "np." not in str(info.value)
+
+
+# --------------------------------------------------------------------------- extreme values
+def test_tile_images_refuses_an_empty_input_and_a_fill_that_is_not_a_number():
+    with pytest.raises(ValueError, match=r"rows is empty \(shape \(0,\)\)"):
+        tile_images([], (3, 4))
+    with pytest.raises(ValueError, match=r"rows is empty \(shape \(0, 12\)\)"):
+        tile_images(np.zeros((0, 12)), (3, 4))
+    for fill in (None, "x", True, [0.0]):
+        with pytest.raises(ValueError, match="fill must be a number"):
+            tile_images(np.ones((2, 12)), (3, 4), fill=fill)
+    assert np.all(tile_images(np.ones((1, 4)), 2, fill=np.float32(0.5))[0] == 0.5)
+
+
+def test_plot_filters_draws_one_channel_as_grey_and_refuses_other_channel_counts(agg):
+    rows = np.random.default_rng(0).normal(size=(4, 16))
+    ax = plot_filters(rows, (4, 4, 1), cmap="gray")
+    image = ax.images[0]
+    assert image.get_cmap().name == "gray" and image.get_clim() == (-1.0, 1.0)
+    np.testing.assert_array_equal(image.get_array(), tile_images(rows, (4, 4)))
+    for channels in (2, 5):
+        with pytest.raises(ValueError, match=f"has {channels} channels"):
+            plot_filters(np.ones((4, 16 * channels)), (4, 4, channels))
+    rgba = plot_filters(np.abs(np.ones((4, 64))), (4, 4, 4)).images[0].get_array()
+    assert rgba.shape[2] == 4
+
+
+def test_plot_filters_refuses_complex_rows_and_none(agg):
+    with pytest.raises(ValueError, match="estimator_or_array is complex"):
+        plot_filters(np.ones((2, 4)) + 1j, 2)
+    with pytest.raises(TypeError, match="plot_filters expects a fitted skae estimator"):
+        plot_filters(None, 8)
+
+
+def test_the_inspection_functions_name_one_layer(autoencoder, digits):
+    for call in (
+        lambda: activation_maximization(autoencoder, layer=None, max_iter=2),
+        lambda: invert_code(autoencoder, autoencoder.transform(digits[:2]), layer=None),
+        lambda: multifaceted_visualization(autoencoder, digits, 0, layer=None, max_iter=2),
+    ):
+        with pytest.raises(ValueError, match="layer must be a 1-based int or 'output', got None"):
+            call()
+
+
+@pytest.mark.parametrize("scale", [1e160, 1e-170])
+def test_max_activation_inputs_at_extreme_weight_scales(autoencoder, scale):
+    """Weights far from 1 in size: the norms are taken without overflow or underflow, so
+    each row is still the unit's weight vector of norm 1 (not a row of zeros)."""
+    import copy
+
+    from skae.inspection import max_activation_inputs
+
+    scaled = copy.deepcopy(autoencoder)
+    scaled.components_ = autoencoder.components_ * scale
+    inputs = max_activation_inputs(scaled)  # any warning fails the test
+    np.testing.assert_allclose(inputs, max_activation_inputs(autoencoder), rtol=1e-12)
+
+
+def test_activation_maximization_with_a_huge_norm_reaches_the_sphere(autoencoder):
+    """norm=1e200: the maximising inputs of first-layer units lie on the sphere of that
+    radius along the closed form (‖x‖² would overflow without scaling)."""
+    from skae.inspection import max_activation_inputs
+
+    inputs, _ = activation_maximization(
+        autoencoder, units=[0, 1], norm=1e200, random_state=0, max_iter=200
+    )
+    norms = np.array([np.linalg.norm(row / 1e200) for row in inputs])
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-6)
+    unit = inputs / 1e200 / norms[:, None]
+    closed = max_activation_inputs(autoencoder)[[0, 1]]
+    assert np.all(np.sum(unit * closed, axis=1) > 0.99)

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from skae import (
     SparseAutoencoder,
@@ -255,8 +256,11 @@ def test_network_layers_of_a_sparse_autoencoder(digits):
         network_layers(ae, 2)
     with pytest.raises(ValueError, match="not a layer"):
         network_layers(ae, "output")
-    with pytest.raises(ValueError, match="needs a skae"):
+    with pytest.raises(ValueError, match="expected a fitted skae .*got LogisticRegression.$"):
         network_layers(LogisticRegression())
+    # a pipeline that holds an autoencoder: the message says to pass the step itself
+    with pytest.raises(ValueError, match=r"got Pipeline; pass the autoencoder step itself"):
+        network_layers(make_pipeline(ae))
 
 
 def test_activation_accessor_prefers_the_fitted_spec():

@@ -519,3 +519,31 @@ def test_check_gradient_calls_an_opposite_gradient_wrong_at_any_scale():
         )
     with pytest.raises(ValueError, match="gradient with NaN or infinite entries"):
         check_gradient(lambda t: (float(t @ t), np.full_like(t, np.inf)), np.ones(2))
+
+
+def test_check_gradient_at_extreme_scales_and_with_bad_returns():
+    """Gradients near 1e200 or 1e-200: the norms of the ratio are taken without overflow
+    or underflow, so a correct gradient is about 0 and an opposite one inf (not NaN)."""
+    from skae import check_gradient
+
+    theta = np.array([1.0, -2.0, 0.5])
+    for size in (2.0**600, 2.0**-600):  # powers of two: the differences are exact
+
+        def linear(t, size=size):
+            return size * float(np.sum(t)), np.full(3, size)
+
+        def opposite(t, size=size):
+            return size * float(np.sum(t)), np.full(3, -size)
+
+        assert check_gradient(linear, theta, epsilon=2.0**-10) == 0.0
+        assert check_gradient(opposite, theta, epsilon=2.0**-10) == np.inf
+        assert check_gradient(lambda t, s=size: (s * float(t @ t), 2 * s * t), theta) < 1e-9
+    # the objective must be a real number, the gradient exactly theta's shape
+    for J in (np.array([1.0]), None, "1.0", 1.0 + 0j):
+        with pytest.raises(ValueError, match="J a real number"):
+            check_gradient(lambda t, J=J: (J, 2 * t), theta)
+    with pytest.raises(ValueError, match=r"gradient of shape \(3, 1\) for theta of shape"):
+        check_gradient(lambda t: (float(t @ t), 2 * t[:, None]), theta)
+    # a step that does not move theta is refused, not turned into a "wrong" gradient
+    with pytest.raises(ValueError, match=r"epsilon=1e-300 does not move theta\[0\] = 1\.0"):
+        check_gradient(lambda t: (float(t @ t), 2 * t), theta, epsilon=1e-300)
