@@ -1405,6 +1405,8 @@ class StackedAutoencoderClassifier(
             # pretraining, if they cannot (the split's feasibility needs no random state)
             _stratified_split(y_index, self.validation_fraction, 0, "softmax")
         warm = self.warm_start and hasattr(self, "layers_")
+        # a warm start keeps the encoders of layers_, fine-tuned ones included
+        kept_fine_tuned = warm and getattr(self, "_fine_tuned_encoders_", False)
         random_state = check_random_state(self.random_state)
         seeds = random_state.randint(_SEED_MAX, size=len(sizes) + 1)
         # the softmax initialisation, then (mini-batch solvers) the supervised stages'
@@ -1501,7 +1503,7 @@ class StackedAutoencoderClassifier(
             self._random_state_ = rng
         # partial_fit: whether fine-tuning owns the encoders of layers_ (else they are
         # the autoencoders' encoders)
-        self._fine_tuned_encoders_ = self.fine_tune == "all"
+        self._fine_tuned_encoders_ = self.fine_tune == "all" or kept_fine_tuned
         if pretrained is not None:  # a warm start keeps the record of the fit before it
             self.pretrained_classifier_ = self._pretrained_record(
                 *pretrained, curves, n_iter, times, reasons
@@ -1525,14 +1527,16 @@ class StackedAutoencoderClassifier(
            chunk with no labelled rows just pretrains.
 
         The encoders of ``layers_`` are the autoencoders' encoders after this call's
-        pretraining, except with ``fine_tune="all"`` once a fine-tuning epoch has run:
-        fine-tuning then owns them, and later pretraining changes ``autoencoders_`` (what
-        the stack reconstructs with) but not the fine-tuned encoders ``layers_``
-        predicts with (as after ``fit``, where fine-tuning starts from pretraining and
-        does not go back to it). The first call creates the layers and the softmax with
-        the seeds ``fit`` would use; the optimisers' states, the loss curves, the epoch
-        counts and the random states carry over from call to call, so a sequence of
-        calls is deterministic for a given ``random_state``. A call after ``fit``
+        pretraining until a fine-tuning epoch with ``fine_tune="all"`` has run (in the
+        stream, or in the ``fit`` it continues): fine-tuning then owns them, and in every
+        later call, whatever ``fine_tune`` says then, pretraining changes
+        ``autoencoders_`` (what the stack reconstructs with) but not the fine-tuned
+        encoders ``layers_`` predicts with (as after ``fit``, where fine-tuning starts
+        from pretraining and does not go back to it); ``"top"`` and None then train the
+        softmax on the fine-tuned encoders' codes. The first call creates the layers and
+        the softmax with the seeds ``fit`` would use; the optimisers' states, the loss
+        curves, the epoch counts and the random states carry over from call to call, so
+        a sequence of calls is deterministic for a given ``random_state``. A call after ``fit``
         continues the fitted network (and the optimiser of its last supervised stage,
         for a mini-batch fit), whatever ``warm_start``, as in the MLPs; after an L-BFGS
         ``fit`` the records (loss curves, epoch counts) of every stage start again from
@@ -1612,7 +1616,9 @@ class StackedAutoencoderClassifier(
             if rng is None:  # after an L-BFGS fit
                 rng = np.random.RandomState(seeds[-1])
             softmax = _cast_layer(self.layers_[-1], X.dtype)
-        owned = self.fine_tune == "all" and getattr(self, "_fine_tuned_encoders_", False)
+        # once fine-tuned, the encoders of layers_ stay those that fine-tuning left,
+        # whatever fine_tune now says: the softmax was trained on their codes
+        owned = getattr(self, "_fine_tuned_encoders_", False)
         if owned:
             encoders = [_cast_layer(layer, X.dtype) for layer in self.layers_[:-1]]
         else:

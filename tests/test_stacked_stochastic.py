@@ -537,6 +537,40 @@ def test_fine_tuning_owns_the_encoders_once_it_has_run(digits):
     assert not np.array_equal(clf.autoencoders_[0].components_, encoder)
 
 
+@pytest.mark.parametrize("then", ["top", None])
+@pytest.mark.parametrize("warm_fit_first", [False, True])
+def test_fine_tuned_encoders_stay_when_fine_tune_changes(digits, then, warm_fit_first):
+    """After fine-tuning with "all", a call with "top" or None keeps the fine-tuned
+    encoders (the softmax was trained on their codes) and trains the softmax alone; they
+    are not replaced by the autoencoders' encoders. The same after a warm-started fit
+    with that setting, which keeps them too; "all" later goes on from them."""
+    X, y = digits
+    clf = _quiet(
+        StackedAutoencoderClassifier(
+            (8,), solver="adam", learning_rate_init=0.01, max_iter=3, softmax_max_iter=3,
+            fine_tune_max_iter=10, random_state=0,
+        ).fit,
+        X[:600],
+        y[:600],
+    )
+    fine_tuned = clf.layers_[0].weights.copy()
+    accuracy = clf.score(X[1200:], y[1200:])
+    assert not np.array_equal(fine_tuned, clf.autoencoders_[0].components_)
+    clf.set_params(fine_tune=then)
+    if warm_fit_first:
+        _quiet(clf.set_params(warm_start=True, max_iter=1).fit, X[:600], y[:600])
+        np.testing.assert_array_equal(clf.layers_[0].weights, fine_tuned)
+    softmax = clf.layers_[-1].weights.copy()
+    clf.partial_fit(X[600:700], y[600:700])
+    np.testing.assert_array_equal(clf.layers_[0].weights, fine_tuned)
+    assert not np.array_equal(clf.layers_[-1].weights, softmax)  # the softmax trained
+    assert not np.array_equal(clf.autoencoders_[0].components_, fine_tuned)
+    assert clf.score(X[1200:], y[1200:]) > accuracy - 0.05
+    clf.set_params(fine_tune="all").partial_fit(X[700:800], y[700:800])
+    moved = clf.layers_[0].weights - fine_tuned  # fine-tuning goes on from them
+    assert 0 < np.abs(moved).max() < 0.5 * np.abs(fine_tuned).max()
+
+
 def test_a_failed_partial_fit_leaves_the_stream_as_it_was(digits, monkeypatch):
     X, y = digits
     params = dict(solver="adam", random_state=0, mini_batch_size=20)
