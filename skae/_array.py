@@ -194,7 +194,10 @@ def dot(a, b, xp=None):
             and a.flags.c_contiguous
             and b.flags.c_contiguous
         ):
-            return float(np.dot(a.reshape(-1), b.reshape(-1)))
+            # an overflow gives inf, as einsum's does, for the callers' finiteness checks
+            # (NonFiniteLossError), without NumPy's warning about the product
+            with np.errstate(over="ignore", invalid="ignore"):
+                return float(np.dot(a.reshape(-1), b.reshape(-1)))
         return float(np.einsum("ij,ij->", a, b))
     return float(xp.vecdot(xp.reshape(a, (-1,)), xp.reshape(b, (-1,))))
 

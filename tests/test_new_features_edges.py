@@ -177,3 +177,18 @@ def test_solver_settings_changed_between_partial_fit_calls_are_used(digits, solv
     ae.partial_fit(digits)
     for old, new in zip(before, _params(ae)):
         np.testing.assert_allclose(new, old, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "adam", "sgd"])
+def test_an_overflowing_loss_raises_without_numpy_warnings(solver):
+    """Data so large that the squared loss overflows: NonFiniteLossError names the fix,
+    and no RuntimeWarning from the loss's dot product comes before it."""
+    import warnings
+
+    X = load_digits().data[:100] * 1e200
+    ae = SparseAutoencoder(n_hidden=4, solver=solver, max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(NonFiniteLossError, match="Scale the input"):
+            ae.fit(X)
+    assert not hasattr(ae, "components_")
