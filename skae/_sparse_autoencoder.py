@@ -641,7 +641,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         rounded to float32 between calls; not with ``learning_rate="invscaling"``, whose
         step size decays after each call, an epoch, nor with ``"adaptive"``, whose rule
         may divide the step by 5 after a call, as in the MLPs). ``early_stopping`` does not
-        apply (as in the MLPs).
+        apply: a call holds no rows out (recent versions of scikit-learn's MLPs refuse
+        ``partial_fit`` with ``early_stopping=True`` instead).
         Settings changed with ``set_params`` between calls apply from the next call: a
         new ``solver`` starts a new optimiser state; the other solver settings keep it
         (a new ``learning_rate_init`` restarts the step size from it).
@@ -747,7 +748,6 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         if not continuing:
             theta = layout.initialize(random_state)
         theta = np.array(theta, dtype=np.float64)  # the caller's arrays stay untouched
-        mini_batch_size = mini_batch_rows(self, n_samples, "X")
         # The optimiser and the progress carry over between partial_fit calls only, as in
         # the MLPs (a warm-started fit continues the parameters with a new optimiser).
         carried = False
@@ -805,6 +805,12 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                     total += float(np.sum(losses))
                 return -total / n_validation
 
+        if early_stopping:  # the steps run over the training rows, as in the MLPs
+            mini_batch_size = mini_batch_rows(
+                self, len(train_rows), "the training rows of X left by early_stopping"
+            )
+        else:
+            mini_batch_size = mini_batch_rows(self, n_samples, "X")
         noise = None if self.noise is None else (self.noise, float(self.noise_level))
         objective_of = autoencoder_rows(spec, X, noise=noise, batch_size=self.batch_size)
         result = run_epochs(

@@ -720,7 +720,8 @@ class StackedAutoencoder(
         With several layers they do not: ``fit`` trains layer 2 on the codes of the
         finished layer 1, while a stream interleaves the layers chunk by chunk, so layer
         2 learns from codes that change as layer 1 learns. ``early_stopping`` does not
-        apply (as in the MLPs).
+        apply: a call holds no rows out (recent versions of scikit-learn's MLPs refuse
+        ``partial_fit`` with ``early_stopping=True`` instead).
 
         Parameters
         ----------

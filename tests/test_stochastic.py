@@ -673,9 +673,21 @@ def test_a_mini_batch_larger_than_the_data_is_clipped_with_a_warning(digits):
         stream = SparseAutoencoder(mini_batch_size=100, **params).partial_fit(X[:100])
     with pytest.warns(SkaeWarning, match=r"larger than X \(50 rows\)"):
         stream.partial_fit(X[100:])  # a last, shorter chunk
-    y = np.arange(150) % 3
-    with pytest.warns(SkaeWarning, match=r"=140 is larger than the softmax stage.s .* \(135"):
+    # early_stopping holds 15 of the 150 rows out: the steps run over the other 135
+    held_out = dict(params, early_stopping=True, validation_fraction=0.1)
+    with pytest.warns(SkaeWarning, match=r"=140 is larger than the training rows of X .*135"):
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            _fit(X, mini_batch_size=140, **held_out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkaeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _fit(X, mini_batch_size=135, **held_out)
+    y = np.arange(150) % 3
+    # the pretraining layer holds out rows too (early_stopping): both say so
+    pretraining = pytest.warns(SkaeWarning, match=r"=140 is larger than the training rows of X")
+    with pytest.warns(SkaeWarning, match=r"=140 is larger than the softmax stage.s .* \(135"):
+        with pretraining, warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             StackedAutoencoderClassifier(
                 (4,), solver="adam", mini_batch_size=140, max_iter=1, softmax_max_iter=1,
