@@ -487,7 +487,10 @@ def plot_kl_penalty(rho=0.2, ax=None, *, n_points=500):
     >>> float(ax.lines[0].get_ydata().min()) < 1e-4
     True
     """
-    rhos = np.atleast_1d(np.asarray(rho, dtype=np.float64))
+    values = np.atleast_1d(np.asarray(rho))
+    if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+        raise ValueError(f"rho must be a number or a sequence of numbers, got {_plain(rho)!r}.")
+    rhos = values.astype(np.float64)
     if rhos.ndim != 1 or rhos.size == 0 or not np.all((rhos > 0) & (rhos < 1)):
         raise ValueError(
             f"rho must lie strictly between 0 and 1 (one number or a non-empty sequence), "
@@ -993,7 +996,8 @@ def invert_code(
         ``"l2"``: ``R(x) = ‖x‖²``; ``"tv"``: sum of squared differences between
         neighbouring pixels (needs ``image_shape``).
     image_shape : tuple of int, default=None
-        ``(height, width)`` of an input, for ``regularizer="tv"``.
+        ``(height, width)`` of an input, for ``regularizer="tv"`` (checked against the
+        number of features whenever given).
     bounds : (float, float), default=None
         Optional box for every input feature, finite with ``low < high``.
     init : {"zeros", "random"} or array-like of shape (n_samples, n_features) or \
@@ -1037,9 +1041,9 @@ def invert_code(
     max_iter = _check_int(max_iter, "max_iter", 1)
     tol = _check_real(tol, "tol")
     n_features, n_units = layers[0].n_in, layers[-1].n_out
-    if regularizer == "tv":
-        if image_shape is None:
-            raise ValueError('regularizer="tv" needs image_shape=(height, width).')
+    if regularizer == "tv" and image_shape is None:
+        raise ValueError('regularizer="tv" needs image_shape=(height, width).')
+    if image_shape is not None:  # checked whenever given, as the other functions do
         image_shape = _check_image_shape(image_shape, n_features)
     data = check_array(_host(X_or_codes), dtype=np.float64)
     width = data.shape[1]
@@ -1132,7 +1136,8 @@ def multifaceted_visualization(
     n_facets : int, default=3
         Number of clusters (facets).
     n_top : int, default=200
-        Number of most-activating inputs that are clustered (at most ``n_samples``).
+        Number of most-activating inputs that are clustered (at most ``n_samples``; at
+        least ``max(n_facets, 5)``, so ``X`` needs that many rows).
     n_nearest : int, default=15
         Number of inputs averaged per facet for the start (all ``n_top`` when there are
         fewer).

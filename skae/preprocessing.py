@@ -144,8 +144,8 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 raise ValueError(
                     f"The covariance of X is singular (some features are constant or "
                     f"linearly dependent), so ZCA whitening with epsilon={self.epsilon:g} "
-                    "would divide by (nearly) zero. Use epsilon > 0 (e.g. 0.1 or a small "
-                    "fraction of the largest eigenvalue in explained_variance_)."
+                    "would divide by (nearly) zero. Use a larger epsilon (e.g. 0.1 or a "
+                    "small fraction of the largest eigenvalue in explained_variance_)."
                 )
             attributes = {
                 "mean_": mean * data_unit,

@@ -317,3 +317,17 @@ def test_activation_maximization_with_a_huge_norm_reaches_the_sphere(autoencoder
     unit = inputs / 1e200 / norms[:, None]
     closed = max_activation_inputs(autoencoder)[[0, 1]]
     assert np.all(np.sum(unit * closed, axis=1) > 0.99)
+
+
+def test_invert_code_checks_image_shape_whenever_given(autoencoder, digits):
+    codes = autoencoder.transform(digits[:2])
+    with pytest.raises(ValueError, match=r"image_shape \(3, 3\) has 9 pixels"):
+        invert_code(autoencoder, codes, given="codes", image_shape=(3, 3))
+    X, _ = invert_code(autoencoder, codes, given="codes", image_shape=(8, 8), max_iter=5)
+    assert X.shape == (2, 64)
+
+
+@pytest.mark.parametrize("rho", ["0.2", ["0.1", "0.2"], True])
+def test_plot_kl_penalty_refuses_rho_that_is_not_a_number(rho, agg):
+    with pytest.raises(ValueError, match="rho must be a number or a sequence of numbers"):
+        plot_kl_penalty(rho)

@@ -80,8 +80,11 @@ def test_input_is_not_modified():
 def test_singular_covariance_with_epsilon_zero_is_a_clear_error():
     X = correlated_data()
     X[:, 2] = 3.0  # a constant feature
-    with pytest.raises(ValueError, match="singular.*epsilon > 0"):
+    with pytest.raises(ValueError, match="singular.*epsilon=0 .*Use a larger epsilon"):
         ZCAWhitening(epsilon=0.0).fit(X)
+    # an epsilon above 0 but too small to regularise gets the same advice
+    with pytest.raises(ValueError, match="singular.*epsilon=1e-300 .*Use a larger epsilon"):
+        ZCAWhitening(epsilon=1e-300).fit(X)
     Z = ZCAWhitening(epsilon=0.1).fit_transform(X)  # regularised: fine
     assert np.all(np.isfinite(Z))
 

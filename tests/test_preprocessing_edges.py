@@ -17,7 +17,7 @@ def test_epsilon_zero_whitens_full_rank_data_however_small_their_variance(scale)
     np.testing.assert_allclose(np.cov(Z, rowvar=False, bias=True), np.eye(4), atol=1e-10)
     # a covariance that is singular at this scale is still called singular
     X[:, 3] = X[:, 0] + X[:, 1]
-    with pytest.raises(ValueError, match="singular.*epsilon > 0"):
+    with pytest.raises(ValueError, match="singular.*Use a larger epsilon"):
         ZCAWhitening(epsilon=0.0).fit(X)
 
 
