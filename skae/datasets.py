@@ -228,7 +228,8 @@ def load_natural_patches(
         as cut.
     images : list of array-like, default=None
         Photographs to cut from (2-D grey, or 3-D with 1 grey, 3 RGB or 4 RGBA channels;
-        values in [0, 1] or [0, 255], others are refused). Together they must have at
+        values in [0, 1] or [0, 255], others are refused); one photograph is passed as
+        ``[image]``. Together they must have at
         least ``n_patches`` patch positions. Positions are drawn with replacement, so a
         small image chosen more often than it has positions gives some patches twice.
         By default: scikit-learn's two sample images and, when scikit-image is installed
@@ -257,6 +258,13 @@ def load_natural_patches(
     if not isinstance(whiten, (bool, np.bool_)):
         raise ValueError(f"whiten must be True or False, got {_plain(whiten)!r}.")
     rng = check_random_state(random_state)
+    if isinstance(images, np.ndarray) and (
+        images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (3, 4))
+    ):  # one photograph, whose rows would be taken for images
+        raise ValueError(
+            f"images is one array of shape {images.shape}; images takes a list of "
+            "photographs: pass images=[image]."
+        )
     photographs = _bundled_photographs() if images is None else [_grey(i) for i in images]
     if len(photographs) == 0:
         raise ValueError("images is empty; pass at least one photograph.")
