@@ -33,7 +33,7 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
     ----------
     fun : callable
         ``fun(theta) -> (J, grad)``: the objective value (a float) and its gradient
-        (an array with the shape of ``theta``).
+        (an array with the shape of ``theta``). ``fun`` receives ``theta`` flattened.
     theta : array-like of shape (n_params,)
         The point at which to check. It is not modified.
     epsilon : float, default=1e-4
@@ -74,15 +74,18 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
         and epsilon > 0
     ):
         raise ValueError(f"epsilon must be a positive finite step, got {epsilon!r}.")
+    given_shape = np.shape(theta)
     theta = as_real_floats(theta, "theta").ravel()
     J, analytic = fun(theta.copy())
     _objective_value(J, "at theta")
     analytic = as_real_floats(analytic, "the gradient fun returned")
-    if analytic.shape != theta.shape:
+    if analytic.shape not in (theta.shape, given_shape):
         raise ValueError(
             f"fun returned a gradient of shape {analytic.shape} for theta of shape "
-            f"{theta.shape}; the gradient must have one entry per parameter."
+            f"{given_shape} (fun receives it flattened, {theta.shape}); return the "
+            "gradient in one of those shapes."
         )
+    analytic = analytic.ravel()
     if not np.all(np.isfinite(analytic)):
         raise ValueError(
             "fun returned a gradient with NaN or infinite entries; the check compares "
@@ -94,8 +97,8 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
         if old + epsilon == old or old - epsilon == old:
             raise ValueError(
                 f"epsilon={epsilon!r} does not move theta[{i}] = {float(old)!r} (theta ± "
-                "epsilon == theta in float64); use a larger epsilon, such as the default "
-                "1e-4."
+                "epsilon == theta in float64); use an epsilon of about 1e-4 times the "
+                "size of theta's entries."
             )
         theta[i] = old + epsilon
         j_plus = _objective_value(fun(theta.copy())[0], f"at theta[{i}] + epsilon")

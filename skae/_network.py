@@ -207,9 +207,14 @@ def network_layers(estimator, layer=None):
         check_is_fitted(estimator, "components_")
         layers = [autoencoder_layer(estimator)]
     else:
+        names = [
+            name
+            for name, step in getattr(estimator, "steps", [])
+            if hasattr(step, "_network_layers") or hasattr(step, "n_hidden")
+        ]
         hint = (
-            "; pass the autoencoder step itself, e.g. pipeline[0] or "
-            "pipeline.named_steps[name]" if hasattr(estimator, "steps") else ""
+            f"; pass its step, e.g. pipeline.named_steps[{names[0]!r}] (which reads the "
+            "features that reach that step)" if names else ""
         )
         raise ValueError(
             f"expected a fitted skae SparseAutoencoder, StackedAutoencoder or "

@@ -204,8 +204,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         mini-batch as its data).
     mini_batch_size : int or "auto", default="auto"
         Rows per step of the mini-batch solvers; ``"auto"`` is ``min(200, n_samples)``
-        (the MLPs' ``batch_size``). A larger size than the rows is clipped to them, with
-        a warning (as the MLPs). Ignored by ``"lbfgs"``.
+        (the MLPs' ``batch_size``). A larger size than the rows (the training rows with
+        ``early_stopping``) is clipped to them, with a warning (as the MLPs). Ignored by
+        ``"lbfgs"``.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
         Step-size schedule of ``solver="sgd"``, as in the MLPs: ``"constant"`` keeps
         ``learning_rate_init``; ``"invscaling"`` uses ``learning_rate_init / (t + 1) **

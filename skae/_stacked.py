@@ -1606,6 +1606,17 @@ class StackedAutoencoderClassifier(
                 f"X has {X.shape[1]} features, but partial_fit continues a network of "
                 f"{self.layers_[0].n_in}; pass chunks with the features of the first call."
             )
+        # Once fine-tuned, the encoders of layers_ stay those that fine-tuning left,
+        # whatever fine_tune now says: the softmax was trained on their codes. Encoders
+        # that differ from the autoencoders' are fine-tuned ones too (a model saved by a
+        # version that did not record it).
+        owned = not first and (
+            getattr(self, "_fine_tuned_encoders_", False)
+            or any(
+                not np.array_equal(to_numpy(layer.weights), to_numpy(ae.components_))
+                for layer, ae in zip(self.layers_[:-1], getattr(self, "autoencoders_", []))
+            )
+        )
         autoencoders, pretraining_times = self._partial_pretrain(
             X, None if hasattr(self, "autoencoders_") else seeds
         )
@@ -1617,9 +1628,6 @@ class StackedAutoencoderClassifier(
             if rng is None:  # after an L-BFGS fit
                 rng = np.random.RandomState(seeds[-1])
             softmax = _cast_layer(self.layers_[-1], X.dtype)
-        # once fine-tuned, the encoders of layers_ stay those that fine-tuning left,
-        # whatever fine_tune now says: the softmax was trained on their codes
-        owned = getattr(self, "_fine_tuned_encoders_", False)
         if owned:
             encoders = [_cast_layer(layer, X.dtype) for layer in self.layers_[:-1]]
         else:

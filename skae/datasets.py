@@ -258,12 +258,13 @@ def load_natural_patches(
     if not isinstance(whiten, (bool, np.bool_)):
         raise ValueError(f"whiten must be True or False, got {_plain(whiten)!r}.")
     rng = check_random_state(random_state)
-    if isinstance(images, np.ndarray) and (
-        images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (3, 4))
-    ):  # one photograph, whose rows would be taken for images
+    shape = None if isinstance(images, (list, tuple)) else getattr(images, "shape", None)
+    if shape is not None and (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3, 4))):
+        # one array (NumPy, PyTorch, ...) whose rows would be taken for images
         raise ValueError(
-            f"images is one array of shape {images.shape}; images takes a list of "
-            "photographs: pass images=[image]."
+            f"images is one array of shape {tuple(shape)}; images takes a list of "
+            "photographs: pass images=[image] for one photograph (or list(images) for a "
+            "stack of grey images)."
         )
     photographs = _bundled_photographs() if images is None else [_grey(i) for i in images]
     if len(photographs) == 0:

@@ -92,6 +92,19 @@ def _check_real(value, name, *, positive=False):
     return float(value)
 
 
+def _real_number(value):
+    """Whether ``value`` is one real number: a Python or NumPy number, a ``Fraction`` or
+    ``Decimal``, or a 0-d array of one (not a bool or a string)."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        return False
+    if isinstance(value, numbers.Real) or (
+        isinstance(value, numbers.Number) and not isinstance(value, numbers.Complex)
+    ):
+        return True  # Decimal is a Number but not Real
+    array = np.asarray(value)
+    return array.ndim == 0 and array.dtype.kind in "iuf"
+
+
 def _row_norms(X, keepdims=False):
     """The Euclidean norm of each row of ``X`` without overflow or underflow: a row whose
     largest absolute entry lies in [1e-150, 1e150] (or is 0) as ``numpy.linalg.norm``
@@ -100,7 +113,7 @@ def _row_norms(X, keepdims=False):
     if X.shape[0] == 0 or X.shape[1] == 0:
         return np.linalg.norm(X, axis=1, keepdims=keepdims)
     peak = np.max(np.abs(X), axis=1, keepdims=True)
-    plain = (peak == 0.0) | ((peak >= 1e-150) & (peak <= 1e150))
+    plain = (peak == 0.0) | ~np.isfinite(peak) | ((peak >= 1e-150) & (peak <= 1e150))
     if np.all(plain):
         return np.linalg.norm(X, axis=1, keepdims=keepdims)
     scale = np.where(plain, 1.0, peak)
@@ -218,7 +231,7 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
                 f"there are {n_images} images; use a larger grid or fewer rows."
             )
     _check_bool(scale_each, "scale_each")
-    if not isinstance(fill, numbers.Real) or isinstance(fill, (bool, np.bool_)):
+    if not _real_number(fill):
         raise ValueError(
             f"fill must be a number (the value of the spacing pixels), got {_plain(fill)!r}."
         )
@@ -487,10 +500,10 @@ def plot_kl_penalty(rho=0.2, ax=None, *, n_points=500):
     >>> float(ax.lines[0].get_ydata().min()) < 1e-4
     True
     """
-    values = np.atleast_1d(np.asarray(rho))
-    if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+    items = np.atleast_1d(np.asarray(rho, dtype=object)).ravel()
+    if not all(_real_number(item) for item in items):
         raise ValueError(f"rho must be a number or a sequence of numbers, got {_plain(rho)!r}.")
-    rhos = values.astype(np.float64)
+    rhos = np.atleast_1d(np.asarray(rho, dtype=object).astype(np.float64))
     if rhos.ndim != 1 or rhos.size == 0 or not np.all((rhos > 0) & (rhos < 1)):
         raise ValueError(
             f"rho must lie strictly between 0 and 1 (one number or a non-empty sequence), "

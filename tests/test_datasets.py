@@ -211,7 +211,7 @@ def test_images_with_one_three_or_four_channels():
     with pytest.raises(ValueError, match=r"1 \(grey\), 3 \(RGB\) or 4 \(RGBA\).*\(10, 12, 2\)"):
         load_natural_patches(3, 20, images=[rgb[..., :2]])
     # one photograph passed as the list itself: its rows are not taken for images
-    for image in (grey, rgb, rgba):
+    for image in (grey, grey[..., None], rgb, rgba):
         with pytest.raises(ValueError, match=r"images is one array .*pass images=\[image\]"):
             load_natural_patches(3, 20, images=image, **options)
     stack = rng.random((3, 10, 12))  # a stack of grey images is a sequence of images

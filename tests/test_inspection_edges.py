@@ -257,7 +257,10 @@ def test_tile_images_refuses_an_empty_input_and_a_fill_that_is_not_a_number():
     for fill in (None, "x", True, [0.0]):
         with pytest.raises(ValueError, match="fill must be a number"):
             tile_images(np.ones((2, 12)), (3, 4), fill=fill)
-    assert np.all(tile_images(np.ones((1, 4)), 2, fill=np.float32(0.5))[0] == 0.5)
+    from fractions import Fraction
+
+    for fill in (np.float32(0.5), np.array(0.5), Fraction(1, 2)):
+        assert np.all(tile_images(np.ones((1, 4)), 2, fill=fill)[0] == 0.5)
 
 
 def test_plot_filters_draws_one_channel_as_grey_and_refuses_other_channel_counts(agg):
@@ -327,7 +330,25 @@ def test_invert_code_checks_image_shape_whenever_given(autoencoder, digits):
     assert X.shape == (2, 64)
 
 
-@pytest.mark.parametrize("rho", ["0.2", ["0.1", "0.2"], True])
+@pytest.mark.parametrize("rho", ["0.2", ["0.1", "0.2"], True, [0.1, None]])
 def test_plot_kl_penalty_refuses_rho_that_is_not_a_number(rho, agg):
     with pytest.raises(ValueError, match="rho must be a number or a sequence of numbers"):
         plot_kl_penalty(rho)
+
+
+def test_plot_kl_penalty_takes_numbers_of_any_kind(agg):
+    from decimal import Decimal
+    from fractions import Fraction
+
+    for rho in (Fraction(1, 5), Decimal("0.2"), np.array([0.1, 0.2], dtype=object)):
+        _, ax = agg.subplots()
+        assert len(plot_kl_penalty(rho, ax).lines) == np.size(rho)
+
+
+def test_row_norms_of_infinite_rows_are_infinite():
+    from skae.inspection import _row_norms
+
+    X = np.array([[np.inf, 1.0], [3e200, 4e200], [3.0, 4.0]])
+    norms = _row_norms(X)
+    assert norms[0] == np.inf
+    np.testing.assert_allclose(norms[1:], [5e200, 5.0], rtol=1e-15)

@@ -7,6 +7,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from skae import (
     SparseAutoencoder,
@@ -259,8 +260,11 @@ def test_network_layers_of_a_sparse_autoencoder(digits):
     with pytest.raises(ValueError, match="expected a fitted skae .*got LogisticRegression.$"):
         network_layers(LogisticRegression())
     # a pipeline that holds an autoencoder: the message says to pass the step itself
-    with pytest.raises(ValueError, match=r"got Pipeline; pass the autoencoder step itself"):
-        network_layers(make_pipeline(ae))
+    with pytest.raises(ValueError, match=r"got Pipeline; pass its step, e.g\. pipeline\.named"
+                       r"_steps\['sparseautoencoder'\] \(which reads"):
+        network_layers(make_pipeline(StandardScaler(), ae))
+    with pytest.raises(ValueError, match=r"got Pipeline\.$"):  # no skae step: no hint
+        network_layers(make_pipeline(StandardScaler()))
 
 
 def test_activation_accessor_prefers_the_fitted_spec():

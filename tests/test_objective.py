@@ -544,6 +544,11 @@ def test_check_gradient_at_extreme_scales_and_with_bad_returns():
             check_gradient(lambda t, J=J: (J, 2 * t), theta)
     with pytest.raises(ValueError, match=r"gradient of shape \(3, 1\) for theta of shape"):
         check_gradient(lambda t: (float(t @ t), 2 * t[:, None]), theta)
+    # the shape of the theta given is accepted too (fun receives it flattened)
+    square = np.arange(1.0, 7.0).reshape(2, 3)
+    assert check_gradient(lambda t: (float(t @ t), 2 * t.reshape(2, 3)), square) < 1e-9
+    for J in (np.float32(1.0), np.array(2.0), 3):  # real scalars of any kind
+        assert check_gradient(lambda t, J=J: (J + 0 * float(t @ t), 0 * t), theta) == 0.0
     # a step that does not move theta is refused, not turned into a "wrong" gradient
     with pytest.raises(ValueError, match=r"epsilon=1e-300 does not move theta\[0\] = 1\.0"):
         check_gradient(lambda t: (float(t @ t), 2 * t), theta, epsilon=1e-300)

@@ -1,6 +1,7 @@
 """The stacked estimators with the mini-batch solvers (solver="adam"/"sgd"): every stage,
 early stopping, partial_fit, and the options they support."""
 
+import copy
 import re
 import warnings
 
@@ -569,6 +570,30 @@ def test_fine_tuned_encoders_stay_when_fine_tune_changes(digits, then, warm_fit_
     clf.set_params(fine_tune="all").partial_fit(X[700:800], y[700:800])
     moved = clf.layers_[0].weights - fine_tuned  # fine-tuning goes on from them
     assert 0 < np.abs(moved).max() < 0.5 * np.abs(fine_tuned).max()
+
+
+def test_fine_tuned_encoders_are_recognised_without_the_record(digits):
+    """A model saved without the record that fine-tuning owns its encoders (or with a wrong
+    one): encoders that differ from the autoencoders' are kept all the same."""
+    X, y = digits
+    clf = _quiet(
+        StackedAutoencoderClassifier(
+            (8,), solver="adam", learning_rate_init=0.01, max_iter=3, softmax_max_iter=3,
+            fine_tune_max_iter=10, random_state=0,
+        ).fit,
+        X[:600],
+        y[:600],
+    )
+    fine_tuned = clf.layers_[0].weights.copy()
+    for record in (False, None):
+        model = copy.deepcopy(clf)
+        if record is None:
+            del model._fine_tuned_encoders_
+        else:
+            model._fine_tuned_encoders_ = record
+        model.set_params(fine_tune="top").partial_fit(X[600:700], y[600:700])
+        np.testing.assert_array_equal(model.layers_[0].weights, fine_tuned)
+        assert model._fine_tuned_encoders_
 
 
 def test_a_failed_partial_fit_leaves_the_stream_as_it_was(digits, monkeypatch):
