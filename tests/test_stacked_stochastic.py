@@ -538,6 +538,18 @@ def test_fine_tuning_owns_the_encoders_once_it_has_run(digits):
     assert not np.array_equal(clf.autoencoders_[0].components_, encoder)
 
 
+def _fine_tuned_classifier(X, y):
+    """A small mini-batch classifier fitted with fine_tune="all"."""
+    return _quiet(
+        StackedAutoencoderClassifier(
+            (8,), solver="adam", learning_rate_init=0.01, max_iter=3, softmax_max_iter=3,
+            fine_tune_max_iter=10, random_state=0,
+        ).fit,
+        X,
+        y,
+    )
+
+
 @pytest.mark.parametrize("then", ["top", None])
 @pytest.mark.parametrize("warm_fit_first", [False, True])
 def test_fine_tuned_encoders_stay_when_fine_tune_changes(digits, then, warm_fit_first):
@@ -546,14 +558,7 @@ def test_fine_tuned_encoders_stay_when_fine_tune_changes(digits, then, warm_fit_
     are not replaced by the autoencoders' encoders. The same after a warm-started fit
     with that setting, which keeps them too; "all" later goes on from them."""
     X, y = digits
-    clf = _quiet(
-        StackedAutoencoderClassifier(
-            (8,), solver="adam", learning_rate_init=0.01, max_iter=3, softmax_max_iter=3,
-            fine_tune_max_iter=10, random_state=0,
-        ).fit,
-        X[:600],
-        y[:600],
-    )
+    clf = _fine_tuned_classifier(X[:600], y[:600])
     fine_tuned = clf.layers_[0].weights.copy()
     accuracy = clf.score(X[1200:], y[1200:])
     assert not np.array_equal(fine_tuned, clf.autoencoders_[0].components_)
@@ -576,14 +581,7 @@ def test_fine_tuned_encoders_are_recognised_without_the_record(digits):
     """A model saved without the record that fine-tuning owns its encoders (or with a wrong
     one): encoders that differ from the autoencoders' are kept all the same."""
     X, y = digits
-    clf = _quiet(
-        StackedAutoencoderClassifier(
-            (8,), solver="adam", learning_rate_init=0.01, max_iter=3, softmax_max_iter=3,
-            fine_tune_max_iter=10, random_state=0,
-        ).fit,
-        X[:600],
-        y[:600],
-    )
+    clf = _fine_tuned_classifier(X[:600], y[:600])
     fine_tuned = clf.layers_[0].weights.copy()
     for record in (False, None):
         model = copy.deepcopy(clf)
