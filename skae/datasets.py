@@ -229,9 +229,9 @@ def load_natural_patches(
     images : list of array-like, default=None
         Photographs to cut from (2-D grey, or 3-D with 1 grey, 3 RGB or 4 RGBA channels;
         values in [0, 1] or [0, 255], others are refused); one photograph is passed as
-        ``[image]``. Together they must have at
-        least ``n_patches`` patch positions. Positions are drawn with replacement, so a
-        small image chosen more often than it has positions gives some patches twice.
+        ``[image]``. Together they must have at least ``n_patches`` patch positions.
+        Positions are drawn with replacement, so a small image chosen more often than it
+        has positions gives some patches twice.
         By default: scikit-learn's two sample images and, when scikit-image is installed
         (``pip install "skae[images]"``), the nine photographs bundled with it.
     random_state : int, RandomState instance or None, default=None
