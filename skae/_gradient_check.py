@@ -74,6 +74,7 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
         and epsilon > 0
     ):
         raise ValueError(f"epsilon must be a positive finite step, got {epsilon!r}.")
+    epsilon = float(epsilon)  # a NumPy float32 step would make the differences float32
     given_shape = np.shape(theta)
     theta = as_real_floats(theta, "theta").ravel()
     J, analytic = fun(theta.copy())

@@ -927,21 +927,26 @@ def _is_marker(value, marker):
     return marker is not None and isinstance(value, Real) and value == marker
 
 
-def _check_label_types(y, marker):
-    """A TypeError when the labels of ``y`` (its ``marker`` rows aside) mix strings and
-    numbers, as scikit-learn's classifiers give; checked on the labels as passed, before
-    a list becomes a string array."""
+def _checked_labels(y, marker):
+    """``y``, checked on the labels as passed, before a list becomes a string array: a
+    TypeError when its labels (its ``marker`` rows aside) mix strings and numbers, as
+    scikit-learn's classifiers give. A list or tuple whose ``marker`` is not of its
+    labels' type (string labels and the integer -1, numeric labels and a string marker)
+    comes back as an object array, so that both keep their types (a string array would
+    turn -1 into the string ``'-1'``, and numeric classes into strings)."""
     dtype = getattr(y, "dtype", None)
     if not isinstance(y, (list, tuple)) and not (
         isinstance(dtype, np.dtype) and dtype.kind == "O"
     ):
-        return  # a list, or an object array or Series, may mix types; others cannot
+        return y  # a list, or an object array or Series, may mix types; others cannot
     values = np.asarray(y, dtype=object)
     if values.ndim != 1:
-        return  # the checks of y's shape report it
+        return y  # the checks of y's shape report it
     text = numbers = None
+    marked = False
     for value in values.tolist():
         if _is_marker(value, marker):
+            marked = True
             continue
         if isinstance(value, str):
             text = value if text is None else text
@@ -956,6 +961,10 @@ def _check_label_types(y, marker):
                 "string labels, unlabelled rows are marked with the integer -1 in an "
                 "object array)."
             )
+    other_kind = numbers if isinstance(marker, str) else text
+    if isinstance(y, (list, tuple)) and marked and other_kind is not None:
+        return values
+    return y
 
 
 def _labelled_classes(y, marker):
@@ -1368,7 +1377,7 @@ class StackedAutoencoderClassifier(
         _check_marker(self.unlabelled, self)
         if _dask.is_dask_collection(y):  # one label per row, on the client
             y = _dask.compute_labels(y)
-        _check_label_types(y, self.unlabelled)
+        y = _checked_labels(y, self.unlabelled)
         on_cluster = _dask.is_dask_collection(X)
         xp, device = np, None  # X's array namespace and device
         if on_cluster:  # X persisted on the workers; y (one label per row) on the client
@@ -1587,7 +1596,7 @@ class StackedAutoencoderClassifier(
         self._layer_settings()  # validate every layer before any work
         self._check_stochastic_input(X)
         _check_marker(self.unlabelled, self)
-        _check_label_types(y, self.unlabelled)
+        y = _checked_labels(y, self.unlabelled)
         first = not hasattr(self, "layers_")
         X, y = validate_input(
             self,

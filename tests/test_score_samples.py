@@ -8,6 +8,7 @@ on the cluster of tests/test_dask.py.
 """
 
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -328,5 +329,10 @@ def test_float32_residuals_are_squared_in_float64():
     np.testing.assert_allclose(narrow, wide, rtol=1e-6)
     assert wide[0] == pytest.approx(-0.5e40, rel=1e-6)
     far[0, 0] = 1e200
-    with pytest.warns(RuntimeWarning, match="overflow"):  # NumPy's, on the square
+    with warnings.catch_warnings():  # no NumPy warning on the square: -inf is the score
+        warnings.simplefilter("error")
         assert ae.score_samples(far)[0] == -np.inf
+        assert ae.score_samples(sp.csr_matrix(far))[0] == -np.inf  # as for sparse input
+        far[0, 0] = -1.7e308  # the residual itself beyond float64's range
+        assert ae.score_samples(far)[0] == -np.inf
+        assert ae.score(far) == -np.inf

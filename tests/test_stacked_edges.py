@@ -95,6 +95,28 @@ def test_mixed_string_and_number_labels_are_a_type_error(digits, labels):
         StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)
 
 
+def test_a_list_keeps_the_types_of_its_labels_and_of_the_marker(digits):
+    """A plain list of string labels with the integer -1 for unlabelled rows, or of
+    integer labels with a string marker: the marker is recognised and the classes keep
+    their type (a string array made of the list would have read -1 as the class '-1' and
+    the integers as strings)."""
+    X, y = digits[0][:60], digits[1][:60]
+    text = [-1 if i % 3 == 0 else f"digit {v}" for i, v in enumerate(y)]
+    model = StackedAutoencoderClassifier((4,), **SHORT).fit(X, text)
+    labelled = [v for i, v in enumerate(y) if i % 3]
+    assert model.classes_.tolist() == sorted({f"digit {v}" for v in labelled})
+    assert model.predict(X[:5]).tolist()[0].startswith("digit ")
+    numeric = ["none" if i % 3 == 0 else int(v) for i, v in enumerate(y)]
+    model = StackedAutoencoderClassifier((4,), unlabelled="none", **SHORT).fit(X, numeric)
+    assert model.classes_.dtype.kind == "i"
+    assert model.classes_.tolist() == sorted(set(labelled))
+    online = StackedAutoencoderClassifier((4,), solver="adam", **SHORT)
+    online.partial_fit(X, text, classes=[f"digit {d}" for d in range(10)])
+    online = StackedAutoencoderClassifier((4,), solver="adam", unlabelled="none", **SHORT)
+    online.partial_fit(X, numeric, classes=model.classes_)
+    assert online.classes_.tolist() == model.classes_.tolist()
+
+
 # --------------------------------------------------------------------------- memmap
 def test_unlabelled_rows_of_a_memmap_are_not_copied(tmp_path):
     """A read-only memmap with a quarter of its rows unlabelled (scattered): the supervised
