@@ -37,6 +37,7 @@ __all__ = [
     "concat",
     "dot",
     "from_numpy",
+    "is_dask_collection",
     "matmul",
     "modify_in_place",
     "parameter_dtype",
@@ -77,6 +78,11 @@ def array_namespace(*arrays):
         return np
     xp = array_api_compat.array_namespace(*others)
     return np if array_api_compat.is_numpy_namespace(xp) else xp
+
+
+def is_dask_collection(X):
+    """True for a dask collection (array, DataFrame, ...); never imports dask."""
+    return callable(getattr(type(X), "__dask_graph__", None))
 
 
 def array_device(X):

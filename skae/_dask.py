@@ -35,6 +35,7 @@ numbers. Whatever scheduler is active runs the graphs (threads, processes, or a
 import numpy as np
 import scipy.sparse as sp
 
+from ._array import is_dask_collection
 from ._objective import (
     AutoencoderObjective,
     assemble,
@@ -53,11 +54,6 @@ __all__ = ["is_dask_collection"]
 _INSTALL = "pip install 'skae[dask]'"
 # Partial sums are added in groups of this many, in chunk order, then the groups' sums.
 _FAN_IN = 8
-
-
-def is_dask_collection(X):
-    """True for a dask collection (array, DataFrame, ...); never imports dask."""
-    return callable(getattr(type(X), "__dask_graph__", None))
 
 
 def _dask():
@@ -79,23 +75,22 @@ def _rows_chunked(estimator, X, *, reset=None, input_name="X", n_columns=None):
     """
     dask, da = _dask()
     name = type(estimator).__name__
-    frame = hasattr(X, "to_dask_array")  # a dask DataFrame
+    # a dask DataFrame (asked of the type: a Delayed answers every attribute)
+    frame = hasattr(type(X), "to_dask_array")
+    if not (frame or isinstance(X, da.Array)):
+        raise TypeError(
+            f"{name} accepts dask arrays and dask DataFrames, got a {type(X).__name__}; "
+            "convert it to a dask array first (e.g. bag.to_dataframe().to_dask_array(), "
+            "or da.from_delayed(value, shape, dtype) for a Delayed)."
+        )
+    if not frame:
+        _check_two_dimensional(X, input_name)
     if reset is not None:
         # Feature names and count, read from the (empty pandas) meta of a DataFrame.
         validate_input(estimator, X._meta if frame else X, skip_check_array=True, reset=reset)
     if frame:
         X = X.to_dask_array(lengths=True)  # counts the partitions' lengths
-    if not isinstance(X, da.Array):
-        raise TypeError(
-            f"{name} accepts dask arrays and dask DataFrames, got a {type(X).__name__}; "
-            "convert it to a dask array first (e.g. bag.to_dataframe().to_dask_array())."
-        )
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected a 2-D dask array {input_name}, got {X.ndim} dimensions. Pass a 2-D "
-            "array of shape (n_samples, n_features); flatten images with "
-            "X.reshape(X.shape[0], -1)."
-        )
+        _check_two_dimensional(X, input_name)
     if not isinstance(X._meta, np.ndarray):
         raise TypeError(
             f"{name} needs dask arrays of NumPy chunks, got chunks of "
@@ -128,6 +123,20 @@ def _rows_chunked(estimator, X, *, reset=None, input_name="X", n_columns=None):
     if X.dtype not in FLOAT_DTYPES:
         X = X.astype(np.float64)
     return X
+
+
+def _check_two_dimensional(X, input_name):
+    if X.ndim != 2:
+        how = (
+            f"reshape it with {input_name}.reshape(-1, 1) if it holds one feature, or "
+            f"{input_name}.reshape(1, -1) if it is one sample"
+            if X.ndim == 1
+            else f"flatten images with {input_name}.reshape({input_name}.shape[0], -1)"
+        )
+        raise ValueError(
+            f"Expected a 2-D dask array {input_name}, got {X.ndim} dimensions. Pass a 2-D "
+            f"array of shape (n_samples, n_features): {how}."
+        )
 
 
 def _checked_chunk(block, name, input_name):

@@ -36,10 +36,11 @@ from ._stochastic import (
 )
 from ._validation import (
     Interval,
-    InvalidParameterError,
     StrOptions,
+    check_counts,
     check_fitted_namespace,
     check_input_array,
+    check_warm_start_place,
     fit_keeping_state,
     input_namespace,
     validate_input,
@@ -454,13 +455,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     # ------------------------------------------------------------------ validation
     def _check_combinations(self):
         """Errors for hyper-parameters that are valid alone but not together."""
-        for name in ("n_hidden", "max_iter", "batch_size", "mini_batch_size", "n_iter_no_change"):
-            value = getattr(self, name)
-            if isinstance(value, (bool, np.bool_)):
-                raise InvalidParameterError(
-                    f"The {name!r} parameter of {type(self).__name__} must be an int, "
-                    f"got the bool {value!r}; pass a count, e.g. {name}=100."
-                )
+        check_counts(
+            self, ("n_hidden", "max_iter", "batch_size", "mini_batch_size", "n_iter_no_change")
+        )
         if self.noise is None and self.noise_level != 0:
             raise ValueError(
                 f"noise_level={self.noise_level!r} has no effect with noise=None; "
@@ -562,12 +559,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                     "Set warm_start=False to start afresh."
                 )
             theta0 = previous[1]
-            if (xp is np) != (array_namespace(theta0) is np):
-                raise ValueError(
-                    "warm_start=True cannot continue from the previous fit: it was fitted "
-                    "in another array namespace than X's. Fit X in the namespace of the "
-                    "previous fit, or set warm_start=False to start afresh."
-                )
+            check_warm_start_place(theta0, xp, device)
         else:
             theta0 = layout.initialize(random_state)
             # the same start in every namespace, on X's device
@@ -900,9 +892,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             float32 input.
         """
         check_is_fitted(self)
+        check_fitted_namespace(X, self, attribute="components_", method="transform")
         if _dask.is_dask_collection(X):
             return _dask.transform(self, X)  # lazy
-        check_fitted_namespace(X, self, attribute="components_", method="transform")
         dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         H = encode(X, self.components_, self.intercept_hidden_, self._spec_.activation)
@@ -922,9 +914,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             The reconstruction.
         """
         check_is_fitted(self)
+        check_fitted_namespace(X, self, attribute="components_", method="inverse_transform")
         if _dask.is_dask_collection(X):
             return _dask.inverse_transform(self, X)  # lazy
-        check_fitted_namespace(X, self, attribute="components_", method="inverse_transform")
         H = check_input_array(X, dtype=input_namespace(X)[2], input_name="H")
         n_hidden = self.components_.shape[0]
         if H.shape[1] != n_hidden:
@@ -934,10 +926,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             )
         return _decode(H, self.decoder_components_, self.intercept_visible_, self._spec_.decoder)
 
-    def _reconstruction_losses(self, X, method):
+    def _reconstruction_losses(self, X):
         """Checked ``X`` (as ``transform`` checks it, plus the loss's range check of
         ``fit``) and the reconstruction loss of each of its rows."""
-        check_fitted_namespace(X, self, attribute="components_", method=method)
         dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return _autoencoder_losses(X, [self])
@@ -962,9 +953,10 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             ``-(1/m) Σ_i L(x̂_i, x_i)``.
         """
         check_is_fitted(self)
+        check_fitted_namespace(X, self, attribute="components_", method="score")
         if _dask.is_dask_collection(X):
             return _dask.score(self, X)  # computed on the cluster
-        losses = self._reconstruction_losses(X, "score")
+        losses = self._reconstruction_losses(X)
         xp = array_namespace(losses)
         return -float(xp.mean(losses))
 
@@ -1018,9 +1010,10 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         True
         """
         check_is_fitted(self)
+        check_fitted_namespace(X, self, attribute="components_", method="score_samples")
         if _dask.is_dask_collection(X):
             return _dask.map_rows(self, X, negative_losses, [self])  # lazy
-        return -self._reconstruction_losses(X, "score_samples")
+        return -self._reconstruction_losses(X)
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ may return __dict__

@@ -51,8 +51,10 @@ from ._validation import (
     Interval,
     InvalidParameterError,
     StrOptions,
+    check_counts,
     check_fitted_namespace,
     check_input_array,
+    check_warm_start_place,
     fit_keeping_state,
     input_namespace,
     validate_input,
@@ -332,6 +334,9 @@ class _StackMixin:
                 autoencoder._check_combinations()
             except ValueError as exc:
                 raise type(exc)(f"Layer {k} of {type(self).__name__}: {exc}") from exc
+        # the classifier's own stage counts
+        check_counts(self, [n for n in ("softmax_max_iter", "fine_tune_max_iter")
+                            if hasattr(self, n)])
         for k, (below, setting) in enumerate(zip(settings, settings[1:]), start=2):
             if below["activation"] == "tanh" and setting["loss"] == "cross_entropy":
                 raise ValueError(
@@ -788,10 +793,10 @@ class StackedAutoencoder(
             float32 for float32 input.
         """
         check_is_fitted(self)
+        check_fitted_namespace(X, self, attribute="_bottom_weights", method="transform")
         if _dask.is_dask_collection(X):
             X = _dask.stack_inputs(self, X, reset=False)  # lazy codes
         else:
-            check_fitted_namespace(X, self, attribute="_bottom_weights", method="transform")
             dtypes = input_namespace(X)[2]
             X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         for autoencoder in self.autoencoders_:
@@ -811,10 +816,10 @@ class StackedAutoencoder(
         X_reconstructed : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
+        check_fitted_namespace(X, self, attribute="_top_weights", method="inverse_transform")
         if _dask.is_dask_collection(X):
             H = _dask.stack_codes(self, X)  # lazy reconstruction
         else:
-            check_fitted_namespace(X, self, attribute="_top_weights", method="inverse_transform")
             H = check_input_array(X, dtype=input_namespace(X)[2], input_name="H")
         for autoencoder in reversed(self.autoencoders_):
             H = autoencoder.inverse_transform(H)
@@ -860,9 +865,9 @@ class StackedAutoencoder(
         (5,)
         """
         check_is_fitted(self)
+        check_fitted_namespace(X, self, attribute="_bottom_weights", method="score_samples")
         if _dask.is_dask_collection(X):
             return _dask.map_rows(self, X, negative_losses, self.autoencoders_)  # lazy
-        check_fitted_namespace(X, self, attribute="_bottom_weights", method="score_samples")
         dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return negative_losses(X, self.autoencoders_)
@@ -1429,7 +1434,7 @@ class StackedAutoencoderClassifier(
         scores = {"softmax": None, "fine_tuning": None}  # held-out accuracies per epoch
         last_stage = None  # the last supervised stage run: its network is the result
         if warm:
-            self._check_warm_start(sizes, classes, X.shape[1], xp)
+            self._check_warm_start(sizes, classes, X.shape[1], xp, device)
             autoencoders = self.autoencoders_
             layers = [_cast_layer(layer, X.dtype) for layer in self.layers_]
         else:
@@ -1914,13 +1919,8 @@ class StackedAutoencoderClassifier(
             history_dtype=objective.dtype,  # float32 data: float32 pairs (skae._lbfgs)
         )
 
-    def _check_warm_start(self, sizes, classes, n_features, xp):
-        if array_namespace(self.layers_[0].weights) is not xp:
-            raise ValueError(
-                "warm_start=True cannot continue from the previous fit: it was fitted in "
-                "another array namespace than X's. Fit X in the namespace of the previous "
-                "fit, or set warm_start=False to start afresh."
-            )
+    def _check_warm_start(self, sizes, classes, n_features, xp, device):
+        check_warm_start_place(self.layers_[0].weights, xp, device)
         if self.layers_[0].n_in != n_features:
             raise ValueError(
                 "warm_start=True cannot continue from the previous fit: it had "
@@ -1943,9 +1943,9 @@ class StackedAutoencoderClassifier(
         dask array (a dask array is returned, nothing is computed). Under array API
         dispatch X must be of the fit's namespace and device."""
         check_is_fitted(self)
+        check_fitted_namespace(X, self, attribute="_bottom_weights", method=method)
         if _dask.is_dask_collection(X):
             return _dask.map_rows(self, X, function, self.layers_, self.classes_)
-        check_fitted_namespace(X, self, attribute="_bottom_weights", method=method)
         dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return function(X, self.layers_, self.classes_)

@@ -15,7 +15,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import validate_data
 
-from ._array import array_device, array_namespace, parameter_dtype
+from ._array import array_device, array_namespace, is_dask_collection, parameter_dtype
 from ._parallel import blas_single_threaded
 
 __all__ = [
@@ -24,10 +24,12 @@ __all__ = [
     "InvalidParameterError",
     "StrOptions",
     "as_real_floats",
+    "check_counts",
     "check_dense_on_device",
     "check_fitted_namespace",
     "check_input_array",
     "check_same_namespace",
+    "check_warm_start_place",
     "fit_context",
     "fit_keeping_state",
     "input_namespace",
@@ -141,30 +143,72 @@ except ImportError:  # scikit-learn < 1.8
             )
 
 
+def check_counts(estimator, names):
+    """An ``InvalidParameterError`` for a bool given as one of the counts ``names``:
+    ``Interval(Integral, ...)`` lets ``True`` through as 1."""
+    for name in names:
+        value = getattr(estimator, name)
+        if isinstance(value, (bool, np.bool_)):
+            raise InvalidParameterError(
+                f"The {name!r} parameter of {type(estimator).__name__} must be an int, "
+                f"got the bool {value!r}; pass a count, e.g. {name}=100."
+            )
+
+
 def check_fitted_namespace(X, estimator, *, attribute, method):
     """The fitted ``attribute`` can be used with ``X``, or a clear ``ValueError``.
 
     A model fitted under array API dispatch on arrays of another namespace than NumPy
     keeps its weights there; with dispatch off, its methods cannot compute with them (the
     namespaces' own errors say nothing useful), so this names the two ways out: enable
-    dispatch with input of the model's namespace, or move the model to NumPy. With
-    dispatch on, it is scikit-learn's ``check_same_namespace``.
+    dispatch with input of the model's namespace, or move the model to NumPy. A dask
+    ``X`` is computed chunk by chunk with NumPy, so it needs a model with NumPy weights.
+    Otherwise, with dispatch on, it is scikit-learn's ``check_same_namespace``.
     """
     fitted = getattr(estimator, attribute)
-    if array_namespace(fitted) is not np and not sklearn.get_config()["array_api_dispatch"]:
+    dask_input = is_dask_collection(X)
+    dispatch = sklearn.get_config()["array_api_dispatch"]
+    if array_namespace(fitted) is not np and (dask_input or not dispatch):
         library = type(fitted).__module__.partition(".")[0]  # torch, cupy, array_api_strict
-        device = array_device(fitted)
-        raise ValueError(
+        fitted_on = (
             f"This {type(estimator).__name__} was fitted under scikit-learn's array API "
-            f"dispatch on {library} arrays (device {device!r}), and {method} was "
-            "called with array API dispatch off, where it cannot use the model's "
-            f"weights. Either call {method} inside "
-            "sklearn.config_context(array_api_dispatch=True) with X as an array of "
-            f"{library} on that device, or move the model to NumPy first (scikit-learn "
-            ">= 1.9): 'from sklearn.utils._array_api import move_estimator_to; "
-            "model = move_estimator_to(model, numpy, \"cpu\")'."
+            f"dispatch on {library} arrays (device {array_device(fitted)!r})"
         )
-    check_same_namespace(X, estimator, attribute=attribute, method=method)
+        to_numpy_hint = (
+            "move the model to NumPy first (scikit-learn >= 1.9): 'from "
+            "sklearn.utils._array_api import move_estimator_to; model = "
+            "move_estimator_to(model, numpy, \"cpu\")'."
+        )
+        if dask_input:
+            raise ValueError(
+                f"{fitted_on}, and {method} was given a dask array, whose chunks are "
+                f"computed with NumPy and cannot use the model's weights. Either pass X "
+                f"as an array of {library} on that device, or {to_numpy_hint}"
+            )
+        raise ValueError(
+            f"{fitted_on}, and {method} was called with array API dispatch off, where it "
+            f"cannot use the model's weights. Either call {method} inside "
+            "sklearn.config_context(array_api_dispatch=True) with X as an array of "
+            f"{library} on that device, or {to_numpy_hint}"
+        )
+    if not dask_input:
+        check_same_namespace(X, estimator, attribute=attribute, method=method)
+
+
+def check_warm_start_place(fitted, xp, device):
+    """A clear ``ValueError`` when ``warm_start`` would continue a fit whose parameters
+    (``fitted``) are in another array namespace or on another device than X's (``xp``,
+    ``device`` from :func:`input_namespace`)."""
+    fitted_xp, fitted_device = array_namespace(fitted), array_device(fitted)
+    device = "cpu" if xp is np else device
+    if fitted_xp is not xp or fitted_device != device:
+        raise ValueError(
+            "warm_start=True cannot continue from the previous fit: it was fitted in "
+            "another array namespace or on another device than X's "
+            f"({fitted_xp.__name__} on {fitted_device!r}; X: {xp.__name__} on {device!r}). "
+            "Fit X in the namespace and on the device of the previous fit, or set "
+            "warm_start=False to start afresh."
+        )
 
 
 def check_dense_on_device(X, xp, *, what="X"):

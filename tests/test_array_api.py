@@ -240,6 +240,72 @@ def test_other_namespace_or_sparse_after_a_device_fit_is_a_clear_error():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("dispatch", [True, False])
+def test_a_dask_array_after_a_device_fit_is_a_clear_error(dispatch):
+    """A dask array's chunks are computed with NumPy: a model whose weights are in
+    another namespace says so for every method (it gave an AttributeError, or codes
+    computed with NumPy), and names the ways out."""
+    da = pytest.importorskip("dask.array", reason="needs dask: pip install 'skae[dask]'")
+    X, y = _labelled_digits(80)
+    Xd = da.from_array(X, chunks=(40, -1))
+    small = dict(max_iter=3, random_state=0)
+    with config_context(array_api_dispatch=True):
+        models = [
+            SparseAutoencoder(n_hidden=4, **small).fit(xps.asarray(X)),
+            StackedAutoencoder((4,), **small).fit(xps.asarray(X)),
+            StackedAutoencoderClassifier(**dict(CLASSIFIER, hidden_layer_sizes=(4,),
+                                                max_iter=3)).fit(xps.asarray(X), y),
+        ]
+    codes = da.zeros((4, 4), chunks=2)
+    calls = [  # (estimator, call, the method the message names)
+        (models[0], lambda est: est.transform(Xd), "transform"),
+        (models[0], lambda est: est.inverse_transform(codes), "inverse_transform"),
+        (models[0], lambda est: est.score(Xd), "score"),
+        (models[0], lambda est: est.score_samples(Xd), "score_samples"),
+        (models[1], lambda est: est.transform(Xd), "transform"),
+        (models[1], lambda est: est.inverse_transform(codes), "inverse_transform"),
+        (models[1], lambda est: est.score_samples(Xd), "score_samples"),
+        (models[2], lambda est: est.transform(Xd), "transform"),
+        (models[2], lambda est: est.predict(Xd), "predict"),
+        (models[2], lambda est: est.predict_proba(Xd), "predict_proba"),
+        (models[2], lambda est: est.score(Xd, y), "predict"),  # score calls predict
+    ]
+    with config_context(array_api_dispatch=dispatch):
+        for est, call, method in calls:
+            with pytest.raises(ValueError, match=(
+                rf"{type(est).__name__} was fitted .* on array_api_strict arrays .*, and "
+                rf"{method} was given a dask array.*move_estimator_to"
+            )):
+                call(est)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_warm_start_across_devices_is_a_clear_error():
+    """A warm start on X of another device of the same namespace names both places (it
+    gave the namespace's own error about combining devices); the model is kept."""
+    X, y = _labelled_digits(80)
+    here, there = xps.asarray(X), xps.asarray(X, device=xps.Device("device1"))
+    small = dict(max_iter=3, random_state=0, warm_start=True)
+    models = [
+        (SparseAutoencoder(n_hidden=4, **small), ()),
+        (StackedAutoencoder((4,), **small), ()),
+        (StackedAutoencoderClassifier(**dict(CLASSIFIER, hidden_layer_sizes=(4,), **small)),
+         (y,)),
+    ]
+    with config_context(array_api_dispatch=True):
+        for est, labels in models:
+            est.fit(here, *labels)
+            codes = to_numpy(est.transform(here))
+            with pytest.raises(ValueError, match=(
+                r"cannot continue from the previous fit: it was fitted in another array "
+                r"namespace or on another device than X's \(array_api_strict on "
+                r".*CPU_DEVICE.*; X: array_api_strict on .*device1.*\)"
+            )):
+                est.fit(there, *labels)
+            assert_array_equal(to_numpy(est.transform(here)), codes)  # the model is kept
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_warm_start_across_namespaces_is_a_clear_error():
     X = _data(60)
     est = SparseAutoencoder(n_hidden=4, max_iter=3, random_state=0, warm_start=True).fit(X)

@@ -593,6 +593,20 @@ def test_input_errors_match_the_numpy_ones(X):
             ae.transform(da.from_array(X[:, :10]))
         with pytest.raises(ValueError, match="n_hidden=4 columns"):
             ae.inverse_transform(da.zeros((5, 3)))
+        # other dask collections, and arrays of other ranks, in every method: skae's
+        # messages (a Delayed answered every attribute, and the feature count was
+        # checked before the rank)
+        one_d = da.from_array(X[:, 0], chunks=40)
+        bag = pytest.importorskip("dask.bag", reason="dask.bag is not installed")
+        for call in (ae.fit, ae.transform, ae.score, ae.score_samples):
+            with pytest.raises(TypeError, match=r"accepts dask arrays and dask DataFrames, "
+                               r"got a Delayed\w*; .*da.from_delayed"):
+                call(dask.delayed(X))
+            with pytest.raises(TypeError, match="got a Bag"):
+                call(bag.from_sequence([1, 2, 3]))
+            with pytest.raises(ValueError, match=r"2-D dask array X, got 1 dimensions.*"
+                               r"X.reshape\(-1, 1\) if it holds one feature"):
+                call(one_d)
 
 
 @short_fit

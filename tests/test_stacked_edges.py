@@ -177,6 +177,20 @@ def test_a_bool_is_not_an_unlabelled_marker(digits, marker):
         StackedAutoencoderClassifier((4,), unlabelled=marker, **SHORT).fit(X, y % 2)
 
 
+@pytest.mark.parametrize("name", ["softmax_max_iter", "fine_tune_max_iter"])
+def test_a_bool_is_not_a_stage_count(digits, name):
+    """``True`` passes ``Interval(Integral, 1, ...)`` as 1; the stage counts refuse it as
+    every layer's ``max_iter`` does, in ``fit`` and ``partial_fit``."""
+    X, y = digits
+    settings = dict(SHORT, **{name: True})
+    match = rf"'{name}' parameter of StackedAutoencoderClassifier must be an int, got the bool"
+    with pytest.raises(InvalidParameterError, match=match):
+        StackedAutoencoderClassifier((4,), **settings).fit(X, y)
+    with pytest.raises(InvalidParameterError, match=match):
+        StackedAutoencoderClassifier((4,), solver="adam", **settings).partial_fit(
+            X, y, classes=np.arange(10))
+
+
 def test_messages_print_classes_and_sizes_as_plain_values(digits):
     X, y = digits
     model = StackedAutoencoderClassifier((4,), **SHORT)
