@@ -120,6 +120,11 @@ def _rows_chunked(estimator, X, *, reset=None, input_name="X", n_columns=None):
             f"inverse_transform expects codes with n_hidden={n_columns} columns, got "
             f"{X.shape[1]}; pass the output of transform."
         )
+    if reset is not True and X.shape[0] == 0:  # as the NumPy path (fit checks its own)
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is "
+            f"required by {name}."
+        )
     if X.dtype not in FLOAT_DTYPES:
         X = X.astype(np.float64)
     return X
@@ -127,12 +132,15 @@ def _rows_chunked(estimator, X, *, reset=None, input_name="X", n_columns=None):
 
 def _check_two_dimensional(X, input_name):
     if X.ndim != 2:
-        how = (
-            f"reshape it with {input_name}.reshape(-1, 1) if it holds one feature, or "
-            f"{input_name}.reshape(1, -1) if it is one sample"
-            if X.ndim == 1
-            else f"flatten images with {input_name}.reshape({input_name}.shape[0], -1)"
-        )
+        if X.ndim == 0:
+            how = "one value is not a data set"
+        elif X.ndim == 1:
+            how = (
+                f"reshape it with {input_name}.reshape(-1, 1) if it holds one feature, or "
+                f"{input_name}.reshape(1, -1) if it is one sample"
+            )
+        else:
+            how = f"flatten images with {input_name}.reshape({input_name}.shape[0], -1)"
         raise ValueError(
             f"Expected a 2-D dask array {input_name}, got {X.ndim} dimensions. Pass a 2-D "
             f"array of shape (n_samples, n_features): {how}."
@@ -417,10 +425,11 @@ def _score_chunk(block, estimator_parts, name):
     m = block.shape[0]
     if m == 0:
         return np.array([[0.0, np.inf, -np.inf, 0.0]])
-    recon = reconstruction_error(
-        block, W1, b1, W2, b2, activation=spec.activation, decoder=spec.decoder,
-        loss=spec.loss,
-    )
+    with np.errstate(over="ignore"):  # an overflowing loss is inf, as in score_samples
+        recon = reconstruction_error(
+            block, W1, b1, W2, b2, activation=spec.activation, decoder=spec.decoder,
+            loss=spec.loss,
+        )
     return np.array([[recon * m, float(block.min()), float(block.max()), m]])
 
 

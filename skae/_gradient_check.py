@@ -67,14 +67,12 @@ def check_gradient(fun, theta, *, epsilon=1e-4):
     >>> check_gradient(wrong, np.array([1.0, -2.0, 0.5])) > 0.1
     True
     """
-    if not (
-        isinstance(epsilon, Real)
-        and not isinstance(epsilon, bool)
-        and np.isfinite(epsilon)
-        and epsilon > 0
-    ):
+    # as a float64 (a NumPy float32 step would make the differences float32; a Fraction
+    # has no isfinite)
+    step = float(epsilon) if isinstance(epsilon, Real) and not isinstance(epsilon, bool) else 0
+    if not (np.isfinite(step) and step > 0):
         raise ValueError(f"epsilon must be a positive finite step, got {epsilon!r}.")
-    epsilon = float(epsilon)  # a NumPy float32 step would make the differences float32
+    epsilon = step
     given_shape = np.shape(theta)
     theta = as_real_floats(theta, "theta").ravel()
     J, analytic = fun(theta.copy())

@@ -343,15 +343,11 @@ def _row_losses(Z, Xd, decoder, loss):
         S -= modify_in_place(xp, xp.multiply, Xd, Z, out=Z)
         return sum_rows(S, axis=1, xp=xp)
     R = ACTIVATIONS[decoder].forward(Z)
-    # a residual or square beyond float64's range is inf, the row's documented loss, with
-    # no warning (as for sparse input and in the objective's squared loss)
-    with np.errstate(over="ignore"):
-        R = subtract(R, Xd, R, xp)
-        wide = parameter_dtype(xp, array_device(R))
-        if R.dtype != wide:  # squared in float64: a float32 residual's square can overflow
-            R = cast(R, wide, xp)
-        R = modify_in_place(xp, xp.square, R, out=R)
-    losses = sum_rows(R, axis=1, xp=xp)
+    R = subtract(R, Xd, R, xp)
+    wide = parameter_dtype(xp, array_device(R))
+    if R.dtype != wide:  # squared in float64: a float32 residual's square can overflow
+        R = cast(R, wide, xp)
+    losses = sum_rows(modify_in_place(xp, xp.square, R, out=R), axis=1, xp=xp)
     losses *= 0.5
     return losses
 

@@ -106,18 +106,22 @@ def _autoencoder_losses(X, autoencoders):
             H = _decode(H, ae.decoder_components_, ae.intercept_visible_, ae._spec_.decoder)
         return H
 
-    losses = reconstruction_losses(
-        X,
-        bottom.components_,
-        bottom.intercept_hidden_,
-        bottom.decoder_components_,
-        bottom.intercept_visible_,
-        activation=spec.activation,
-        decoder=spec.decoder,
-        loss=spec.loss,
-        batch_size=bottom._batch_size_,
-        recode=recode if upper else None,
-    )
+    # A loss beyond float64's range is inf, the row's documented score -inf, and float32
+    # products may overflow on the way to finite scores: neither is worth NumPy's warning.
+    # (Only scores: fit's early stopping keeps the warnings of its validation losses.)
+    with np.errstate(over="ignore"):
+        losses = reconstruction_losses(
+            X,
+            bottom.components_,
+            bottom.intercept_hidden_,
+            bottom.decoder_components_,
+            bottom.intercept_visible_,
+            activation=spec.activation,
+            decoder=spec.decoder,
+            loss=spec.loss,
+            batch_size=bottom._batch_size_,
+            recode=recode if upper else None,
+        )
     return check_overflow(losses, X, "reconstruction")
 
 
@@ -784,18 +788,20 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 total = 0.0
                 for start in range(0, n_validation, 1024):  # a few rows at a time
                     rows = validation_rows[start : start + 1024]
-                    losses = reconstruction_losses(
-                        X[rows],
-                        W1,
-                        b1,
-                        W2,
-                        b2,
-                        activation=spec.activation,
-                        decoder=spec.decoder,
-                        loss=spec.loss,
-                        batch_size=self.batch_size,
-                    )
-                    total += float(np.sum(losses))
+                    # an overflow gives an infinite score, which the solver reports
+                    with np.errstate(over="ignore"):
+                        losses = reconstruction_losses(
+                            X[rows],
+                            W1,
+                            b1,
+                            W2,
+                            b2,
+                            activation=spec.activation,
+                            decoder=spec.decoder,
+                            loss=spec.loss,
+                            batch_size=self.batch_size,
+                        )
+                        total += float(np.sum(losses))
                 return -total / n_validation
 
         if early_stopping:  # the steps run over the training rows, as in the MLPs

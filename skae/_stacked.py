@@ -945,11 +945,12 @@ def _checked_labels(y, marker):
     ):
         return y  # a list, or an object array or Series, may mix types; others cannot
     values = np.asarray(y, dtype=object)
-    if values.ndim != 1:
+    column = values.ndim == 2 and values.shape[1] == 1  # scikit-learn ravels it, warning
+    if values.ndim != 1 and not column:
         return y  # the checks of y's shape report it
     text = numbers = None
     marked = False
-    for value in values.tolist():
+    for value in values.reshape(-1).tolist():
         if _is_marker(value, marker):
             marked = True
             continue

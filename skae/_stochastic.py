@@ -428,6 +428,14 @@ def run_epochs(
                 last_loss = epoch_loss / n
                 state.loss_curve.append(last_loss)
                 _update_no_improvement(state, tol, validation_score, theta, best)
+                if validation_score is not None and not np.isfinite(state.validation_scores[-1]):
+                    raise NonFiniteLossError(
+                        f"{name}: the validation score became non-finite "
+                        f"({state.validation_scores[-1]}): the loss of the held-out rows "
+                        "overflows, so early stopping cannot compare epochs; no parameters "
+                        "were kept from this fit. Scale the input (e.g. MinMaxScaler or "
+                        "StandardScaler)."
+                    )
                 optimizer.iteration_ends(state.t)
                 if verbose >= 2:
                     now = time.perf_counter()

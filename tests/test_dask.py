@@ -607,6 +607,16 @@ def test_input_errors_match_the_numpy_ones(X):
             with pytest.raises(ValueError, match=r"2-D dask array X, got 1 dimensions.*"
                                r"X.reshape\(-1, 1\) if it holds one feature"):
                 call(one_d)
+        with pytest.raises(ValueError, match="got 0 dimensions.*one value is not a data set"):
+            ae.transform(da.from_array(np.float64(1.0)))
+        # no rows: the NumPy path's message (lazy results of no rows, before)
+        empty = da.from_array(X[:0], chunks=(10, -1))
+        for call in (ae.transform, ae.score, ae.score_samples):
+            with pytest.raises(ValueError, match=r"0 sample\(s\) \(shape=\(0, 64\)\) while "
+                               "a minimum of 1 is required by SparseAutoencoder"):
+                call(empty)
+        with pytest.raises(ValueError, match="0 sample.*minimum of 1"):
+            ae.inverse_transform(da.zeros((0, 4)))
 
 
 @short_fit

@@ -574,3 +574,12 @@ def test_check_gradient_takes_a_numpy_float32_epsilon_as_its_float64_value():
             ratio = check_gradient(fun, theta, epsilon=step)
         assert ratio == check_gradient(fun, theta, epsilon=float(step))
         assert ratio < 1e-9
+    # any real number, as its float64 value (a Fraction raised a bare TypeError)
+    from fractions import Fraction
+
+    theta = np.array([0.3, 1.1])
+    assert check_gradient(wavy, theta, epsilon=Fraction(1, 10_000)) == check_gradient(
+        wavy, theta, epsilon=1e-4)
+    for bad in (Fraction(-1, 2), True, "1e-4", np.inf):
+        with pytest.raises(ValueError, match="epsilon must be a positive finite step"):
+            check_gradient(wavy, theta, epsilon=bad)

@@ -15,7 +15,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn import config_context
 from sklearn.datasets import load_digits
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from skae import SparseAutoencoder, StackedAutoencoder
 
@@ -336,3 +336,11 @@ def test_float32_residuals_are_squared_in_float64():
         far[0, 0] = -1.7e308  # the residual itself beyond float64's range
         assert ae.score_samples(far)[0] == -np.inf
         assert ae.score(far) == -np.inf
+        far[0, :2] = 1.2e154  # each square finite (1.44e308), their sum not
+        assert ae.score_samples(far)[0] == -np.inf
+        assert ae.score_samples(sp.csr_matrix(far))[0] == -np.inf
+        stack = StackedAutoencoder((4,), decoder="linear", max_iter=5, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            stack.fit(_digits())
+        assert stack.score_samples(far)[0] == -np.inf

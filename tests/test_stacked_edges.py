@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import threadpoolctl
 from sklearn.datasets import load_digits
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_classifiers_classes
 
@@ -115,6 +116,14 @@ def test_a_list_keeps_the_types_of_its_labels_and_of_the_marker(digits):
     online = StackedAutoencoderClassifier((4,), solver="adam", unlabelled="none", **SHORT)
     online.partial_fit(X, numeric, classes=model.classes_)
     assert online.classes_.tolist() == model.classes_.tolist()
+    # a column of labels too (scikit-learn ravels it, with its warning)
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        column = StackedAutoencoderClassifier((4,), unlabelled="none", **SHORT).fit(
+            X, [[v] for v in numeric])
+    assert column.classes_.tolist() == model.classes_.tolist()
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        column = StackedAutoencoderClassifier((4,), **SHORT).fit(X, [[v] for v in text])
+    assert column.classes_.tolist() == sorted({f"digit {v}" for v in labelled})
 
 
 # --------------------------------------------------------------------------- memmap

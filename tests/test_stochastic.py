@@ -334,6 +334,26 @@ def test_bad_parameters(digits, params, match):
         SparseAutoencoder(**params).fit(digits[:20])
 
 
+def test_a_held_out_loss_that_overflows_is_an_error_that_keeps_the_model(digits):
+    """A held-out row whose loss overflows makes every validation score -inf, so early
+    stopping cannot compare epochs: the fit stops with NonFiniteLossError (as for a
+    training row), without NumPy's overflow warnings, and keeps the model it had."""
+    from skae.exceptions import NonFiniteLossError
+
+    X = digits[:60].copy()
+    X[7, 10] = 1e200  # held out for validation with random_state=0
+    ae = _fit(digits[:60], n_hidden=4, max_iter=3, solver="adam", random_state=0)
+    before = [p.copy() for p in _params(ae)]
+    ae.set_params(early_stopping=True, validation_fraction=0.3, n_iter_no_change=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(NonFiniteLossError, match=r"the validation score became "
+                           r"non-finite \(-inf\).*Scale the input"):
+            ae.fit(X)
+    for kept, fitted in zip(_params(ae), before):  # the model it had
+        np.testing.assert_array_equal(kept, fitted)
+
+
 def test_early_stopping_needs_rows_to_hold_out():
     with pytest.raises(ValueError, match="no training or no validation rows"):
         SparseAutoencoder(solver="adam", early_stopping=True, validation_fraction=0.9).fit(
