@@ -240,7 +240,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         (drawn from ``random_state``), score their reconstruction after each epoch
         (:meth:`score`, recorded in ``validation_scores_``), stop when it has not
         improved by ``tol`` for more than ``n_iter_no_change`` epochs, and keep the
-        parameters of the best epoch. Not used by ``partial_fit`` or ``"lbfgs"``.
+        parameters of the best epoch. A held-out loss that overflows raises
+        :class:`~skae.exceptions.NonFiniteLossError`. Not used by ``partial_fit`` or
+        ``"lbfgs"``.
     validation_fraction : float in (0, 1), default=0.1
         Share of the rows held out by ``early_stopping``.
     n_iter_no_change : int, default=10
