@@ -153,14 +153,16 @@ plt.show()
 
 # %%
 # 139 of the 150 digits are labelled 4 and 11 are 9s, and t-SNE spreads their codes into
-# three groups, which are three ways of writing a 4: open and slanted (facet 0), open and
-# upright, square (facet 1), and closed at the top like a 9 (facet 2).
-# The classifier gives the mean images probabilities of 0.909, 0.885 and 0.845 of being a 4.
-# Five steps of plain ascent raise them to 0.946, 0.997 and 0.966 and visibly change each
-# image: dark strokes are carved where a 4 must not have ink and the strokes it needs are
-# thickened, but each facet keeps its own shape, so the three results still differ. The
-# center-biased ascent reaches 0.999, 0.999 and 0.995 with smoother changes, gathered in
-# the middle of the image, and the three shapes are still those of their facets.
+# three groups, which are three ways of writing a 4: closed at the top like a 9 (facet 0),
+# open and upright, square (facet 1), and open and slanted (facet 2). (k-means numbers the
+# facets; a run whose rounding differs may number the same three groups in another order.)
+# The classifier gives the mean images probabilities of 0.852, 0.889 and 0.909 of being a
+# 4, least for the one closed like a 9. Five steps of plain ascent raise them to 0.980,
+# 0.997 and 0.940 and visibly change each image: dark strokes are carved where a 4 must
+# not have ink and the strokes it needs are thickened, but each facet keeps its own shape,
+# so the three results still differ. The center-biased ascent reaches 0.995, 0.999 and
+# 0.999 with smoother changes, gathered in the middle of the image, and the three shapes
+# are still those of their facets.
 # Activation maximisation from a random start (last column) reaches 0.999 as well, with
 # inputs that look like none of the facets, nor like a 4: a noisy pattern spread over the
 # image for the plain ascent, a smoother blob in the centre for the center-biased one.
