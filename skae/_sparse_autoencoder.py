@@ -108,7 +108,8 @@ def _autoencoder_losses(X, autoencoders):
 
     # A loss beyond float64's range is inf, the row's documented score -inf, and float32
     # products may overflow on the way to finite scores: neither is worth NumPy's warning.
-    # (Only scores: fit's early stopping keeps the warnings of its validation losses.)
+    # (fit's early stopping scores its held-out rows itself: a non-finite score is an
+    # error there.)
     with np.errstate(over="ignore"):
         losses = reconstruction_losses(
             X,

@@ -276,6 +276,9 @@ def _check_constant_codes(estimator, k, autoencoder, X, H, settings):
 class _StackMixin:
     """Parameter handling and greedy pretraining shared by both stacked estimators."""
 
+    # counts of the estimator's own, beyond the layers' (which refuse a bool given as one)
+    _own_counts = ()
+
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, (set, frozenset, dict)):
@@ -334,9 +337,7 @@ class _StackMixin:
                 autoencoder._check_combinations()
             except ValueError as exc:
                 raise type(exc)(f"Layer {k} of {type(self).__name__}: {exc}") from exc
-        # the classifier's own stage counts
-        check_counts(self, [n for n in ("softmax_max_iter", "fine_tune_max_iter")
-                            if hasattr(self, n)])
+        check_counts(self, self._own_counts)
         for k, (below, setting) in enumerate(zip(settings, settings[1:]), start=2):
             if below["activation"] == "tanh" and setting["loss"] == "cross_entropy":
                 raise ValueError(
@@ -1262,6 +1263,7 @@ class StackedAutoencoderClassifier(
     True
     """
 
+    _own_counts = ("softmax_max_iter", "fine_tune_max_iter")
     _parameter_constraints: dict = {
         **_STACK_CONSTRAINTS,
         "softmax_alpha": [Interval(Real, 0, None, closed="left")],
