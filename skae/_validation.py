@@ -183,7 +183,8 @@ def check_fitted_namespace(X, estimator, *, attribute, method):
             raise ValueError(
                 f"{fitted_on}, and {method} was given a dask array, whose chunks are "
                 f"computed with NumPy and cannot use the model's weights. Either pass X "
-                f"as an array of {library} on that device, or {to_numpy_hint}"
+                f"as an array of {library} on that device (under array API dispatch), or "
+                f"{to_numpy_hint}"
             )
         raise ValueError(
             f"{fitted_on}, and {method} was called with array API dispatch off, where it "
