@@ -473,7 +473,14 @@ def stack_inputs(estimator, X, *, reset):
     dask, _ = _dask()
     X = _rows_chunked(estimator, X, reset=reset)
     if reset:
+        from dask import delayed
+
         (X,) = dask.persist(X)
+        # the values checked on the cluster in the stack's name (as validate_data does on
+        # NumPy input; its first layer's fit checks them again, in its own)
+        name = type(estimator).__name__
+        _compute(dask, *[delayed(_chunk_range, pure=True)(b, name)
+                         for b in X.to_delayed().ravel()])
     return X
 
 

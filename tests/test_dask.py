@@ -573,6 +573,15 @@ def test_non_finite_values_are_found_on_the_cluster(client, X, bad, message):
         ae.score(Xd)
     with pytest.raises(ValueError, match=message):
         ae.transform(Xd).compute()
+    # a stack names itself, as on NumPy input (its first layer's message named that layer)
+    small = X_bad[300:450]  # 150 rows, the bad one (row 400) in the last chunk
+    Xs = da.from_array(small, chunks=(50, -1))
+    y = np.arange(len(small)) % 3
+    for stack, labels in ((StackedAutoencoder((4,), max_iter=2), ()),
+                          (StackedAutoencoderClassifier((4,), max_iter=2), (y,))):
+        named = rf"(?s){message}.*{type(stack).__name__} does not" if np.isnan(bad) else message
+        with pytest.raises(ValueError, match=named):
+            stack.fit(Xs, *labels)
 
 
 @short_fit
