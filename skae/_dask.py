@@ -465,7 +465,8 @@ def score(estimator, X):
 
 # --------------------------------------------------------------------------- stacks
 def stack_inputs(estimator, X, *, reset):
-    """A dask ``X`` for a StackedAutoencoder: checked, row-chunked; persisted for fit.
+    """A dask ``X`` for a stacked estimator: checked, row-chunked; for fit persisted, and
+    its values checked on the cluster.
 
     Fitting persists it once, so every layer's pretraining reads the same chunks
     (layer k fits on the lazy codes of layer k−1, computed from them).
@@ -495,7 +496,7 @@ def classifier_inputs(estimator, X, y):
     """``(X, y)`` for ``StackedAutoencoderClassifier.fit`` from a dask ``X``.
 
     ``X`` is checked and persisted as for a StackedAutoencoder, with known chunk sizes
-    (its values are checked on the cluster by the first layer's fit). ``y`` (NumPy, or a
+    (its values are checked on the cluster, in the classifier's name). ``y`` (NumPy, or a
     dask array or Series, computed here: one label per row) is checked as scikit-learn
     checks a target and returned as a 1-D NumPy array of X's length.
     """
