@@ -645,7 +645,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         ``partial_fit`` with ``early_stopping=True`` instead).
         Settings changed with ``set_params`` between calls apply from the next call: a
         new ``solver`` starts a new optimiser state; the other solver settings keep it
-        (a new ``learning_rate_init`` restarts the step size from it).
+        (a new ``learning_rate_init`` or ``learning_rate`` schedule restarts the step size
+        from ``learning_rate_init``). ``random_state`` seeds the first call only: later
+        calls go on with the random state the stream has reached.
 
         Parameters
         ----------

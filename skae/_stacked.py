@@ -904,8 +904,9 @@ def _split_unlabelled(y, marker):
             f"y has string labels and contains {str(marker)!r}, but unlabelled rows are "
             f"marked with the integer {marker}. Mark them with the integer {marker} (an "
             f"object array, e.g. np.array(['cat', {marker}], dtype=object)), rename the "
-            f"class {str(marker)!r}, or set unlabelled={str(marker)!r} if that string marks "
-            "unlabelled rows."
+            f"class {str(marker)!r}, set unlabelled=None if {str(marker)!r} is a class "
+            f"and every row is labelled (e.g. the labels {{'-1', '1'}} read as text), or "
+            f"set unlabelled={str(marker)!r} if that string marks unlabelled rows."
         )
     if y.dtype.kind == "b":
         return np.ones(len(y), dtype=bool)
@@ -955,13 +956,23 @@ def _checked_labels(y, marker):
         if _is_marker(value, marker):
             marked = True
             continue
+        if isinstance(value, Real) and value != value:  # NaN (pandas' missing value)
+            raise ValueError(
+                "y contains NaN. A missing label is not a class: mark the rows without "
+                f"a label with {_plain(marker)!r}, the unlabelled parameter (they are then "
+                "used for pretraining only), or drop them."
+                if marker is not None else
+                "y contains NaN. A missing label is not a class: drop those rows, or set "
+                "unlabelled to a marker (e.g. -1) and mark them with it."
+            )
         if isinstance(value, str):
             text = value if text is None else text
         else:
             numbers = value if numbers is None else numbers
         if text is not None and numbers is not None:
             raise TypeError(
-                f"y mixes string and numeric labels (e.g. {text!r} and {_plain(numbers)!r}). "
+                f"y mixes string and numeric labels (e.g. {_plain(text)!r} and "
+                f"{_plain(numbers)!r}). "
                 "Labels of both types cannot be ordered together, and turning the numbers "
                 "into strings would make 1 and '1' one class. Give every class label the "
                 "same type, e.g. y = np.asarray(y, dtype=str) for string classes (with "
@@ -998,6 +1009,16 @@ def _labelled_classes(y, marker):
     n_marked = len(y) - len(y_labelled)
     like_a_class = n_marked > 0 and isinstance(marker, str) == (classes.dtype.kind in "US")
     shown = repr(_plain(marker))
+    if len(classes) < 2 and like_a_class and n_marked > len(y_labelled):
+        which = (
+            "the only labelled row has" if len(y_labelled) == 1
+            else f"the {len(y_labelled)} labelled rows all have"
+        )
+        raise ValueError(
+            f"Classifier can't train when only one class is present: {which} class "
+            f"{_plain(classes[0])!r} (the other {n_marked} rows are labelled {shown}, "
+            "unlabelled). Give labelled rows of at least two classes."
+        )
     if len(classes) < 2 and like_a_class:
         raise ValueError(
             "Classifier can't train when only one class is present: y holds two "
@@ -1129,10 +1150,11 @@ class StackedAutoencoderClassifier(
         The marker is never a class, but a fit whose labels make it look like one says
         so, when the marker is of the classes' kind (a number among numeric labels, a
         string among string labels) and some rows carry it: if removing them leaves a
-        single class (SVM-style labels {{-1, 1}}), ``fit`` raises a ValueError; if they
-        are no more numerous than the rows of the largest class (e.g. ``[-1, 0, 1] *
-        20``), it fits them as unlabelled and raises an
-        :class:`~skae.exceptions.UnlabelledMarkerWarning` (a ``UserWarning``). Both name
+        single class (SVM-style labels {{-1, 1}}), ``fit`` raises a ValueError (which
+        names ``unlabelled=None`` unless the marked rows outnumber the labelled ones); if
+        they are no more numerous than the rows of the largest class (e.g. ``[-1, 0, 1]
+        * 20``), it fits them as unlabelled and raises an
+        :class:`~skae.exceptions.UnlabelledMarkerWarning` (a ``UserWarning``) that names
         ``unlabelled=None``. The
         reason: semi-supervised data have more unlabelled rows than rows of any one
         class (unlabelled rows are the cheap ones), while a real class labelled -1 is,
@@ -1371,12 +1393,20 @@ class StackedAutoencoderClassifier(
             and numbers (the marker aside) raise a TypeError, as in scikit-learn's
             classifiers. A dask array is computed on the client (one label per row);
             under array API dispatch ``y`` may be an array of any namespace
-            (``classes_`` is then of that namespace).
+            (``classes_`` is then of that namespace). NaN is not a label: a ValueError
+            asks to mark such rows with ``unlabelled`` or to drop them.
 
         Returns
         -------
         self : StackedAutoencoderClassifier
             The fitted estimator; on an error it keeps the state it had before.
+
+        Notes
+        -----
+        ``fit`` and ``partial_fit`` take no ``sample_weight`` (scikit-learn's
+        :class:`~sklearn.neural_network.MLPClassifier` takes one since version 1.7):
+        every labelled row weighs the same in the supervised stages, and every row in
+        the pretraining. To weight rows, repeat them; ``score`` takes a ``sample_weight``.
         """
         sizes = self._hidden_sizes()
         self._layer_settings()  # validate every layer before any work
@@ -1484,7 +1514,14 @@ class StackedAutoencoderClassifier(
             # Stage 2: the softmax on the frozen top codes of the labelled rows.
             self._say(f"softmax on {len(y_index)} labelled rows")
             layers, loss = run("softmax", layers, 1)
-            pretrained = list(layers), loss
+            # what fine_tune=None would keep: its network, and for the mini-batch solvers
+            # the optimiser and random state that its partial_fit continues (copies: stage
+            # 3 goes on with them)
+            carried = (
+                None if self.solver == "lbfgs"
+                else copy.deepcopy((self._stage_solver_, rng))
+            )
+            pretrained = list(layers), loss, carried
         # Stage 3 (or, warm-started with fine_tune=None, more of stage 2).
         stage, fine_tuned = None, ()
         if self.fine_tune == "all":
@@ -1524,7 +1561,7 @@ class StackedAutoencoderClassifier(
         self._fine_tuned_encoders_ = self.fine_tune == "all" or kept_fine_tuned
         if pretrained is not None:  # a warm start keeps the record of the fit before it
             self.pretrained_classifier_ = self._pretrained_record(
-                *pretrained, curves, n_iter, times, reasons
+                *pretrained, curves, n_iter, times, reasons, scores
             )
         return self
 
@@ -1763,9 +1800,11 @@ class StackedAutoencoderClassifier(
         times = {"pretraining": pretraining_times, "softmax": 0.0, "fine_tuning": 0.0}
         return curves, n_iter, times, reasons
 
-    def _pretrained_record(self, layers, loss, curves, n_iter, times, reasons):
+    def _pretrained_record(self, layers, loss, carried, curves, n_iter, times, reasons, scores):
         """The network as stage 2 left it, as a fitted classifier: the fitted attributes of
-        ``fine_tune=None`` with these settings (its arrays shared, not copied)."""
+        ``fine_tune=None`` with these settings (its arrays shared, not copied), and for the
+        mini-batch solvers ``carried``, stage 2's ``(optimiser, random state)``, which its
+        ``partial_fit`` continues."""
         record = type(self)(**{**self.get_params(deep=False), "fine_tune": None})
         record.classes_ = self.classes_
         record.autoencoders_ = self.autoencoders_
@@ -1776,6 +1815,11 @@ class StackedAutoencoderClassifier(
         record.stage_n_iter_ = copy.deepcopy({**n_iter, "fine_tuning": 0})
         record.stage_times_ = copy.deepcopy({**times, "fine_tuning": 0.0})
         record.stage_stop_reasons_ = copy.deepcopy({**reasons, "fine_tuning": None})
+        record.validation_scores_ = copy.deepcopy({**scores, "fine_tuning": None})
+        softmax_scores = scores["softmax"]
+        record.best_validation_score_ = max(softmax_scores) if softmax_scores else None
+        if carried is not None:
+            record._stage_solver_, record._random_state_ = carried
         record.n_iter_ = int(sum(n_iter["pretraining"]) + n_iter["softmax"])
         record.loss_ = float(loss)
         record.n_features_in_ = self.n_features_in_
@@ -1875,6 +1919,7 @@ class StackedAutoencoderClassifier(
             name=f"{type(self).__name__} ({label})",
             max_iter_name=max_iter_name,
             tol_name="fine_tune_tol",
+            regularisation="or lower softmax_alpha",
         )
         trained = [
             Layer(W.astype(X.dtype), b.astype(X.dtype), layer.activation)

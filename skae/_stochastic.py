@@ -212,16 +212,20 @@ def mini_batch_rows(estimator, n_rows, what):
 def apply_optimizer_settings(optimizer, estimator, t):
     """Give a carried-over optimiser an estimator's current solver settings (``set_params``
     between ``partial_fit`` calls); its moments, velocity and step count are kept, and its
-    step size too unless ``learning_rate_init`` changed. ``t``: the rows seen."""
+    step size too unless ``learning_rate_init`` or the ``learning_rate`` schedule changed
+    (a step decayed by ``"invscaling"`` or divided by ``"adaptive"`` is not the step of
+    another schedule: it restarts from ``learning_rate_init``). ``t``: the rows seen."""
+    restart = float(estimator.learning_rate_init) != optimizer.learning_rate_init
     if isinstance(optimizer, AdamOptimizer):
         optimizer.beta_1, optimizer.beta_2 = float(estimator.beta_1), float(estimator.beta_2)
         optimizer.epsilon = float(estimator.epsilon)
     else:
+        restart = restart or optimizer.schedule != estimator.learning_rate
         optimizer.schedule = estimator.learning_rate
         optimizer.momentum = float(estimator.momentum)
         optimizer.nesterov = bool(estimator.nesterovs_momentum)
         optimizer.power_t = float(estimator.power_t)
-    if float(estimator.learning_rate_init) != optimizer.learning_rate_init:
+    if restart:
         optimizer.learning_rate_init = float(estimator.learning_rate_init)
         optimizer.learning_rate = float(estimator.learning_rate_init)
     optimizer.iteration_ends(t)  # "invscaling": the step size at t rows seen
@@ -347,6 +351,7 @@ def run_epochs(
     name="model",
     max_iter_name="max_iter",
     tol_name="tol",
+    regularisation="lower beta or raise alpha",
 ):
     """Minimise over mini-batches of ``n_rows`` rows for up to ``max_iter`` epochs.
 
@@ -369,7 +374,8 @@ def run_epochs(
 
     The best θ by validation score is returned when early stopping (as the MLPs do). A
     non-finite loss or gradient, or a step that makes θ non-finite, raises
-    :class:`NonFiniteLossError`; Ctrl-C keeps the parameters after the last completed
+    :class:`NonFiniteLossError` (``regularisation``: its advice on the objective's penalty
+    terms); Ctrl-C keeps the parameters after the last completed
     mini-batch step and warns; ``max_iter`` epochs without the stopping rule warn with
     :class:`~sklearn.exceptions.ConvergenceWarning`.
     """
@@ -410,7 +416,7 @@ def run_epochs(
                             f"{name}: the {what} became non-finite (loss = {J}) during "
                             "optimisation; no parameters were kept from this fit. Scale the "
                             "input (e.g. MinMaxScaler or StandardScaler), or lower "
-                            "learning_rate_init, lower beta or raise alpha."
+                            f"learning_rate_init, {regularisation}."
                         )
                     with interrupt_deferred():  # a step is applied whole, or not at all
                         optimizer.update_params(theta, grad)

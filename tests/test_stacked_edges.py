@@ -96,6 +96,57 @@ def test_mixed_string_and_number_labels_are_a_type_error(digits, labels):
         StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)
 
 
+def test_the_mixed_labels_message_shows_plain_values(digits):
+    """The string example of an object array's labels is shown as 'b', not np.str_('b')."""
+    X = digits[0][:60]
+    labels = np.array([np.str_("b"), 1] * 30, dtype=object)
+    with pytest.raises(TypeError, match=r"\(e.g. 'b' and 1\)"):
+        StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)
+
+
+@pytest.mark.parametrize(
+    "container", [list, lambda v: np.array(v, dtype=object)], ids=["list", "object-array"]
+)
+@pytest.mark.parametrize("missing", [float("nan"), np.float32("nan")], ids=["nan", "nan32"])
+def test_a_nan_label_is_refused_as_missing_not_as_a_mixed_type(digits, container, missing):
+    """pandas' missing label among string labels: NaN is not a class, and the message
+    says how to mark the row (it once said that y mixed types and advised a string array,
+    which made 'nan' a class)."""
+    X = digits[0][:60]
+    labels = container(["a", missing, "b"] * 20)
+    with pytest.raises(ValueError, match=r"y contains NaN.*mark the rows without a label "
+                                         r"with -1") as caught:
+        StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)
+    assert "dtype=str" not in str(caught.value)
+    with pytest.raises(ValueError, match=r"y contains NaN.*drop those rows"):
+        StackedAutoencoderClassifier((4,), unlabelled=None, **SHORT).fit(X, labels)
+
+
+def test_string_minus_one_labels_are_told_about_unlabelled_none(digits):
+    """{'-1', '1'} read as text: the advice includes unlabelled=None, the fix that works."""
+    X = digits[0][:60]
+    labels = ["-1", "1"] * 30
+    with pytest.raises(ValueError, match=r"set unlabelled=None if '-1' is a class"):
+        StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)
+    model = StackedAutoencoderClassifier((4,), unlabelled=None, **SHORT).fit(X, labels)
+    assert model.classes_.tolist() == ["-1", "1"]
+
+
+def test_one_class_among_many_unlabelled_rows_asks_for_labelled_rows(digits):
+    """More rows marked -1 than labelled ones: semi-supervised data, so the message asks
+    for labelled rows of two classes and does not suggest that -1 may be a class."""
+    X = digits[0][:60]
+    labels = np.full(60, -1)
+    labels[0] = 0
+    with pytest.raises(ValueError, match=r"the only labelled row has class 0 \(the other "
+                                         r"59 rows are labelled -1, unlabelled\)") as caught:
+        StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)
+    assert "unlabelled=None" not in str(caught.value)
+    labels[:3] = 0
+    with pytest.raises(ValueError, match=r"the 3 labelled rows all have class 0"):
+        StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)
+
+
 def test_a_list_keeps_the_types_of_its_labels_and_of_the_marker(digits):
     """A plain list of string labels with the integer -1 for unlabelled rows, or of
     integer labels with a string marker: the marker is recognised and the classes keep

@@ -849,3 +849,47 @@ def test_stream_state_copies_share_no_list_or_array():
     np.testing.assert_array_equal(original["weights"], np.ones(3))
     assert copied["model"] is not ae and copied["model"].get_params() == ae.get_params()
 
+
+
+def test_the_pretrained_record_continues_as_a_fine_tune_none_fit(digits):
+    """``pretrained_classifier_`` of a mini-batch fit with early stopping holds what the
+    ``fine_tune=None`` fit holds: its held-out scores, and the optimiser and random state
+    that ``partial_fit`` continues (the record once had neither: its ``partial_fit``
+    started a new optimiser and drew other rows)."""
+    X, y = digits[0][:300], digits[1][:300]
+    settings = dict(
+        solver="adam", early_stopping=True, max_iter=3, softmax_max_iter=5,
+        fine_tune_max_iter=5, learning_rate_init=0.01, random_state=0,
+    )
+    tuned = _quiet(StackedAutoencoderClassifier((8,), fine_tune="all", **settings).fit, X, y)
+    plain = _quiet(StackedAutoencoderClassifier((8,), fine_tune=None, **settings).fit, X, y)
+    record = tuned.pretrained_classifier_
+    assert record.validation_scores_ == plain.validation_scores_
+    assert record.validation_scores_["softmax"]  # early stopping scored each epoch
+    assert record.best_validation_score_ == plain.best_validation_score_
+    record.partial_fit(X[:100], y[:100])
+    plain.partial_fit(X[:100], y[:100])
+    _assert_same_network(record.layers_, plain.layers_)
+    assert record.stage_n_iter_ == plain.stage_n_iter_
+    # the record's state is its own: the fine-tuned classifier goes on from its own
+    before = [layer.weights.copy() for layer in tuned.layers_]
+    tuned.partial_fit(X[:100], y[:100])
+    assert tuned.stage_n_iter_["fine_tuning"] == len(tuned.loss_curves_["fine_tuning"])
+    assert not np.array_equal(before[-1], tuned.layers_[-1].weights)
+
+
+def test_a_non_finite_supervised_stage_names_its_own_parameters(digits):
+    """The softmax and fine-tuning objectives have no beta and no alpha: the advice
+    names softmax_alpha."""
+    from skae.exceptions import NonFiniteLossError
+
+    X, y = digits[0][:300], digits[1][:300]
+    clf = StackedAutoencoderClassifier(
+        (16,), solver="sgd", learning_rate_init=1e8, max_iter=2, softmax_max_iter=50,
+        fine_tune_max_iter=50, random_state=0,
+    )
+    with pytest.raises(NonFiniteLossError, match=r"\((softmax|fine-tuning)\).*") as caught:
+        _quiet(clf.fit, X, y)
+    message = str(caught.value)
+    assert message.endswith("or lower learning_rate_init, or lower softmax_alpha.")
+    assert "beta" not in message

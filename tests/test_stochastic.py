@@ -234,6 +234,28 @@ def test_adaptive_learning_rate_divides_by_five(digits):
     assert ae._optimizer_.learning_rate == pytest.approx(0.1 / 5**2)
 
 
+@pytest.mark.parametrize("before", ["invscaling", "adaptive"])
+def test_a_new_schedule_between_calls_restarts_the_step_size(digits, before):
+    """A step decayed by "invscaling" or divided by "adaptive" is not "constant"'s: after
+    set_params(learning_rate="constant") the stream steps with learning_rate_init again
+    (the decayed step was once kept for the rest of the stream)."""
+    ae = SparseAutoencoder(
+        n_hidden=8, solver="sgd", learning_rate=before, learning_rate_init=0.1,
+        n_iter_no_change=1, tol=10.0, random_state=0,
+    )
+    for _ in range(3):
+        ae.partial_fit(digits[:200])
+    if before == "adaptive":  # partial_fit does not apply the MLPs' adaptive rule itself
+        ae._optimizer_.learning_rate = 0.1 / 25
+    assert ae._optimizer_.learning_rate < 0.05
+    ae.set_params(learning_rate="constant").partial_fit(digits[:200])
+    assert ae._optimizer_.learning_rate == 0.1
+    # the same schedule again keeps the step (only learning_rate_init restarts it)
+    ae._optimizer_.learning_rate = 0.01
+    ae.partial_fit(digits[:200])
+    assert ae._optimizer_.learning_rate == 0.01
+
+
 def test_verbose_prints_one_line_per_epoch(digits, capsys):
     ae = SparseAutoencoder(n_hidden=4, solver="adam", max_iter=3, verbose=2, random_state=0)
     with pytest.warns(ConvergenceWarning):
