@@ -42,12 +42,14 @@ class FitStage:
     ``name`` opens every message (``"StackedAutoencoderClassifier (softmax)"``);
     ``max_iter`` and ``tol`` are the names of the estimator's parameters that limit its
     iterations and set its tolerance (``"softmax_max_iter"``, ``"fine_tune_tol"``), so
-    that the advice of a warning is a parameter the user can set.
+    that the advice of a warning is a parameter the user can set; ``regularisation`` is
+    the advice on the objective's penalty terms when its loss becomes non-finite.
     """
 
     name: str
     max_iter: str = "max_iter"
     tol: str = "tol"
+    regularisation: str = "lower beta or raise alpha"
 
 
 _FIT_STAGE = contextvars.ContextVar("skae_fit_stage", default=None)
@@ -70,10 +72,12 @@ def fit_stage(name, *, max_iter="max_iter", tol="tol"):
         _FIT_STAGE.reset(token)
 
 
-def current_stage(name, *, max_iter="max_iter", tol="tol"):
+def current_stage(name, *, max_iter="max_iter", tol="tol", regularisation=None):
     """The stage set by an enclosing :func:`fit_stage`, else ``name`` with these parameter
-    names (how a solver names its warnings and its progress lines)."""
-    return _FIT_STAGE.get() or FitStage(name, max_iter, tol)
+    names and advice (how a solver names its warnings and its progress lines)."""
+    return _FIT_STAGE.get() or FitStage(
+        name, max_iter, tol, *([regularisation] if regularisation else [])
+    )
 
 
 @dataclass
@@ -228,8 +232,7 @@ def run_lbfgs(
             raise NonFiniteLossError(
                 f"{name}: the {what} became non-finite (loss = {J}) during "
                 "optimisation; no parameters were kept from this fit. Scale the "
-                "input (e.g. MinMaxScaler or StandardScaler), or lower beta / raise "
-                "alpha."
+                f"input (e.g. MinMaxScaler or StandardScaler), or {stage.regularisation}."
             )
         if not first and at_start(theta):
             first["loss"] = float(J)

@@ -65,6 +65,8 @@ from .exceptions import ConstantCodesWarning, UnlabelledMarkerWarning
 __all__ = ["StackedAutoencoder", "StackedAutoencoderClassifier"]
 
 _SEED_MAX = np.iinfo(np.int32).max
+# the advice of a non-finite loss in the softmax and fine-tuning stages
+_SUPERVISED_REGULARISATION = "lower softmax_alpha"
 
 # SparseAutoencoder's hyper-parameters that may be given once or once per layer, with
 # SparseAutoencoder's own defaults (read from its signature, so the two never drift).
@@ -905,8 +907,8 @@ def _split_unlabelled(y, marker):
             f"marked with the integer {marker}. Mark them with the integer {marker} (an "
             f"object array, e.g. np.array(['cat', {marker}], dtype=object)), rename the "
             f"class {str(marker)!r}, set unlabelled=None if {str(marker)!r} is a class "
-            f"and every row is labelled (e.g. the labels {{'-1', '1'}} read as text), or "
-            f"set unlabelled={str(marker)!r} if that string marks unlabelled rows."
+            f"and every row is labelled (e.g. the labels {{{str(marker)!r}, '1'}} read as "
+            f"text), or set unlabelled={str(marker)!r} if that string marks unlabelled rows."
         )
     if y.dtype.kind == "b":
         return np.ones(len(y), dtype=bool)
@@ -934,6 +936,26 @@ def _is_marker(value, marker):
     return marker is not None and isinstance(value, Real) and value == marker
 
 
+def _is_missing(value):
+    """Whether a label is a missing value: None, NaN or pandas' NA."""
+    if value is None or type(value).__name__ == "NAType":
+        return True
+    return isinstance(value, Real) and value != value
+
+
+def _missing_label_error(marker):
+    if marker is None:
+        advice = "drop those rows, or set unlabelled to a marker (e.g. -1) and mark them with it."
+    else:
+        advice = (
+            f"mark the rows without a label with {_plain(marker)!r}, the unlabelled "
+            "parameter (they are then used for pretraining only), or drop them."
+        )
+    return ValueError(
+        f"y contains missing labels (NaN, None or NA). A missing label is not a class: {advice}"
+    )
+
+
 def _checked_labels(y, marker):
     """``y``, checked on the labels as passed, before a list becomes a string array: a
     TypeError when its labels (its ``marker`` rows aside) mix strings and numbers, as
@@ -941,6 +963,9 @@ def _checked_labels(y, marker):
     labels' type (string labels and the integer -1, numeric labels and a string marker)
     comes back as an object array, so that both keep their types (a string array would
     turn -1 into the string ``'-1'``, and numeric classes into strings)."""
+    isna = getattr(y, "isna", None)  # pandas: NaN, None and NA in any of its dtypes
+    if callable(isna) and bool(np.asarray(isna()).any()):
+        raise _missing_label_error(marker)
     dtype = getattr(y, "dtype", None)
     if not isinstance(y, (list, tuple)) and not (
         isinstance(dtype, np.dtype) and dtype.kind == "O"
@@ -956,15 +981,8 @@ def _checked_labels(y, marker):
         if _is_marker(value, marker):
             marked = True
             continue
-        if isinstance(value, Real) and value != value:  # NaN (pandas' missing value)
-            raise ValueError(
-                "y contains NaN. A missing label is not a class: mark the rows without "
-                f"a label with {_plain(marker)!r}, the unlabelled parameter (they are then "
-                "used for pretraining only), or drop them."
-                if marker is not None else
-                "y contains NaN. A missing label is not a class: drop those rows, or set "
-                "unlabelled to a marker (e.g. -1) and mark them with it."
-            )
+        if _is_missing(value):
+            raise _missing_label_error(marker)
         if isinstance(value, str):
             text = value if text is None else text
         else:
@@ -1017,7 +1035,8 @@ def _labelled_classes(y, marker):
         raise ValueError(
             f"Classifier can't train when only one class is present: {which} class "
             f"{_plain(classes[0])!r} (the other {n_marked} rows are labelled {shown}, "
-            "unlabelled). Give labelled rows of at least two classes."
+            "unlabelled). Give labelled rows of at least two classes (or, if "
+            f"{shown} is itself a class, pass unlabelled=None)."
         )
     if len(classes) < 2 and like_a_class:
         raise ValueError(
@@ -1221,9 +1240,11 @@ class StackedAutoencoderClassifier(
         ``clf.pretrained_classifier_.score(X_test, y_test)`` is the accuracy of the
         softmax on the pretrained codes, and ``clf.score(X_test, y_test)`` that after
         fine-tuning, from one fit. Its encoder layers are the arrays of
-        ``autoencoders_``; only its softmax layer is an extra copy. A warm-started fit
-        keeps the record of the fit it continues (it runs no stage 2); :meth:`partial_fit`
-        records none and removes this one.
+        ``autoencoders_``; only its softmax layer is an extra copy (with a mini-batch
+        ``solver`` also stage 2's optimiser state, the softmax's size, and random state,
+        so that its :meth:`partial_fit` goes on as that of a ``fine_tune=None`` fit). A
+        warm-started fit keeps the record of the fit it continues (it runs no stage 2);
+        :meth:`partial_fit` records none and removes this one.
     loss_curves_ : dict
         The loss after each L-BFGS iteration (each epoch's mean mini-batch loss with a
         mini-batch ``solver``), with the keys of ``stage_n_iter_`` (a list of curves for
@@ -1393,8 +1414,9 @@ class StackedAutoencoderClassifier(
             and numbers (the marker aside) raise a TypeError, as in scikit-learn's
             classifiers. A dask array is computed on the client (one label per row);
             under array API dispatch ``y`` may be an array of any namespace
-            (``classes_`` is then of that namespace). NaN is not a label: a ValueError
-            asks to mark such rows with ``unlabelled`` or to drop them.
+            (``classes_`` is then of that namespace). A missing label (NaN, None,
+            pandas' NA) is not a class: a ValueError asks to mark such rows with
+            ``unlabelled`` or to drop them.
 
         Returns
         -------
@@ -1919,7 +1941,7 @@ class StackedAutoencoderClassifier(
             name=f"{type(self).__name__} ({label})",
             max_iter_name=max_iter_name,
             tol_name="fine_tune_tol",
-            regularisation="or lower softmax_alpha",
+            regularisation=_SUPERVISED_REGULARISATION,
         )
         trained = [
             Layer(W.astype(X.dtype), b.astype(X.dtype), layer.activation)
@@ -1961,7 +1983,8 @@ class StackedAutoencoderClassifier(
             verbose=self.verbose,
             report=report,
             stage=FitStage(
-                f"{type(self).__name__} ({label})", max_iter=max_iter_name, tol="fine_tune_tol"
+                f"{type(self).__name__} ({label})", max_iter=max_iter_name, tol="fine_tune_tol",
+                regularisation=_SUPERVISED_REGULARISATION,
             ),
             own_lbfgs=True,
             history_dtype=objective.dtype,  # float32 data: float32 pairs (skae._lbfgs)

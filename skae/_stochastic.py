@@ -351,7 +351,7 @@ def run_epochs(
     name="model",
     max_iter_name="max_iter",
     tol_name="tol",
-    regularisation="lower beta or raise alpha",
+    regularisation=None,
 ):
     """Minimise over mini-batches of ``n_rows`` rows for up to ``max_iter`` epochs.
 
@@ -375,11 +375,13 @@ def run_epochs(
     The best θ by validation score is returned when early stopping (as the MLPs do). A
     non-finite loss or gradient, or a step that makes θ non-finite, raises
     :class:`NonFiniteLossError` (``regularisation``: its advice on the objective's penalty
-    terms); Ctrl-C keeps the parameters after the last completed
-    mini-batch step and warns; ``max_iter`` epochs without the stopping rule warn with
-    :class:`~sklearn.exceptions.ConvergenceWarning`.
+    terms, :class:`~skae._optimize.FitStage`'s by default); Ctrl-C keeps the parameters
+    after the last completed mini-batch step and warns; ``max_iter`` epochs without the
+    stopping rule warn with :class:`~sklearn.exceptions.ConvergenceWarning`.
     """
-    stage = current_stage(name, max_iter=max_iter_name, tol=tol_name)
+    stage = current_stage(
+        name, max_iter=max_iter_name, tol=tol_name, regularisation=regularisation
+    )
     name = stage.name
     n = n_rows if train_rows is None else len(train_rows)
     start_time = time.perf_counter()
@@ -415,8 +417,8 @@ def run_epochs(
                         raise NonFiniteLossError(
                             f"{name}: the {what} became non-finite (loss = {J}) during "
                             "optimisation; no parameters were kept from this fit. Scale the "
-                            "input (e.g. MinMaxScaler or StandardScaler), or lower "
-                            f"learning_rate_init, {regularisation}."
+                            "input (e.g. MinMaxScaler or StandardScaler), lower "
+                            f"learning_rate_init, or {stage.regularisation}."
                         )
                     with interrupt_deferred():  # a step is applied whole, or not at all
                         optimizer.update_params(theta, grad)

@@ -107,19 +107,32 @@ def test_the_mixed_labels_message_shows_plain_values(digits):
 @pytest.mark.parametrize(
     "container", [list, lambda v: np.array(v, dtype=object)], ids=["list", "object-array"]
 )
-@pytest.mark.parametrize("missing", [float("nan"), np.float32("nan")], ids=["nan", "nan32"])
-def test_a_nan_label_is_refused_as_missing_not_as_a_mixed_type(digits, container, missing):
-    """pandas' missing label among string labels: NaN is not a class, and the message
-    says how to mark the row (it once said that y mixed types and advised a string array,
-    which made 'nan' a class)."""
+@pytest.mark.parametrize(
+    "missing", [float("nan"), np.float32("nan"), None], ids=["nan", "nan32", "none"]
+)
+def test_a_missing_label_is_refused_as_missing_not_as_a_mixed_type(digits, container, missing):
+    """A missing label among string labels: NaN or None is not a class, and the message
+    says how to mark the row (NaN once got "y mixes string and numeric labels" with
+    advice to make a string array, which made 'nan' a class; None a bare TypeError)."""
     X = digits[0][:60]
     labels = container(["a", missing, "b"] * 20)
-    with pytest.raises(ValueError, match=r"y contains NaN.*mark the rows without a label "
-                                         r"with -1") as caught:
+    with pytest.raises(ValueError, match=r"y contains missing labels.*mark the rows without "
+                                         r"a label with -1") as caught:
         StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)
     assert "dtype=str" not in str(caught.value)
-    with pytest.raises(ValueError, match=r"y contains NaN.*drop those rows"):
+    with pytest.raises(ValueError, match=r"y contains missing labels.*drop those rows"):
         StackedAutoencoderClassifier((4,), unlabelled=None, **SHORT).fit(X, labels)
+
+
+@pytest.mark.parametrize("dtype", [object, "string", "float64", "Int64"])
+def test_a_pandas_missing_label_is_refused_with_the_same_advice(digits, dtype):
+    """pandas marks a missing label NaN or NA, whatever the column's dtype."""
+    pd = pytest.importorskip("pandas", reason="pandas is an optional extra")
+    X = digits[0][:60]
+    values = ["a", None, "b"] if dtype in (object, "string") else [0, None, 1]
+    labels = pd.Series(values * 20, dtype=dtype)
+    with pytest.raises(ValueError, match=r"y contains missing labels.*with -1"):
+        StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)
 
 
 def test_string_minus_one_labels_are_told_about_unlabelled_none(digits):
@@ -134,14 +147,16 @@ def test_string_minus_one_labels_are_told_about_unlabelled_none(digits):
 
 def test_one_class_among_many_unlabelled_rows_asks_for_labelled_rows(digits):
     """More rows marked -1 than labelled ones: semi-supervised data, so the message asks
-    for labelled rows of two classes and does not suggest that -1 may be a class."""
+    first for labelled rows of two classes (-1 as a class, as in imbalanced {-1, 1}
+    labels, comes second)."""
     X = digits[0][:60]
     labels = np.full(60, -1)
     labels[0] = 0
     with pytest.raises(ValueError, match=r"the only labelled row has class 0 \(the other "
-                                         r"59 rows are labelled -1, unlabelled\)") as caught:
+                                         r"59 rows are labelled -1, unlabelled\). Give "
+                                         r"labelled rows of at least two classes \(or, if -1 "
+                                         r"is itself a class, pass unlabelled=None\)"):
         StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)
-    assert "unlabelled=None" not in str(caught.value)
     labels[:3] = 0
     with pytest.raises(ValueError, match=r"the 3 labelled rows all have class 0"):
         StackedAutoencoderClassifier((4,), **SHORT).fit(X, labels)

@@ -891,5 +891,22 @@ def test_a_non_finite_supervised_stage_names_its_own_parameters(digits):
     with pytest.raises(NonFiniteLossError, match=r"\((softmax|fine-tuning)\).*") as caught:
         _quiet(clf.fit, X, y)
     message = str(caught.value)
-    assert message.endswith("or lower learning_rate_init, or lower softmax_alpha.")
+    assert message.endswith("lower learning_rate_init, or lower softmax_alpha.")
     assert "beta" not in message
+
+
+def test_a_non_finite_lbfgs_supervised_stage_names_softmax_alpha(digits, monkeypatch):
+    """The same advice from the default solver: an objective made to overflow."""
+    import skae._network as network
+    from skae.exceptions import NonFiniteLossError
+
+    evaluate = network.FineTuneObjective.__call__
+
+    def overflowing(self, theta):
+        return np.inf, evaluate(self, theta)[1]
+
+    monkeypatch.setattr(network.FineTuneObjective, "__call__", overflowing)
+    clf = StackedAutoencoderClassifier((8,), max_iter=3, random_state=0)
+    with pytest.raises(NonFiniteLossError, match=r"\(softmax\): the loss became non-finite"
+                                                 r".* or lower softmax_alpha\.$"):
+        _quiet(clf.fit, digits[0][:200], digits[1][:200])
