@@ -6,6 +6,7 @@ scikit-learn's validation names the problem; the functions here add how to fix i
 helpers: the estimators import scikit-learn's parameter validation from here.
 """
 
+import contextlib
 import functools
 
 import numpy as np
@@ -224,7 +225,7 @@ def check_dense_on_device(X, xp, *, what="X"):
 
 
 
-def fit_keeping_state(fit):
+def fit_keeping_state(fit, *, one_blas_thread=True):
     """Decorate an estimator's ``fit``: parameters validated, and on failure no change.
 
     The decorated ``fit`` runs inside scikit-learn's ``_fit_context`` (the parameters are
@@ -238,7 +239,8 @@ def fit_keeping_state(fit):
     and every other product of a fit (a stack's codes between its stages, the frozen
     layers' codes of a supervised stage) is then rounded the same way whatever the BLAS
     thread count, or another fit running at the same time, so the model does not depend on
-    either.
+    either. ``one_blas_thread=False`` leaves BLAS's threads alone (a fit that is one
+    product, as :class:`~skae.ZCAWhitening`'s covariance).
     """
     fit_in_context = fit_context(prefer_skip_nested_validation=True)(fit)
 
@@ -246,7 +248,7 @@ def fit_keeping_state(fit):
     def fit_or_keep_state(estimator, *args, **kwargs):
         saved = dict(estimator.__dict__)
         try:
-            with blas_single_threaded():
+            with blas_single_threaded() if one_blas_thread else contextlib.nullcontext():
                 return fit_in_context(estimator, *args, **kwargs)
         except BaseException:  # an error, or Ctrl-C outside the optimiser
             estimator.__dict__.clear()

@@ -207,7 +207,9 @@ def load_natural_patches(
     photographs that ship inside installed packages (nothing is downloaded):
 
     1. each photograph is converted to grey and whitened in the frequency domain with
-       Olshausen & Field's filter (:func:`whiten_image`);
+       Olshausen & Field's filter (:func:`whiten_image`); the FFT treats it as periodic,
+       so a border of 4 pixels, where the opposite edge leaks in, is dropped from each
+       side when the photograph is at least ``patch_size + 8`` pixels on each side;
     2. ``n_patches`` patches are cut at random positions of randomly chosen photographs
        (:func:`sklearn.feature_extraction.image.extract_patches_2d`);
     3. ``normalize="squash"``: each patch's mean is removed, values are clipped at ±3
@@ -229,7 +231,8 @@ def load_natural_patches(
     images : list of array-like, default=None
         Photographs to cut from (2-D grey, or 3-D with 1 grey, 3 RGB or 4 RGBA channels;
         values in [0, 1] or [0, 255], others are refused); one photograph is passed as
-        ``[image]``. Together they must have at least ``n_patches`` patch positions.
+        ``[image]``. Together they must have at least ``n_patches`` patch positions
+        (with ``whiten``, inside the borders that step 1 drops).
         Positions are drawn with replacement, so a small image chosen more often than it
         has positions gives some patches twice.
         By default: scikit-learn's two sample images and, when scikit-image is installed
@@ -287,10 +290,15 @@ def load_natural_patches(
     side = patch_size - 1
     positions = [(h - side) * (w - side) for h, w in map(np.shape, photographs)]
     if sum(positions) < n_patches:
+        cropped = (
+            f" once whitening has dropped a border of {_MARGIN} pixels from each side"
+            if whiten else ""
+        )
         raise ValueError(
             f"the images have {sum(positions)} positions for a {patch_size}x{patch_size} "
-            f"patch, fewer than n_patches={int(n_patches)}; pass more or larger images, a "
-            "smaller patch_size or a smaller n_patches."
+            f"patch{cropped}, fewer than n_patches={int(n_patches)}; pass more or larger "
+            "images, a smaller patch_size or a smaller n_patches"
+            + (", or whiten=False." if whiten else ".")
         )
 
     counts = np.bincount(rng.randint(len(photographs), size=n_patches), minlength=len(photographs))

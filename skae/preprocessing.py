@@ -3,13 +3,14 @@
 PCA whitening is scikit-learn's ``PCA(whiten=True)`` and is not repeated here.
 """
 
+import functools
 from numbers import Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._validation import Interval, fit_context, input_namespace
+from ._validation import Interval, fit_keeping_state, input_namespace
 
 __all__ = ["ZCAWhitening"]
 
@@ -106,9 +107,12 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def __init__(self, epsilon=0.1):
         self.epsilon = epsilon
 
-    @fit_context(prefer_skip_nested_validation=True)
+    @functools.partial(fit_keeping_state, one_blas_thread=False)
     def fit(self, X, y=None):
         """Compute the mean and the whitening matrix of ``X``.
+
+        A fit that fails (singular covariance, a variance that does not fit in the dtype)
+        leaves the transformer as it was.
 
         Parameters
         ----------
@@ -137,7 +141,7 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         order = np.argsort(eigenvalues)[::-1]
         eigenvalues = np.clip(eigenvalues[order], 0.0, None)  # in units of unit ** 2
         eigenvectors = eigenvectors[:, order]
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             std = unit * np.sqrt(eigenvalues)  # standard deviation along each axis
             root = np.hypot(std, np.sqrt(self.epsilon))  # sqrt(λ + ε) without overflow
             if np.any(root <= np.sqrt(_RANK_RTOL) * std[0]):  # λ + ε <= rtol * λ_max
@@ -155,6 +159,15 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 "inverse_components_": (eigenvectors * root) @ eigenvectors.T,
             }
             attributes = {name: a.astype(X.dtype) for name, a in attributes.items()}
+        variance = attributes["explained_variance_"]
+        if std[0] > 0 and not variance[0] >= np.finfo(X.dtype).tiny:
+            raise ValueError(
+                f"The variance of X does not fit in {X.dtype.name}: X's standard deviations "
+                f"along the principal axes are at most {float(std[0]):.3g}, so their squares "
+                "(explained_variance_) underflow to zero or lose their precision. Multiply "
+                "X by a constant c first (and epsilon by c**2): the whitened data are the "
+                "same."
+            )
         if not all(np.all(np.isfinite(a)) for a in attributes.values()):
             raise ValueError(
                 f"The whitening of X does not fit in {X.dtype.name}: X's values reach "

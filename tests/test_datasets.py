@@ -303,3 +303,14 @@ def test_complex_images_and_a_non_bool_whiten_are_refused():
         load_natural_patches(patch_size=2, n_patches=3, images=[image + 1j])
     with pytest.raises(ValueError, match="whiten must be True or False, got 'no'"):
         load_natural_patches(patch_size=2, n_patches=3, images=[image], whiten="no")
+
+
+def test_the_whitening_border_is_named_when_positions_run_short():
+    """A 20 × 20 photograph has 169 positions for an 8 × 8 patch, but whitening drops a
+    border of 4 pixels from each side (the FFT's wrap-around): the error says so and
+    names whiten=False, which keeps them all."""
+    image = np.random.default_rng(0).random((20, 20))
+    assert load_natural_patches(8, 169, images=[image], whiten=False).shape == (169, 64)
+    with pytest.raises(ValueError, match=r"have 25 positions for a 8x8 patch once whitening "
+                                         r"has dropped a border of 4 pixels.*whiten=False"):
+        load_natural_patches(8, 169, images=[image])

@@ -50,3 +50,42 @@ def test_variances_beyond_the_dtype_are_a_clear_error(scale, dtype):
     ):
         ZCAWhitening().fit(X)
     ZCAWhitening().fit(X / scale)  # rescaled as the message says: fine
+
+
+@pytest.mark.parametrize(
+    "scale, dtype", [(1e-170, np.float64), (1e-310, np.float64), (1e-25, np.float32),
+                     (1e-20, np.float32)]
+)
+def test_variances_below_the_dtype_are_a_clear_error(scale, dtype):
+    """Squares of standard deviations that underflow (to zero, or to subnormal numbers
+    that lose precision) are refused as overflowing ones are: explained_variance_ was
+    silently zero. No NumPy warning comes before the message."""
+    import warnings
+
+    X = (uniform_data() * scale).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(
+            ValueError,
+            match=rf"variance of X does not fit in {np.dtype(dtype).name}.*Multiply X by a "
+                  r"constant c",
+        ):
+            ZCAWhitening().fit(X)
+    fitted = ZCAWhitening().fit(X / scale)  # rescaled as the message says: fine
+    assert np.all(fitted.explained_variance_ > 0)
+
+
+def test_a_failed_refit_keeps_the_fitted_transformer():
+    """A refit refused (singular covariance) leaves the transformer fitted on its former
+    data: n_features_in_ was reset first, which broke transform for old and new data."""
+    X = uniform_data()
+    zca = ZCAWhitening(epsilon=0.0).fit(X)
+    before = {k: v.copy() for k, v in vars(zca).items() if isinstance(v, np.ndarray)}
+    with pytest.raises(ValueError, match="singular"):
+        zca.fit(np.ones((10, 3)))
+    assert zca.n_features_in_ == 4
+    for name, value in before.items():
+        np.testing.assert_array_equal(getattr(zca, name), value)
+    np.testing.assert_allclose(
+        np.cov(zca.transform(X), rowvar=False, bias=True), np.eye(4), atol=1e-10
+    )
