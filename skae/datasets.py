@@ -282,23 +282,27 @@ def load_natural_patches(
         # The FFT treats each photograph as periodic; drop a margin where the wrap-around
         # edge leaks in (when the photograph is large enough to spare it).
         m = _MARGIN
+        whitened = [whiten_image(photograph) for photograph in photographs]
         photographs = [
             white[m:-m, m:-m] if min(white.shape) >= patch_size + 2 * m else white
-            for white in map(whiten_image, photographs)
+            for white in whitened
         ]
+        cropped = any(w.shape != white.shape for w, white in zip(photographs, whitened))
+    else:
+        cropped = False
 
     side = patch_size - 1
     positions = [(h - side) * (w - side) for h, w in map(np.shape, photographs)]
     if sum(positions) < n_patches:
-        cropped = (
+        border = (
             f" once whitening has dropped a border of {_MARGIN} pixels from each side"
-            if whiten else ""
+            if cropped else ""
         )
         raise ValueError(
             f"the images have {sum(positions)} positions for a {patch_size}x{patch_size} "
-            f"patch{cropped}, fewer than n_patches={int(n_patches)}; pass more or larger "
+            f"patch{border}, fewer than n_patches={int(n_patches)}; pass more or larger "
             "images, a smaller patch_size or a smaller n_patches"
-            + (", or whiten=False." if whiten else ".")
+            + (", or whiten=False." if cropped else ".")
         )
 
     counts = np.bincount(rng.randint(len(photographs), size=n_patches), minlength=len(photographs))

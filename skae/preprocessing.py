@@ -165,8 +165,8 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"The variance of X does not fit in {X.dtype.name}: X's standard deviations "
                 f"along the principal axes are at most {float(std[0]):.3g}, so their squares "
                 "(explained_variance_) underflow to zero or lose their precision. Multiply "
-                "X by a constant c first (and epsilon by c**2): the whitened data are the "
-                "same."
+                "X by a constant c first (a power of ten that brings its values near 1): its "
+                "whitening with epsilon is that of X with epsilon / c**2."
             )
         if not all(np.all(np.isfinite(a)) for a in attributes.values()):
             raise ValueError(

@@ -314,3 +314,12 @@ def test_the_whitening_border_is_named_when_positions_run_short():
     with pytest.raises(ValueError, match=r"have 25 positions for a 8x8 patch once whitening "
                                          r"has dropped a border of 4 pixels.*whiten=False"):
         load_natural_patches(8, 169, images=[image])
+
+
+def test_images_too_small_to_crop_are_not_said_to_lose_a_border():
+    """A photograph under patch_size + 8 pixels keeps its border: the error does not
+    blame the whitening nor suggest whiten=False, which would not help."""
+    image = np.random.default_rng(0).random((10, 10))
+    with pytest.raises(ValueError, match=r"have 9 positions for a 8x8 patch, fewer") as caught:
+        load_natural_patches(8, 10, images=[image])
+    assert "border" not in str(caught.value) and "whiten=False" not in str(caught.value)

@@ -71,7 +71,7 @@ def test_variances_below_the_dtype_are_a_clear_error(scale, dtype):
                   r"constant c",
         ):
             ZCAWhitening().fit(X)
-    fitted = ZCAWhitening().fit(X / scale)  # rescaled as the message says: fine
+    fitted = ZCAWhitening().fit(X / scale)  # times c = 1 / scale, as the message says
     assert np.all(fitted.explained_variance_ > 0)
 
 
