@@ -76,7 +76,7 @@ def current_stage(name, *, max_iter="max_iter", tol="tol", regularisation=None):
     """The stage set by an enclosing :func:`fit_stage`, else ``name`` with these parameter
     names and advice (how a solver names its warnings and its progress lines)."""
     return _FIT_STAGE.get() or FitStage(
-        name, max_iter, tol, *([regularisation] if regularisation else [])
+        name, max_iter, tol, regularisation or FitStage.regularisation
     )
 
 

@@ -1241,8 +1241,9 @@ class StackedAutoencoderClassifier(
         softmax on the pretrained codes, and ``clf.score(X_test, y_test)`` that after
         fine-tuning, from one fit. Its encoder layers are the arrays of
         ``autoencoders_``; only its softmax layer is an extra copy (with a mini-batch
-        ``solver`` also stage 2's optimiser state, the softmax's size, and random state,
-        so that its :meth:`partial_fit` goes on as that of a ``fine_tune=None`` fit). A
+        ``solver`` also stage 2's optimiser state, which is of the softmax's size, and its
+        random state, so that its :meth:`partial_fit` goes on as that of a
+        ``fine_tune=None`` fit). A
         warm-started fit keeps the record of the fit it continues (it runs no stage 2);
         :meth:`partial_fit` records none and removes this one.
     loss_curves_ : dict
