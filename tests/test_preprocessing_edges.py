@@ -1,5 +1,7 @@
 """ZCAWhitening at the edges of float64: tiny and huge data, singular covariances."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -60,8 +62,6 @@ def test_variances_below_the_dtype_are_a_clear_error(scale, dtype):
     """Squares of standard deviations that underflow (to zero, or to subnormal numbers
     that lose precision) are refused as overflowing ones are: explained_variance_ was
     silently zero. No NumPy warning comes before the message."""
-    import warnings
-
     X = (uniform_data() * scale).astype(dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

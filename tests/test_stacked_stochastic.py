@@ -19,7 +19,7 @@ from skae import (
 )
 from skae._network import FineTuneObjective, Layer, autoencoder_layer, forward
 from skae._stacked import labelled_rows
-from skae.exceptions import SkaeWarning
+from skae.exceptions import NonFiniteLossError, SkaeWarning
 
 SEED_MAX = np.iinfo(np.int32).max
 
@@ -881,8 +881,6 @@ def test_the_pretrained_record_continues_as_a_fine_tune_none_fit(digits):
 def test_a_non_finite_supervised_stage_names_its_own_parameters(digits):
     """The softmax and fine-tuning objectives have no beta and no alpha: the advice
     names softmax_alpha."""
-    from skae.exceptions import NonFiniteLossError
-
     X, y = digits[0][:300], digits[1][:300]
     clf = StackedAutoencoderClassifier(
         (16,), solver="sgd", learning_rate_init=1e8, max_iter=2, softmax_max_iter=50,
@@ -897,15 +895,12 @@ def test_a_non_finite_supervised_stage_names_its_own_parameters(digits):
 
 def test_a_non_finite_lbfgs_supervised_stage_names_softmax_alpha(digits, monkeypatch):
     """The same advice from the default solver: an objective made to overflow."""
-    import skae._network as network
-    from skae.exceptions import NonFiniteLossError
-
-    evaluate = network.FineTuneObjective.__call__
+    evaluate = FineTuneObjective.__call__
 
     def overflowing(self, theta):
         return np.inf, evaluate(self, theta)[1]
 
-    monkeypatch.setattr(network.FineTuneObjective, "__call__", overflowing)
+    monkeypatch.setattr(FineTuneObjective, "__call__", overflowing)
     clf = StackedAutoencoderClassifier((8,), max_iter=3, random_state=0)
     with pytest.raises(NonFiniteLossError, match=r"\(softmax\): the loss became non-finite"
                                                  r".* or lower softmax_alpha\.$"):
