@@ -1,30 +1,24 @@
 """L-BFGS written against the array API: its vectors stay in the namespace and on the device
 of the starting point.
 
-:func:`minimize_lbfgs` is a pure function: L-BFGS over the last ``m`` steps with the
-initial Hessian scaled by ``sᵀy / yᵀy``, its direction formed by the compact
-representation of the L-BFGS matrix (Byrd, Nocedal & Schnabel 1994, as L-BFGS-B forms
-it; :func:`_direction`), which equals the two-loop recursion of Nocedal & Wright
-(algorithm 7.4), and a line search satisfying the strong Wolfe conditions with cubic
+:func:`minimize_lbfgs` is a pure function: the two-loop recursion over the last ``m``
+steps (Nocedal & Wright, algorithm 7.4) with the initial Hessian scaled by
+``sᵀy / yᵀy``, and a line search satisfying the strong Wolfe conditions with cubic
 interpolation (Nocedal & Wright, algorithms 3.5 and 3.6, in the form used by minFunc and
-``torch.optim.LBFGS``). The vectors ``x``, ``g``, ``d`` and the ``s``/``y`` pairs are
+``torch.optim.LBFGS``). The vectors ``x``, ``g``, ``d`` and the ``s``/``y`` history are
 arrays of the namespace of ``x0`` (NumPy, ``array_api_strict``, PyTorch, CuPy: whatever
-``array_api_compat`` recognises), on its device and in its dtype, except that the pairs
-may be kept in float32 (``history_dtype``; the line search then runs along the direction
-widened to ``x0``'s dtype once per iteration); only scalars (the loss, directional
-derivatives, step lengths) and the pairs' products (``2 m`` values) come back to Python.
-The pairs are the rows of one matrix (:class:`_Pairs`), so that the direction is two
-matrix-vector products over it (the products with ``g``, from which the new pair's
-follow, and the combination) where the two-loop recursion reads the pairs twice too but
-also updates a vector ``4 m`` times and synchronises ``2 m`` times: with ``m`` pairs of
-``n`` parameters the pairs are ``2 m n`` values (16 m n bytes in float64), larger than
-the caches at the autoencoder's sizes, so the direction costs what reading them costs
-(at 308 000 parameters on one thread 4.0 against the recursion's 6.2 ms in float64,
-2.1 against 3.1 with float32 pairs). On NumPy the direction's buffer is reused by
-every iteration, the trial point's becomes the new iterate when the step taken is the
-last one tried (the usual single evaluation; a new trial buffer is then made, as a new
-iterate would be), and a pair is computed into the matrix's free row pair. The iterates
-handed to the callback and returned are never overwritten.
+``array_api_compat`` recognises), on its device and in its dtype, except that the pairs and
+the two-loop recursion may be kept in float32 (``history_dtype``; the line search then runs
+along the direction widened to ``x0``'s dtype once per iteration); only scalars (the loss,
+directional derivatives, step lengths) come back to Python, one synchronisation per
+evaluation. On NumPy the direction's buffer is reused by every iteration, the trial
+point's becomes the new iterate when the step taken is the last one tried (the usual single
+evaluation; a new trial buffer is then made, as a new iterate would be), a dropped pair's
+vectors hold the next pair, and the recursion's updates are BLAS
+``axpy`` passes: with ``m`` pairs of ``n`` parameters the history is ``2 m n`` values
+(16 m n bytes in float64), larger than the caches at the autoencoder's sizes, so the
+direction costs what reading it twice costs. The iterates handed to the callback and
+returned are never overwritten.
 
 It stops by the rules of SciPy's L-BFGS-B (without bounds), so that
 :func:`skae._optimize.run_lbfgs` treats both alike:
@@ -45,22 +39,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
-from ._array import (
-    add_scaled,
-    array_device,
-    array_namespace,
-    assign,
-    astype,
-    buffer,
-    from_numpy,
-    matmul,
-    modify_in_place,
-    row_slice,
-    to_numpy,
-    zeros,
-)
+from ._array import add_scaled, array_namespace, assign, astype, buffer, modify_in_place
 
 __all__ = ["LBFGSOutcome", "minimize_lbfgs"]
 
@@ -214,178 +194,37 @@ def _strong_wolfe(evaluate, t, d, f, g, gtd, max_evaluations, c1=1e-4, c2=0.9, x
     return 0.0, f, g, n_eval
 
 
-class _Pairs:
-    """The last ``size`` pairs ``(s, y)``, as rows of one matrix, and their products.
+def _direction(g, history, xp, dtype, out=None, narrow=False):
+    """``−H g`` in ``dtype`` (the pairs') by the two-loop recursion over ``history`` =
+    [(s, y, 1/yᵀs), …]; with no history ``−g`` rounded to ``dtype``.
 
-    ``rows[2 i]`` and ``rows[2 i + 1]`` are ``s`` and ``y`` of slot ``i``; of the
-    ``size + 1`` slots, :attr:`order` lists the kept pairs' (oldest first) and
-    :attr:`free` is the one the next pair is written into, so that a pair the curvature
-    test refuses costs nothing and the oldest pair's slot receives the next one. The
-    products of the compact form are kept in float64 NumPy matrices indexed by slot:
-    ``sy[i, j] = sᵢᵀyⱼ`` for pairs ``i`` no newer than ``j`` and ``yy[i, j] = yᵢᵀyⱼ``.
-    :meth:`products` with each iteration's gradient also gives the new pair's: as
-    ``y = g_new − g``, ``vᵀy = vᵀg_new − vᵀg`` for the kept rows ``v``, from the products
-    with this gradient and the last one (:attr:`last`), so that the rows are read once
-    for both.
+    On NumPy the result is written into ``out`` and each ``q += c v`` is one BLAS
+    ``axpy`` pass (:func:`skae._array.add_scaled`), so that no vector is allocated and
+    each history vector is read once per loop. ``narrow``: the pairs are narrower than
+    the gradient (float32), and None is returned when a product overflows them.
     """
-
-    def __init__(self, size, n, dtype, xp, device):
-        self.size, self.n, self.dtype, self.xp, self.device = size, n, dtype, xp, device
-        self.rows = None  # made when the first pair comes
-        self.sy = np.zeros((size + 1, size + 1))
-        self.yy = np.zeros((size + 1, size + 1))
-        self.g_rounded = None  # NumPy: g in the pairs' dtype, when it is narrower
-        self.clear()
-
-    def __len__(self):
-        return len(self.order)
-
-    def clear(self):
-        self.order, self.free = [], 0
-        self.new = None  # (slot, sᵀy, yᵀy) of a pair whose products are not yet formed
-        self.last = None  # the products with the gradient of the last direction
-
-    def slot(self):
-        """``(s, y)``: the free slot's rows to compute the next pair into (NumPy), or
-        ``(None, None)`` (other namespaces: :meth:`push` copies the new arrays in)."""
-        if self.rows is None:
-            self.rows = zeros(self.xp, (2 * (self.size + 1), self.n), self.dtype, self.device)
-        if self.xp is not np:
-            return None, None
-        return self.rows[2 * self.free], self.rows[2 * self.free + 1]
-
-    def push(self, s, y, ys):
-        """Keep ``(s, y)`` (the :meth:`slot` rows on NumPy), whose ``sᵀy`` is ``ys``, as
-        the newest pair; beyond ``size`` pairs the oldest one's slot becomes the free
-        one. Its products with the kept pairs are formed by the next :meth:`products`
-        (with the gradient ``y`` ends at)."""
-        if self.new is not None:  # two pushes without a direction between them
-            self._form_new(self.products_direct(self.new[0]))
-        slot = self.free
-        if self.xp is not np:
-            self.rows[2 * slot, ...] = s
-            self.rows[2 * slot + 1, ...] = y
-        self.order.append(slot)
-        self.new = (slot, ys, _dot(y, y))
-        self.free = self.order.pop(0) if len(self.order) > self.size else len(self.order)
-
-    def _runs(self):
-        """The kept slots as runs ``[first slot, stop slot)`` of adjacent slots (two at
-        most: only the free slot can interrupt them)."""
-        runs = []
-        for slot in sorted(self.order):
-            if runs and runs[-1][1] == slot:
-                runs[-1][1] = slot + 1
-            else:
-                runs.append([slot, slot + 1])
-        return runs
-
-    def _products(self, v):
-        """``(sᵢᵀv, yᵢᵀv)`` for the kept slots (float64 NumPy vectors indexed by slot):
-        one matrix-vector product per run of rows."""
-        xs, ys = np.zeros(self.size + 1), np.zeros(self.size + 1)
-        for first, stop in self._runs():
-            p = to_numpy(row_slice(self.rows, 2 * first, 2 * stop) @ v).astype(np.float64)
-            xs[first:stop], ys[first:stop] = p[0::2], p[1::2]
-        return xs, ys
-
-    def products_direct(self, slot):
-        """The products of slot ``slot``'s ``y`` with the kept rows, formed from it."""
-        return self._products(self.rows[2 * slot + 1, ...])
-
-    def products(self, g):
-        """``(Sᵀg, Yᵀg)`` (indexed by slot) for the gradient ``g`` (in the pairs' dtype),
-        and a new pair's products with the kept ones."""
-        a, b = self._products(g)
-        if self.new is not None:
-            if self.last is None:  # no products with the pair's first gradient
-                self._form_new(self.products_direct(self.new[0]))
-            else:
-                self._form_new((a - self.last[0], b - self.last[1]))
-        self.last = (a, b)
-        return a, b
-
-    def _form_new(self, y_products):
-        (slot, ys, yy), (s_y, y_y) = self.new, y_products
-        self.new = None
-        self.sy[:, slot] = s_y
-        self.yy[:, slot] = self.yy[slot, :] = y_y
-        self.sy[slot, slot], self.yy[slot, slot] = ys, yy
-
-    def combine(self, coef_s, coef_y, out):
-        """``Σᵢ coef_sᵢ sᵢ + coef_yᵢ yᵢ`` over the kept slots (coefficients indexed by
-        slot), in the pairs' dtype: into ``out`` on NumPy."""
-        coef = np.empty(2 * (self.size + 1))
-        coef[0::2], coef[1::2] = coef_s, coef_y
-        total = None
-        for first, stop in self._runs():
-            c = from_numpy(coef[2 * first : 2 * stop], self.dtype, self.xp, self.device)
-            part = row_slice(self.rows, 2 * first, 2 * stop)
-            if total is None:
-                total = matmul(c, part, out)
-            else:
-                total = modify_in_place(self.xp, self.xp.add, total, c @ part, out=total)
-        return total
-
-    def widened(self, dtype):
-        """The same pairs in ``dtype`` (wider), their products formed again in it."""
-        wide = _Pairs(self.size, self.n, dtype, self.xp, self.device)
-        for slot in self.order:
-            s, y = wide.slot()
-            s = assign(astype(self.rows[2 * slot, ...], dtype, self.xp), s, self.xp)
-            y = assign(astype(self.rows[2 * slot + 1, ...], dtype, self.xp), y, self.xp)
-            wide.push(s, y, _dot(y, s))
-        if wide.new is not None:
-            wide._form_new(wide.products_direct(wide.new[0]))
-        return wide
-
-
-def _direction(g, pairs, out=None, narrow=False):
-    """``−H g`` in the pairs' dtype by the compact form of the L-BFGS matrix (Byrd,
-    Nocedal & Schnabel 1994, eq. 3.13) over the kept pairs (:class:`_Pairs`), from
-    ``H0 = (sᵀy / yᵀy) I`` of the newest pair; with no pairs ``−g`` rounded to the pairs'
-    dtype.
-
-    With ``a = Sᵀg``, ``b = Yᵀg``, ``R`` the upper triangle of ``SᵀY`` and ``D`` its
-    diagonal, ``u = R⁻¹ a`` (the two-loop recursion's ``α``) and
-    ``v = R⁻ᵀ((D + γ YᵀY) u − γ b)``: ``−H g = −γ g − S v + γ Y u``. The pairs are read
-    twice (one matrix-vector product for the products with ``g``, from which a new
-    pair's follow, and one for the combination) where the two-loop recursion reads them
-    twice and updates a vector ``4 m`` times, and the products come back to Python at
-    once instead of in ``2 m`` synchronisations. The result is written into ``out`` on
-    NumPy. ``narrow``: the pairs are narrower than ``g`` (float32), and None is returned
-    when a product overflows them.
-    """
-    xp, dtype = pairs.xp, pairs.dtype
     with _quiet_overflow(narrow):
-        if not len(pairs):
-            pairs.last = None
-            return _rounded(modify_in_place(xp, xp.negative, g, out=out), dtype, xp)
-        if g.dtype == dtype:
-            g_p = g
-        elif xp is np:
-            if pairs.g_rounded is None:
-                pairs.g_rounded = np.empty(g.shape, dtype)
-            g_p = assign(g, pairs.g_rounded, xp)
-        else:
-            g_p = astype(g, dtype, xp)
-        a, b = pairs.products(g_p)
-        order = pairs.order
-        R = np.triu(pairs.sy[np.ix_(order, order)])
-        YY = pairs.yy[np.ix_(order, order)]
-        gamma = float(R[-1, -1] / YY[-1, -1])
-        u = solve_triangular(R, a[order], check_finite=False)
-        w = np.diag(R) * u + gamma * (YY @ u) - gamma * b[order]
-        v = solve_triangular(R, w, trans="T", check_finite=False)
-        coef_s, coef_y = np.zeros(pairs.size + 1), np.zeros(pairs.size + 1)
-        coef_s[order], coef_y[order] = -v, gamma * u
-        if narrow and not (np.all(np.isfinite(coef_s)) and np.all(np.isfinite(coef_y))):
+        q = _rounded(modify_in_place(xp, xp.negative, g, out=out), dtype, xp)
+        products = []
+        alphas = []
+        for s, y, rho in reversed(history):
+            a = rho * _dot(s, q)
+            alphas.append(a)
+            q = add_scaled(q, -a, y, xp)
+        if history:
+            s, y, _ = history[-1]
+            yy = _dot(y, y)
+            products.append(yy)
+            q *= _dot(s, y) / yy
+        for (s, y, rho), a in zip(history, reversed(alphas)):
+            b = rho * _dot(y, q)
+            products.append(b)
+            q = add_scaled(q, a - b, s, xp)
+    if narrow:
+        values = alphas + products if history else [_max_abs(q, xp)]
+        if not all(abs(v) < float("inf") for v in values):
             return None
-        d = pairs.combine(coef_s, coef_y, out)
-        d = add_scaled(d, -gamma, g_p, xp)
-    if narrow and not _max_abs(d, xp) < float("inf"):
-        return None
-    return d
+    return q
 
 
 def _quiet_overflow(narrow):
@@ -463,9 +302,9 @@ def minimize_lbfgs(
     callback : callable or None
         ``callback(intermediate_result)`` after every iteration.
     history_dtype : dtype or None
-        The dtype of the stored pairs ``(s, y)`` and of the products that form the
-        direction from them; None: that of ``x0``. A float32 objective's gradient is
-        exact to float32 only, so its pairs lose nothing in float32, and the direction,
+        The dtype of the stored pairs ``(s, y)`` and of the two-loop recursion that
+        computes the direction; None: that of ``x0``. A float32 objective's gradient is
+        exact to float32 only, so its pairs lose nothing in float32, and the recursion,
         which reads every pair twice per iteration, reads half the memory. The iterate,
         the gradient, the line search and the stopping tests keep ``x0``'s dtype.
 
@@ -494,6 +333,7 @@ def minimize_lbfgs(
     f, g = evaluate(x)
     nfev = 1
     nit = 0
+    history = []
     if _max_abs(g, xp) <= gtol:
         return LBFGSOutcome(x, f, g, 0, nfev, 0, _GTOL)
     if maxiter == 0:
@@ -507,7 +347,7 @@ def minimize_lbfgs(
     # for the line search (made once per direction, so no evaluation converts it)
     direction, trial = buffer(xp, n, pair_dtype), buffer(xp, n, dtype)
     wide = buffer(xp, n, dtype) if mixed else None
-    pairs = _Pairs(history_size, n[0], pair_dtype, xp, array_device(x))
+    spare = (None, None)  # vectors for the next (s, y): None makes new ones
 
     last = {"step": None, "point": None}  # the line search's last point and its step
 
@@ -516,30 +356,24 @@ def minimize_lbfgs(
         return evaluate(point)
 
     def along_minus_g():
-        pairs.clear()
+        history.clear()
         return new_direction()
 
     def pairs_in_x_dtype():
         # The pairs' dtype cannot hold the products of this problem's pairs (float32 and
         # gradients of about 1e19 or more): go on with the pairs in x's dtype.
-        nonlocal mixed, pair_dtype, direction, wide, pairs
-        pairs = pairs.widened(dtype)
+        nonlocal mixed, pair_dtype, direction, wide, spare
+        history[:] = [(astype(s, dtype, xp), astype(y, dtype, xp), r) for s, y, r in history]
         mixed, pair_dtype = False, dtype
-        direction, wide = buffer(xp, n, dtype), None
+        direction, wide, spare = buffer(xp, n, dtype), None, (None, None)
 
     def new_direction():
-        d = _direction(g, pairs, out=direction, narrow=mixed)
+        d = _direction(g, history, xp, pair_dtype, out=direction, narrow=mixed)
         if d is None:
             pairs_in_x_dtype()
-            d = _direction(g, pairs, out=direction)
+            d = _direction(g, history, xp, pair_dtype, out=direction)
         # in x's dtype for the line search (into one reused buffer on NumPy)
         return _rounded(d, dtype, xp) if wide is None else assign(d, wide, xp)
-
-    def new_pair(d, t):
-        # s = t d and y = g_new − g, into the pairs' free slot on NumPy
-        s, y = pairs.slot()
-        s = modify_in_place(xp, xp.multiply, d, t, out=s)
-        return s, modify_in_place(xp, xp.subtract, g_new, g, out=y)
 
     while True:
         d = new_direction()
@@ -550,7 +384,7 @@ def minimize_lbfgs(
         while True:
             # First step of a run or after a restart: length 1/‖g‖₁ at most (minFunc's
             # and torch's choice); afterwards the quasi-Newton step 1.
-            t = min(1.0, 1.0 / float(xp.sum(xp.abs(g)))) if not len(pairs) else 1.0
+            t = min(1.0, 1.0 / float(xp.sum(xp.abs(g)))) if not history else 1.0
             budget = min(max_line_search, maxfun - nfev)
             if budget <= 0:
                 return LBFGSOutcome(x, f, g, nit, nfev, 1, _MAXFUN)
@@ -563,14 +397,15 @@ def minimize_lbfgs(
                 break
             if nfev >= maxfun:
                 return LBFGSOutcome(x, f, g, nit, nfev, 1, _MAXFUN)
-            if not len(pairs):  # already along −g
+            if not history:  # already along −g
                 return LBFGSOutcome(x, f, g, nit, nfev, 2, _ABNORMAL)
             # L-BFGS-B's response: drop the memory, retry along −g
             d = along_minus_g()
             gtd = _dot(g, d)
 
         with _quiet_overflow(mixed):  # float32 pairs that overflow are handled below
-            s, y = new_pair(d, t)
+            s = modify_in_place(xp, xp.multiply, d, t, out=spare[0])
+            y = modify_in_place(xp, xp.subtract, g_new, g, out=spare[1])
             # a new array: the callback and the result may keep x. x + t d as the line
             # search formed it: its last point when that is the step taken (one
             # evaluation per iteration, as usual), whose buffer x then keeps
@@ -584,11 +419,14 @@ def minimize_lbfgs(
             ys = _dot(y, s)
         if mixed and not ys < float("inf"):
             pairs_in_x_dtype()
-            s, y = new_pair(d, t)  # d: the direction in x's dtype
+            s = modify_in_place(xp, xp.multiply, d, t)  # d: the direction in x's dtype
+            y = modify_in_place(xp, xp.subtract, g_new, g)
             ys = _dot(y, s)
         if 1e-10 < ys < float("inf"):  # keep the pair where the curvature condition holds
             # (and its products are finite: float32 pairs of huge gradients overflow)
-            pairs.push(s, y, ys)
+            # the dropped pair's vectors hold the next pair (NumPy)
+            spare = history.pop(0)[:2] if len(history) == history_size else (None, None)
+            history.append((s, y, 1.0 / ys))
         f_old = f
         x, f, g = x_new, f_new, g_new
         nit += 1
