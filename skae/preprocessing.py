@@ -54,9 +54,10 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     The whitening is scale-equivariant: for a constant ``c``, ``ZCAWhitening(epsilon=ε *
     c**2)`` fitted on ``c * X`` whitens ``c * X`` as ``ZCAWhitening(epsilon=ε)`` fitted on
     ``X`` whitens ``X``. The covariance is computed from the data scaled by a power of two
-    to magnitudes near 1, so that tiny or huge values neither underflow nor overflow;
-    data whose variance (or whose whitening matrix) does not fit in their dtype are
-    refused with a message.
+    to magnitudes near 1, so that tiny or huge values neither underflow nor overflow, and
+    the means from the data less their first row, so that a constant feature has a
+    variance of exactly 0 however large it is; data whose variance (or whose whitening
+    matrix) does not fit in their dtype are refused with a message.
 
     Parameters
     ----------
@@ -131,8 +132,14 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         data_unit = _power_of_two(X)
         centred = X.astype(np.float64)  # a copy: the caller's X is not modified
         centred /= data_unit
+        # The mean of the data less their first row, plus that row: a constant feature
+        # then has exactly its value as mean and a variance of exactly 0, however large
+        # it is beside the others (a mean rounded from large values leaves a residual).
+        first = centred[0].copy()
+        centred -= first
         mean = centred.mean(axis=0)
         centred -= mean
+        mean += first
         spread_unit = _power_of_two(centred)
         centred /= spread_unit
         unit = data_unit * spread_unit
@@ -168,7 +175,19 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 "X by a constant c first (a power of ten that brings its values near 1): its "
                 "whitening with epsilon is that of X with epsilon / c**2."
             )
-        if not all(np.all(np.isfinite(a)) for a in attributes.values()):
+        finite = {name: bool(np.all(np.isfinite(a))) for name, a in attributes.items()}
+        largest = float(np.finfo(X.dtype).max)
+        if not finite["inverse_components_"] and finite["explained_variance_"] and (
+            np.sqrt(self.epsilon) >= std[0]
+        ):
+            raise ValueError(
+                f"epsilon={self.epsilon:g} is too large for {X.dtype.name}: the whitening's "
+                f"inverse scales by sqrt(variance + epsilon), up to {float(root[0]):.3g}, "
+                f"beyond {X.dtype.name}'s largest value {largest:.3g}. epsilon is in the units "
+                f"of X's variance (explained_variance_, here at most "
+                f"{float(std[0]) ** 2:.3g}): use a smaller epsilon, or float64 data."
+            )
+        if not all(finite.values()):
             raise ValueError(
                 f"The whitening of X does not fit in {X.dtype.name}: X's values reach "
                 f"{float(np.max(np.abs(X))):.3g} and its standard deviations along the "

@@ -89,3 +89,37 @@ def test_a_failed_refit_keeps_the_fitted_transformer():
     np.testing.assert_allclose(
         np.cov(zca.transform(X), rowvar=False, bias=True), np.eye(4), atol=1e-10
     )
+
+
+@pytest.mark.parametrize("value", [3.0, 1e20, -7.3e15])
+def test_a_constant_feature_has_a_variance_of_exactly_zero(value):
+    """A constant feature, however large beside the others, adds an eigenvalue of exactly
+    0 and leaves the other features' eigenvalues as they are: a mean rounded from large
+    values used to leave a residual whose square posed as a variance (about 2.6e8 for a
+    feature of 1e20 beside N(0, 1) features)."""
+    X = np.random.default_rng(0).standard_normal((200, 3))
+    with_constant = np.column_stack([X, np.full(200, value)])
+    zca = ZCAWhitening(epsilon=0.1).fit(with_constant)
+    assert zca.explained_variance_[-1] == 0.0
+    np.testing.assert_allclose(
+        zca.explained_variance_[:3], ZCAWhitening().fit(X).explained_variance_, rtol=1e-10
+    )
+    assert zca.mean_[-1] == value
+    np.testing.assert_allclose(
+        zca.transform(with_constant)[:, :3], ZCAWhitening(epsilon=0.1).fit_transform(X),
+        rtol=1e-8, atol=1e-12,
+    )
+
+
+def test_an_epsilon_too_large_for_float32_is_named():
+    """sqrt(epsilon) beyond float32's largest value overflows the inverse whitening: the
+    error names epsilon and its units (it used to blame X's values); float64 data or a
+    smaller epsilon fit."""
+    X = np.random.default_rng(1).standard_normal((50, 4))
+    with pytest.raises(
+        ValueError, match=r"epsilon=1e\+78 is too large for float32.*up to 1e\+39.*"
+        r"explained_variance_, here at most .*use a smaller epsilon, or float64 data"
+    ):
+        ZCAWhitening(epsilon=1e78).fit(X.astype(np.float32))
+    ZCAWhitening(epsilon=1e78).fit(X)
+    ZCAWhitening(epsilon=1e70).fit(X.astype(np.float32))
