@@ -364,6 +364,16 @@ class _StackMixin:
                 f"{len(previous)} layers, now hidden_layer_sizes has {len(settings)}. Set "
                 "warm_start=False to start afresh."
             )
+        for k, (former, setting) in enumerate(zip(previous or (), settings)):
+            had = (former.components_.shape[0], bool(former.tied_weights))
+            now = (setting["n_hidden"], bool(setting["tied_weights"]))
+            if had != now:  # found before any layer is refitted
+                raise ValueError(
+                    f"warm_start=True cannot continue from the previous fit: its layer "
+                    f"{k + 1} had {had[0]} units (tied_weights={had[1]}), now "
+                    f"hidden_layer_sizes and tied_weights give it {now[0]} "
+                    f"(tied_weights={now[1]}). Set warm_start=False to start afresh."
+                )
         autoencoders, times, codes = [], [], X
         for k, setting in enumerate(settings):
             start = time.perf_counter()

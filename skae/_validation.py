@@ -229,7 +229,8 @@ def fit_keeping_state(fit, *, one_blas_thread=True):
     """Decorate an estimator's ``fit``: parameters validated, and on failure no change.
 
     The decorated ``fit`` runs inside scikit-learn's ``_fit_context`` (the parameters are
-    validated first; nested estimators skip their own validation). If it raises anything,
+    validated first; nested estimators skip their own validation); a ``partial_fit``
+    validates them on every call, not on the first only as the context does. If it raises anything,
     an error or ``KeyboardInterrupt`` outside the optimiser (which handles its own), the
     estimator's attributes are restored to what they were before the call, so a failed
     ``fit`` leaves a fitted model fitted and an unfitted one unfitted.
@@ -243,12 +244,18 @@ def fit_keeping_state(fit, *, one_blas_thread=True):
     product, as :class:`~skae.ZCAWhitening`'s covariance).
     """
     fit_in_context = fit_context(prefer_skip_nested_validation=True)(fit)
+    # scikit-learn's context validates partial_fit's parameters on the first call only;
+    # settings changed with set_params between calls apply from the next call, so they
+    # are validated on every call (unless validation is skipped, as for nested estimators)
+    every_call = fit.__name__ == "partial_fit"
 
     @functools.wraps(fit)
     def fit_or_keep_state(estimator, *args, **kwargs):
         saved = dict(estimator.__dict__)
         try:
             with blas_single_threaded() if one_blas_thread else contextlib.nullcontext():
+                if every_call and not sklearn.get_config()["skip_parameter_validation"]:
+                    estimator._validate_params()
                 return fit_in_context(estimator, *args, **kwargs)
         except BaseException:  # an error, or Ctrl-C outside the optimiser
             estimator.__dict__.clear()

@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skae import (
     SparseAutoencoder,
@@ -905,3 +906,51 @@ def test_a_non_finite_lbfgs_supervised_stage_names_softmax_alpha(digits, monkeyp
     with pytest.raises(NonFiniteLossError, match=r"\(softmax\): the loss became non-finite"
                                                  r".* or lower softmax_alpha\.$"):
         _quiet(clf.fit, digits[0][:200], digits[1][:200])
+
+
+@pytest.mark.parametrize("kind", ["autoencoder", "stack", "classifier"])
+@pytest.mark.parametrize(
+    "bad, name",
+    [(dict(learning_rate_init=-0.01), "learning_rate_init"), (dict(batch_size=0), "batch_size"),
+     (dict(verbose="x"), "verbose")],
+)
+def test_partial_fit_validates_parameters_set_between_calls(digits, kind, bad, name):
+    """Settings changed with set_params between partial_fit calls apply from the next
+    call, so every call validates them (scikit-learn's fit context checks only the first:
+    a negative step size used to train uphill, batch_size=0 gave a ZeroDivisionError)
+    and a refused call leaves the model as it was."""
+    X, y = digits
+    common = dict(solver="sgd", random_state=0)
+    if kind == "autoencoder":
+        model = SparseAutoencoder(n_hidden=6, **common).partial_fit(X[:100])
+    elif kind == "stack":
+        model = StackedAutoencoder((6, 4), **common).partial_fit(X[:100])
+    else:
+        model = StackedAutoencoderClassifier((6,), **common).partial_fit(
+            X[:100], y[:100], classes=np.arange(10))
+    before = model.transform(X[:20])
+    model.set_params(**bad)
+    message = f"'{name}' parameter of {type(model).__name__}"
+    with pytest.raises(InvalidParameterError, match=message):
+        model.partial_fit(X[100:200], *([y[100:200]] if kind == "classifier" else []))
+    np.testing.assert_array_equal(model.transform(X[:20]), before)
+
+
+def test_warm_start_with_other_layer_sizes_names_the_layer_before_refitting(
+    digits, monkeypatch
+):
+    """A warm start whose second layer changed size names that layer and its units before
+    any layer is refitted (the first layer used to be refitted, then the second layer's
+    own message spoke of n_features and n_hidden)."""
+    X, _ = digits
+    stack = StackedAutoencoder((6, 4), max_iter=5, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        stack.fit(X[:200])
+    fits = []
+    monkeypatch.setattr(SparseAutoencoder, "fit", lambda self, *a, **k: fits.append(1))
+    stack.set_params(hidden_layer_sizes=(6, 3))
+    with pytest.raises(ValueError, match=r"its layer 2 had 4 units \(tied_weights=False\), "
+                       r"now hidden_layer_sizes and tied_weights give it 3"):
+        stack.fit(X[:200])
+    assert fits == []
