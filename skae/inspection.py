@@ -105,6 +105,16 @@ def _real_number(value):
     return array.ndim == 0 and array.dtype.kind in "iuf"
 
 
+def _finite_number(value):
+    """A real number (see :func:`_real_number`) that is finite as a float (10**400 is not)."""
+    if not _real_number(value):
+        return False
+    try:
+        return bool(np.isfinite(float(value)))
+    except OverflowError:
+        return False
+
+
 def _row_norms(X, keepdims=False):
     """The Euclidean norm of each row of ``X`` without overflow or underflow: a row whose
     largest absolute entry lies in [1e-150, 1e150] (or is 0) as ``numpy.linalg.norm``
@@ -231,9 +241,10 @@ def tile_images(rows, image_shape, *, grid_shape=None, spacing=1, scale_each=Tru
                 f"there are {n_images} images; use a larger grid or fewer rows."
             )
     _check_bool(scale_each, "scale_each")
-    if not _real_number(fill):
+    if not _finite_number(fill):
         raise ValueError(
-            f"fill must be a number (the value of the spacing pixels), got {_plain(fill)!r}."
+            f"fill must be a finite number (the value of the spacing pixels), got "
+            f"{_plain(fill)!r}."
         )
     if scale_each:
         peak = np.max(np.abs(rows), axis=1, keepdims=True)
@@ -423,6 +434,17 @@ def plot_loss_curve(estimator, ax=None, *, log_scale=True):
     >>> len(plot_loss_curve(ae).lines) == 1
     True
     """
+    from ._sparse_autoencoder import SparseAutoencoder
+    from ._stacked import StackedAutoencoder, StackedAutoencoderClassifier
+
+    skae_estimators = (SparseAutoencoder, StackedAutoencoder, StackedAutoencoderClassifier)
+    if not isinstance(estimator, skae_estimators):
+        raise TypeError(
+            f"plot_loss_curve plots the loss curves of skae's estimators (their axis is "
+            f"L-BFGS iterations or epochs, as skae records them); got "
+            f"{type(estimator).__name__}. For scikit-learn's MLPs plot their loss_curve_ "
+            "with matplotlib directly."
+        )
     check_is_fitted(estimator)
     _check_bool(log_scale, "log_scale")
     curves = []  # (label, values, unit)
@@ -810,22 +832,30 @@ def _center_biased_ascent(
     return X
 
 
-def _lbfgs(fun, X0, bounds, max_iter, tol):
+def _lbfgs(fun, X0, bounds, max_iter, tol, name, advice):
     """Minimise ``fun`` over the flattened ``X0`` with L-BFGS-B, inside ``bounds`` if given.
 
     It stops at ``max_iter`` or when the projected gradient is below ``tol`` (the relative
-    decrease test is switched off, so that ``tol`` decides).
+    decrease test is switched off, so that ``tol`` decides). A loss that is not finite
+    (from which L-BFGS-B cannot move) is a ValueError from the function ``name``, with
+    ``advice``.
     """
     if bounds is not None:
         X0 = np.clip(X0, *bounds)
-    result = minimize(
-        fun,
-        X0.ravel(),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=None if bounds is None else [bounds] * X0.size,
-        options={"maxiter": max_iter, "gtol": tol, "ftol": np.finfo(float).eps},
-    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = minimize(
+            fun,
+            X0.ravel(),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=None if bounds is None else [bounds] * X0.size,
+            options={"maxiter": max_iter, "gtol": tol, "ftol": np.finfo(float).eps},
+        )
+    if not np.isfinite(result.fun):
+        raise ValueError(
+            f"{name}: the objective is not finite ({result.fun}), so L-BFGS-B cannot move "
+            f"from its start. {advice}"
+        )
     return result.x.reshape(X0.shape), int(result.nit)
 
 
@@ -964,7 +994,10 @@ def activation_maximization(
             score, grad, _ = _unit_score(layers, theta.reshape(X.shape), units)
             return -float(np.sum(score)), -grad.ravel()
 
-        X, _ = _lbfgs(fun, X, bounds, max_iter, tol)
+        X, _ = _lbfgs(
+            fun, X, bounds, max_iter, tol, "activation_maximization",
+            "Give bounds and an init of magnitudes near 1 (the scale of the training data).",
+        )
     _, _, activations = _unit_score(layers, X, units)
     return X, activations
 
@@ -1079,7 +1112,11 @@ def invert_code(
     rng = check_random_state(random_state)
     X0 = _start(init, len(codes), n_features, 1.0, bounds, rng, "invert_code")
     fun = _inversion_objective(layers, codes, reg, regularizer, image_shape)
-    X, _ = _lbfgs(fun, X0, bounds, max_iter, tol)
+    X, _ = _lbfgs(
+        fun, X0, bounds, max_iter, tol, "invert_code",
+        "Use codes within the range of the layer's units, a smaller reg, and an init and "
+        "bounds of magnitudes near 1 (the scale of the training data).",
+    )
     code_error = np.linalg.norm(forward(layers, X)[-1] - codes, axis=1)
     return X, code_error
 
@@ -1263,6 +1300,13 @@ def multifaceted_visualization(
     starts = np.array([X[top[rows]].mean(axis=0) for rows in nearest])
     if bounds is None and norm is None:
         norm = float(np.max(_row_norms(starts)))
+        if not 0.0 < norm < float("inf"):
+            raise ValueError(
+                f"The facets' starts (means of the nearest top inputs) have a largest norm "
+                f"of {norm:g}, which cannot be the default radius of the search (norm=None): "
+                "pass norm= (the length of the inputs to search among) or bounds=, or "
+                "scale X to values near 1."
+            )
     facets, facet_activations = activation_maximization(
         estimator,
         layer,

@@ -3,11 +3,13 @@
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
 
 from skae import SparseAutoencoder
 from skae.inspection import (
@@ -254,8 +256,8 @@ def test_tile_images_refuses_an_empty_input_and_a_fill_that_is_not_a_number():
         tile_images([], (3, 4))
     with pytest.raises(ValueError, match=r"rows is empty \(shape \(0, 12\)\)"):
         tile_images(np.zeros((0, 12)), (3, 4))
-    for fill in (None, "x", True, [0.0]):
-        with pytest.raises(ValueError, match="fill must be a number"):
+    for fill in (None, "x", True, [0.0], np.nan, -np.inf, np.float32("inf"), 10**400):
+        with pytest.raises(ValueError, match="fill must be a finite number"):
             tile_images(np.ones((2, 12)), (3, 4), fill=fill)
     from fractions import Fraction
 
@@ -352,3 +354,46 @@ def test_row_norms_of_infinite_rows_are_infinite():
     norms = _row_norms(X)
     assert norms[0] == np.inf
     np.testing.assert_allclose(norms[1:], [5e200, 5.0], rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(reg=1e300), dict(init=np.full((3, 64), 1e200))], ids=["reg", "init"]
+)
+def test_an_objective_that_is_not_finite_at_the_start_is_an_error(autoencoder, digits, kwargs):
+    """invert_code returned its start (and a code_error of 0 with init=X) when the objective
+    overflowed at the start, from which L-BFGS-B cannot move; now an error with the fix."""
+    kwargs = {"init": digits[:3], **kwargs}
+    with pytest.raises(ValueError, match="invert_code: the objective is not finite.*"
+                       "a smaller reg, and an init and bounds of magnitudes near 1"):
+        invert_code(autoencoder, digits[:3], **kwargs)
+    with pytest.raises(ValueError, match="activation_maximization: the objective is not "
+                       "finite.*Give bounds and an init of magnitudes near 1"):
+        activation_maximization(autoencoder, 1, [0], bounds=(-1.7e308, 1.7e308),
+                                init=np.full((1, 64), 1.7e308))
+
+
+def test_multifaceted_default_radius_of_zero_starts_names_norm_and_bounds():
+    """Starts of norm 0 (here symmetric tanh data) cannot give the default radius: the
+    error says so and what to pass (it blamed a norm the caller never gave)."""
+    X = load_digits().data[:300] / 16.0
+    tanh = SparseAutoencoder(n_hidden=6, activation="tanh", max_iter=20, random_state=0).fit(X)
+    A = np.random.RandomState(0).randint(-3, 4, (50, 64)).astype(float)
+    with pytest.raises(ValueError, match=r"largest norm of 0, which cannot be the default "
+                       r"radius of the search \(norm=None\): pass norm="):
+        multifaceted_visualization(tanh, np.vstack([A, -A]), 0, n_top=100, n_facets=1,
+                                   n_nearest=100)
+
+
+def test_plot_loss_curve_refuses_other_estimators(digits, agg):
+    """An MLPClassifier has a loss_curve_ (by epochs) that skae's axis would mislabel."""
+    from sklearn.neural_network import MLPClassifier
+
+    from skae.inspection import plot_loss_curve
+
+    mlp = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp.fit(digits, np.arange(len(digits)) % 3)
+    with pytest.raises(TypeError, match="plots the loss curves of skae's estimators.*got "
+                       "MLPClassifier"):
+        plot_loss_curve(mlp)
