@@ -1091,7 +1091,7 @@ def invert_code(
         raise ValueError('regularizer="tv" needs image_shape=(height, width).')
     if image_shape is not None:  # checked whenever given, as the other functions do
         image_shape = _check_image_shape(image_shape, n_features)
-    data = check_array(_host(X_or_codes), dtype=np.float64)
+    data = check_array(_host(X_or_codes), dtype=np.float64, input_name="X_or_codes")
     width = data.shape[1]
     if given == "auto":
         if width == n_features == n_units:
@@ -1245,7 +1245,7 @@ def multifaceted_visualization(
     if not _is_int(unit):
         raise ValueError(f"unit must be one int, got {_plain(unit)!r}.")
     units = _check_units(unit, layers, layer)
-    X = check_array(_host(X), dtype=np.float64)
+    X = check_array(_host(X), dtype=np.float64, input_name="X")
     if X.shape[1] != layers[0].n_in:
         raise ValueError(
             f"X has {X.shape[1]} features, but the {type(estimator).__name__} was fitted on "

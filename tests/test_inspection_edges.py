@@ -397,3 +397,14 @@ def test_plot_loss_curve_refuses_other_estimators(digits, agg):
     with pytest.raises(TypeError, match="plots the loss curves of skae's estimators.*got "
                        "MLPClassifier"):
         plot_loss_curve(mlp)
+
+
+def test_nan_inputs_are_named(autoencoder, digits):
+    """NaN in the rows is refused with the argument's name (scikit-learn's bare message
+    did not say which argument)."""
+    rows = digits[:5].copy()
+    rows[0, 0] = np.nan
+    with pytest.raises(ValueError, match="Input X_or_codes contains NaN"):
+        invert_code(autoencoder, rows)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        multifaceted_visualization(autoencoder, np.vstack([rows, digits[:100]]), 0)
