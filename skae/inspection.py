@@ -111,7 +111,7 @@ def _finite_number(value):
         return False
     try:
         return bool(np.isfinite(float(value)))
-    except OverflowError:
+    except (OverflowError, ValueError):  # 10**400; Decimal("sNaN")
         return False
 
 
@@ -836,25 +836,34 @@ def _lbfgs(fun, X0, bounds, max_iter, tol, name, advice):
     """Minimise ``fun`` over the flattened ``X0`` with L-BFGS-B, inside ``bounds`` if given.
 
     It stops at ``max_iter`` or when the projected gradient is below ``tol`` (the relative
-    decrease test is switched off, so that ``tol`` decides). A loss that is not finite
-    (from which L-BFGS-B cannot move) is a ValueError from the function ``name``, with
-    ``advice``.
+    decrease test is switched off, so that ``tol`` decides). A start where the objective
+    or its gradient is not finite, and a start from which L-BFGS-B cannot take a step
+    (its first line search finds no decrease: the objective's scale is beyond what it
+    handles), are ValueErrors from the function ``name``, with ``advice``: the result
+    would be the start.
     """
     if bounds is not None:
         X0 = np.clip(X0, *bounds)
     with np.errstate(over="ignore", invalid="ignore"):
-        result = minimize(
-            fun,
-            X0.ravel(),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=None if bounds is None else [bounds] * X0.size,
-            options={"maxiter": max_iter, "gtol": tol, "ftol": np.finfo(float).eps},
-        )
-    if not np.isfinite(result.fun):
+        f0, g0 = fun(X0.ravel())
+    if not (np.isfinite(f0) and np.all(np.isfinite(g0))):
         raise ValueError(
-            f"{name}: the objective is not finite ({result.fun}), so L-BFGS-B cannot move "
-            f"from its start. {advice}"
+            f"{name}: the objective or its gradient is not finite at the start (the "
+            f"objective is {f0:.3g}), so L-BFGS-B cannot move from it. {advice}"
+        )
+    result = minimize(
+        fun,
+        X0.ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=None if bounds is None else [bounds] * X0.size,
+        options={"maxiter": max_iter, "gtol": tol, "ftol": np.finfo(float).eps},
+    )
+    if result.nit == 0 and result.status == 2:
+        raise ValueError(
+            f"{name}: L-BFGS-B could not take a step from the start (its line search found "
+            f"no decrease; the objective is {f0:.3g} there), so the result would be the "
+            f"start. {advice}"
         )
     return result.x.reshape(X0.shape), int(result.nit)
 

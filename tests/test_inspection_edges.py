@@ -356,20 +356,35 @@ def test_row_norms_of_infinite_rows_are_infinite():
     np.testing.assert_allclose(norms[1:], [5e200, 5.0], rtol=1e-15)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [dict(reg=1e300), dict(init=np.full((3, 64), 1e200))], ids=["reg", "init"]
-)
-def test_an_objective_that_is_not_finite_at_the_start_is_an_error(autoencoder, digits, kwargs):
-    """invert_code returned its start (and a code_error of 0 with init=X) when the objective
-    overflowed at the start, from which L-BFGS-B cannot move; now an error with the fix."""
-    kwargs = {"init": digits[:3], **kwargs}
-    with pytest.raises(ValueError, match="invert_code: the objective is not finite.*"
-                       "a smaller reg, and an init and bounds of magnitudes near 1"):
+def test_an_objective_that_is_not_finite_at_the_start_is_an_error(autoencoder, digits):
+    """invert_code returned its start when the objective overflowed there, from which
+    L-BFGS-B cannot move; now an error with the fix."""
+    kwargs = {"init": np.full((3, 64), 1e200)}
+    with pytest.raises(ValueError, match="invert_code: the objective or its gradient is not "
+                       "finite at the start.*a smaller reg, and an init and bounds of "
+                       "magnitudes near 1"):
         invert_code(autoencoder, digits[:3], **kwargs)
-    with pytest.raises(ValueError, match="activation_maximization: the objective is not "
-                       "finite.*Give bounds and an init of magnitudes near 1"):
+    with pytest.raises(ValueError, match="activation_maximization: the objective or its "
+                       "gradient is not finite.*Give bounds and an init of magnitudes near 1"):
         activation_maximization(autoencoder, 1, [0], bounds=(-1.7e308, 1.7e308),
                                 init=np.full((1, 64), 1.7e308))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(reg=1e305, init=np.full(64, 0.1)), dict(reg=1e-4, init=np.full(64, 1e100)),
+     dict(reg=1e300, init="data")],
+    ids=["gradient-norm-overflows", "huge-start", "huge-reg"],
+)
+def test_a_start_l_bfgs_b_cannot_leave_is_an_error(autoencoder, digits, kwargs):
+    """A finite start from which L-BFGS-B's first line search finds no decrease (a
+    gradient whose norm overflows, a start of 1e100, a huge reg) returned the start
+    silently (with a code_error of 0 when the start was the data)."""
+    if isinstance(kwargs["init"], str):
+        kwargs = {**kwargs, "init": digits[:2]}
+    with pytest.raises(ValueError, match="invert_code: L-BFGS-B could not take a step from "
+                       "the start.*the result would be the start. Use codes within"):
+        invert_code(autoencoder, digits[:2], given="inputs", **kwargs)
 
 
 def test_multifaceted_default_radius_of_zero_starts_names_norm_and_bounds():
