@@ -230,10 +230,10 @@ def fit_keeping_state(fit, *, one_blas_thread=True):
 
     The decorated ``fit`` runs inside scikit-learn's ``_fit_context`` (the parameters are
     validated first; nested estimators skip their own validation); a ``partial_fit``
-    validates them on every call, not on the first only as the context does. If it raises anything,
-    an error or ``KeyboardInterrupt`` outside the optimiser (which handles its own), the
-    estimator's attributes are restored to what they were before the call, so a failed
-    ``fit`` leaves a fitted model fitted and an unfitted one unfitted.
+    validates them on every call, not on the first only as the context does. If it raises
+    anything, an error or ``KeyboardInterrupt`` outside the optimiser (which handles its
+    own), the estimator's attributes are restored to what they were before the call, so a
+    failed ``fit`` leaves a fitted model fitted and an unfitted one unfitted.
 
     BLAS runs on one thread for the whole call
     (:func:`skae._parallel.blas_single_threaded`): the objectives use skae's worker threads,
