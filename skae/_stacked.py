@@ -2116,6 +2116,8 @@ class StackedAutoencoderClassifier(
         >>> bool(clf.score(X[1200:] / 16.0, y[1200:]) > 0.8)
         True
         """
+        check_is_fitted(self)
+        check_fitted_namespace(X, self, attribute="_bottom_weights", method="score")
         if any(_dask.is_dask_collection(a) for a in (X, y, sample_weight)):
             predicted, y, sample_weight = _dask.compute_all(self.predict(X), y, sample_weight)
             return float(accuracy_score(y, predicted, sample_weight=sample_weight))

@@ -668,3 +668,17 @@ def test_score_samples_is_lazy_and_equals_numpy(client, X, loss):
     if loss == "cross_entropy":
         with pytest.raises(ValueError, match=r"needs data in \[0, 1\]"):
             ae.score_samples(da.from_array(X * 3, chunks=(CHUNKS, -1))).compute()
+
+
+@short_fit
+def test_lazy_results_keep_the_parameters_of_the_call(X):
+    """A lazy score_samples (as transform, inverse_transform and the stack's scores) is
+    computed with the parameters the model had when it was called: a refit in between
+    used to change the scores of the earlier graph."""
+    ae = SparseAutoencoder(n_hidden=12, max_iter=10, random_state=0).fit(X)
+    Xd = da.from_array(X, chunks=(CHUNKS, -1))
+    lazy = {"score_samples": ae.score_samples(Xd), "transform": ae.transform(Xd)}
+    expected = {"score_samples": ae.score_samples(X), "transform": ae.transform(X)}
+    ae.set_params(random_state=1).fit(X[::-1])
+    for name, graph in lazy.items():
+        np.testing.assert_allclose(graph.compute(scheduler="sync"), expected[name], rtol=1e-12)
