@@ -10,6 +10,7 @@ are saved as a PNG when matplotlib is installed.
 
 import argparse
 import io
+import os
 import sys
 import time
 import warnings
@@ -145,6 +146,11 @@ def _parse(argv):
             )
         if path.is_dir():
             parser.error(f"--filters: {args.filters!r} is a directory, not a file name")
+        if path.is_symlink() and not path.exists():
+            parser.error(
+                f"--filters: {args.filters!r} is a link to a file that does not exist; "
+                "choose another path (--no-filters saves nothing)"
+            )
         existed = path.exists()
         try:  # can it be written? (asked now, not after the fits)
             with open(path, "ab"):
@@ -354,5 +360,16 @@ def main(argv=None):
     return 0
 
 
+def _main_piped():
+    """:func:`main`, quiet when the reader of the output goes away (``| head``): the rest of
+    the output is dropped, as other command-line tools do, with exit code 1."""
+    try:
+        return main()
+    except BrokenPipeError:
+        # Python would report the broken pipe again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main_piped())

@@ -10,6 +10,7 @@ from importlib import resources
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.feature_extraction.image import extract_patches_2d
 from sklearn.utils import check_random_state
 
@@ -61,6 +62,13 @@ def _grey(image):
     A third axis of length 1 is grey, 3 is RGB and 4 is RGBA (the alpha channel is
     ignored).
     """
+    if isinstance(image, (str, bytes)) or sp.issparse(image):
+        raise ValueError(
+            f"each image must be an array of pixels, got a value of type "
+            f"{type(image).__name__}; read "
+            "image files first (e.g. with skimage.io.imread or "
+            "numpy.asarray(PIL.Image.open(path))), and densify sparse ones (.toarray())."
+        )
     image = np.asarray(image)
     integer = np.issubdtype(image.dtype, np.integer)
     image = as_real_floats(image, "an image")
@@ -260,7 +268,22 @@ def load_natural_patches(
         raise ValueError(f"normalize must be one of {_NORMALIZE}, got {_plain(normalize)!r}.")
     if not isinstance(whiten, (bool, np.bool_)):
         raise ValueError(f"whiten must be True or False, got {_plain(whiten)!r}.")
-    rng = check_random_state(random_state)
+    patch_size, n_patches = int(patch_size), int(n_patches)  # np.int16 would wrap around
+    try:
+        rng = check_random_state(random_state)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"random_state must be None, an int in [0, 2**32 - 1] or a "
+            f"numpy.random.RandomState, got {_plain(random_state)!r} ({exc})."
+        ) from exc
+    if isinstance(images, (str, bytes, dict)) or not hasattr(images, "__iter__") and (
+        images is not None
+    ):
+        raise ValueError(
+            f"images must be a list of photographs (arrays of pixels), got a value "
+            f"of type {type(images).__name__}; read image files first (e.g. with "
+            "skimage.io.imread or numpy.asarray(PIL.Image.open(path)))."
+        )
     shape = None if isinstance(images, (list, tuple)) else getattr(images, "shape", None)
     if shape is not None and (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3, 4))):
         # one array (NumPy, PyTorch, ...) whose rows would be taken for images

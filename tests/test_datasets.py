@@ -323,3 +323,33 @@ def test_images_too_small_to_crop_are_not_said_to_lose_a_border():
     with pytest.raises(ValueError, match=r"have 9 positions for a 8x8 patch, fewer") as caught:
         load_natural_patches(8, 10, images=[image])
     assert "border" not in str(caught.value) and "whiten=False" not in str(caught.value)
+
+
+def test_numpy_integer_sizes_give_the_plain_int_result():
+    """np.int16 sizes are used as ints (their products wrapped around: a wrong count of
+    patch positions, or an OverflowError)."""
+    image = np.random.default_rng(0).random((300, 300))
+    plain = load_natural_patches(8, 30000, images=[image], whiten=False, random_state=0)
+    small = load_natural_patches(np.int16(8), np.int32(30000), images=[image], whiten=False,
+                                 random_state=0)
+    np.testing.assert_array_equal(small, plain)
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [("photo.png", "images must be a list of photographs .*of type str; read image files"),
+     (5, "images must be a list of photographs .*got a value of type int"),
+     ({"a": np.ones((20, 20))}, "images must be a list of photographs .*of type dict"),
+     (["photo.png"], "each image must be an array of pixels, got a value of type str; read"),
+     ([pytest.importorskip("scipy.sparse").csr_matrix(np.ones((20, 20)))],
+      r"each image must be an array of pixels, got a value of type csr_matrix.*\.toarray\(\)")],
+)
+def test_images_that_are_not_arrays_of_pixels_are_named(images, message):
+    with pytest.raises(ValueError, match=message):
+        load_natural_patches(4, 10, images=images, whiten=False)
+
+
+@pytest.mark.parametrize("random_state", [-1, "seed", 1.5])
+def test_a_bad_random_state_names_the_parameter(random_state):
+    with pytest.raises(ValueError, match="random_state must be None, an int in"):
+        load_natural_patches(4, 10, random_state=random_state)

@@ -192,3 +192,31 @@ def test_python_dash_m_skae_bad_seed_is_an_argparse_error():
     assert "usage: python -m skae" in result.stderr
     assert "argument --random-state: must be between 0 and 4294967295, got -1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_filters_given_a_dangling_link_leaves_it_alone(tmp_path, monkeypatch, capsys):
+    """A --filters path that is a link to no file is refused, and neither the link nor its
+    target is touched (the write check created the target, then removed the link)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link.png").symlink_to(tmp_path / "target.png")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--filters", "link.png"])
+    assert exit_info.value.code == 2
+    assert "is a link to a file that does not exist" in capsys.readouterr().err
+    assert (tmp_path / "link.png").is_symlink()
+    assert not (tmp_path / "target.png").exists()
+
+
+def test_python_dash_m_skae_into_a_closed_pipe_stops_quietly():
+    """`python -m skae | head -1`: once the reader has gone, the demo stops with exit code
+    1 and no BrokenPipeError traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skae", "--max-iter", "1", "--no-filters"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    first = process.stdout.readline()
+    process.stdout.close()  # as head does after its line
+    _, err = process.communicate(timeout=120)
+    assert first.startswith("skae ")
+    assert process.returncode == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err
