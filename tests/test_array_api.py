@@ -268,7 +268,7 @@ def test_a_dask_array_after_a_device_fit_is_a_clear_error(dispatch):
         (models[2], lambda est: est.transform(Xd), "transform"),
         (models[2], lambda est: est.predict(Xd), "predict"),
         (models[2], lambda est: est.predict_proba(Xd), "predict_proba"),
-        (models[2], lambda est: est.score(Xd, y), "predict"),  # score calls predict
+        (models[2], lambda est: est.score(Xd, y), "score"),
     ]
     with config_context(array_api_dispatch=dispatch):
         for est, call, method in calls:
