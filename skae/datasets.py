@@ -238,9 +238,10 @@ def load_natural_patches(
         as cut.
     images : list of array-like, default=None
         Photographs to cut from (2-D grey, or 3-D with 1 grey, 3 RGB or 4 RGBA channels;
-        values in [0, 1] or [0, 255], others are refused); one photograph is passed as
-        ``[image]``. Together they must have at least ``n_patches`` patch positions
-        (with ``whiten``, inside the borders that step 1 drops).
+        values in [0, 1] or [0, 255], others are refused: an image of integers, or of
+        floats above 1, is divided by 255); one photograph is passed as ``[image]``.
+        Together they must have at least ``n_patches`` patch positions (with ``whiten``,
+        inside the borders that step 1 drops).
         Positions are drawn with replacement, so a small image chosen more often than it
         has positions gives some patches twice.
         By default: scikit-learn's two sample images and, when scikit-image is installed
