@@ -146,22 +146,19 @@ def _parse(argv):
             )
         if path.is_dir():
             parser.error(f"--filters: {args.filters!r} is a directory, not a file name")
-        if path.is_symlink() and not path.exists():
-            parser.error(
-                f"--filters: {args.filters!r} is a link to a file that does not exist; "
-                "choose another path (--no-filters saves nothing)"
-            )
-        existed = path.exists()
-        try:  # can it be written? (asked now, not after the fits)
-            with open(path, "ab"):
+        try:  # a link is written through: the file checked (and removed) is its target
+            target = path.resolve() if path.is_symlink() else path
+            existed = target.exists()
+            with open(target, "ab"):  # can it be written? (asked now, not after the fits)
                 pass
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links
             parser.error(
-                f"--filters: {args.filters!r} cannot be written ({exc.strerror}); choose "
-                "another path (--no-filters saves nothing)"
+                f"--filters: {args.filters!r} cannot be written "
+                f"({getattr(exc, 'strerror', None) or exc}); choose another path "
+                "(--no-filters saves nothing)"
             )
         if not existed:
-            path.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
     return args
 
 
@@ -364,7 +361,9 @@ def _main_piped():
     """:func:`main`, quiet when the reader of the output goes away (``| head``): the rest of
     the output is dropped, as other command-line tools do, with exit code 1."""
     try:
-        return main()
+        code = main()
+        sys.stdout.flush()  # what is still buffered (with --quiet, the whole table)
+        return code
     except BrokenPipeError:
         # Python would report the broken pipe again when it flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

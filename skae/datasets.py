@@ -275,15 +275,17 @@ def load_natural_patches(
     except (TypeError, ValueError) as exc:
         raise ValueError(
             f"random_state must be None, an int in [0, 2**32 - 1] or a "
-            f"numpy.random.RandomState, got {_plain(random_state)!r} ({exc})."
+            f"numpy.random.RandomState (not a numpy.random.Generator), got "
+            f"{_plain(random_state)!r}."
         ) from exc
     if isinstance(images, (str, bytes, dict)) or not hasattr(images, "__iter__") and (
         images is not None
     ):
         raise ValueError(
             f"images must be a list of photographs (arrays of pixels), got a value "
-            f"of type {type(images).__name__}; read image files first (e.g. with "
-            "skimage.io.imread or numpy.asarray(PIL.Image.open(path)))."
+            f"of type {type(images).__name__}; pass images=[image] for one photograph, "
+            "and read image files first (e.g. with skimage.io.imread or "
+            "numpy.asarray(PIL.Image.open(path)))."
         )
     shape = None if isinstance(images, (list, tuple)) else getattr(images, "shape", None)
     if shape is not None and (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3, 4))):

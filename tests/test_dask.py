@@ -682,3 +682,22 @@ def test_lazy_results_keep_the_parameters_of_the_call(X):
     ae.set_params(random_state=1).fit(X[::-1])
     for name, graph in lazy.items():
         np.testing.assert_allclose(graph.compute(scheduler="sync"), expected[name], rtol=1e-12)
+
+
+@short_fit
+def test_lazy_stack_results_keep_the_layers_of_the_call(X):
+    """The stacks' lazy scores and predictions use the layers they had when called, even
+    when a layer is changed or replaced before compute."""
+    y = load_digits().target[: len(X)]
+    Xd = da.from_array(X, chunks=(CHUNKS, -1))
+    stack = StackedAutoencoder((8, 4), alpha=[1e-3, 0.0], max_iter=5, random_state=0).fit(X)
+    clf = StackedAutoencoderClassifier((8,), max_iter=5, softmax_max_iter=5,
+                                       fine_tune_max_iter=5, random_state=0).fit(X, y)
+    lazy = [stack.score_samples(Xd), clf.predict_proba(Xd)]
+    expected = [stack.score_samples(X), clf.predict_proba(X)]
+    other = StackedAutoencoder((8, 4), alpha=[1e-3, 0.0], max_iter=5, random_state=1).fit(
+        X[::-1])
+    stack.autoencoders_[0] = other.autoencoders_[0]
+    clf.layers_[0] = Layer(clf.layers_[0].weights * 2.0, clf.layers_[0].bias, "sigmoid")
+    for graph, values in zip(lazy, expected):
+        np.testing.assert_allclose(graph.compute(scheduler="sync"), values, rtol=1e-12)

@@ -1,5 +1,6 @@
 """``python -m skae``: the command line demonstration."""
 
+import os
 import re
 import subprocess
 import sys
@@ -194,29 +195,36 @@ def test_python_dash_m_skae_bad_seed_is_an_argparse_error():
     assert "Traceback" not in result.stderr
 
 
-def test_filters_given_a_dangling_link_leaves_it_alone(tmp_path, monkeypatch, capsys):
-    """A --filters path that is a link to no file is refused, and neither the link nor its
-    target is touched (the write check created the target, then removed the link)."""
+def test_filters_through_a_link_checks_its_target_and_keeps_the_link(tmp_path, monkeypatch):
+    """A --filters link to a file not yet written is written through: the write check
+    creates and removes the target, not the link (it removed the link and left an empty
+    target); a loop of links cannot be written."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "link.png").symlink_to(tmp_path / "target.png")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--filters", "link.png"])
-    assert exit_info.value.code == 2
-    assert "is a link to a file that does not exist" in capsys.readouterr().err
+    (tmp_path / "out").mkdir()
+    (tmp_path / "link.png").symlink_to(tmp_path / "out" / "target.png")
+    assert demo._parse(["--filters", "link.png"]).filters == "link.png"
     assert (tmp_path / "link.png").is_symlink()
-    assert not (tmp_path / "target.png").exists()
+    assert not (tmp_path / "out" / "target.png").exists()
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    with pytest.raises(SystemExit):
+        demo._parse(["--filters", "loop.png"])
+    assert (tmp_path / "loop.png").is_symlink()
 
 
-def test_python_dash_m_skae_into_a_closed_pipe_stops_quietly():
+@pytest.mark.parametrize("quiet", [False, True])
+def test_python_dash_m_skae_into_a_closed_pipe_stops_quietly(quiet):
     """`python -m skae | head -1`: once the reader has gone, the demo stops with exit code
-    1 and no BrokenPipeError traceback."""
+    1 and no BrokenPipeError traceback, also when the output is buffered until the end
+    (--quiet prints only the table, flushed at exit)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "skae", "--max-iter", "1", "--no-filters"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "skae", "--max-iter", "1", "--no-filters"]
+        + ["--quiet"] * quiet,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
-    first = process.stdout.readline()
+    if not quiet:
+        assert process.stdout.readline().startswith("skae ")
     process.stdout.close()  # as head does after its line
     _, err = process.communicate(timeout=120)
-    assert first.startswith("skae ")
-    assert process.returncode == 1
-    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert process.returncode == 1, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
