@@ -337,7 +337,7 @@ def test_numpy_integer_sizes_give_the_plain_int_result():
 
 @pytest.mark.parametrize(
     "images, message",
-    [("photo.png", "images must be a list of photographs .*of type str; read image files"),
+    [("photo.png", r"images must be .*of type str; pass images=\[image\] .*read image files"),
      (5, "images must be a list of photographs .*got a value of type int"),
      ({"a": np.ones((20, 20))}, "images must be a list of photographs .*of type dict"),
      (["photo.png"], "each image must be an array of pixels, got a value of type str; read"),
