@@ -32,6 +32,8 @@ numbers. Whatever scheduler is active runs the graphs (threads, processes, or a
 ``dask.distributed`` client). dask is imported only when a dask collection is given.
 """
 
+import copy
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -610,16 +612,26 @@ def _checked_apply(block, function, name, *args):
     return function(_checked_chunk(block, name, "X"), *args)
 
 
+def _as_of_now(arg):
+    """A shallow copy of a fitted object (or of each in a list): the fits that follow make
+    new arrays and objects, so a graph holding the copy keeps the values of the call."""
+    if isinstance(arg, list):
+        return [copy.copy(a) for a in arg]
+    return copy.copy(arg)
+
+
 def map_rows(estimator, X, function, *args):
     """``function(X_chunk, *args)`` on each row chunk of a dask ``X``: a lazy dask array.
 
     ``function`` maps a NumPy array of rows to one row (or one value) per input row;
-    its output's shape and dtype are read from a call on zero rows. ``args`` travel
-    once per worker.
+    its output's shape and dtype are read from a call on zero rows. ``args`` (fitted
+    objects, or lists of them) are taken as they are now, so that a refit before the
+    result is computed does not change it; they travel once per worker.
     """
     from dask import delayed
 
     X = _rows_chunked(estimator, X, reset=False)
+    args = [_as_of_now(arg) for arg in args]
     meta = function(np.empty((0, X.shape[1]), dtype=X.dtype), *args)
     keys = [delayed(arg, pure=False) for arg in args]
     name = type(estimator).__name__

@@ -1023,9 +1023,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         check_fitted_namespace(X, self, attribute="components_", method="score_samples")
         if _dask.is_dask_collection(X):
-            # lazy, with the fitted parameters of now (a shallow copy: a later fit makes
-            # new arrays, and the graph does not see them)
-            return _dask.map_rows(self, X, negative_losses, [copy.copy(self)])
+            return _dask.map_rows(self, X, negative_losses, [self])  # lazy
         return -self._reconstruction_losses(X)
 
     def __getstate__(self):

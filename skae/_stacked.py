@@ -880,10 +880,7 @@ class StackedAutoencoder(
         check_is_fitted(self)
         check_fitted_namespace(X, self, attribute="_bottom_weights", method="score_samples")
         if _dask.is_dask_collection(X):
-            # lazy, with the layers of now (shallow copies: a later change of a layer
-            # does not reach the graph)
-            layers = [copy.copy(autoencoder) for autoencoder in self.autoencoders_]
-            return _dask.map_rows(self, X, negative_losses, layers)
+            return _dask.map_rows(self, X, negative_losses, self.autoencoders_)  # lazy
         dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return negative_losses(X, self.autoencoders_)
@@ -2030,8 +2027,7 @@ class StackedAutoencoderClassifier(
         check_is_fitted(self)
         check_fitted_namespace(X, self, attribute="_bottom_weights", method=method)
         if _dask.is_dask_collection(X):
-            layers = [copy.copy(layer) for layer in self.layers_]  # those of now
-            return _dask.map_rows(self, X, function, layers, np.array(self.classes_))
+            return _dask.map_rows(self, X, function, self.layers_, self.classes_)
         dtypes = input_namespace(X)[2]
         X = validate_input(self, X, accept_sparse="csr", dtype=dtypes, reset=False)
         return function(X, self.layers_, self.classes_)

@@ -56,6 +56,13 @@ def _check_pixels(image, what):
         raise ValueError(f"{what} contains NaN or infinite values; pass finite pixel values.")
 
 
+# How to turn image files into the arrays the loader takes.
+_READ_FILES = (
+    "read image files first (e.g. with skimage.io.imread or "
+    "numpy.asarray(PIL.Image.open(path)))"
+)
+
+
 def _grey(image):
     """A photograph as a float64 grey image in [0, 1] (ITU-R 601 luma for RGB).
 
@@ -65,9 +72,7 @@ def _grey(image):
     if isinstance(image, (str, bytes)) or sp.issparse(image):
         raise ValueError(
             f"each image must be an array of pixels, got a value of type "
-            f"{type(image).__name__}; read "
-            "image files first (e.g. with skimage.io.imread or "
-            "numpy.asarray(PIL.Image.open(path))), and densify sparse ones (.toarray())."
+            f"{type(image).__name__}; {_READ_FILES}, and densify sparse ones (.toarray())."
         )
     image = np.asarray(image)
     integer = np.issubdtype(image.dtype, np.integer)
@@ -278,14 +283,13 @@ def load_natural_patches(
             f"numpy.random.RandomState (not a numpy.random.Generator), got "
             f"{_plain(random_state)!r}."
         ) from exc
-    if isinstance(images, (str, bytes, dict)) or not hasattr(images, "__iter__") and (
-        images is not None
+    if images is not None and (
+        isinstance(images, (str, bytes, dict)) or not hasattr(images, "__iter__")
     ):
         raise ValueError(
-            f"images must be a list of photographs (arrays of pixels), got a value "
-            f"of type {type(images).__name__}; pass images=[image] for one photograph, "
-            "and read image files first (e.g. with skimage.io.imread or "
-            "numpy.asarray(PIL.Image.open(path)))."
+            f"images must be a list of photographs (arrays of pixels), got a value of type "
+            f"{type(images).__name__}; pass images=[image] for one photograph, and "
+            f"{_READ_FILES}."
         )
     shape = None if isinstance(images, (list, tuple)) else getattr(images, "shape", None)
     if shape is not None and (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3, 4))):
